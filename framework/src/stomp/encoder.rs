@@ -1,0 +1,225 @@
+//! Frame encoding, and the encode-once fan-out of MESSAGE frames.
+//!
+//! Encoding never copies a body: an [`EncodedFrame`] is the encoded head plus the body's shared
+//! [`Bytes`], ready for a vectored write. For a message going to many subscribers,
+//! [`PreparedMessage`] encodes the shared headers once per protocol version and each
+//! subscriber only adds its own small head (`subscription`, `message-id`, `ack`).
+
+use std::io::IoSlice;
+use std::sync::OnceLock;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::escape::{Escaping, escape_into};
+use super::{Command, Frame, Headers, Version, names};
+
+const NUL: &[u8] = b"\0";
+
+/// An encoded frame in up to three shared parts plus the closing NUL.
+///
+/// ```
+/// use stompede::stomp::{encode, Command, Frame, Version};
+/// let frame = Frame::new(Command::Send).header("destination", "/queue/a").body("hi");
+/// let encoded = encode(&frame, Version::V1_2);
+/// assert_eq!(&encoded.to_bytes()[..], b"SEND\ndestination:/queue/a\ncontent-length:2\n\nhi\0");
+/// // The body was not copied: the encoded frame points at the same memory.
+/// assert_eq!(encoded.body().as_ptr(), frame.body.as_ptr());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EncodedFrame {
+    head: Bytes,
+    shared: Bytes,
+    body: Bytes,
+}
+
+impl EncodedFrame {
+    /// The command and headers, up to and including the blank line (or up to the shared
+    /// headers, for a fanned-out message).
+    pub fn head(&self) -> &Bytes {
+        &self.head
+    }
+
+    /// The headers shared by every subscriber of a fanned-out message, with the blank line;
+    /// empty for frames made by [`encode`].
+    pub fn shared(&self) -> &Bytes {
+        &self.shared
+    }
+
+    /// The body, shared with the frame it came from.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Total size on the wire, NUL included.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.shared.len() + self.body.len() + 1
+    }
+
+    /// Always false: an encoded frame has at least a command and a NUL.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The four parts in wire order, for a vectored write.
+    pub fn chunks(&self) -> [&[u8]; 4] {
+        [&self.head, &self.shared, &self.body, NUL]
+    }
+
+    /// The parts as `IoSlice`s for `write_vectored`.
+    pub fn io_slices(&self) -> [IoSlice<'_>; 4] {
+        self.chunks().map(IoSlice::new)
+    }
+
+    /// Appends the whole frame to `out` (this copies the body).
+    pub fn write_to(&self, out: &mut BytesMut) {
+        out.reserve(self.len());
+        for chunk in self.chunks() {
+            out.put_slice(chunk);
+        }
+    }
+
+    /// The whole frame as one contiguous buffer (this copies the body).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.len());
+        self.write_to(&mut out);
+        out.freeze()
+    }
+}
+
+/// Encodes `frame` for a peer speaking `version`, without copying the body.
+///
+/// A `content-length` header is written for every non-empty body (any `content-length` the
+/// frame carries is replaced by the true one), so bodies may contain NUL bytes. Header text is
+/// escaped as the version requires; see the [module docs](super) for 1.0.
+pub fn encode(frame: &Frame, version: Version) -> EncodedFrame {
+    let escaping = Escaping::for_frame(version, frame.command.escapes_headers());
+    let mut head = BytesMut::with_capacity(head_capacity(frame.command, &frame.headers));
+    head.put_slice(frame.command.as_str().as_bytes());
+    head.put_u8(b'\n');
+    let had_length = write_headers(&mut head, &frame.headers, escaping, true);
+    if !frame.body.is_empty() || had_length {
+        write_content_length(&mut head, frame.body.len());
+    }
+    head.put_u8(b'\n');
+    EncodedFrame { head: head.freeze(), shared: Bytes::new(), body: frame.body.clone() }
+}
+
+/// Encodes `frame` into one contiguous buffer: [`encode`] followed by
+/// [`EncodedFrame::write_to`].
+pub fn encode_to_bytes(frame: &Frame, version: Version) -> Bytes {
+    encode(frame, version).to_bytes()
+}
+
+fn head_capacity(command: Command, headers: &Headers) -> usize {
+    command.as_str().len()
+        + 32
+        + headers.entries().iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>()
+}
+
+/// Writes `name:value\n` for each header; returns whether a `content-length` was skipped.
+fn write_headers(
+    out: &mut BytesMut,
+    headers: &Headers,
+    escaping: Escaping,
+    skip_length: bool,
+) -> bool {
+    let mut had_length = false;
+    for (name, value) in headers.entries() {
+        if skip_length && name.as_str() == names::CONTENT_LENGTH {
+            had_length = true;
+            continue;
+        }
+        escape_into(out, name.as_bytes(), escaping, true);
+        out.put_u8(b':');
+        escape_into(out, value.as_bytes(), escaping, false);
+        out.put_u8(b'\n');
+    }
+    had_length
+}
+
+fn write_content_length(out: &mut BytesMut, len: usize) {
+    out.put_slice(b"content-length:");
+    out.put_slice(itoa::Buffer::new().format(len).as_bytes());
+    out.put_u8(b'\n');
+}
+
+/// A MESSAGE to be delivered to many subscribers, encoded once.
+///
+/// The headers common to every delivery (`destination`, `content-type`, the publisher's own
+/// headers) and the `content-length` are encoded once per protocol version in use, lazily;
+/// [`for_subscriber`](PreparedMessage::for_subscriber) adds only the per-delivery headers.
+///
+/// ```
+/// use stompede::stomp::{Headers, PreparedMessage, Version};
+/// let mut headers = Headers::new();
+/// headers.push("destination", "/topic/news");
+/// let message = PreparedMessage::new(headers, "extra! extra!".into());
+/// let a = message.for_subscriber(Version::V1_2, &[("subscription", "sub-0"), ("message-id", "7")]);
+/// let b = message.for_subscriber(Version::V1_2, &[("subscription", "sub-1"), ("message-id", "7")]);
+/// assert_eq!(&a.to_bytes()[..],
+///     &b"MESSAGE\nsubscription:sub-0\nmessage-id:7\ndestination:/topic/news\ncontent-length:13\n\nextra! extra!\0"[..]);
+/// // Both deliveries share the encoded headers and the body.
+/// assert_eq!(a.shared().as_ptr(), b.shared().as_ptr());
+/// assert_eq!(a.body().as_ptr(), b.body().as_ptr());
+/// ```
+#[derive(Debug)]
+pub struct PreparedMessage {
+    headers: Headers,
+    body: Bytes,
+    // One encoding of the shared headers per escaping style (none, 1.1, 1.2).
+    shared: [OnceLock<Bytes>; 3],
+}
+
+impl PreparedMessage {
+    /// Prepares a message; `headers` must not contain per-delivery headers.
+    pub fn new(headers: Headers, body: Bytes) -> Self {
+        PreparedMessage { headers, body, shared: Default::default() }
+    }
+
+    /// The shared headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The encoded shared headers for `version` (encoded on first use, then reused).
+    pub fn shared_part(&self, version: Version) -> &Bytes {
+        let escaping = Escaping::for_frame(version, true);
+        let slot = match escaping {
+            Escaping::None => &self.shared[0],
+            Escaping::V1_1 => &self.shared[1],
+            Escaping::V1_2 => &self.shared[2],
+        };
+        slot.get_or_init(|| {
+            let mut out = BytesMut::with_capacity(head_capacity(Command::Message, &self.headers));
+            write_headers(&mut out, &self.headers, escaping, true);
+            write_content_length(&mut out, self.body.len());
+            out.put_u8(b'\n');
+            out.freeze()
+        })
+    }
+
+    /// The MESSAGE frame for one subscriber, with `per_delivery` headers first (so they win
+    /// over any same-named shared header).
+    pub fn for_subscriber(&self, version: Version, per_delivery: &[(&str, &str)]) -> EncodedFrame {
+        let escaping = Escaping::for_frame(version, true);
+        let size = 8 + per_delivery.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>();
+        let mut head = BytesMut::with_capacity(size);
+        head.put_slice(b"MESSAGE\n");
+        for (name, value) in per_delivery {
+            escape_into(&mut head, name.as_bytes(), escaping, true);
+            head.put_u8(b':');
+            escape_into(&mut head, value.as_bytes(), escaping, false);
+            head.put_u8(b'\n');
+        }
+        EncodedFrame {
+            head: head.freeze(),
+            shared: self.shared_part(version).clone(),
+            body: self.body.clone(),
+        }
+    }
+}

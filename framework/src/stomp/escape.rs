@@ -1,0 +1,146 @@
+//! Header escaping (STOMP 1.1 and 1.2, "Value Encoding").
+//!
+//! 1.2 defines `\r`, `\n`, `\c` and `\\`; 1.1 defines the same without `\r`; 1.0 and the
+//! CONNECT/CONNECTED frames of every version define none. An undefined escape sequence is a
+//! fatal protocol error.
+
+use bytes::{BufMut, BytesMut};
+
+use super::Version;
+
+/// How header text is escaped in one frame: decided by the version and the command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Escaping {
+    /// Header text is taken literally (1.0, CONNECT, CONNECTED).
+    None,
+    /// `\n`, `\c`, `\\` (1.1).
+    V1_1,
+    /// `\r`, `\n`, `\c`, `\\` (1.2).
+    V1_2,
+}
+
+impl Escaping {
+    pub(crate) fn for_frame(version: Version, escapes_headers: bool) -> Escaping {
+        match (version, escapes_headers) {
+            (_, false) | (Version::V1_0, _) => Escaping::None,
+            (Version::V1_1, true) => Escaping::V1_1,
+            (Version::V1_2, true) => Escaping::V1_2,
+        }
+    }
+}
+
+/// Why an escaped header could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BadEscape {
+    /// The sequence as it appeared, for the error message (`"\\t"`, or `"\\"` at the end).
+    pub(crate) sequence: String,
+}
+
+/// Decodes escape sequences. Returns `Ok(None)` when `raw` needs no change, so the caller can
+/// keep sharing the received bytes.
+pub(crate) fn unescape(raw: &[u8], escaping: Escaping) -> Result<Option<Vec<u8>>, BadEscape> {
+    if escaping == Escaping::None {
+        return Ok(None);
+    }
+    let Some(first) = memchr::memchr(b'\\', raw) else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(raw.len());
+    out.extend_from_slice(&raw[..first]);
+    let mut i = first;
+    while i < raw.len() {
+        let b = raw[i];
+        if b != b'\\' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let decoded = match raw.get(i + 1) {
+            Some(b'n') => b'\n',
+            Some(b'c') => b':',
+            Some(b'\\') => b'\\',
+            Some(b'r') if escaping == Escaping::V1_2 => b'\r',
+            Some(&other) => {
+                let mut sequence = String::from("\\");
+                sequence.push_str(&String::from_utf8_lossy(&[other]));
+                return Err(BadEscape { sequence });
+            }
+            None => return Err(BadEscape { sequence: "\\".to_owned() }),
+        };
+        out.push(decoded);
+        i += 2;
+    }
+    Ok(Some(out))
+}
+
+/// Appends `text` to `out`, escaped for `escaping`.
+///
+/// Where no escaping exists (1.0, CONNECT, CONNECTED) a line break inside a header cannot be
+/// represented; CR and LF are written as a space so the frame stays well-formed, and a `:` in a
+/// header *name* is written as `_` (`name == true`).
+pub(crate) fn escape_into(out: &mut BytesMut, text: &[u8], escaping: Escaping, name: bool) {
+    let special = |b: u8| match escaping {
+        Escaping::None => b == b'\n' || b == b'\r' || (name && b == b':'),
+        Escaping::V1_1 => b == b'\n' || b == b':' || b == b'\\',
+        Escaping::V1_2 => b == b'\n' || b == b':' || b == b'\\' || b == b'\r',
+    };
+    if !text.iter().any(|&b| special(b)) {
+        out.put_slice(text);
+        return;
+    }
+    out.reserve(text.len() + 8);
+    for &b in text {
+        if !special(b) {
+            out.put_u8(b);
+            continue;
+        }
+        match (escaping, b) {
+            (Escaping::None, b':') => out.put_u8(b'_'),
+            (Escaping::None, _) => out.put_u8(b' '),
+            (_, b'\n') => out.put_slice(b"\\n"),
+            (_, b'\r') => out.put_slice(b"\\r"),
+            (_, b':') => out.put_slice(b"\\c"),
+            (_, _) => out.put_slice(b"\\\\"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn esc(text: &str, escaping: Escaping) -> String {
+        let mut out = BytesMut::new();
+        escape_into(&mut out, text.as_bytes(), escaping, false);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn v12_escapes_all_four() {
+        assert_eq!(esc("a:b\nc\rd\\e", Escaping::V1_2), "a\\cb\\nc\\rd\\\\e");
+    }
+
+    #[test]
+    fn v11_has_no_carriage_return_escape() {
+        assert_eq!(esc("a\rb:", Escaping::V1_1), "a\rb\\c");
+        assert_eq!(unescape(b"a\\rb", Escaping::V1_1), Err(BadEscape { sequence: "\\r".into() }));
+    }
+
+    #[test]
+    fn no_escaping_keeps_backslashes_and_replaces_line_breaks() {
+        assert_eq!(esc("a\\b:c\nd", Escaping::None), "a\\b:c d");
+        assert_eq!(unescape(b"a\\tb", Escaping::None), Ok(None));
+    }
+
+    #[test]
+    fn undefined_and_dangling_escapes_are_errors() {
+        assert_eq!(unescape(b"\\t", Escaping::V1_2), Err(BadEscape { sequence: "\\t".into() }));
+        assert_eq!(unescape(b"abc\\", Escaping::V1_2), Err(BadEscape { sequence: "\\".into() }));
+    }
+
+    #[test]
+    fn unescape_leaves_plain_text_shared() {
+        assert_eq!(unescape(b"plain value", Escaping::V1_2), Ok(None));
+        assert_eq!(unescape(b"x\\c\\\\\\n\\r", Escaping::V1_2), Ok(Some(b"x:\\\n\r".to_vec())));
+    }
+}

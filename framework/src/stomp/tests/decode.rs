@@ -1,0 +1,371 @@
+use bytes::BytesMut;
+
+use super::{decode_all, decode_all_with, decode_one, headers_of};
+use crate::stomp::{Command, DecodeErrorKind, Decoder, Limits, Version};
+
+// --- The examples of the STOMP 1.2 specification -------------------------------------------
+
+#[test]
+fn spec_connect_frame() {
+    let f = decode_one(b"CONNECT\naccept-version:1.2\nhost:stomp.github.org\n\n\0").unwrap();
+    assert_eq!(f.command, Command::Connect);
+    assert_eq!(headers_of(&f), [("accept-version", "1.2"), ("host", "stomp.github.org")]);
+    assert!(f.body.is_empty());
+}
+
+#[test]
+fn spec_send_frame_body_keeps_its_trailing_newline() {
+    let f = decode_one(b"SEND\ndestination:/queue/a\ncontent-type:text/plain\n\nhello queue a\n\0")
+        .unwrap();
+    assert_eq!(f.command, Command::Send);
+    assert_eq!(f.destination(), Some("/queue/a"));
+    assert_eq!(&f.body[..], b"hello queue a\n");
+}
+
+#[test]
+fn spec_subscribe_and_message_frames() {
+    let frames = decode_all(
+        b"SUBSCRIBE\nid:0\ndestination:/queue/foo\nack:client\n\n\0\
+          MESSAGE\nsubscription:0\nmessage-id:007\ndestination:/queue/a\ncontent-type:text/plain\n\nhello queue a\0",
+        Version::V1_2,
+    )
+    .unwrap();
+    assert_eq!(frames[0].command, Command::Subscribe);
+    assert_eq!(frames[0].get("ack"), Some("client"));
+    assert_eq!(frames[1].command, Command::Message);
+    assert_eq!(frames[1].get("message-id"), Some("007"));
+    assert_eq!(&frames[1].body[..], b"hello queue a");
+}
+
+#[test]
+fn spec_error_frame_with_content_length() {
+    let body = "The message:\n-----\nMESSAGE\ndestined:/queue/a\nreceipt:message-12345\n\nHello queue a!\n-----\nDid not contain a destination header, which is REQUIRED\nfor message propagation.\n";
+    let wire = format!(
+        "ERROR\nreceipt-id:message-12345\ncontent-type:text/plain\ncontent-length:{}\nmessage:malformed frame received\n\n{body}\0",
+        body.len()
+    );
+    let f = decode_one(wire.as_bytes()).unwrap();
+    assert_eq!(f.command, Command::Error);
+    assert_eq!(f.get("message"), Some("malformed frame received"));
+    assert_eq!(f.body_str(), Some(body));
+}
+
+#[test]
+fn spec_repeated_header_first_entry_wins() {
+    let f = decode_one(
+        b"MESSAGE\nsubscription:0\nmessage-id:007\ndestination:/queue/a\nfoo:World\nfoo:Hello\n\n\0",
+    )
+    .unwrap();
+    assert_eq!(f.get("foo"), Some("World"));
+    assert_eq!(f.headers.get_all("foo").collect::<Vec<_>>(), ["World", "Hello"]);
+}
+
+// --- Framing ---------------------------------------------------------------------------------
+
+#[test]
+fn crlf_line_endings_are_accepted() {
+    let f = decode_one(b"SEND\r\ndestination:/queue/a\r\nx:y\r\n\r\nbody\0").unwrap();
+    assert_eq!(headers_of(&f), [("destination", "/queue/a"), ("x", "y")]);
+    assert_eq!(&f.body[..], b"body");
+}
+
+#[test]
+fn heart_beats_between_frames_are_skipped_and_counted() {
+    let mut decoder = Decoder::default();
+    let mut buf = BytesMut::from(&b"\n\r\n\nDISCONNECT\n\n\0\n\r\n"[..]);
+    assert_eq!(decoder.decode(&mut buf).unwrap().unwrap().command, Command::Disconnect);
+    assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+    assert!(buf.is_empty());
+    assert_eq!(decoder.heart_beats(), 5);
+}
+
+#[test]
+fn carriage_return_split_from_its_line_feed_is_still_a_heart_beat() {
+    let mut decoder = Decoder::default();
+    let mut buf = BytesMut::from(&b"\r"[..]);
+    assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+    buf.extend_from_slice(b"\nSEND\ndestination:/a\n\n\0");
+    let f = decoder.decode(&mut buf).unwrap().unwrap();
+    assert_eq!(f.destination(), Some("/a"));
+    assert_eq!(decoder.heart_beats(), 1);
+}
+
+#[test]
+fn content_length_body_may_contain_nul() {
+    let f = decode_one(b"SEND\ndestination:/a\ncontent-length:5\n\na\0b\0c\0").unwrap();
+    assert_eq!(&f.body[..], b"a\0b\0c");
+}
+
+#[test]
+fn content_length_zero_is_an_empty_body() {
+    let f = decode_one(b"SEND\ndestination:/a\ncontent-length:0\n\n\0").unwrap();
+    assert!(f.body.is_empty());
+}
+
+#[test]
+fn body_not_followed_by_nul_after_content_length_is_an_error() {
+    let err =
+        decode_one(b"SEND\ndestination:/a\ncontent-length:2\nreceipt:r1\n\nabc\0").unwrap_err();
+    assert_eq!(err.kind(), &DecodeErrorKind::MissingNul(2));
+    assert_eq!(err.receipt(), Some("r1"));
+    assert_eq!(err.command(), Some(Command::Send));
+    assert_eq!(err.to_string(), "frame body of content-length 2 is not followed by a NUL byte");
+}
+
+#[test]
+fn content_length_must_be_a_decimal_number() {
+    for bad in ["-1", "abc", "", "1e3", "0x10"] {
+        let wire = format!("SEND\ndestination:/a\ncontent-length:{bad}\n\n\0");
+        let err = decode_one(wire.as_bytes()).unwrap_err();
+        assert_eq!(err.kind(), &DecodeErrorKind::InvalidContentLength(bad.to_owned()), "{bad}");
+    }
+}
+
+#[test]
+fn a_frame_split_into_single_bytes_decodes_the_same() {
+    let wire = b"SEND\r\ndestination:/queue/a\r\ncontent-length:3\r\n\r\na\0b\0\n";
+    let mut decoder = Decoder::default();
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    for &b in wire {
+        buf.extend_from_slice(&[b]);
+        if let Some(f) = decoder.decode(&mut buf).unwrap() {
+            frames.push(f);
+        }
+    }
+    assert_eq!(frames.len(), 1);
+    assert_eq!(&frames[0].body[..], b"a\0b");
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn many_frames_in_one_read() {
+    let wire =
+        b"SEND\ndestination:/a\n\n1\0SEND\ndestination:/b\n\n2\0\nSEND\ndestination:/c\n\n3\0";
+    let frames = decode_all(wire, Version::V1_2).unwrap();
+    let bodies: Vec<_> = frames.iter().map(|f| f.body_str().unwrap()).collect();
+    assert_eq!(bodies, ["1", "2", "3"]);
+}
+
+#[test]
+fn mid_frame_is_reported_until_the_frame_completes() {
+    let mut decoder = Decoder::default();
+    let mut buf = BytesMut::from(&b"\n"[..]);
+    assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+    assert!(!decoder.is_mid_frame());
+    buf.extend_from_slice(b"SEND\ndest");
+    assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+    assert!(decoder.is_mid_frame());
+    buf.extend_from_slice(b"ination:/a\n\nx");
+    assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+    assert!(decoder.is_mid_frame());
+    buf.extend_from_slice(b"\0");
+    assert!(decoder.decode(&mut buf).unwrap().is_some());
+    assert!(!decoder.is_mid_frame());
+}
+
+#[test]
+fn header_values_keep_colons_and_blanks() {
+    let f = decode_one(b"SEND\ndestination:/a\nurl:http://x:80/ \n padded : v \n\n\0").unwrap();
+    assert_eq!(f.get("url"), Some("http://x:80/ "));
+    assert_eq!(f.get(" padded "), Some(" v "));
+}
+
+// --- Escaping --------------------------------------------------------------------------------
+
+#[test]
+fn v12_escapes_are_decoded_in_names_and_values() {
+    let f = decode_one(b"SEND\ndestination:/a\nk\\cey:a\\nb\\rc\\cd\\\\e\n\n\0").unwrap();
+    assert_eq!(f.get("k:ey"), Some("a\nb\rc:d\\e"));
+}
+
+#[test]
+fn undefined_escape_is_an_error_with_the_receipt() {
+    let err = decode_one(b"SEND\ndestination:/a\nreceipt:77\nbad:x\\ty\n\n\0").unwrap_err();
+    assert_eq!(
+        err.kind(),
+        &DecodeErrorKind::InvalidEscape { header: "bad".into(), sequence: "\\t".into() }
+    );
+    assert_eq!(err.receipt(), Some("77"));
+    assert!(err.to_string().contains("invalid escape sequence \"\\\\t\" in header \"bad\""));
+}
+
+#[test]
+fn v11_does_not_define_carriage_return_escape() {
+    let err = decode_all(b"SEND\ndestination:/a\nh:\\r\n\n\0", Version::V1_1).unwrap_err();
+    assert!(
+        matches!(err.kind(), DecodeErrorKind::InvalidEscape { sequence, .. } if sequence == "\\r")
+    );
+    let ok = decode_all(b"SEND\ndestination:/a\nh:\\n\\c\\\\\n\n\0", Version::V1_1).unwrap();
+    assert_eq!(ok[0].get("h"), Some("\n:\\"));
+}
+
+#[test]
+fn v10_takes_backslashes_literally() {
+    let f = decode_all(b"SEND\ndestination:/a\nh:C:\\temp\\new\n\n\0", Version::V1_0).unwrap();
+    assert_eq!(f[0].get("h"), Some("C:\\temp\\new"));
+}
+
+#[test]
+fn connect_headers_are_never_unescaped() {
+    let f = decode_one(b"CONNECT\naccept-version:1.2\npasscode:p\\tss\n\n\0").unwrap();
+    assert_eq!(f.get("passcode"), Some("p\\tss"));
+}
+
+// --- Peer errors -----------------------------------------------------------------------------
+
+#[test]
+fn unknown_command_is_named_in_the_error() {
+    let err = decode_one(b"PUBLISH\ndestination:/a\n\n\0").unwrap_err();
+    assert_eq!(err.kind(), &DecodeErrorKind::UnknownCommand("PUBLISH".into()));
+    assert!(err.to_string().starts_with("unknown command \"PUBLISH\": expected CONNECT"));
+}
+
+#[test]
+fn lowercase_command_is_unknown() {
+    let err = decode_one(b"send\ndestination:/a\n\n\0").unwrap_err();
+    assert_eq!(err.kind(), &DecodeErrorKind::UnknownCommand("send".into()));
+}
+
+#[test]
+fn header_without_colon_is_malformed() {
+    let err = decode_one(b"SEND\ndestination:/a\nreceipt:9\nnocolon\n\n\0").unwrap_err();
+    assert_eq!(err.kind(), &DecodeErrorKind::MalformedHeader("nocolon".into()));
+    assert_eq!(err.receipt(), Some("9"));
+}
+
+#[test]
+fn header_with_empty_name_is_an_error() {
+    let err = decode_one(b"SEND\n:value\n\n\0").unwrap_err();
+    assert_eq!(err.kind(), &DecodeErrorKind::EmptyHeaderName(":value".into()));
+}
+
+#[test]
+fn headers_must_be_utf8() {
+    let err = decode_one(b"SEND\ndestination:/\xff\n\n\0").unwrap_err();
+    assert_eq!(err.kind(), &DecodeErrorKind::InvalidUtf8);
+}
+
+#[test]
+fn body_need_not_be_utf8() {
+    let f = decode_one(b"SEND\ndestination:/a\n\n\xff\xfe\0").unwrap();
+    assert_eq!(&f.body[..], b"\xff\xfe");
+}
+
+#[test]
+fn errors_are_sticky() {
+    let mut decoder = Decoder::default();
+    let mut buf = BytesMut::from(&b"BOGUS\n\n\0SEND\ndestination:/a\n\n\0"[..]);
+    let first = decoder.decode(&mut buf).unwrap_err();
+    assert_eq!(decoder.decode(&mut buf).unwrap_err(), first);
+}
+
+// --- Limits ----------------------------------------------------------------------------------
+
+fn small_limits() -> Limits {
+    Limits { max_frame_size: 1024, max_body_size: 512, max_header_count: 4, max_header_line: 100 }
+}
+
+#[test]
+fn streaming_body_past_the_body_limit_fails_before_buffering_more() {
+    let mut decoder = Decoder::new(small_limits());
+    let mut buf = BytesMut::from(&b"SEND\ndestination:/a\nreceipt:r\n\n"[..]);
+    let mut fed = 0;
+    let err = loop {
+        buf.extend_from_slice(&[b'x'; 64]);
+        fed += 64;
+        assert!(fed <= 512 + 64, "decoder kept buffering past the limit");
+        match decoder.decode(&mut buf) {
+            Ok(None) => continue,
+            Ok(Some(f)) => panic!("unexpected frame {f:?}"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), &DecodeErrorKind::BodyTooLarge { limit: 512 });
+    assert_eq!(err.receipt(), Some("r"));
+    assert_eq!(
+        err.to_string(),
+        "frame body exceeds the 512-byte limit (set max_body_size to raise it)"
+    );
+}
+
+#[test]
+fn whole_frame_limit_counts_headers_and_body() {
+    let limits = Limits { max_body_size: 4096, ..small_limits() };
+    let headers: String = (0..3).map(|i| format!("h{i}:{}\n", "v".repeat(90))).collect();
+    let wire = format!("SEND\n{headers}\n{}\0", "b".repeat(800));
+    let err = decode_all_with(wire.as_bytes(), Version::V1_2, limits).unwrap_err();
+    assert_eq!(err.kind(), &DecodeErrorKind::FrameTooLarge { limit: 1024 });
+    assert_eq!(
+        err.to_string(),
+        "frame exceeds the 1024-byte limit (set max_frame_size to raise it)"
+    );
+}
+
+#[test]
+fn frame_of_exactly_the_limit_is_accepted() {
+    let limits = Limits { max_frame_size: 64, max_body_size: 64, ..Limits::default() };
+    let head = b"SEND\ndestination:/a\n\n";
+    let body = vec![b'z'; 64 - head.len() - 1];
+    let mut wire = head.to_vec();
+    wire.extend_from_slice(&body);
+    wire.push(0);
+    assert_eq!(wire.len(), 64);
+    let frames = decode_all_with(&wire, Version::V1_2, limits).unwrap();
+    assert_eq!(frames[0].body.len(), body.len());
+    wire.insert(head.len(), b'z');
+    let err = decode_all_with(&wire, Version::V1_2, limits).unwrap_err();
+    assert_eq!(err.kind(), &DecodeErrorKind::FrameTooLarge { limit: 64 });
+}
+
+#[test]
+fn declared_content_length_over_the_limit_fails_before_the_body_arrives() {
+    let mut decoder = Decoder::new(small_limits());
+    let mut buf =
+        BytesMut::from(&b"SEND\ndestination:/a\ncontent-length:100000000000\nreceipt:z\n\n"[..]);
+    let err = decoder.decode(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), &DecodeErrorKind::BodyTooLarge { limit: 512 });
+    assert_eq!(err.receipt(), Some("z"));
+}
+
+#[test]
+fn content_length_overflowing_usize_is_too_large_not_a_panic() {
+    let err = decode_one(b"SEND\ncontent-length:99999999999999999999999999\n\n\0").unwrap_err();
+    assert!(matches!(err.kind(), DecodeErrorKind::BodyTooLarge { .. }));
+}
+
+#[test]
+fn too_many_headers() {
+    let err =
+        decode_all_with(b"SEND\na:1\nb:2\nc:3\nd:4\ne:5\n\n\0", Version::V1_2, small_limits())
+            .unwrap_err();
+    assert_eq!(err.kind(), &DecodeErrorKind::TooManyHeaders { limit: 4 });
+    let ok = decode_all_with(b"SEND\na:1\nb:2\nc:3\nd:4\n\n\0", Version::V1_2, small_limits());
+    assert_eq!(ok.unwrap()[0].headers.len(), 4);
+}
+
+#[test]
+fn endless_header_line_fails_once_it_passes_the_line_limit() {
+    let mut decoder = Decoder::new(small_limits());
+    let mut buf = BytesMut::from(&b"SEND\nx:"[..]);
+    let err = loop {
+        buf.extend_from_slice(&[b'y'; 10]);
+        assert!(buf.len() < 200, "decoder kept buffering a line past the limit");
+        if let Err(e) = decoder.decode(&mut buf) {
+            break e;
+        }
+    };
+    assert_eq!(err.kind(), &DecodeErrorKind::HeaderLineTooLong { limit: 100 });
+}
+
+#[test]
+fn endless_heart_beats_are_consumed_not_buffered() {
+    let mut decoder = Decoder::new(small_limits());
+    let mut buf = BytesMut::new();
+    for _ in 0..1000 {
+        buf.extend_from_slice(b"\n\r\n");
+        assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+        assert!(buf.is_empty());
+    }
+    assert_eq!(decoder.heart_beats(), 2000);
+}

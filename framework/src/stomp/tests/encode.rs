@@ -1,0 +1,93 @@
+use bytes::Bytes;
+
+use super::decode_one;
+use crate::stomp::{Command, Frame, Headers, PreparedMessage, Version, encode, encode_to_bytes};
+
+#[test]
+fn connected_frame_exact_bytes() {
+    let f = Frame::new(Command::Connected)
+        .header("version", "1.2")
+        .header("heart-beat", "10000,10000")
+        .header("server", "stompede/0.1");
+    assert_eq!(
+        &encode_to_bytes(&f, Version::V1_2)[..],
+        b"CONNECTED\nversion:1.2\nheart-beat:10000,10000\nserver:stompede/0.1\n\n\0"
+    );
+}
+
+#[test]
+fn v12_escapes_header_text() {
+    let f = Frame::new(Command::Message).header("a:b", "x\ny\rz\\");
+    assert_eq!(&encode_to_bytes(&f, Version::V1_2)[..], b"MESSAGE\na\\cb:x\\ny\\rz\\\\\n\n\0");
+}
+
+#[test]
+fn v10_and_connected_cannot_escape_so_line_breaks_become_spaces() {
+    let f = Frame::new(Command::Message).header("na:me", "a\nb\\c:d");
+    assert_eq!(&encode_to_bytes(&f, Version::V1_0)[..], b"MESSAGE\nna_me:a b\\c:d\n\n\0");
+    let c = Frame::new(Command::Connected).header("server", "a\r\nb:c");
+    assert_eq!(&encode_to_bytes(&c, Version::V1_2)[..], b"CONNECTED\nserver:a  b:c\n\n\0");
+}
+
+#[test]
+fn content_length_is_written_for_bodies_and_replaces_a_wrong_one() {
+    let f = Frame::new(Command::Send)
+        .header("content-length", "999")
+        .header("destination", "/a")
+        .body(&b"a\0b"[..]);
+    let wire = encode_to_bytes(&f, Version::V1_2);
+    assert_eq!(&wire[..], b"SEND\ndestination:/a\ncontent-length:3\n\na\0b\0");
+    assert_eq!(&decode_one(&wire).unwrap().body[..], b"a\0b");
+}
+
+#[test]
+fn empty_body_gets_no_content_length() {
+    let f = Frame::new(Command::Receipt).header("receipt-id", "1");
+    assert_eq!(&encode_to_bytes(&f, Version::V1_2)[..], b"RECEIPT\nreceipt-id:1\n\n\0");
+}
+
+#[test]
+fn encoding_never_copies_the_body() {
+    let body = Bytes::from(vec![7u8; 60 * 1024]);
+    let f = Frame::new(Command::Send).header("destination", "/a").body(body.clone());
+    let encoded = encode(&f, Version::V1_2);
+    assert_eq!(encoded.body().as_ptr(), body.as_ptr());
+    let total: usize = encoded.io_slices().iter().map(|s| s.len()).sum();
+    assert_eq!(total, encoded.len());
+    assert_eq!(encoded.to_bytes().len(), encoded.len());
+}
+
+#[test]
+fn error_frame_helper_carries_message_receipt_and_detail() {
+    let f = Frame::error("bad frame", Some("r-1"), "details here");
+    let wire = encode_to_bytes(&f, Version::V1_2);
+    assert_eq!(
+        &wire[..],
+        b"ERROR\nmessage:bad frame\nreceipt-id:r-1\ncontent-type:text/plain\ncontent-length:12\n\ndetails here\0"
+    );
+}
+
+#[test]
+fn prepared_message_is_encoded_once_per_version() {
+    let mut headers = Headers::new();
+    headers.push("destination", "/topic/a:b");
+    headers.push("content-type", "text/plain");
+    let m = PreparedMessage::new(headers, Bytes::from_static(b"hi"));
+    let a = m.for_subscriber(Version::V1_2, &[("subscription", "0"), ("message-id", "1")]);
+    let b = m.for_subscriber(Version::V1_1, &[("subscription", "1"), ("message-id", "1")]);
+    let c = m.for_subscriber(Version::V1_2, &[("subscription", "2"), ("message-id", "1")]);
+    let old = m.for_subscriber(Version::V1_0, &[("subscription", "3"), ("message-id", "1")]);
+    assert_eq!(a.shared().as_ptr(), c.shared().as_ptr(), "same version reuses the encoding");
+    assert_eq!(
+        &a.to_bytes()[..],
+        b"MESSAGE\nsubscription:0\nmessage-id:1\ndestination:/topic/a\\cb\ncontent-type:text/plain\ncontent-length:2\n\nhi\0"
+    );
+    assert_eq!(&b.shared()[..], &a.shared()[..], "1.1 and 1.2 escape ':' alike");
+    assert_eq!(
+        &old.to_bytes()[..],
+        b"MESSAGE\nsubscription:3\nmessage-id:1\ndestination:/topic/a:b\ncontent-type:text/plain\ncontent-length:2\n\nhi\0"
+    );
+    let decoded = decode_one(&a.to_bytes()).unwrap();
+    assert_eq!(decoded.get("destination"), Some("/topic/a:b"));
+    assert_eq!(decoded.get("subscription"), Some("0"));
+}

@@ -1,0 +1,146 @@
+//! Properties: encode→decode round-trips any frame, and the split of the input never matters.
+
+use bytes::{Bytes, BytesMut};
+use proptest::prelude::*;
+
+use super::decode_all;
+use crate::stomp::{
+    Command, DecodeError, Decoder, Frame, Headers, Limits, Version, encode_to_bytes,
+};
+
+fn version() -> impl Strategy<Value = Version> {
+    prop_oneof![Just(Version::V1_0), Just(Version::V1_1), Just(Version::V1_2)]
+}
+
+/// Header text that the given escaping can carry faithfully.
+fn text(version: Version, command: Command, name: bool) -> BoxedStrategy<String> {
+    let escaped = version != Version::V1_0 && command.escapes_headers();
+    let pattern = match (escaped, version) {
+        // Everything, colons, backslashes and line breaks included.
+        (true, Version::V1_2) => "[a-z0-9:\\\\\n\r é-]{0,12}",
+        // 1.1 has no escape for CR.
+        (true, _) => "[a-z0-9:\\\\\n é-]{0,12}",
+        // No escaping: no line breaks anywhere, no ':' in names.
+        (false, _) if name => "[a-z0-9\\\\ é-]{0,12}",
+        (false, _) => "[a-z0-9:\\\\ é-]{0,12}",
+    };
+    let pattern = if name { pattern.replace("{0,12}", "{1,12}") } else { pattern.to_owned() };
+    proptest::string::string_regex(&pattern)
+        .expect("the patterns above are valid regular expressions")
+        .prop_filter("content-length is the encoder's", |s| s != "content-length")
+        .boxed()
+}
+
+fn frame() -> impl Strategy<Value = (Version, Frame)> {
+    (version(), proptest::sample::select(Command::ALL.to_vec())).prop_flat_map(|(v, command)| {
+        let header = (text(v, command, true), text(v, command, false));
+        let body = if command.allows_body() {
+            proptest::collection::vec(any::<u8>(), 0..200).boxed()
+        } else {
+            Just(Vec::new()).boxed()
+        };
+        (proptest::collection::vec(header, 0..6), body).prop_map(move |(headers, body)| {
+            let frame = Frame {
+                command,
+                headers: headers.into_iter().collect::<Headers>(),
+                body: Bytes::from(body),
+            };
+            (v, frame)
+        })
+    })
+}
+
+fn without_length(frame: &Frame) -> Frame {
+    let mut f = frame.clone();
+    f.headers.remove("content-length");
+    f
+}
+
+/// Feeds `wire` to a decoder in pieces cut at `cuts`, collecting frames.
+fn decode_in_pieces(
+    wire: &[u8],
+    cuts: &[usize],
+    version: Version,
+) -> Result<Vec<Frame>, DecodeError> {
+    let mut decoder = Decoder::new(Limits::default());
+    decoder.set_version(version);
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+    points.push(wire.len());
+    points.sort_unstable();
+    let mut at = 0;
+    for point in points {
+        buf.extend_from_slice(&wire[at..point]);
+        at = point;
+        while let Some(frame) = decoder.decode(&mut buf)? {
+            frames.push(frame);
+        }
+    }
+    Ok(frames)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn encode_then_decode_gives_the_same_frame((v, frame) in frame()) {
+        let wire = encode_to_bytes(&frame, v);
+        let decoded = decode_all(&wire, v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(decoded.len(), 1);
+        prop_assert_eq!(without_length(&decoded[0]), without_length(&frame));
+    }
+
+    #[test]
+    fn splitting_the_stream_never_changes_the_frames(
+        frames in proptest::collection::vec(frame(), 1..5),
+        heart_beats in proptest::collection::vec(0usize..3, 5),
+        cuts in proptest::collection::vec(any::<usize>(), 0..20),
+    ) {
+        // One stream speaks one version: re-tag every frame with the first one's.
+        let v = frames[0].0;
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        for (i, (fv, frame)) in frames.iter().enumerate() {
+            if *fv != v { continue; }
+            wire.extend(std::iter::repeat_n(&b"\r\n"[..], heart_beats[i]).flatten());
+            wire.extend_from_slice(&encode_to_bytes(frame, v));
+            expected.push(frame.clone());
+        }
+        let whole = decode_in_pieces(&wire, &[], v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let split = decode_in_pieces(&wire, &cuts, v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&whole, &split);
+        prop_assert_eq!(
+            whole.iter().map(without_length).collect::<Vec<_>>(),
+            expected.iter().map(without_length).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_never_overfill(
+        data in proptest::collection::vec(any::<u8>(), 0..2048),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let limits = Limits { max_frame_size: 256, max_body_size: 200, max_header_count: 8, max_header_line: 64 };
+        let mut decoder = Decoder::new(limits);
+        let mut buf = BytesMut::new();
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+        points.push(data.len());
+        points.sort_unstable();
+        let mut at = 0;
+        'feed: for point in points {
+            buf.extend_from_slice(&data[at..point]);
+            at = point;
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {
+                        prop_assert!(buf.len() <= limits.max_frame_size, "buffered {} bytes", buf.len());
+                        break;
+                    }
+                    Err(_) => break 'feed,
+                }
+            }
+        }
+    }
+}
