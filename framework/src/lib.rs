@@ -1,11 +1,32 @@
 //! # stompede
 //!
 //! STOMP over WebSocket for Rust applications, the way Spring's
-//! `@EnableWebSocketMessageBroker` does it for Java: annotate plain functions, and any STOMP
-//! client (browser `@stomp/stompjs`, `sockjs-client`, `stomp.py`) can talk to them through a
-//! fast in-memory broker, or through a relay to RabbitMQ when one machine is not enough.
+//! `@EnableWebSocketMessageBroker` does it for Java: any STOMP client (browser
+//! `@stomp/stompjs`, `stomp.py`, RabbitMQ tools) connects, subscribes to `/topic/...` and
+//! `/queue/...`, and receives what others send, through a fast in-memory broker.
 //!
-//! This release contains the foundation: the STOMP 1.0/1.1/1.2 wire format in [`stomp`].
+//! ```no_run
+//! use stompede::Server;
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     // Endpoint /ws, broker prefixes /topic and /queue, application prefix /app.
+//!     let server = Server::builder()
+//!         .bind("127.0.0.1:8080".parse().unwrap())
+//!         .build()
+//!         .expect("valid configuration")
+//!         .start()
+//!         .await?;
+//!     println!("STOMP over WebSocket at ws://{}/ws", server.local_addr());
+//!     // Publish from anywhere in the application:
+//!     server.template().convert_and_send("/topic/greetings", "hello").unwrap();
+//!     tokio::signal::ctrl_c().await?;
+//!     server.shutdown(std::time::Duration::from_secs(5)).await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The wire format lives in [`stomp`] (pure, no I/O); a Rust client in [`client`].
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -25,4 +46,19 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod broker;
+pub mod client;
+mod config;
+pub mod events;
+mod security;
+mod server;
+mod session;
 pub mod stomp;
+mod template;
+mod transport;
+
+pub use config::{AllowedOrigins, ConfigError};
+pub use security::{HandshakeHook, HandshakeRejection};
+pub use server::{RunningServer, Server, ServerBuilder};
+pub use template::{MessagingTemplate, Payload, SendError};
+pub use transport::http::{ResponseBody, StompService};

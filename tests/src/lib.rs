@@ -1,4 +1,19 @@
-//! Support code shared by stompede's integration tests (in `tests/tests/`).
+//! Support code shared by stompede's integration tests (in `tests/tests/`): starting a real
+//! server on an ephemeral port, and a raw WebSocket peer for sending exact bytes.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::{SinkExt, StreamExt};
+use stompede::stomp::{Decoder, Frame, Limits};
+use stompede::{RunningServer, ServerBuilder};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for something that should happen promptly.
+pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Whether every optional tool must be present: CI sets `STOMPEDE_REQUIRE_ALL=1`, which turns
 /// each "skipped because X is missing" into a failure.
@@ -11,4 +26,127 @@ pub fn require_all() -> bool {
 pub fn skip(test: &str, what: &str) {
     assert!(!require_all(), "{test}: {what} (STOMPEDE_REQUIRE_ALL=1 forbids skipping)");
     eprintln!("SKIPPED {test}: {what}");
+}
+
+/// Starts `builder`'s server on an ephemeral loopback port.
+pub async fn start(builder: ServerBuilder) -> RunningServer {
+    builder
+        .bind("127.0.0.1:0".parse().expect("address"))
+        .build()
+        .expect("valid test configuration")
+        .start()
+        .await
+        .expect("server starts")
+}
+
+/// The WebSocket URL of a running server's `/ws` endpoint.
+pub fn ws_url(server: &RunningServer) -> String {
+    format!("ws://{}/ws", server.local_addr())
+}
+
+/// A raw WebSocket peer: sends exact bytes, reads frames (and heart-beats) as they arrive.
+pub struct RawPeer {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    decoder: Decoder,
+    buf: BytesMut,
+    /// Heart-beat EOLs seen so far.
+    pub heart_beats: u64,
+    /// Kinds of WebSocket data messages received, in order (`true` for text).
+    pub text_messages: Vec<bool>,
+}
+
+/// What the peer observed next.
+#[derive(Debug, PartialEq)]
+pub enum Event {
+    /// A STOMP frame.
+    Frame(Frame),
+    /// The server closed the connection.
+    Closed,
+}
+
+impl RawPeer {
+    /// Opens a WebSocket to `url` offering `v12.stomp`.
+    pub async fn connect(url: &str) -> RawPeer {
+        let mut request = url.into_client_request().expect("url");
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", "v12.stomp".parse().expect("header"));
+        let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("handshake");
+        assert_eq!(
+            response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap_or("")),
+            Some("v12.stomp")
+        );
+        RawPeer {
+            ws,
+            decoder: Decoder::new(Limits::UNLIMITED),
+            buf: BytesMut::new(),
+            heart_beats: 0,
+            text_messages: Vec::new(),
+        }
+    }
+
+    /// Opens a WebSocket and completes CONNECT with `heart-beat:0,0`.
+    pub async fn connected(url: &str) -> RawPeer {
+        let mut peer = RawPeer::connect(url).await;
+        peer.send_text("CONNECT\naccept-version:1.2\nhost:test\nheart-beat:0,0\n\n\0").await;
+        let connected = peer.frame().await;
+        assert_eq!(connected.command, stompede::stomp::Command::Connected, "{connected:?}");
+        peer
+    }
+
+    /// Sends one text WebSocket message.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// Sends one binary WebSocket message.
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.ws.send(Message::Binary(Bytes::copy_from_slice(bytes))).await.expect("send");
+    }
+
+    /// The next frame or the close, waiting at most [`WAIT`].
+    pub async fn next(&mut self) -> Event {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let before = self.decoder.heart_beats();
+                if let Some(frame) =
+                    self.decoder.decode(&mut self.buf).expect("server sent valid STOMP")
+                {
+                    self.heart_beats += self.decoder.heart_beats() - before;
+                    return Event::Frame(frame);
+                }
+                self.heart_beats += self.decoder.heart_beats() - before;
+                match self.ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        self.text_messages.push(true);
+                        self.buf.extend_from_slice(t.as_bytes());
+                    }
+                    Some(Ok(Message::Binary(b))) => {
+                        self.text_messages.push(false);
+                        self.buf.extend_from_slice(&b);
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Event::Closed,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await
+        .expect("the server answered in time")
+    }
+
+    /// The next frame; panics if the connection closes first.
+    pub async fn frame(&mut self) -> Frame {
+        match self.next().await {
+            Event::Frame(frame) => frame,
+            Event::Closed => panic!("connection closed while a frame was expected"),
+        }
+    }
+
+    /// Expects an ERROR frame followed by the connection closing; returns the ERROR.
+    pub async fn expect_error_then_close(&mut self) -> Frame {
+        let error = self.frame().await;
+        assert_eq!(error.command, stompede::stomp::Command::Error, "expected ERROR, got {error:?}");
+        assert_eq!(self.next().await, Event::Closed, "the server must close after ERROR");
+        error
+    }
 }

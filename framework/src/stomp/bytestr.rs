@@ -20,7 +20,7 @@ use bytes::Bytes;
 /// assert_eq!(s, "/topic/news");
 /// assert_eq!(s.len(), 11);
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteStr {
     // Invariant: `bytes` is valid UTF-8. Every constructor checks it or starts from a `str`.
     bytes: Bytes,
@@ -55,6 +55,14 @@ impl ByteStr {
     /// Gives up the wrapper and returns the shared bytes.
     pub fn into_bytes(self) -> Bytes {
         self.bytes
+    }
+}
+
+// Hashes exactly as `str` does, as `Borrow<str>` requires: a map keyed by `ByteStr` can then be
+// searched with a `&str`.
+impl std::hash::Hash for ByteStr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
@@ -151,6 +159,13 @@ mod tests {
     fn invalid_utf8_is_refused_and_returned() {
         let bad = Bytes::from_static(b"\xff\xfe");
         assert_eq!(ByteStr::from_utf8(bad.clone()), Err(bad));
+    }
+
+    #[test]
+    fn hashes_like_str_so_maps_can_be_searched_by_str() {
+        let mut map = std::collections::HashMap::new();
+        map.insert(ByteStr::from(String::from("/topic/a")), 1);
+        assert_eq!(map.get("/topic/a"), Some(&1));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct EncodedFrame {
     head: Bytes,
     shared: Bytes,
     body: Bytes,
+    // Whether the whole frame is UTF-8 (headers always are; this records the body's check).
+    utf8: bool,
 }
 
 impl EncodedFrame {
@@ -53,6 +55,11 @@ impl EncodedFrame {
     /// Total size on the wire, NUL included.
     pub fn len(&self) -> usize {
         self.head.len() + self.shared.len() + self.body.len() + 1
+    }
+
+    /// Whether the whole frame is valid UTF-8, so it can travel as a WebSocket text message.
+    pub fn is_utf8(&self) -> bool {
+        self.utf8
     }
 
     /// Always false: an encoded frame has at least a command and a NUL.
@@ -101,7 +108,12 @@ pub fn encode(frame: &Frame, version: Version) -> EncodedFrame {
         write_content_length(&mut head, frame.body.len());
     }
     head.put_u8(b'\n');
-    EncodedFrame { head: head.freeze(), shared: Bytes::new(), body: frame.body.clone() }
+    EncodedFrame {
+        head: head.freeze(),
+        shared: Bytes::new(),
+        body: frame.body.clone(),
+        utf8: std::str::from_utf8(&frame.body).is_ok(),
+    }
 }
 
 /// Encodes `frame` into one contiguous buffer: [`encode`] followed by
@@ -166,6 +178,7 @@ fn write_content_length(out: &mut BytesMut, len: usize) {
 pub struct PreparedMessage {
     headers: Headers,
     body: Bytes,
+    body_utf8: bool,
     // One encoding of the shared headers per escaping style (none, 1.1, 1.2).
     shared: [OnceLock<Bytes>; 3],
 }
@@ -173,7 +186,8 @@ pub struct PreparedMessage {
 impl PreparedMessage {
     /// Prepares a message; `headers` must not contain per-delivery headers.
     pub fn new(headers: Headers, body: Bytes) -> Self {
-        PreparedMessage { headers, body, shared: Default::default() }
+        let body_utf8 = std::str::from_utf8(&body).is_ok();
+        PreparedMessage { headers, body, body_utf8, shared: Default::default() }
     }
 
     /// The shared headers.
@@ -206,20 +220,34 @@ impl PreparedMessage {
     /// The MESSAGE frame for one subscriber, with `per_delivery` headers first (so they win
     /// over any same-named shared header).
     pub fn for_subscriber(&self, version: Version, per_delivery: &[(&str, &str)]) -> EncodedFrame {
-        let escaping = Escaping::for_frame(version, true);
-        let size = 8 + per_delivery.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>();
-        let mut head = BytesMut::with_capacity(size);
-        head.put_slice(b"MESSAGE\n");
-        for (name, value) in per_delivery {
-            escape_into(&mut head, name.as_bytes(), escaping, true);
-            head.put_u8(b':');
-            escape_into(&mut head, value.as_bytes(), escaping, false);
-            head.put_u8(b'\n');
-        }
+        self.with_head(version, message_head(version, per_delivery))
+    }
+
+    /// The MESSAGE frame for one subscriber whose head was encoded ahead of time with
+    /// [`message_head`] (for the same `version`): no allocation per delivery.
+    pub fn with_head(&self, version: Version, head: Bytes) -> EncodedFrame {
         EncodedFrame {
-            head: head.freeze(),
+            head,
             shared: self.shared_part(version).clone(),
             body: self.body.clone(),
+            utf8: self.body_utf8,
         }
     }
+}
+
+/// Encodes `MESSAGE\n` and the per-delivery headers of a subscriber for
+/// [`PreparedMessage::with_head`]. A subscription encodes its head once and reuses it for every
+/// message it receives.
+pub fn message_head(version: Version, per_delivery: &[(&str, &str)]) -> Bytes {
+    let escaping = Escaping::for_frame(version, true);
+    let size = 8 + per_delivery.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>();
+    let mut head = BytesMut::with_capacity(size);
+    head.put_slice(b"MESSAGE\n");
+    for (name, value) in per_delivery {
+        escape_into(&mut head, name.as_bytes(), escaping, true);
+        head.put_u8(b':');
+        escape_into(&mut head, value.as_bytes(), escaping, false);
+        head.put_u8(b'\n');
+    }
+    head.freeze()
 }

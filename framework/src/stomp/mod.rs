@@ -51,7 +51,7 @@ mod version;
 pub use bytestr::ByteStr;
 pub use command::Command;
 pub use decoder::Decoder;
-pub use encoder::{EncodedFrame, PreparedMessage, encode, encode_to_bytes};
+pub use encoder::{EncodedFrame, PreparedMessage, encode, encode_to_bytes, message_head};
 pub use error::{DecodeError, DecodeErrorKind};
 pub use frame::Frame;
 pub use headers::{Headers, names};

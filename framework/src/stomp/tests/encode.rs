@@ -52,6 +52,7 @@ fn encoding_never_copies_the_body() {
     let f = Frame::new(Command::Send).header("destination", "/a").body(body.clone());
     let encoded = encode(&f, Version::V1_2);
     assert_eq!(encoded.body().as_ptr(), body.as_ptr());
+    assert!(!encoded.is_utf8() || body.is_ascii());
     let total: usize = encoded.io_slices().iter().map(|s| s.len()).sum();
     assert_eq!(total, encoded.len());
     assert_eq!(encoded.to_bytes().len(), encoded.len());
@@ -87,6 +88,9 @@ fn prepared_message_is_encoded_once_per_version() {
         &old.to_bytes()[..],
         b"MESSAGE\nsubscription:3\nmessage-id:1\ndestination:/topic/a:b\ncontent-type:text/plain\ncontent-length:2\n\nhi\0"
     );
+    assert!(a.is_utf8());
+    let binary = PreparedMessage::new(Headers::new(), Bytes::from_static(b"\xff"));
+    assert!(!binary.for_subscriber(Version::V1_2, &[]).is_utf8());
     let decoded = decode_one(&a.to_bytes()).unwrap();
     assert_eq!(decoded.get("destination"), Some("/topic/a:b"));
     assert_eq!(decoded.get("subscription"), Some("0"));

@@ -1,0 +1,144 @@
+//! The subscription registry: which subscribers a destination's messages go to.
+//!
+//! Exact destinations live in a sharded map; each destination holds its own subscriber list
+//! behind its own lock. Publishing takes a shard's read lock only long enough to clone the
+//! destination's `Arc`, then reads that destination's list: publishers never wait for each
+//! other, and subscribe/unsubscribe hold a write lock on one shard and one list for the time of
+//! a `Vec` push or swap-remove. Wildcard subscriptions (few, in practice) sit in a separate
+//! list that is consulted only when it is not empty.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::pattern::Pattern;
+use super::subscriber::Subscriber;
+use crate::stomp::ByteStr;
+
+const SHARDS: usize = 64;
+
+type Shard = RwLock<HashMap<ByteStr, Arc<Topic>>>;
+
+/// Subscribers by destination.
+pub(crate) struct Registry {
+    shards: Box<[Shard]>,
+    patterns: RwLock<Vec<(Pattern, Arc<Subscriber>)>>,
+    pattern_count: AtomicUsize,
+    total: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Topic {
+    subscribers: RwLock<Slots>,
+}
+
+/// A list for fast iteration, with positions for O(1) removal.
+#[derive(Default)]
+struct Slots {
+    list: Vec<Arc<Subscriber>>,
+    position: HashMap<u64, usize>,
+}
+
+// Poisoning only records that another thread panicked while holding the lock; the registry's
+// data stays consistent across every operation (each is a single push, insert or swap-remove),
+// so a poisoned lock is used as is rather than taking the whole broker down.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            patterns: RwLock::default(),
+            pattern_count: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Registry {
+    fn shard(&self, destination: &str) -> &Shard {
+        let mut hasher = DefaultHasher::new();
+        destination.hash(&mut hasher);
+        &self.shards[(hasher.finish() as usize) % SHARDS]
+    }
+
+    /// Adds a subscriber; its destination may be a pattern.
+    pub(crate) fn add(&self, subscriber: Arc<Subscriber>) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        if Pattern::is_pattern(&subscriber.destination) {
+            let pattern = Pattern::parse(&subscriber.destination);
+            write(&self.patterns).push((pattern, subscriber));
+            self.pattern_count.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut shard = write(self.shard(&subscriber.destination));
+        let topic = shard.entry(subscriber.destination.clone()).or_default();
+        let mut slots = write(&topic.subscribers);
+        let index = slots.list.len();
+        slots.position.insert(subscriber.uid, index);
+        slots.list.push(subscriber);
+    }
+
+    /// Removes a subscriber added before; removing one twice does nothing.
+    pub(crate) fn remove(&self, subscriber: &Subscriber) {
+        if Pattern::is_pattern(&subscriber.destination) {
+            let mut patterns = write(&self.patterns);
+            if let Some(i) = patterns.iter().position(|(_, s)| s.uid == subscriber.uid) {
+                patterns.swap_remove(i);
+                self.pattern_count.fetch_sub(1, Ordering::Release);
+                self.total.fetch_sub(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        let mut shard = write(self.shard(&subscriber.destination));
+        let Some(topic) = shard.get(subscriber.destination.as_str()) else { return };
+        let mut slots = write(&topic.subscribers);
+        let Some(index) = slots.position.remove(&subscriber.uid) else { return };
+        slots.list.swap_remove(index);
+        if let Some(moved) = slots.list.get(index) {
+            let uid = moved.uid;
+            slots.position.insert(uid, index);
+        }
+        self.total.fetch_sub(1, Ordering::Relaxed);
+        let empty = slots.list.is_empty();
+        drop(slots);
+        if empty {
+            shard.remove(subscriber.destination.as_str());
+        }
+    }
+
+    /// Calls `deliver` for every subscriber whose destination or pattern matches.
+    pub(crate) fn for_each_match(&self, destination: &str, mut deliver: impl FnMut(&Subscriber)) {
+        let topic = read(self.shard(destination)).get(destination).cloned();
+        if let Some(topic) = topic {
+            for subscriber in read(&topic.subscribers).list.iter() {
+                deliver(subscriber);
+            }
+        }
+        if self.pattern_count.load(Ordering::Acquire) > 0 {
+            for (pattern, subscriber) in read(&self.patterns).iter() {
+                if pattern.matches(destination) {
+                    deliver(subscriber);
+                }
+            }
+        }
+    }
+
+    /// How many subscriptions are registered.
+    pub(crate) fn len(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// How many distinct exact destinations have subscribers.
+    pub(crate) fn destinations(&self) -> usize {
+        self.shards.iter().map(|s| read(s).len()).sum()
+    }
+}

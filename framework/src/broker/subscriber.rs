@@ -1,0 +1,90 @@
+//! One subscription as the broker sees it: where its messages go and how they are headed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+use crate::session::Outbox;
+use crate::stomp::{ByteStr, PreparedMessage, Version, message_head, names};
+
+/// How a subscription acknowledges messages (the SUBSCRIBE frame's `ack` header).
+///
+/// The simple broker treats every delivery as acknowledged, whatever the mode, as Spring's
+/// simple broker does; the mode is recorded so the relay to a real broker can honour it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AckMode {
+    /// `auto` (the default): no ACK expected.
+    #[default]
+    Auto,
+    /// `client`: an ACK acknowledges this message and every earlier one.
+    Client,
+    /// `client-individual`: an ACK acknowledges one message.
+    ClientIndividual,
+}
+
+impl AckMode {
+    /// Parses the `ack` header value.
+    pub fn parse(value: &str) -> Option<AckMode> {
+        match value {
+            "auto" => Some(AckMode::Auto),
+            "client" => Some(AckMode::Client),
+            "client-individual" => Some(AckMode::ClientIndividual),
+            _ => None,
+        }
+    }
+}
+
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+
+/// A registered subscription.
+pub(crate) struct Subscriber {
+    /// Unique among all subscriptions of the process.
+    pub(crate) uid: u64,
+    pub(crate) subscription_id: ByteStr,
+    pub(crate) destination: ByteStr,
+    pub(crate) version: Version,
+    pub(crate) ack: AckMode,
+    pub(crate) outbox: Arc<Outbox>,
+    /// `MESSAGE` plus the `subscription` header, encoded once at subscribe time.
+    head: Bytes,
+}
+
+impl Subscriber {
+    pub(crate) fn new(
+        subscription_id: ByteStr,
+        destination: ByteStr,
+        version: Version,
+        ack: AckMode,
+        outbox: Arc<Outbox>,
+    ) -> Subscriber {
+        let head = message_head(version, &[(names::SUBSCRIPTION, &subscription_id)]);
+        Subscriber {
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            subscription_id,
+            destination,
+            version,
+            ack,
+            outbox,
+            head,
+        }
+    }
+
+    /// Queues `message` for this subscriber. Never blocks: a subscriber that cannot keep up is
+    /// dealt with by its session's outbound limits, not by slowing the publisher.
+    pub(crate) fn deliver(&self, message: &PreparedMessage, message_id: &str) {
+        let frame = match self.ack {
+            AckMode::Auto => message.with_head(self.version, self.head.clone()),
+            // Clients acknowledge with the `ack` header (1.2) or message-id + subscription (1.1).
+            AckMode::Client | AckMode::ClientIndividual => {
+                let ack_id = format!("{}-{}", self.subscription_id, message_id);
+                let head = message_head(
+                    self.version,
+                    &[(names::SUBSCRIPTION, &self.subscription_id), (names::ACK, &ack_id)],
+                );
+                message.with_head(self.version, head)
+            }
+        };
+        self.outbox.push(frame);
+    }
+}

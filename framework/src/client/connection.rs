@@ -1,0 +1,217 @@
+//! The client's connection task: it owns the transport, writes requests, routes MESSAGE
+//! frames to their subscription, completes receipts, and sends heart-beats.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+
+use super::{ClientError, ClientOptions};
+use crate::stomp::{Command, Decoder, Frame, HeartBeat, Version, encode, names};
+use crate::transport::{Transport, TransportError};
+
+type ReceiptWaiter = oneshot::Sender<Result<(), ClientError>>;
+
+pub(super) enum Request {
+    Frame { frame: Frame, receipt: Option<(String, ReceiptWaiter)> },
+    Register { id: String, messages: mpsc::Sender<Frame> },
+}
+
+#[derive(Default)]
+pub(super) struct Shared {
+    reason: Mutex<Option<String>>,
+    closed: Notify,
+    is_closed: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    pub(super) fn close_reason(&self) -> Option<String> {
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn close(&self, reason: String) {
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(reason);
+        self.is_closed.store(true, std::sync::atomic::Ordering::Release);
+        self.closed.notify_waiters();
+    }
+
+    pub(super) async fn closed(&self) {
+        let notified = self.closed.notified();
+        if self.is_closed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Sends CONNECT, waits for CONNECTED, and spawns the connection task.
+pub(super) async fn open<T: Transport + 'static>(
+    mut transport: T,
+    connect: Frame,
+    options: &ClientOptions,
+) -> Result<(mpsc::Sender<Request>, Frame, Arc<Shared>), ClientError> {
+    let io = |e: std::io::Error| ClientError::Connection(e.to_string());
+    transport.send(&[encode(&connect, Version::V1_2)]).await.map_err(io)?;
+    let mut decoder = Decoder::new(options.limits);
+    let mut buf = BytesMut::new();
+    let connected = tokio::time::timeout(options.timeout, async {
+        loop {
+            if let Some(frame) =
+                decoder.decode(&mut buf).map_err(|e| ClientError::Protocol(e.to_string()))?
+            {
+                return Ok(frame);
+            }
+            match transport.recv(&mut buf).await {
+                Ok(0) => return Err(ClientError::Closed(Some("closed before CONNECTED".into()))),
+                Ok(_) => {}
+                Err(e) => return Err(transport_error(e)),
+            }
+        }
+    })
+    .await
+    .map_err(|_| ClientError::Timeout(options.timeout))??;
+    match connected.command {
+        Command::Connected => {}
+        Command::Error => return Err(server_error(connected)),
+        other => return Err(ClientError::Protocol(format!("expected CONNECTED, got {other}"))),
+    }
+    let version = connected.get(names::VERSION).and_then(Version::parse).unwrap_or(Version::V1_0);
+    decoder.set_version(version);
+    let server_beat =
+        connected.get(names::HEART_BEAT).and_then(HeartBeat::parse).unwrap_or(HeartBeat::NONE);
+    let beat_every = options.heartbeat.outgoing(server_beat);
+    let (tx, rx) = mpsc::channel(256);
+    let shared = Arc::new(Shared::default());
+    let task = Task {
+        transport,
+        decoder,
+        buf,
+        version,
+        requests: rx,
+        subscriptions: HashMap::new(),
+        receipts: HashMap::new(),
+        beat_every,
+        shared: shared.clone(),
+    };
+    tokio::spawn(task.run());
+    Ok((tx, connected, shared))
+}
+
+fn transport_error(e: TransportError) -> ClientError {
+    match e {
+        TransportError::Io(e) => ClientError::Connection(e.to_string()),
+        other => ClientError::Protocol(other.to_string()),
+    }
+}
+
+fn server_error(frame: Frame) -> ClientError {
+    ClientError::Server {
+        message: frame.get(names::MESSAGE).unwrap_or("(no message header)").to_owned(),
+        frame: Box::new(frame),
+    }
+}
+
+struct Task<T> {
+    transport: T,
+    decoder: Decoder,
+    buf: BytesMut,
+    version: Version,
+    requests: mpsc::Receiver<Request>,
+    subscriptions: HashMap<String, mpsc::Sender<Frame>>,
+    receipts: HashMap<String, ReceiptWaiter>,
+    beat_every: Option<std::time::Duration>,
+    shared: Arc<Shared>,
+}
+
+impl<T: Transport> Task<T> {
+    async fn run(mut self) {
+        let reason = self.serve().await;
+        let error = match &reason {
+            Err(e) => e.clone(),
+            Ok(()) => ClientError::Closed(Some("disconnected".into())),
+        };
+        for (_, waiter) in self.receipts.drain() {
+            let _ = waiter.send(Err(error.clone()));
+        }
+        self.transport.close().await;
+        self.shared.close(match reason {
+            Ok(()) => "disconnected".into(),
+            Err(e) => e.to_string(),
+        });
+    }
+
+    async fn serve(&mut self) -> Result<(), ClientError> {
+        let mut last_write = Instant::now();
+        let mut disconnecting: Option<String> = None;
+        loop {
+            let beat_at = self.beat_every.map(|every| last_write + every);
+            tokio::select! {
+                request = self.requests.recv() => {
+                    let Some(request) = request else { return Ok(()) };
+                    match request {
+                        Request::Register { id, messages } => { self.subscriptions.insert(id, messages); }
+                        Request::Frame { frame, receipt } => {
+                            if let Some((id, waiter)) = receipt {
+                                if frame.command == Command::Disconnect {
+                                    disconnecting = Some(id.clone());
+                                }
+                                self.receipts.insert(id, waiter);
+                            }
+                            if frame.command == Command::Unsubscribe {
+                                if let Some(id) = frame.get(names::ID) { self.subscriptions.remove(id); }
+                            }
+                            self.transport.send(&[encode(&frame, self.version)]).await
+                                .map_err(|e| ClientError::Connection(e.to_string()))?;
+                            last_write = Instant::now();
+                        }
+                    }
+                }
+                received = self.transport.recv(&mut self.buf) => {
+                    match received {
+                        Ok(0) => return Err(ClientError::Closed(Some("the server closed the connection".into()))),
+                        Ok(_) => {}
+                        Err(e) => return Err(transport_error(e)),
+                    }
+                    while let Some(frame) = self.decoder.decode(&mut self.buf).map_err(|e| ClientError::Protocol(e.to_string()))? {
+                        match frame.command {
+                            Command::Message => {
+                                let sub = frame.get(names::SUBSCRIPTION).unwrap_or_default().to_owned();
+                                if let Some(tx) = self.subscriptions.get(&sub) {
+                                    // Waiting here is the back-pressure: we stop reading.
+                                    if tx.send(frame).await.is_err() {
+                                        self.subscriptions.remove(&sub);
+                                    }
+                                }
+                            }
+                            Command::Receipt => {
+                                let id = frame.get(names::RECEIPT_ID).unwrap_or_default().to_owned();
+                                if let Some(waiter) = self.receipts.remove(&id) {
+                                    let _ = waiter.send(Ok(()));
+                                }
+                                if disconnecting.as_deref() == Some(id.as_str()) {
+                                    return Ok(());
+                                }
+                            }
+                            Command::Error => {
+                                let error = server_error(frame);
+                                if let ClientError::Server { frame, .. } = &error {
+                                    if let Some(waiter) = frame.get(names::RECEIPT_ID).and_then(|id| self.receipts.remove(id)) {
+                                        let _ = waiter.send(Err(error.clone()));
+                                    }
+                                }
+                                return Err(error);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                () = sleep_until(beat_at.unwrap_or_else(Instant::now)), if beat_at.is_some() => {
+                    self.transport.send_heartbeat().await.map_err(|e| ClientError::Connection(e.to_string()))?;
+                    last_write = Instant::now();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The server's configuration: the Rust face of Spring's `WebSocketMessageBrokerConfigurer`.
+//!
+//! Every setting has a default that matches Spring's (see `docs/configuration.md`), so
+//! `Server::builder().build()` is a working server. `build` checks the whole configuration and
+//! reports the first contradiction it finds, naming the settings involved.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::security::HandshakeHook;
+use crate::stomp::{HeartBeat, Limits};
+
+/// Which `Origin` headers the WebSocket handshake accepts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// Only pages served by this server: the `Origin`'s host and port must equal the
+    /// request's `Host`. Requests without an `Origin` (non-browser clients) are accepted.
+    #[default]
+    SameOrigin,
+    /// Same origin, plus these exact origins (`https://app.example.com`).
+    List(Vec<String>),
+    /// Any origin. Only for public APIs that authenticate every CONNECT.
+    Any,
+}
+
+/// A configuration that cannot work, found by [`ServerBuilder::build`](crate::ServerBuilder::build).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A prefix or endpoint does not start with `/`.
+    #[error("{setting} value {value:?} must start with '/'")]
+    MissingSlash {
+        /// The setting.
+        setting: &'static str,
+        /// The offending value.
+        value: String,
+    },
+    /// Two prefixes overlap, so a destination would belong to both.
+    #[error(
+        "{first_setting} {first:?} overlaps {second_setting} {second:?}: a destination could not tell which one it belongs to"
+    )]
+    OverlappingPrefixes {
+        /// Setting of the first prefix.
+        first_setting: &'static str,
+        /// The first prefix.
+        first: String,
+        /// Setting of the second prefix.
+        second_setting: &'static str,
+        /// The second prefix.
+        second: String,
+    },
+    /// No simple broker prefix: nothing could ever be subscribed to.
+    #[error("enable_simple_broker needs at least one prefix (such as \"/topic\")")]
+    NoBrokerPrefix,
+    /// An endpoint is listed twice.
+    #[error("endpoint {0:?} is registered twice")]
+    DuplicateEndpoint(String),
+    /// A size or time limit of zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    /// The body limit exceeds the frame limit, so it could never apply.
+    #[error("message_size_limit ({frame}) must be at least the body size limit ({body})")]
+    BodyOverFrame {
+        /// The frame limit.
+        frame: usize,
+        /// The body limit.
+        body: usize,
+    },
+}
+
+/// The checked configuration a running server reads.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) broker_prefixes: Vec<String>,
+    pub(crate) app_prefixes: Vec<String>,
+    pub(crate) user_prefix: String,
+    pub(crate) endpoints: Vec<String>,
+    pub(crate) allowed_origins: AllowedOrigins,
+    pub(crate) heartbeat: HeartBeat,
+    pub(crate) limits: Limits,
+    pub(crate) send_buffer_size_limit: usize,
+    pub(crate) send_time_limit: Duration,
+    pub(crate) time_to_first_message: Duration,
+    pub(crate) addr: SocketAddr,
+    pub(crate) tcp_addr: Option<SocketAddr>,
+    pub(crate) server_name: String,
+    pub(crate) handshake_hook: Option<Arc<dyn HandshakeHook>>,
+    pub(crate) max_transactions: usize,
+    pub(crate) max_transaction_bytes: usize,
+    pub(crate) max_subscriptions: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            broker_prefixes: vec!["/topic".into(), "/queue".into()],
+            app_prefixes: vec!["/app".into()],
+            user_prefix: "/user".into(),
+            endpoints: vec![],
+            allowed_origins: AllowedOrigins::SameOrigin,
+            heartbeat: HeartBeat { send: 10_000, receive: 10_000 },
+            limits: Limits::default(),
+            send_buffer_size_limit: 512 * 1024,
+            send_time_limit: Duration::from_secs(10),
+            time_to_first_message: Duration::from_secs(60),
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tcp_addr: None,
+            server_name: concat!("stompede/", env!("CARGO_PKG_VERSION")).into(),
+            handshake_hook: None,
+            max_transactions: 16,
+            max_transaction_bytes: 1024 * 1024,
+            max_subscriptions: 1024,
+        }
+    }
+}
+
+impl Config {
+    pub(crate) fn check(&mut self) -> Result<(), ConfigError> {
+        if self.endpoints.is_empty() {
+            self.endpoints.push("/ws".into());
+        }
+        if self.broker_prefixes.is_empty() {
+            return Err(ConfigError::NoBrokerPrefix);
+        }
+        let mut all: Vec<(&'static str, &String)> = Vec::new();
+        all.extend(self.broker_prefixes.iter().map(|p| ("enable_simple_broker", p)));
+        all.extend(self.app_prefixes.iter().map(|p| ("application_destination_prefixes", p)));
+        all.push(("user_destination_prefix", &self.user_prefix));
+        for (setting, value) in &all {
+            if !value.starts_with('/') {
+                return Err(ConfigError::MissingSlash { setting, value: value.to_string() });
+            }
+        }
+        for (i, (first_setting, first)) in all.iter().enumerate() {
+            for (second_setting, second) in &all[i + 1..] {
+                if prefix_covers(first, second) || prefix_covers(second, first) {
+                    return Err(ConfigError::OverlappingPrefixes {
+                        first_setting,
+                        first: first.to_string(),
+                        second_setting,
+                        second: second.to_string(),
+                    });
+                }
+            }
+        }
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            if !endpoint.starts_with('/') {
+                return Err(ConfigError::MissingSlash {
+                    setting: "endpoint",
+                    value: endpoint.clone(),
+                });
+            }
+            if self.endpoints[..i].contains(endpoint) {
+                return Err(ConfigError::DuplicateEndpoint(endpoint.clone()));
+            }
+        }
+        for (name, value) in [
+            ("message_size_limit", self.limits.max_frame_size),
+            ("send_buffer_size_limit", self.send_buffer_size_limit),
+            ("max_transactions", self.max_transactions),
+            ("max_transaction_bytes", self.max_transaction_bytes),
+            ("max_subscriptions", self.max_subscriptions),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        for (name, value) in [
+            ("send_time_limit", self.send_time_limit),
+            ("time_to_first_message", self.time_to_first_message),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if self.limits.max_body_size > self.limits.max_frame_size {
+            return Err(ConfigError::BodyOverFrame {
+                frame: self.limits.max_frame_size,
+                body: self.limits.max_body_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `destination` falls under `prefix` (at a segment boundary: `/topic` covers
+    /// `/topic/a` and `/topic.a`, not `/topics`).
+    pub(crate) fn under(prefix: &str, destination: &str) -> bool {
+        prefix_covers(prefix, destination)
+    }
+
+    pub(crate) fn broker_prefix_of(&self, destination: &str) -> Option<&str> {
+        self.broker_prefixes.iter().map(String::as_str).find(|p| Config::under(p, destination))
+    }
+
+    pub(crate) fn app_prefix_of(&self, destination: &str) -> Option<&str> {
+        self.app_prefixes.iter().map(String::as_str).find(|p| Config::under(p, destination))
+    }
+
+    pub(crate) fn is_user_destination(&self, destination: &str) -> bool {
+        Config::under(&self.user_prefix, destination)
+    }
+
+    /// The prefixes, for error messages: `broker: /topic, /queue; application: /app`.
+    pub(crate) fn describe_prefixes(&self) -> String {
+        format!(
+            "broker: {}; application: {}; user: {}",
+            self.broker_prefixes.join(", "),
+            if self.app_prefixes.is_empty() { "none".into() } else { self.app_prefixes.join(", ") },
+            self.user_prefix
+        )
+    }
+}
+
+fn prefix_covers(prefix: &str, destination: &str) -> bool {
+    let prefix = prefix.trim_end_matches(['/', '.']);
+    match destination.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with(['/', '.']) || prefix.is_empty(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_match_at_segment_boundaries() {
+        assert!(Config::under("/topic", "/topic/a"));
+        assert!(Config::under("/topic/", "/topic/a"));
+        assert!(Config::under("/topic", "/topic.prices"));
+        assert!(Config::under("/topic", "/topic"));
+        assert!(!Config::under("/topic", "/topics/a"));
+        assert!(!Config::under("/topic", "/queue/a"));
+    }
+
+    #[test]
+    fn defaults_are_valid_and_add_the_ws_endpoint() {
+        let mut config = Config::default();
+        config.check().unwrap();
+        assert_eq!(config.endpoints, ["/ws"]);
+    }
+
+    #[test]
+    fn overlapping_prefixes_are_refused_naming_both_settings() {
+        let mut config = Config { app_prefixes: vec!["/topic/app".into()], ..Config::default() };
+        let err = config.check().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "enable_simple_broker \"/topic\" overlaps application_destination_prefixes \"/topic/app\": a destination could not tell which one it belongs to"
+        );
+    }
+
+    #[test]
+    fn contradictions_are_refused() {
+        let cases: Vec<(Config, &str)> = vec![
+            (Config { broker_prefixes: vec![], ..Config::default() }, "at least one prefix"),
+            (Config { user_prefix: "user".into(), ..Config::default() }, "must start with '/'"),
+            (Config { endpoints: vec!["/ws".into(), "/ws".into()], ..Config::default() }, "twice"),
+            (
+                Config { send_time_limit: Duration::ZERO, ..Config::default() },
+                "send_time_limit must be",
+            ),
+            (
+                Config {
+                    limits: Limits { max_body_size: 1 << 20, ..Limits::default() },
+                    ..Config::default()
+                },
+                "at least the body size limit",
+            ),
+        ];
+        for (mut config, expected) in cases {
+            let err = config.check().unwrap_err().to_string();
+            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+        }
+    }
+}

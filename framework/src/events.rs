@@ -1,0 +1,68 @@
+//! Session lifecycle events, for presence features ("who is online", "who watches this room").
+
+use std::sync::Arc;
+
+use crate::stomp::{ByteStr, Version};
+
+/// Something that happened to a session. Listen with
+/// [`RunningServer::events`](crate::RunningServer::events).
+///
+/// Events go through a bounded broadcast channel (1,024 events): a listener that falls further
+/// behind than that skips the oldest events and is told how many it missed
+/// (`RecvError::Lagged`), rather than slowing the server down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// A client completed CONNECT.
+    Connected {
+        /// The session id (also in the CONNECTED frame's `session` header).
+        session_id: ByteStr,
+        /// The negotiated STOMP version.
+        version: Version,
+        /// The CONNECT frame's `login` header, if any.
+        login: Option<String>,
+    },
+    /// A client subscribed.
+    Subscribed {
+        /// The session id.
+        session_id: ByteStr,
+        /// The client's id for the subscription.
+        subscription_id: ByteStr,
+        /// The destination or pattern subscribed to.
+        destination: ByteStr,
+    },
+    /// A subscription ended (UNSUBSCRIBE, or the session ending).
+    Unsubscribed {
+        /// The session id.
+        session_id: ByteStr,
+        /// The client's id for the subscription.
+        subscription_id: ByteStr,
+        /// The destination or pattern it was for.
+        destination: ByteStr,
+    },
+    /// A session ended.
+    Disconnected {
+        /// The session id.
+        session_id: ByteStr,
+        /// Why it ended.
+        reason: DisconnectReason,
+    },
+}
+
+/// Why a session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The client sent DISCONNECT.
+    ClientDisconnected,
+    /// The connection closed or failed without a DISCONNECT.
+    ConnectionLost(Arc<str>),
+    /// The client broke the protocol; the text is the ERROR frame's message.
+    ProtocolError(Arc<str>),
+    /// The client did not read fast enough (see `send_buffer_size_limit`).
+    SlowConsumer(Arc<str>),
+    /// No frame or heart-beat arrived in time.
+    Timeout(Arc<str>),
+    /// The server shut down.
+    ServerShutdown,
+}

@@ -1,0 +1,64 @@
+//! Security hooks. The handshake hook sees every WebSocket upgrade request before it is
+//! accepted: it can refuse it, or attach attributes (a user, a tenant) that the session keeps.
+
+use http::StatusCode;
+
+/// Decides whether a WebSocket handshake may proceed, and attaches attributes to the session.
+///
+/// Any `Fn(&http::request::Parts, &mut http::Extensions) -> Result<(), HandshakeRejection>`
+/// is a hook:
+///
+/// ```
+/// use stompede::{HandshakeRejection, Server};
+/// # #[derive(Clone)] struct Tenant(String);
+/// let server = Server::builder()
+///     .handshake_hook(|request: &http::request::Parts, attributes: &mut http::Extensions| {
+///         let tenant = request.headers.get("x-tenant")
+///             .and_then(|v| v.to_str().ok())
+///             .ok_or_else(|| HandshakeRejection::new(http::StatusCode::UNAUTHORIZED, "x-tenant header required"))?;
+///         attributes.insert(Tenant(tenant.to_owned()));
+///         Ok(())
+///     })
+///     .build()
+///     .unwrap();
+/// ```
+pub trait HandshakeHook: Send + Sync + 'static {
+    /// Inspects the upgrade request; `Err` refuses it with the rejection's status and message.
+    fn handshake(
+        &self,
+        request: &http::request::Parts,
+        attributes: &mut http::Extensions,
+    ) -> Result<(), HandshakeRejection>;
+}
+
+impl<F> HandshakeHook for F
+where
+    F: Fn(&http::request::Parts, &mut http::Extensions) -> Result<(), HandshakeRejection>
+        + Send
+        + Sync
+        + 'static,
+{
+    fn handshake(
+        &self,
+        request: &http::request::Parts,
+        attributes: &mut http::Extensions,
+    ) -> Result<(), HandshakeRejection> {
+        self(request, attributes)
+    }
+}
+
+/// A refused handshake: the HTTP status and the text body sent back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandshakeRejection {
+    /// The response status (401, 403…).
+    pub status: StatusCode,
+    /// The response body, for the client's developer.
+    pub message: String,
+}
+
+impl HandshakeRejection {
+    /// A rejection with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        HandshakeRejection { status, message: message.into() }
+    }
+}

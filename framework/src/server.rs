@@ -1,0 +1,361 @@
+//! `Server`: build it from a checked configuration, start it, send through it, shut it down.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::SimpleBroker;
+use crate::config::{AllowedOrigins, Config, ConfigError};
+use crate::events::SessionEvent;
+use crate::security::HandshakeHook;
+use crate::session::{self, Peer};
+use crate::stomp::{ByteStr, HeartBeat};
+use crate::template::MessagingTemplate;
+use crate::transport::http::StompService;
+use crate::transport::tcp::TcpTransport;
+
+/// State shared by every session and handle of one server.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) broker: SimpleBroker,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    events: broadcast::Sender<SessionEvent>,
+    sessions: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn next_session_id(&self) -> ByteStr {
+        let n = self.sessions.fetch_add(1, Ordering::Relaxed);
+        ByteStr::from(format!("session-{n}"))
+    }
+
+    pub(crate) fn emit(&self, event: SessionEvent) {
+        // No listener is fine: events are for those who ask.
+        let _ = self.events.send(event);
+    }
+}
+
+/// Builds a [`Server`]. Every setting has Spring's default; [`build`](ServerBuilder::build)
+/// checks the whole configuration.
+///
+/// ```
+/// use std::time::Duration;
+/// use stompede::Server;
+/// let server = Server::builder()
+///     .enable_simple_broker(["/topic", "/queue"])
+///     .application_destination_prefixes(["/app"])
+///     .endpoint("/ws")
+///     .allowed_origins(["https://chat.example.com"])
+///     .heartbeat(Duration::from_secs(10), Duration::from_secs(10))
+///     .message_size_limit(128 * 1024)
+///     .bind("127.0.0.1:0".parse().unwrap())
+///     .build()
+///     .expect("a valid configuration");
+/// # drop(server);
+/// ```
+#[must_use]
+pub struct ServerBuilder {
+    config: Config,
+}
+
+impl ServerBuilder {
+    /// Destination prefixes served by the in-memory broker (default `/topic`, `/queue`).
+    pub fn enable_simple_broker<I, S>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.broker_prefixes = prefixes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Prefixes of destinations routed to application handlers (default `/app`).
+    pub fn application_destination_prefixes<I, S>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.app_prefixes = prefixes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Prefix of user destinations (default `/user`).
+    pub fn user_destination_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.user_prefix = prefix.into();
+        self
+    }
+
+    /// Adds a WebSocket endpoint path. Without any, the endpoint is `/ws`.
+    pub fn endpoint(mut self, path: impl Into<String>) -> Self {
+        self.config.endpoints.push(path.into());
+        self
+    }
+
+    /// Accepts handshakes from these origins besides the server's own.
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.allowed_origins = AllowedOrigins::List(
+            origins.into_iter().map(|o| o.into().trim_end_matches('/').to_owned()).collect(),
+        );
+        self
+    }
+
+    /// Accepts handshakes from any origin.
+    pub fn allow_any_origin(mut self) -> Self {
+        self.config.allowed_origins = AllowedOrigins::Any;
+        self
+    }
+
+    /// The heart-beats the server offers: how often it can send, how often it wants to hear
+    /// from clients (default 10 s, 10 s; zero disables a direction).
+    pub fn heartbeat(mut self, send: Duration, receive: Duration) -> Self {
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        self.config.heartbeat = HeartBeat { send: ms(send), receive: ms(receive) };
+        self
+    }
+
+    /// Largest inbound frame in bytes, headers included (default 64 KiB). The body limit
+    /// follows it.
+    pub fn message_size_limit(mut self, bytes: usize) -> Self {
+        self.config.limits.max_frame_size = bytes;
+        self.config.limits.max_body_size = bytes;
+        self
+    }
+
+    /// Bytes a session may have waiting to be sent before it counts as a slow consumer
+    /// (default 512 KiB).
+    pub fn send_buffer_size_limit(mut self, bytes: usize) -> Self {
+        self.config.send_buffer_size_limit = bytes;
+        self
+    }
+
+    /// How long a session may stay over its send buffer limit, or take to complete one write,
+    /// before it is closed (default 10 s).
+    pub fn send_time_limit(mut self, limit: Duration) -> Self {
+        self.config.send_time_limit = limit;
+        self
+    }
+
+    /// How long a new connection has to send CONNECT (default 60 s).
+    pub fn time_to_first_message(mut self, limit: Duration) -> Self {
+        self.config.time_to_first_message = limit;
+        self
+    }
+
+    /// The HTTP/WebSocket listening address (default `127.0.0.1:8080`; port 0 picks one).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.config.addr = addr;
+        self
+    }
+
+    /// Also serve STOMP over plain TCP at `addr` (off by default), for non-browser clients.
+    pub fn tcp(mut self, addr: SocketAddr) -> Self {
+        self.config.tcp_addr = Some(addr);
+        self
+    }
+
+    /// Runs `hook` on every WebSocket handshake (see [`HandshakeHook`]).
+    pub fn handshake_hook(mut self, hook: impl HandshakeHook) -> Self {
+        self.config.handshake_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// The `server` header of CONNECTED (default `stompede/VERSION`).
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.config.server_name = name.into();
+        self
+    }
+
+    /// Checks the configuration and makes the server (not yet listening).
+    pub fn build(mut self) -> Result<Server, ConfigError> {
+        self.config.check()?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Server {
+            shared: Arc::new(Shared {
+                config: self.config,
+                broker: SimpleBroker::new(),
+                shutdown: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                events,
+                sessions: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+/// A configured STOMP server. [`start`](Server::start) listens on the configured address;
+/// [`service`](Server::service) instead gives a tower/hyper service to mount in your own HTTP
+/// server (an axum router, say).
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// A builder with every default.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder { config: Config::default() }
+    }
+
+    /// The WebSocket endpoint(s) as a service, for mounting in an existing HTTP server.
+    pub fn service(&self) -> StompService {
+        StompService::new(self.shared.clone())
+    }
+
+    /// A handle for sending to broker destinations.
+    pub fn template(&self) -> MessagingTemplate {
+        MessagingTemplate::new(self.shared.clone())
+    }
+
+    /// Session lifecycle events from now on.
+    pub fn events(&self) -> broadcast::Receiver<SessionEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// The in-memory broker (for its statistics).
+    pub fn broker(&self) -> &SimpleBroker {
+        &self.shared.broker
+    }
+
+    /// Starts listening: HTTP/WebSocket on the bound address, and TCP when configured.
+    pub async fn start(self) -> io::Result<RunningServer> {
+        let config = &self.shared.config;
+        let http = TcpListener::bind(config.addr).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on {} ({e}); choose another address with bind()",
+                    config.addr
+                ),
+            )
+        })?;
+        let local_addr = http.local_addr()?;
+        let tcp = match config.tcp_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen for STOMP over TCP on {addr} ({e}); choose another address with tcp()"))
+            })?),
+            None => None,
+        };
+        let tcp_addr = tcp.as_ref().map(TcpListener::local_addr).transpose()?;
+        tracing::info!(%local_addr, endpoints = ?config.endpoints, ?tcp_addr, "stompede listening");
+        let shared = self.shared.clone();
+        shared.tracker.spawn(accept_http(shared.clone(), http));
+        if let Some(listener) = tcp {
+            shared.tracker.spawn(accept_tcp(shared.clone(), listener));
+        }
+        Ok(RunningServer { server: self, local_addr, tcp_addr })
+    }
+}
+
+/// A listening server.
+pub struct RunningServer {
+    server: Server,
+    local_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
+}
+
+impl RunningServer {
+    /// The HTTP/WebSocket address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The STOMP-over-TCP address, when enabled.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The server this runs.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// A handle for sending to broker destinations.
+    pub fn template(&self) -> MessagingTemplate {
+        self.server.template()
+    }
+
+    /// Session lifecycle events from now on.
+    pub fn events(&self) -> broadcast::Receiver<SessionEvent> {
+        self.server.events()
+    }
+
+    /// Stops accepting connections, sends every session an ERROR frame ("server is shutting
+    /// down") and closes it, then waits up to `grace` for sessions to finish. Returns whether
+    /// everything finished in time.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        let shared = &self.server.shared;
+        shared.shutdown.cancel();
+        shared.tracker.close();
+        tokio::time::timeout(grace, shared.tracker.wait()).await.is_ok()
+    }
+}
+
+async fn accept_http(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Some((stream, peer)) = accepted_or_pause(accepted).await else { continue };
+        let service = StompService::new(shared.clone()).with_peer(peer);
+        let shutdown = shared.shutdown.clone();
+        shared.tracker.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::select! {
+                result = connection => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, "HTTP connection ended: {e}");
+                    }
+                }
+                () = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+async fn accept_tcp(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Some((stream, peer)) = accepted_or_pause(accepted).await else { continue };
+        let peer = Peer { addr: Some(peer), transport: "tcp", attributes: http::Extensions::new() };
+        shared.tracker.spawn(session::run(shared.clone(), peer, TcpTransport::new(stream)));
+    }
+}
+
+/// Unwraps an accepted connection. On failure (out of file descriptors, usually) logs what to
+/// do and pauses briefly, so the accept loop does not spin.
+async fn accepted_or_pause(
+    accepted: io::Result<(TcpStream, SocketAddr)>,
+) -> Option<(TcpStream, SocketAddr)> {
+    match accepted {
+        Ok((stream, peer)) => {
+            let _ = stream.set_nodelay(true);
+            Some((stream, peer))
+        }
+        Err(e) => {
+            tracing::error!(
+                "accepting a connection failed: {e} (if this says 'too many open files', raise the process's open-files limit with ulimit -n)"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}

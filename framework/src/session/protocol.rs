@@ -1,0 +1,366 @@
+//! The STOMP state machine of one session: what each client frame does, and which frames the
+//! server answers with. Synchronous and transport-agnostic: it consumes frames and queues
+//! replies in the session's outbox; the run loop in `mod.rs` moves bytes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Outbox;
+use crate::broker::{AckMode, Subscriber};
+use crate::events::{DisconnectReason, SessionEvent};
+use crate::server::Shared;
+use crate::stomp::{ByteStr, Command, Frame, HeartBeat, Version, encode, names};
+
+const SUPPORTED: [Version; 3] = [Version::V1_0, Version::V1_1, Version::V1_2];
+
+/// What the run loop must do after a frame.
+#[derive(Debug)]
+pub(crate) enum Flow {
+    Continue,
+    /// CONNECT succeeded: decode with `version` from now on and start heart-beating.
+    Connected {
+        version: Version,
+        outgoing: Option<Duration>,
+        incoming: Option<Duration>,
+    },
+    /// Write `last` (after everything already queued), then close.
+    Close {
+        last: Option<Frame>,
+        reason: DisconnectReason,
+    },
+}
+
+/// A protocol violation: becomes an ERROR frame, then the connection closes.
+struct Violation(String);
+
+type Handled = Result<Flow, Violation>;
+
+fn violation(message: impl Into<String>) -> Violation {
+    Violation(message.into())
+}
+
+pub(crate) struct Protocol {
+    shared: Arc<Shared>,
+    session_id: ByteStr,
+    outbox: Arc<Outbox>,
+    version: Option<Version>,
+    subscriptions: HashMap<ByteStr, Arc<Subscriber>>,
+    transactions: HashMap<ByteStr, Vec<Frame>>,
+    transaction_bytes: usize,
+}
+
+impl Protocol {
+    pub(crate) fn new(shared: Arc<Shared>, session_id: ByteStr, outbox: Arc<Outbox>) -> Self {
+        Protocol {
+            shared,
+            session_id,
+            outbox,
+            version: None,
+            subscriptions: HashMap::new(),
+            transactions: HashMap::new(),
+            transaction_bytes: 0,
+        }
+    }
+
+    pub(crate) fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// Queues a frame for the client.
+    pub(crate) fn reply(&self, frame: &Frame) {
+        self.outbox.push(encode(frame, self.version.unwrap_or(Version::V1_2)));
+    }
+
+    /// Handles one client frame.
+    pub(crate) fn handle(&mut self, frame: Frame) -> Flow {
+        let receipt = frame.receipt().map(str::to_owned);
+        let result = match (self.version, frame.command) {
+            (None, Command::Connect | Command::Stomp) => self.connect(&frame),
+            (None, command) => Err(violation(format!(
+                "expected CONNECT or STOMP as the first frame, got {command}"
+            ))),
+            (Some(_), Command::Connect | Command::Stomp) => {
+                Err(violation("already connected: CONNECT may be sent only once per connection"))
+            }
+            (Some(_), Command::Send) => self.send(frame),
+            (Some(_), Command::Subscribe) => self.subscribe(&frame),
+            (Some(_), Command::Unsubscribe) => self.unsubscribe(&frame),
+            (Some(v), Command::Ack | Command::Nack) => self.ack(&frame, v),
+            (Some(_), Command::Begin) => self.begin(&frame),
+            (Some(_), Command::Commit) => self.commit(&frame),
+            (Some(_), Command::Abort) => self.abort(&frame),
+            (Some(_), Command::Disconnect) => {
+                return Flow::Close {
+                    last: receipt.map(Frame::receipt_for),
+                    reason: DisconnectReason::ClientDisconnected,
+                };
+            }
+            (Some(_), command) => {
+                Err(violation(format!("{command} is a server frame; a client may not send it")))
+            }
+        };
+        match result {
+            Ok(flow) => {
+                if let Some(id) = receipt {
+                    if !matches!(flow, Flow::Close { .. }) {
+                        self.reply(&Frame::receipt_for(id));
+                    }
+                }
+                flow
+            }
+            Err(Violation(message)) => self.error(message, receipt.as_deref()),
+        }
+    }
+
+    /// The flow for a protocol error: an ERROR frame, then close.
+    pub(crate) fn error(&self, message: String, receipt: Option<&str>) -> Flow {
+        tracing::warn!(session_id = %self.session_id, "protocol error: {message}");
+        let frame = Frame::error(message.clone(), receipt, "");
+        Flow::Close { last: Some(frame), reason: DisconnectReason::ProtocolError(message.into()) }
+    }
+
+    fn connect(&mut self, frame: &Frame) -> Handled {
+        let accept = frame.get(names::ACCEPT_VERSION);
+        let Some(version) = Version::negotiate(accept, &SUPPORTED) else {
+            // The specification's reply: the versions we do speak, in a `version` header.
+            let mut error = Frame::error(
+                "Supported protocol versions are 1.0, 1.1, 1.2",
+                None,
+                &format!("accept-version was {:?}", accept.unwrap_or_default()),
+            );
+            error.headers.push(names::VERSION, "1.2,1.1,1.0");
+            return Ok(Flow::Close {
+                last: Some(error),
+                reason: DisconnectReason::ProtocolError("no common protocol version".into()),
+            });
+        };
+        let client_beat = match (version, frame.get(names::HEART_BEAT)) {
+            (Version::V1_0, _) | (_, None) => HeartBeat::NONE,
+            (_, Some(value)) => HeartBeat::parse(value).ok_or_else(|| {
+                violation(format!(
+                    "heart-beat header {value:?} must be two comma-separated non-negative numbers (such as 10000,10000)"
+                ))
+            })?,
+        };
+        let server_beat =
+            if version == Version::V1_0 { HeartBeat::NONE } else { self.shared.config.heartbeat };
+        self.version = Some(version);
+        let mut connected = Frame::new(Command::Connected)
+            .header(names::VERSION, version.as_str())
+            .header(names::HEART_BEAT, server_beat.to_header_value())
+            .header(names::SESSION, self.session_id.clone())
+            .header(names::SERVER, self.shared.config.server_name.clone());
+        if let Some(login) = frame.get(names::LOGIN) {
+            connected.headers.push("user-name", login.to_owned());
+        }
+        self.reply(&connected);
+        self.shared.emit(SessionEvent::Connected {
+            session_id: self.session_id.clone(),
+            version,
+            login: frame.get(names::LOGIN).map(str::to_owned),
+        });
+        Ok(Flow::Connected {
+            version,
+            outgoing: server_beat.outgoing(client_beat),
+            incoming: server_beat.incoming(client_beat),
+        })
+    }
+
+    fn send(&mut self, frame: Frame) -> Handled {
+        let destination = required(&frame, names::DESTINATION)?.clone();
+        // Check the route now, so a bad SEND inside a transaction fails at once.
+        self.route_check(&destination)?;
+        if let Some(tx) = frame.headers.get_shared(names::TRANSACTION).cloned() {
+            let size = frame.body.len() + frame.headers.len() * 32;
+            let limit = self.shared.config.max_transaction_bytes;
+            let Some(buffered) = self.transactions.get_mut(&tx) else {
+                return Err(violation(format!(
+                    "SEND names transaction {tx:?}, which was not begun"
+                )));
+            };
+            if self.transaction_bytes + size > limit {
+                return Err(violation(format!(
+                    "transactions of this session buffer more than {limit} bytes (commit sooner, or raise max_transaction_bytes)"
+                )));
+            }
+            self.transaction_bytes += size;
+            buffered.push(frame);
+            return Ok(Flow::Continue);
+        }
+        self.publish(&destination, frame);
+        Ok(Flow::Continue)
+    }
+
+    fn route_check(&self, destination: &str) -> Result<(), Violation> {
+        let config = &self.shared.config;
+        if config.broker_prefix_of(destination).is_some() {
+            Ok(())
+        } else if config.app_prefix_of(destination).is_some() {
+            Err(violation(format!(
+                "no application handler is registered for destination {destination}"
+            )))
+        } else if config.is_user_destination(destination) {
+            Err(violation(format!(
+                "user destinations ({}) are not enabled on this server",
+                config.user_prefix
+            )))
+        } else {
+            Err(violation(format!(
+                "destination {destination} is not covered by any configured prefix ({})",
+                config.describe_prefixes()
+            )))
+        }
+    }
+
+    fn publish(&self, destination: &ByteStr, frame: Frame) {
+        let delivered = self.shared.broker.publish(destination, &frame.headers, frame.body);
+        tracing::debug!(session_id = %self.session_id, %destination, delivered, "published");
+    }
+
+    fn subscribe(&mut self, frame: &Frame) -> Handled {
+        let id = required(frame, names::ID)?.clone();
+        let destination = required(frame, names::DESTINATION)?.clone();
+        let ack = match frame.get(names::ACK) {
+            None => AckMode::Auto,
+            Some(value) => AckMode::parse(value).ok_or_else(|| {
+                violation(format!("ack mode {value:?} is not auto, client or client-individual"))
+            })?,
+        };
+        if self.subscriptions.contains_key(&id) {
+            return Err(violation(format!(
+                "subscription id {id:?} is already in use in this session"
+            )));
+        }
+        let max = self.shared.config.max_subscriptions;
+        if self.subscriptions.len() >= max {
+            return Err(violation(format!("a session may hold at most {max} subscriptions")));
+        }
+        let config = &self.shared.config;
+        if config.broker_prefix_of(&destination).is_none() {
+            return Err(violation(if config.app_prefix_of(&destination).is_some() {
+                format!("no subscription handler is registered for destination {destination}")
+            } else {
+                format!(
+                    "cannot subscribe to {destination}: it is not under a broker prefix ({})",
+                    config.describe_prefixes()
+                )
+            }));
+        }
+        let version = self.version.unwrap_or(Version::V1_2);
+        let subscriber = Arc::new(Subscriber::new(
+            id.clone(),
+            destination.clone(),
+            version,
+            ack,
+            self.outbox.clone(),
+        ));
+        self.shared.broker.subscribe(subscriber.clone());
+        self.subscriptions.insert(id.clone(), subscriber);
+        self.shared.emit(SessionEvent::Subscribed {
+            session_id: self.session_id.clone(),
+            subscription_id: id,
+            destination,
+        });
+        Ok(Flow::Continue)
+    }
+
+    fn unsubscribe(&mut self, frame: &Frame) -> Handled {
+        let id = required(frame, names::ID)?;
+        // An unknown id is not an error: the client may race its own UNSUBSCRIBE with a
+        // server-side clean-up, and the outcome it wants holds either way.
+        if let Some(subscriber) = self.subscriptions.remove(id.as_str()) {
+            self.drop_subscription(&subscriber);
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn drop_subscription(&self, subscriber: &Subscriber) {
+        self.shared.broker.unsubscribe(subscriber);
+        self.shared.emit(SessionEvent::Unsubscribed {
+            session_id: self.session_id.clone(),
+            subscription_id: subscriber.subscription_id.clone(),
+            destination: subscriber.destination.clone(),
+        });
+    }
+
+    fn ack(&mut self, frame: &Frame, version: Version) -> Handled {
+        if frame.command == Command::Nack && version == Version::V1_0 {
+            return Err(violation("NACK is not part of STOMP 1.0"));
+        }
+        match version {
+            Version::V1_2 => {
+                required(frame, names::ID)?;
+            }
+            Version::V1_1 => {
+                required(frame, names::MESSAGE_ID)?;
+                required(frame, names::SUBSCRIPTION)?;
+            }
+            Version::V1_0 => {
+                required(frame, names::MESSAGE_ID)?;
+            }
+        }
+        if let Some(tx) = frame.get(names::TRANSACTION) {
+            if !self.transactions.contains_key(tx) {
+                return Err(violation(format!(
+                    "{} names transaction {tx:?}, which was not begun",
+                    frame.command
+                )));
+            }
+        }
+        // The simple broker counts every delivery as acknowledged (as Spring's does).
+        Ok(Flow::Continue)
+    }
+
+    fn begin(&mut self, frame: &Frame) -> Handled {
+        let tx = required(frame, names::TRANSACTION)?.clone();
+        if self.transactions.contains_key(&tx) {
+            return Err(violation(format!("transaction {tx:?} is already in progress")));
+        }
+        let max = self.shared.config.max_transactions;
+        if self.transactions.len() >= max {
+            return Err(violation(format!("a session may have at most {max} transactions open")));
+        }
+        self.transactions.insert(tx, Vec::new());
+        Ok(Flow::Continue)
+    }
+
+    fn commit(&mut self, frame: &Frame) -> Handled {
+        let frames = self.end_transaction(frame)?;
+        for send in frames {
+            if let Some(destination) = send.headers.get_shared(names::DESTINATION).cloned() {
+                self.publish(&destination, send);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn abort(&mut self, frame: &Frame) -> Handled {
+        self.end_transaction(frame)?;
+        Ok(Flow::Continue)
+    }
+
+    fn end_transaction(&mut self, frame: &Frame) -> Result<Vec<Frame>, Violation> {
+        let tx = required(frame, names::TRANSACTION)?;
+        let frames = self.transactions.remove(tx.as_str()).ok_or_else(|| {
+            violation(format!("{} names transaction {tx:?}, which was not begun", frame.command))
+        })?;
+        let size: usize = frames.iter().map(|f| f.body.len() + f.headers.len() * 32).sum();
+        self.transaction_bytes -= size;
+        Ok(frames)
+    }
+
+    /// Releases everything the session holds in the broker. Called once, when it ends.
+    pub(crate) fn finish(&mut self) {
+        for (_, subscriber) in std::mem::take(&mut self.subscriptions) {
+            self.drop_subscription(&subscriber);
+        }
+        self.transactions.clear();
+    }
+}
+
+fn required<'f>(frame: &'f Frame, name: &str) -> Result<&'f ByteStr, Violation> {
+    frame.headers.get_shared(name).ok_or_else(|| {
+        violation(format!("{} frame has no {name} header, which is required", frame.command))
+    })
+}

@@ -1,0 +1,281 @@
+//! The WebSocket endpoint as an HTTP service: handshake checks (path, upgrade headers, origin,
+//! the application's hook), STOMP subprotocol negotiation, then a session on the upgraded
+//! connection.
+//!
+//! [`StompService`] implements both tower's `Service` (to mount in axum and other tower
+//! stacks) and hyper's (to serve directly).
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use super::websocket::{self, WebSocketTransport};
+use crate::config::AllowedOrigins;
+use crate::server::Shared;
+use crate::session::{self, Peer};
+use crate::stomp::Version;
+
+/// The STOMP WebSocket endpoint(s) of a [`Server`](crate::Server) as an HTTP service.
+///
+/// Mount it in axum next to your own routes:
+///
+/// ```no_run
+/// # fn doc(server: stompede::Server) {
+/// // let app = axum::Router::new()
+/// //     .route("/api/health", axum::routing::get(|| async { "ok" }))
+/// //     .route_service("/ws", server.service());
+/// # }
+/// ```
+///
+/// (See `examples/axum_mount` for the complete program.) Requests whose path is not an
+/// endpoint get 404; plain GETs on an endpoint get 400 (`Can "Upgrade" only to "WebSocket".`).
+#[derive(Clone)]
+pub struct StompService {
+    shared: Arc<Shared>,
+    peer: Option<SocketAddr>,
+}
+
+/// The response body type of [`StompService`].
+pub type ResponseBody = Full<Bytes>;
+
+impl StompService {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        StompService { shared, peer: None }
+    }
+
+    pub(crate) fn with_peer(mut self, peer: SocketAddr) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody> {
+        handshake(&self.shared, request, self.peer)
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for StompService {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        ready(Ok(self.handle(request)))
+    }
+}
+
+impl<B> hyper::service::Service<Request<B>> for StompService {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn call(&self, request: Request<B>) -> Self::Future {
+        ready(Ok(self.handle(request)))
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(Bytes::from(body.into())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+fn header_has_token(request: &http::request::Parts, name: header::HeaderName, token: &str) -> bool {
+    request.headers.get_all(name).iter().any(|value| {
+        value
+            .to_str()
+            .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+fn handshake<B>(
+    shared: &Arc<Shared>,
+    request: Request<B>,
+    peer: Option<SocketAddr>,
+) -> Response<ResponseBody> {
+    let config = &shared.config;
+    let (mut parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    if !config.endpoints.iter().any(|e| e == path) {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no STOMP endpoint at {path} (endpoints: {})", config.endpoints.join(", ")),
+        );
+    }
+    if parts.method != Method::GET
+        || !header_has_token(&parts, header::UPGRADE, "websocket")
+        || !header_has_token(&parts, header::CONNECTION, "upgrade")
+    {
+        return text(StatusCode::BAD_REQUEST, "Can \"Upgrade\" only to \"WebSocket\".");
+    }
+    if parts.headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+        let mut response =
+            text(StatusCode::UPGRADE_REQUIRED, "Only WebSocket version 13 is supported.");
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return response;
+    }
+    let Some(key) = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return text(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key header is missing.");
+    };
+    if let Err(origin) = check_origin(&config.allowed_origins, &parts) {
+        tracing::warn!(%origin, "WebSocket handshake refused: origin not allowed");
+        return text(
+            StatusCode::FORBIDDEN,
+            format!("origin {origin} is not allowed (add it with allowed_origins)"),
+        );
+    }
+    let mut attributes = http::Extensions::new();
+    if let Some(hook) = &config.handshake_hook {
+        if let Err(rejection) = hook.handshake(&parts, &mut attributes) {
+            return text(rejection.status, rejection.message);
+        }
+    }
+    let subprotocol = negotiate_subprotocol(&parts);
+
+    drop(body);
+    // hyper leaves the upgrade handle in the request's extensions (axum keeps it there too).
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this connection cannot be upgraded: serve StompService with hyper's upgrades enabled (serve_connection(..).with_upgrades())",
+        );
+    };
+    let session_shared = shared.clone();
+    let max_message = config.limits.max_frame_size.saturating_add(4096);
+    shared.tracker.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(?peer, "WebSocket upgrade failed: {e}");
+                return;
+            }
+        };
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(websocket::config(max_message)),
+        )
+        .await;
+        let peer = Peer { addr: peer, transport: "websocket", attributes };
+        session::run(session_shared, peer, WebSocketTransport::new(ws, max_message)).await;
+    });
+
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if let Some(version) = subprotocol {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(version.subprotocol()),
+        );
+    }
+    response
+}
+
+/// The highest STOMP version the client offers as a subprotocol (`v12.stomp`…), if any.
+/// A client that offers none still gets a session; CONNECT negotiates the version anyway.
+fn negotiate_subprotocol(parts: &http::request::Parts) -> Option<Version> {
+    parts
+        .headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(Version::from_subprotocol)
+        .max()
+}
+
+/// `Err(origin)` when the request's `Origin` is not allowed.
+fn check_origin(allowed: &AllowedOrigins, parts: &http::request::Parts) -> Result<(), String> {
+    let Some(origin) = parts.headers.get(header::ORIGIN) else {
+        return Ok(()); // not a browser: nothing to protect against cross-site use
+    };
+    let origin = origin.to_str().map_err(|_| "(not text)".to_owned())?.trim_end_matches('/');
+    if *allowed == AllowedOrigins::Any {
+        return Ok(());
+    }
+    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if same_origin(origin, host) {
+        return Ok(());
+    }
+    match allowed {
+        AllowedOrigins::List(list) if list.iter().any(|o| o.eq_ignore_ascii_case(origin)) => Ok(()),
+        _ => Err(origin.to_owned()),
+    }
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names the same host and port as `host`.
+fn same_origin(origin: &str, host: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else { return false };
+    let default_port = match scheme {
+        "http" | "ws" => ":80",
+        "https" | "wss" => ":443",
+        _ => "",
+    };
+    let strip = |a: &str| a.strip_suffix(default_port).unwrap_or(a).to_ascii_lowercase();
+    !host.is_empty() && strip(authority) == strip(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut builder = Request::builder().uri("/ws");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn same_origin_compares_host_and_port() {
+        assert!(same_origin("http://localhost:8080", "localhost:8080"));
+        assert!(same_origin("http://Example.com", "example.com:80"));
+        assert!(!same_origin("http://evil.com", "example.com"));
+        assert!(!same_origin("http://localhost:8081", "localhost:8080"));
+        assert!(!same_origin("null", "localhost"));
+    }
+
+    #[test]
+    fn origin_policy() {
+        let list = AllowedOrigins::List(vec!["https://app.example.com".into()]);
+        let cross = parts(&[("origin", "https://app.example.com"), ("host", "api.example.com")]);
+        assert!(check_origin(&list, &cross).is_ok());
+        assert!(check_origin(&AllowedOrigins::SameOrigin, &cross).is_err());
+        assert!(check_origin(&AllowedOrigins::Any, &cross).is_ok());
+        assert!(check_origin(&AllowedOrigins::SameOrigin, &parts(&[("host", "x")])).is_ok());
+    }
+
+    #[test]
+    fn highest_offered_stomp_subprotocol_wins() {
+        let p = parts(&[("sec-websocket-protocol", "v10.stomp, v12.stomp,v11.stomp")]);
+        assert_eq!(negotiate_subprotocol(&p), Some(Version::V1_2));
+        assert_eq!(negotiate_subprotocol(&parts(&[("sec-websocket-protocol", "mqtt")])), None);
+    }
+}

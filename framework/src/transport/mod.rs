@@ -1,0 +1,48 @@
+//! Transports: how STOMP bytes reach a session and leave it.
+//!
+//! A session only sees the [`Transport`] trait, so WebSocket, raw TCP (and SockJS) share every
+//! line of protocol code. `http` holds the WebSocket endpoint as a hyper/tower service.
+
+pub(crate) mod http;
+pub(crate) mod tcp;
+pub(crate) mod websocket;
+
+use std::future::Future;
+use std::io;
+
+use bytes::BytesMut;
+
+use crate::stomp::EncodedFrame;
+
+/// Why a transport stopped delivering bytes.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TransportError {
+    /// The connection failed or was reset.
+    #[error("connection lost: {0}")]
+    Io(#[from] io::Error),
+    /// One transport message is larger than the inbound limit (WebSocket).
+    #[error("a WebSocket message exceeds the {0}-byte limit (set message_size_limit to raise it)")]
+    MessageTooLarge(usize),
+    /// The peer broke the transport's own protocol (a bad WebSocket frame, say).
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// A bidirectional byte channel carrying STOMP frames.
+pub(crate) trait Transport: Send {
+    /// Appends received bytes to `buf`. Returns 0 when the peer closed the connection.
+    /// Must be cancel-safe: the session polls it in a `select!`.
+    fn recv(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> impl Future<Output = Result<usize, TransportError>> + Send;
+
+    /// Writes `frames` in order and flushes.
+    fn send(&mut self, frames: &[EncodedFrame]) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Writes one heart-beat EOL and flushes.
+    fn send_heartbeat(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Closes the connection cleanly (WebSocket close handshake, TCP shutdown).
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
