@@ -134,6 +134,33 @@ impl RawPeer {
         .expect("the server answered in time")
     }
 
+    /// Reads until `count` heart-beat EOLs have arrived in all (waiting at most [`WAIT`]);
+    /// panics if a frame or the close comes first.
+    pub async fn wait_heart_beats(&mut self, count: u64) {
+        tokio::time::timeout(WAIT, async {
+            while self.heart_beats < count {
+                let before = self.decoder.heart_beats();
+                let frame = self.decoder.decode(&mut self.buf).expect("server sent valid STOMP");
+                assert!(
+                    frame.is_none(),
+                    "a frame arrived while waiting for heart-beats: {frame:?}"
+                );
+                self.heart_beats += self.decoder.heart_beats() - before;
+                if self.heart_beats >= count {
+                    break;
+                }
+                match self.ws.next().await {
+                    Some(Ok(Message::Text(t))) => self.buf.extend_from_slice(t.as_bytes()),
+                    Some(Ok(Message::Binary(b))) => self.buf.extend_from_slice(&b),
+                    Some(Ok(_)) => {}
+                    other => panic!("connection ended while waiting for heart-beats: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("heart-beats arrived in time");
+    }
+
     /// The next frame; panics if the connection closes first.
     pub async fn frame(&mut self) -> Frame {
         match self.next().await {

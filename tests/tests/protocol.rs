@@ -1,0 +1,268 @@
+//! Exact protocol behaviour over a raw WebSocket: every bad input gets its ERROR frame and the
+//! connection closes, while the server and the other sessions carry on.
+
+use std::time::Duration;
+
+use stompede::Server;
+use stompede::client::{Client, ClientOptions};
+use stompede::stomp::Command;
+use stompede_tests::{Event, RawPeer, WAIT, start, ws_url};
+
+/// Sends `input` on a fresh session (after CONNECT when `connect`), expects ERROR then close,
+/// and checks that a bystander session still works. Returns the ERROR's message and receipt-id.
+async fn error_for(input: &str, connect: bool) -> (String, Option<String>) {
+    let server = start(Server::builder().message_size_limit(1024)).await;
+    let url = ws_url(&server);
+    let bystander = Client::connect_ws(&url, ClientOptions::default()).await.unwrap();
+    let mut sub = bystander.subscribe("/topic/alive").await.unwrap();
+
+    let mut peer =
+        if connect { RawPeer::connected(&url).await } else { RawPeer::connect(&url).await };
+    peer.send_text(input).await;
+    let error = peer.expect_error_then_close().await;
+
+    bystander.send_with_receipt("/topic/alive", "still here").await.unwrap();
+    let message = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap();
+    assert_eq!(message.body_str(), Some("still here"));
+    (error.get("message").unwrap().to_owned(), error.get("receipt-id").map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_before_connect() {
+    let (message, _) = error_for("SEND\ndestination:/topic/a\n\nx\0", false).await;
+    assert_eq!(message, "expected CONNECT or STOMP as the first frame, got SEND");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_command() {
+    let (message, _) = error_for("PUBLISH\ndestination:/topic/a\n\n\0", true).await;
+    assert!(message.starts_with("unknown command \"PUBLISH\""), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_without_destination_names_the_header_and_the_receipt() {
+    let (message, receipt) = error_for("SEND\nreceipt:r-7\n\nx\0", true).await;
+    assert_eq!(message, "SEND frame has no destination header, which is required");
+    assert_eq!(receipt.as_deref(), Some("r-7"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_without_id() {
+    let (message, _) = error_for("SUBSCRIBE\ndestination:/topic/a\n\n\0", true).await;
+    assert_eq!(message, "SUBSCRIBE frame has no id header, which is required");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_without_destination() {
+    let (message, _) = error_for("SUBSCRIBE\nid:0\n\n\0", true).await;
+    assert_eq!(message, "SUBSCRIBE frame has no destination header, which is required");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_subscription_id() {
+    let input =
+        "SUBSCRIBE\nid:s\ndestination:/topic/a\n\n\0SUBSCRIBE\nid:s\ndestination:/topic/b\n\n\0";
+    let (message, _) = error_for(input, true).await;
+    assert_eq!(message, "subscription id \"s\" is already in use in this session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_to_an_uncovered_destination() {
+    let (message, _) = error_for("SEND\ndestination:/elsewhere/a\n\nx\0", true).await;
+    assert_eq!(
+        message,
+        "destination /elsewhere/a is not covered by any configured prefix (broker: /topic, /queue; application: /app; user: /user)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_to_an_application_destination_without_handler() {
+    let (message, _) = error_for("SEND\ndestination:/app/hello\n\nx\0", true).await;
+    assert_eq!(message, "no application handler is registered for destination /app/hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_frame() {
+    let input = format!("SEND\ndestination:/topic/a\n\n{}\0", "x".repeat(2000));
+    let (message, _) = error_for(&input, true).await;
+    assert!(message.contains("1024-byte limit"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undefined_escape() {
+    let (message, _) = error_for("SEND\ndestination:/topic/a\nbad:\\t\n\nx\0", true).await;
+    assert!(
+        message.starts_with("invalid escape sequence \"\\\\t\" in header \"bad\""),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_frame_from_a_client() {
+    let (message, _) = error_for("MESSAGE\ndestination:/topic/a\n\n\0", true).await;
+    assert_eq!(message, "MESSAGE is a server frame; a client may not send it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_connect() {
+    let (message, _) = error_for("CONNECT\naccept-version:1.2\n\n\0", true).await;
+    assert_eq!(message, "already connected: CONNECT may be sent only once per connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_of_unknown_transaction() {
+    let (message, _) = error_for("COMMIT\ntransaction:nope\n\n\0", true).await;
+    assert_eq!(message, "COMMIT names transaction \"nope\", which was not begun");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_ack_mode() {
+    let (message, _) =
+        error_for("SUBSCRIBE\nid:0\ndestination:/topic/a\nack:sometimes\n\n\0", true).await;
+    assert_eq!(message, "ack mode \"sometimes\" is not auto, client or client-individual");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_version_lists_the_supported_ones() {
+    let server = start(Server::builder()).await;
+    let mut peer = RawPeer::connect(&ws_url(&server)).await;
+    peer.send_text("CONNECT\naccept-version:2.0\n\n\0").await;
+    let error = peer.expect_error_then_close().await;
+    assert_eq!(error.get("message"), Some("Supported protocol versions are 1.0, 1.1, 1.2"));
+    assert_eq!(error.get("version"), Some("1.2,1.1,1.0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_frame_negotiates_version_and_heart_beats() {
+    let server = start(Server::builder()).await;
+    let mut peer = RawPeer::connect(&ws_url(&server)).await;
+    peer.send_text("STOMP\naccept-version:1.0,1.1\nhost:x\nheart-beat:5000,20000\n\n\0").await;
+    let connected = peer.frame().await;
+    assert_eq!(connected.command, Command::Connected);
+    assert_eq!(connected.get("version"), Some("1.1"));
+    assert_eq!(connected.get("heart-beat"), Some("10000,10000"));
+    assert!(connected.get("session").is_some_and(|s| !s.is_empty()));
+    assert!(connected.get("server").is_some_and(|s| s.starts_with("stompede/")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_frame_asking_for_a_receipt_gets_one_and_disconnect_closes_after_it() {
+    let server = start(Server::builder()).await;
+    let mut peer = RawPeer::connected(&ws_url(&server)).await;
+    peer.send_text(
+        "SUBSCRIBE\nid:0\ndestination:/topic/r\nreceipt:1\n\n\0\
+         SEND\ndestination:/topic/r\nreceipt:2\n\nhi\0\
+         BEGIN\ntransaction:t\nreceipt:3\n\n\0\
+         ABORT\ntransaction:t\nreceipt:4\n\n\0\
+         ACK\nid:x\nreceipt:5\n\n\0\
+         UNSUBSCRIBE\nid:0\nreceipt:6\n\n\0\
+         DISCONNECT\nreceipt:7\n\n\0",
+    )
+    .await;
+    let mut seen = Vec::new();
+    loop {
+        match peer.next().await {
+            Event::Frame(f) if f.command == Command::Receipt => {
+                seen.push(f.get("receipt-id").unwrap().to_owned())
+            }
+            Event::Frame(f) if f.command == Command::Message => {
+                seen.push(format!("MESSAGE {}", f.body_str().unwrap()))
+            }
+            Event::Frame(f) => panic!("unexpected {f:?}"),
+            Event::Closed => break,
+        }
+    }
+    assert_eq!(seen, ["1", "MESSAGE hi", "2", "3", "4", "5", "6", "7"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_may_span_websocket_messages_or_share_one() {
+    let server = start(Server::builder()).await;
+    let mut peer = RawPeer::connected(&ws_url(&server)).await;
+    peer.send_text("SUBSCRIBE\nid:0\ndestination:/topic/split\nrec").await;
+    peer.send_binary(b"eipt:a\n\n\0SEND\ndestination:/topic/split\n\nbin\0SEND\ndestination:/top")
+        .await;
+    peer.send_text("ic/split\nreceipt:b\n\ntext\0").await;
+    let mut bodies = Vec::new();
+    while bodies.len() < 4 {
+        let f = peer.frame().await;
+        bodies.push(match f.command {
+            Command::Receipt => f.get("receipt-id").unwrap().to_owned(),
+            _ => f.body_str().unwrap().to_owned(),
+        });
+    }
+    assert_eq!(bodies, ["a", "bin", "text", "b"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_bodies_travel_as_binary_websocket_messages() {
+    let server = start(Server::builder()).await;
+    let mut peer = RawPeer::connected(&ws_url(&server)).await;
+    peer.send_text("SUBSCRIBE\nid:0\ndestination:/topic/bin\nreceipt:s\n\n\0").await;
+    assert_eq!(peer.frame().await.command, Command::Receipt);
+    peer.send_binary(b"SEND\ndestination:/topic/bin\ncontent-length:3\n\n\xff\x00\xfe\0").await;
+    peer.send_text("SEND\ndestination:/topic/bin\n\nplain\0").await;
+    let binary = peer.frame().await;
+    assert_eq!(&binary.body[..], b"\xff\x00\xfe");
+    let text = peer.frame().await;
+    assert_eq!(text.body_str(), Some("plain"));
+    let kinds = &peer.text_messages[peer.text_messages.len() - 2..];
+    assert_eq!(kinds, [false, true], "binary body as a binary message, text as text");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sends_heart_beats_at_the_negotiated_rate() {
+    let server =
+        start(Server::builder().heartbeat(Duration::from_millis(50), Duration::ZERO)).await;
+    let mut peer = RawPeer::connect(&ws_url(&server)).await;
+    peer.send_text("CONNECT\naccept-version:1.2\nheart-beat:0,50\n\n\0").await;
+    assert_eq!(peer.frame().await.get("heart-beat"), Some("50,0"));
+    let started = tokio::time::Instant::now();
+    peer.wait_heart_beats(3).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "beats come at the interval, not at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_closed_after_the_heart_beat_interval_and_grace() {
+    let server =
+        start(Server::builder().heartbeat(Duration::ZERO, Duration::from_millis(100))).await;
+    let mut peer = RawPeer::connect(&ws_url(&server)).await;
+    peer.send_text("CONNECT\naccept-version:1.2\nheart-beat:100,0\n\n\0").await;
+    assert_eq!(peer.frame().await.get("heart-beat"), Some("0,100"));
+    let started = tokio::time::Instant::now();
+    let error = peer.expect_error_then_close().await;
+    assert!(
+        error.get("message").unwrap().starts_with("no frame or heart-beat from the client for")
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1000), "grace is at least a second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_keeps_beating_stays_connected() {
+    let server =
+        start(Server::builder().heartbeat(Duration::ZERO, Duration::from_millis(100))).await;
+    let mut peer = RawPeer::connect(&ws_url(&server)).await;
+    peer.send_text("CONNECT\naccept-version:1.2\nheart-beat:100,0\n\n\0").await;
+    assert_eq!(peer.frame().await.command, Command::Connected);
+    // Beat for three times the allowance, then prove the session still answers.
+    for _ in 0..35 {
+        peer.send_text("\n").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    peer.send_text("BEGIN\ntransaction:t\nreceipt:alive\n\n\0").await;
+    assert_eq!(peer.frame().await.get("receipt-id"), Some("alive"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_connect_within_the_time_to_first_message() {
+    let server = start(Server::builder().time_to_first_message(Duration::from_millis(200))).await;
+    let mut peer = RawPeer::connect(&ws_url(&server)).await;
+    let error = peer.expect_error_then_close().await;
+    assert_eq!(
+        error.get("message"),
+        Some("no CONNECT frame within 200ms of opening the connection")
+    );
+}
