@@ -1,5 +1,8 @@
 //! Publish/subscribe through a real server over real WebSockets, with the Rust client.
 
+// A failed unwrap in a test is a failed assertion.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use stompede::Server;

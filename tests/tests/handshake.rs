@@ -1,5 +1,8 @@
 //! The WebSocket handshake: endpoints, upgrade checks, origins, the application's hook.
 
+// A failed unwrap in a test is a failed assertion.
+#![allow(clippy::unwrap_used)]
+
 use http::StatusCode;
 use stompede::{HandshakeRejection, Server};
 use stompede_tests::{RawPeer, WAIT, start, ws_url};

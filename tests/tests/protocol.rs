@@ -1,6 +1,9 @@
 //! Exact protocol behaviour over a raw WebSocket: every bad input gets its ERROR frame and the
 //! connection closes, while the server and the other sessions carry on.
 
+// A failed unwrap in a test is a failed assertion.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use stompede::Server;

@@ -1,5 +1,8 @@
 //! A consumer that stops reading is closed, and nobody else notices.
 
+// A failed unwrap in a test is a failed assertion.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use stompede::Server;
