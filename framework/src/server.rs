@@ -229,6 +229,16 @@ impl Server {
         &self.shared.broker
     }
 
+    /// Closes every session (each gets an ERROR frame, "server is shutting down"), stops any
+    /// listener started by [`start`](Server::start), and waits up to `grace` for sessions to
+    /// finish. Returns whether everything finished in time. For a service mounted in your own
+    /// HTTP server, call this when that server stops.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.shared.shutdown.cancel();
+        self.shared.tracker.close();
+        tokio::time::timeout(grace, self.shared.tracker.wait()).await.is_ok()
+    }
+
     /// Starts listening: HTTP/WebSocket on the bound address, and TCP when configured.
     pub async fn start(self) -> io::Result<RunningServer> {
         let config = &self.shared.config;
@@ -296,10 +306,7 @@ impl RunningServer {
     /// down") and closes it, then waits up to `grace` for sessions to finish. Returns whether
     /// everything finished in time.
     pub async fn shutdown(self, grace: Duration) -> bool {
-        let shared = &self.server.shared;
-        shared.shutdown.cancel();
-        shared.tracker.close();
-        tokio::time::timeout(grace, shared.tracker.wait()).await.is_ok()
+        self.server.shutdown(grace).await
     }
 }
 

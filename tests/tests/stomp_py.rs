@@ -1,0 +1,74 @@
+//! Compatibility with a real third-party client: `stomp.py` (PyPI), over TCP and WebSocket.
+
+// A failed unwrap in a test is a failed assertion.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Stdio;
+
+use stompede::Server;
+use stompede::stomp::Headers;
+use stompede_tests::{WAIT, skip, start};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const COUNT: usize = 50;
+
+fn python() -> Option<String> {
+    let python = std::env::var("STOMPEDE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import stomp, websocket"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(python)
+}
+
+async fn round_trip(transport: &str) {
+    let test = format!("stomp_py_{transport}");
+    let Some(python) = python() else {
+        return skip(
+            &test,
+            "python3 with stomp.py and websocket-client is not installed (pip install -r tests/clients/requirements.txt)",
+        );
+    };
+    let server = start(Server::builder().tcp("127.0.0.1:0".parse().unwrap())).await;
+    let addr = if transport == "tcp" { server.tcp_addr().unwrap() } else { server.local_addr() };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/stomp_py_peer.py");
+    let mut child = Command::new(python)
+        .args([
+            script,
+            transport,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            &COUNT.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap();
+    assert_eq!(ready.as_deref(), Some("READY"), "stomp.py did not subscribe");
+    let template = server.template();
+    for i in 0..COUNT {
+        let mut headers = Headers::new();
+        headers.push("x-from", "rust");
+        template.send("/topic/py", headers, format!("rust-{i}").into()).unwrap();
+    }
+    let verdict = tokio::time::timeout(WAIT * 3, lines.next_line()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();
+    let verdict = verdict.unwrap_or_default();
+    assert!(verdict.starts_with(&format!("OK {transport}")), "stomp.py says: {verdict}");
+    assert!(status.success(), "stomp.py exited with {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stomp_py_over_tcp() {
+    round_trip("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stomp_py_over_websocket() {
+    round_trip("ws").await;
+}
