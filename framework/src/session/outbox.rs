@@ -164,11 +164,14 @@ mod tests {
 
     #[test]
     fn staying_over_the_limit_past_the_time_limit_closes() {
-        let (outbox, _rx) = Outbox::new(150, Duration::ZERO);
+        let limit = Duration::from_millis(300);
+        let (outbox, _rx) = Outbox::new(150, limit);
         assert!(outbox.push(frame(100)));
-        // Over the limit for the first time: the clock starts.
-        assert!(outbox.push(frame(100)));
-        std::thread::sleep(Duration::from_millis(2));
+        // Over the limit for the first time: the clock starts, well within the time limit.
+        assert!(outbox.push(frame(10)));
+        // The behaviour under test is "stays over the limit for longer than the time limit":
+        // let that time pass, then the next push closes the session.
+        std::thread::sleep(limit + Duration::from_millis(50));
         assert!(!outbox.push(frame(10)));
         assert!(outbox.close_reason().unwrap().contains("send time limit"));
     }
