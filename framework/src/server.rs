@@ -12,13 +12,13 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::SimpleBroker;
+use crate::broker::{Listener, ListenerFn, SimpleBroker, Subscriber};
 use crate::config::{AllowedOrigins, Config, ConfigError};
 use crate::events::SessionEvent;
 use crate::security::HandshakeHook;
 use crate::session::{self, Peer};
 use crate::stomp::{ByteStr, HeartBeat};
-use crate::template::MessagingTemplate;
+use crate::template::{MessagingTemplate, SendError};
 use crate::transport::http::StompService;
 use crate::transport::tcp::TcpTransport;
 
@@ -222,6 +222,44 @@ impl Server {
     /// Session lifecycle events from now on.
     pub fn events(&self) -> broadcast::Receiver<SessionEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// Calls `listener` with every message published to `destination` (a pattern is fine),
+    /// until the returned [`Listener`] is dropped.
+    ///
+    /// The callback runs on the publisher's task, in publish order, and must not block: hand
+    /// the message to a channel or spawn if the work is slow. It sees the shared headers
+    /// (`destination`, `message-id`, `content-type`, the publisher's own) and the body.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use stompede::Server;
+    /// let server = Server::builder().build().unwrap();
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let listener = server.listen("/topic/orders.*", move |message| {
+    ///     log.lock().unwrap().push(message.headers().get("destination").unwrap().to_owned());
+    /// }).unwrap();
+    /// server.template().convert_and_send("/topic/orders.eu", "order 1").unwrap();
+    /// drop(listener);
+    /// server.template().convert_and_send("/topic/orders.eu", "order 2").unwrap();
+    /// assert_eq!(*seen.lock().unwrap(), ["/topic/orders.eu"]);
+    /// ```
+    pub fn listen(
+        &self,
+        destination: &str,
+        listener: impl Fn(&crate::stomp::PreparedMessage) + Send + Sync + 'static,
+    ) -> Result<Listener, SendError> {
+        if self.shared.config.broker_prefix_of(destination).is_none() {
+            return Err(SendError::NotABrokerDestination {
+                destination: destination.to_owned(),
+                prefixes: self.shared.config.broker_prefixes.join(", "),
+            });
+        }
+        let callback: Arc<ListenerFn> = Arc::new(listener);
+        let subscriber =
+            Arc::new(Subscriber::local(ByteStr::from(destination.to_owned()), callback));
+        Ok(Listener::new(self.shared.clone(), subscriber))
     }
 
     /// The in-memory broker (for its statistics).

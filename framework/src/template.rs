@@ -31,7 +31,8 @@ pub struct MessagingTemplate {
     shared: Arc<Shared>,
 }
 
-/// Why a [`MessagingTemplate`] send was refused.
+/// Why a [`MessagingTemplate`] send (or a [`Server::listen`](crate::Server::listen)) was
+/// refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {

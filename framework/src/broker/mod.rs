@@ -4,12 +4,14 @@
 //! The [`SimpleBroker`] keeps everything in memory in one process. The relay to an external
 //! broker (RabbitMQ over STOMP) implements the same operations for several processes.
 
+mod listener;
 mod pattern;
 mod registry;
 mod simple;
 mod subscriber;
 
+pub use listener::Listener;
 pub use simple::SimpleBroker;
 pub use subscriber::AckMode;
 
-pub(crate) use subscriber::Subscriber;
+pub(crate) use subscriber::{ListenerFn, Subscriber};

@@ -60,6 +60,18 @@ impl Pattern {
 
     /// Whether `destination` matches. Runs in O(tokens × length), without backtracking.
     pub(crate) fn matches(&self, destination: &str) -> bool {
+        // Most patterns fail on their leading or trailing literal (`/topic/stocks.` in
+        // `/topic/stocks.*`): reject those without running the general matcher.
+        if let Some(Token::Literal(first)) = self.tokens.first() {
+            if !destination.starts_with(&**first) {
+                return false;
+            }
+        }
+        if let Some(Token::Literal(last)) = self.tokens.last() {
+            if !destination.ends_with(&**last) {
+                return false;
+            }
+        }
         let dest = destination.as_bytes();
         let n = dest.len();
         // reachable[i]: the tokens so far can match exactly dest[..i].

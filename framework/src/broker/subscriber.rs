@@ -37,21 +37,34 @@ impl AckMode {
 
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 
+/// An in-process listener's callback (see [`Server::listen`](crate::Server::listen)).
+pub(crate) type ListenerFn = dyn Fn(&PreparedMessage) + Send + Sync;
+
+/// Where a subscription's messages go.
+pub(crate) enum Delivery {
+    /// A client session: MESSAGE frames into its outbox.
+    Session {
+        version: Version,
+        ack: AckMode,
+        outbox: Arc<Outbox>,
+        /// `MESSAGE` plus the `subscription` header, encoded once at subscribe time.
+        head: Bytes,
+    },
+    /// An in-process listener, called on the publisher's task.
+    Local(Arc<ListenerFn>),
+}
+
 /// A registered subscription.
 pub(crate) struct Subscriber {
     /// Unique among all subscriptions of the process.
     pub(crate) uid: u64,
     pub(crate) subscription_id: ByteStr,
     pub(crate) destination: ByteStr,
-    pub(crate) version: Version,
-    pub(crate) ack: AckMode,
-    pub(crate) outbox: Arc<Outbox>,
-    /// `MESSAGE` plus the `subscription` header, encoded once at subscribe time.
-    head: Bytes,
+    delivery: Delivery,
 }
 
 impl Subscriber {
-    pub(crate) fn new(
+    pub(crate) fn session(
         subscription_id: ByteStr,
         destination: ByteStr,
         version: Version,
@@ -59,32 +72,43 @@ impl Subscriber {
         outbox: Arc<Outbox>,
     ) -> Subscriber {
         let head = message_head(version, &[(names::SUBSCRIPTION, &subscription_id)]);
+        Subscriber::new(
+            subscription_id,
+            destination,
+            Delivery::Session { version, ack, outbox, head },
+        )
+    }
+
+    pub(crate) fn local(destination: ByteStr, listener: Arc<ListenerFn>) -> Subscriber {
+        Subscriber::new(ByteStr::from_static("local"), destination, Delivery::Local(listener))
+    }
+
+    fn new(subscription_id: ByteStr, destination: ByteStr, delivery: Delivery) -> Subscriber {
         Subscriber {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             subscription_id,
             destination,
-            version,
-            ack,
-            outbox,
-            head,
+            delivery,
         }
     }
 
-    /// Queues `message` for this subscriber. Never blocks: a subscriber that cannot keep up is
-    /// dealt with by its session's outbound limits, not by slowing the publisher.
+    /// Delivers `message`. Never blocks: a session that cannot keep up is dealt with by its
+    /// outbound limits, not by slowing the publisher.
     pub(crate) fn deliver(&self, message: &PreparedMessage, message_id: &str) {
-        let frame = match self.ack {
-            AckMode::Auto => message.with_head(self.version, self.head.clone()),
+        match &self.delivery {
+            Delivery::Session { version, ack: AckMode::Auto, outbox, head } => {
+                outbox.push(message.with_head(*version, head.clone()));
+            }
             // Clients acknowledge with the `ack` header (1.2) or message-id + subscription (1.1).
-            AckMode::Client | AckMode::ClientIndividual => {
+            Delivery::Session { version, outbox, .. } => {
                 let ack_id = format!("{}-{}", self.subscription_id, message_id);
                 let head = message_head(
-                    self.version,
+                    *version,
                     &[(names::SUBSCRIPTION, &self.subscription_id), (names::ACK, &ack_id)],
                 );
-                message.with_head(self.version, head)
+                outbox.push(message.with_head(*version, head));
             }
-        };
-        self.outbox.push(frame);
+            Delivery::Local(listener) => listener(message),
+        }
     }
 }

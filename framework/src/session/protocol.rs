@@ -248,7 +248,7 @@ impl Protocol {
             }));
         }
         let version = self.version.unwrap_or(Version::V1_2);
-        let subscriber = Arc::new(Subscriber::new(
+        let subscriber = Arc::new(Subscriber::session(
             id.clone(),
             destination.clone(),
             version,
