@@ -82,6 +82,11 @@ pub(super) async fn open<T: Transport + 'static>(
     let server_beat =
         connected.get(names::HEART_BEAT).and_then(HeartBeat::parse).unwrap_or(HeartBeat::NONE);
     let beat_every = options.heartbeat.outgoing(server_beat);
+    // The server's beats may be late by half an interval (at least a second) before we give up.
+    let read_allowance = options
+        .heartbeat
+        .incoming(server_beat)
+        .map(|interval| interval + (interval / 2).max(std::time::Duration::from_secs(1)));
     let (tx, rx) = mpsc::channel(256);
     let shared = Arc::new(Shared::default());
     let task = Task {
@@ -93,6 +98,7 @@ pub(super) async fn open<T: Transport + 'static>(
         subscriptions: HashMap::new(),
         receipts: HashMap::new(),
         beat_every,
+        read_allowance,
         shared: shared.clone(),
     };
     tokio::spawn(task.run());
@@ -122,6 +128,7 @@ struct Task<T> {
     subscriptions: HashMap<String, mpsc::Sender<Frame>>,
     receipts: HashMap<String, ReceiptWaiter>,
     beat_every: Option<std::time::Duration>,
+    read_allowance: Option<std::time::Duration>,
     shared: Arc<Shared>,
 }
 
@@ -144,9 +151,11 @@ impl<T: Transport> Task<T> {
 
     async fn serve(&mut self) -> Result<(), ClientError> {
         let mut last_write = Instant::now();
+        let mut last_read = Instant::now();
         let mut disconnecting: Option<String> = None;
         loop {
             let beat_at = self.beat_every.map(|every| last_write + every);
+            let silent_at = self.read_allowance.map(|allowance| last_read + allowance);
             tokio::select! {
                 request = self.requests.recv() => {
                     let Some(request) = request else { return Ok(()) };
@@ -171,7 +180,7 @@ impl<T: Transport> Task<T> {
                 received = self.transport.recv(&mut self.buf) => {
                     match received {
                         Ok(0) => return Err(ClientError::Closed(Some("the server closed the connection".into()))),
-                        Ok(_) => {}
+                        Ok(_) => last_read = Instant::now(),
                         Err(e) => return Err(transport_error(e)),
                     }
                     while let Some(frame) = self.decoder.decode(&mut self.buf).map_err(|e| ClientError::Protocol(e.to_string()))? {
@@ -206,6 +215,12 @@ impl<T: Transport> Task<T> {
                             _ => {}
                         }
                     }
+                }
+                () = sleep_until(silent_at.unwrap_or_else(Instant::now)), if silent_at.is_some() => {
+                    return Err(ClientError::Connection(format!(
+                        "no frame or heart-beat from the server for {:?} (more than the negotiated heart-beat interval)",
+                        self.read_allowance.unwrap_or_default()
+                    )));
                 }
                 () = sleep_until(beat_at.unwrap_or_else(Instant::now)), if beat_at.is_some() => {
                     self.transport.send_heartbeat().await.map_err(|e| ClientError::Connection(e.to_string()))?;
