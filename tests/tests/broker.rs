@@ -245,3 +245,33 @@ async fn one_thousand_connections_each_receive_every_message_in_order() {
         check.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_under_a_firehose_can_still_unsubscribe() {
+    let server = start(Server::builder()).await;
+    let url = ws_url(&server);
+    let c = client(&url).await;
+    let mut sub = c.subscribe("/topic/firehose").await.unwrap();
+    let template = server.template();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pump = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..64 {
+                    template.convert_and_send("/topic/firehose", "x").unwrap();
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    // Keep reading so the session is not a slow consumer, and unsubscribe mid-stream.
+    let reader = tokio::spawn(async move { while sub.next().await.is_some() {} });
+    let unsubscribe = Frame::new(Command::Unsubscribe).header("id", "sub-0");
+    tokio::time::timeout(WAIT, c.send_frame_with_receipt(unsubscribe)).await.unwrap().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    pump.await.unwrap();
+    assert_eq!(server.server().broker().subscription_count(), 0);
+    c.disconnect().await.unwrap();
+    tokio::time::timeout(WAIT, reader).await.unwrap().unwrap();
+}

@@ -78,8 +78,9 @@ async fn drive<T: Transport>(
 
     let (last, reason) = loop {
         let beat_at = beat_every.map(|every| last_write + every);
+        // Unbiased on purpose: a session under a constant stream of outbound messages must
+        // still read its client's frames (an UNSUBSCRIBE, a DISCONNECT) and heart-beats.
         tokio::select! {
-            biased;
             () = shutdown.cancelled() => {
                 let error = Frame::error("server is shutting down", None, "Reconnect to another instance, or later.");
                 break (Some(error), DisconnectReason::ServerShutdown);
