@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -280,7 +280,7 @@ impl Server {
     /// Starts listening: HTTP/WebSocket on the bound address, and TCP when configured.
     pub async fn start(self) -> io::Result<RunningServer> {
         let config = &self.shared.config;
-        let http = TcpListener::bind(config.addr).await.map_err(|e| {
+        let http = listen(config.addr).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
@@ -291,7 +291,7 @@ impl Server {
         })?;
         let local_addr = http.local_addr()?;
         let tcp = match config.tcp_addr {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            Some(addr) => Some(listen(addr).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen for STOMP over TCP on {addr} ({e}); choose another address with tcp()"))
             })?),
             None => None,
@@ -346,6 +346,18 @@ impl RunningServer {
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.server.shutdown(grace).await
     }
+}
+
+/// Connections the kernel may hold for us before `accept` (capped by `net.core.somaxconn`).
+/// Bursts of thousands of clients reconnecting at once are normal for a pub/sub server; with
+/// a short queue the overflow waits a whole SYN retransmit (a second or more).
+const ACCEPT_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 async fn accept_http(shared: Arc<Shared>, listener: TcpListener) {

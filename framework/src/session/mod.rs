@@ -68,7 +68,7 @@ async fn drive<T: Transport>(
     let mut protocol = Protocol::new(shared.clone(), session_id, outbox.clone());
     let mut decoder = Decoder::new(config.limits);
     let mut inbound = BytesMut::new();
-    let mut batch: Vec<EncodedFrame> = Vec::with_capacity(8);
+    let mut batch: Vec<EncodedFrame> = Vec::new();
 
     let mut read_deadline = Instant::now() + config.time_to_first_message;
     let mut read_allowance: Option<Duration> = None;

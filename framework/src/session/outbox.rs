@@ -7,18 +7,28 @@
 //! freed, and nobody else is slowed down. So the queue never holds more than
 //! `2 × limit` bytes (plus one frame, which an empty queue always accepts).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::stomp::EncodedFrame;
 
+/// A queue holding more than this many frames' worth of capacity gives the excess back once it
+/// drains: an idle session keeps almost nothing.
+const KEEP_CAPACITY: usize = 16;
+
 /// The sending side of a session's outbound queue, shared with every publisher.
+///
+/// A `VecDeque` behind a mutex rather than a channel: it allocates nothing until the first
+/// frame and returns its capacity after a burst, which matters with tens of thousands of
+/// mostly idle sessions. The lock is held only to push or to take a batch.
 pub(crate) struct Outbox {
-    tx: mpsc::UnboundedSender<EncodedFrame>,
+    queue: Mutex<VecDeque<EncodedFrame>>,
+    ready: Notify,
     /// Bytes pushed and not yet written to the transport. The queue's bound rests on this.
     queued: AtomicUsize,
     limit: usize,
@@ -28,27 +38,31 @@ pub(crate) struct Outbox {
     reason: OnceLock<String>,
 }
 
-/// The session's end of the queue.
+/// The session's end of the queue. Dropping it closes the outbox, so nothing more is queued
+/// for a session that has ended.
 pub(crate) struct OutboxReceiver {
-    rx: mpsc::UnboundedReceiver<EncodedFrame>,
+    outbox: Arc<Outbox>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the queue half-changed (each operation is
+    // one push or one drain), so a poisoned lock is used as is.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Outbox {
-    pub(crate) fn new(
-        limit: usize,
-        send_time_limit: Duration,
-    ) -> (std::sync::Arc<Outbox>, OutboxReceiver) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let outbox = Outbox {
-            tx,
+    pub(crate) fn new(limit: usize, send_time_limit: Duration) -> (Arc<Outbox>, OutboxReceiver) {
+        let outbox = Arc::new(Outbox {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
             queued: AtomicUsize::new(0),
             limit,
             send_time_limit,
             over_since: Mutex::new(None),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
-        };
-        (std::sync::Arc::new(outbox), OutboxReceiver { rx })
+        });
+        (outbox.clone(), OutboxReceiver { outbox })
     }
 
     /// Queues a frame. Returns false when the session is closed (or is being closed now
@@ -69,7 +83,7 @@ impl Outbox {
                 self.queued.fetch_sub(len, Ordering::AcqRel);
                 return false;
             }
-            let mut over = self.over_since.lock().unwrap_or_else(|e| e.into_inner());
+            let mut over = lock(&self.over_since);
             let since = *over.get_or_insert_with(Instant::now);
             if since.elapsed() > self.send_time_limit {
                 drop(over);
@@ -81,10 +95,8 @@ impl Outbox {
                 return false;
             }
         }
-        if self.tx.send(frame).is_err() {
-            self.queued.fetch_sub(len, Ordering::AcqRel);
-            return false;
-        }
+        lock(&self.queue).push_back(frame);
+        self.ready.notify_one();
         true
     }
 
@@ -92,7 +104,7 @@ impl Outbox {
     pub(crate) fn written(&self, bytes: usize) {
         let left = self.queued.fetch_sub(bytes, Ordering::AcqRel) - bytes;
         if left <= self.limit {
-            *self.over_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *lock(&self.over_since) = None;
         }
     }
 
@@ -102,10 +114,14 @@ impl Outbox {
         self.queued.load(Ordering::Acquire)
     }
 
-    /// Asks the session to close, for `reason` (the first reason given wins).
+    /// Asks the session to close, for `reason` (the first reason given wins), and drops
+    /// whatever is queued.
     pub(crate) fn close(&self, reason: String) {
         let _ = self.reason.set(reason);
         self.closed.cancel();
+        let dropped: usize =
+            std::mem::take(&mut *lock(&self.queue)).iter().map(EncodedFrame::len).sum();
+        self.queued.fetch_sub(dropped, Ordering::AcqRel);
     }
 
     /// Completes when [`close`](Outbox::close) has been called.
@@ -120,16 +136,46 @@ impl Outbox {
 }
 
 impl OutboxReceiver {
-    /// Waits for frames and moves up to `max` of them into `batch`; 0 when every sender is gone.
+    /// Waits for frames and moves up to `max` of them into `batch`. Returns 0 only when the
+    /// outbox was closed.
     pub(crate) async fn recv_many(&mut self, batch: &mut Vec<EncodedFrame>, max: usize) -> usize {
-        self.rx.recv_many(batch, max).await
+        loop {
+            let taken = self.take(batch, max);
+            if taken > 0 {
+                return taken;
+            }
+            if self.outbox.closed.is_cancelled() {
+                return 0;
+            }
+            // A push between `take` and here leaves a permit, so this cannot miss it.
+            tokio::select! {
+                () = self.outbox.ready.notified() => {}
+                () = self.outbox.closed.cancelled() => {}
+            }
+        }
     }
 
     /// Takes whatever is queued now, without waiting.
     pub(crate) fn drain_now(&mut self, batch: &mut Vec<EncodedFrame>) {
-        while let Ok(frame) = self.rx.try_recv() {
-            batch.push(frame);
+        self.take(batch, usize::MAX);
+    }
+
+    fn take(&mut self, batch: &mut Vec<EncodedFrame>, max: usize) -> usize {
+        let mut queue = lock(&self.outbox.queue);
+        let n = queue.len().min(max);
+        batch.extend(queue.drain(..n));
+        if queue.is_empty() && queue.capacity() > KEEP_CAPACITY {
+            *queue = VecDeque::new();
         }
+        n
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        // Publishers may still hold this session's subscriptions for a moment: make their
+        // pushes no-ops and free what is queued.
+        self.outbox.close("session ended".to_owned());
     }
 }
 
@@ -186,5 +232,26 @@ mod tests {
         outbox.written(batch.iter().map(EncodedFrame::len).sum());
         assert_eq!(outbox.queued_bytes(), 0);
         assert!(outbox.over_since.lock().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_capacity_back() {
+        let (outbox, mut rx) = Outbox::new(1 << 20, Duration::from_secs(10));
+        for _ in 0..100 {
+            assert!(outbox.push(frame(10)));
+        }
+        let mut batch = Vec::new();
+        rx.drain_now(&mut batch);
+        assert_eq!(batch.len(), 100);
+        assert_eq!(outbox.queue.lock().unwrap().capacity(), 0);
+    }
+
+    #[test]
+    fn dropping_the_receiver_closes_the_outbox() {
+        let (outbox, rx) = Outbox::new(1000, Duration::from_secs(10));
+        assert!(outbox.push(frame(10)));
+        drop(rx);
+        assert!(!outbox.push(frame(10)));
+        assert_eq!(outbox.queued_bytes(), 0, "queued frames were freed");
     }
 }

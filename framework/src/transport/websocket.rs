@@ -21,7 +21,7 @@ use crate::stomp::EncodedFrame;
 /// when traffic needs them, and an inbound message limit derived from the frame limit.
 pub(crate) fn config(max_message_size: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(usize::MAX)
         .max_message_size(Some(max_message_size))
