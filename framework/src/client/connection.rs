@@ -14,6 +14,9 @@ use crate::transport::{Transport, TransportError};
 
 type ReceiptWaiter = oneshot::Sender<Result<(), ClientError>>;
 
+/// Frames written with one flush at most.
+const WRITE_BATCH: usize = 64;
+
 pub(super) enum Request {
     Frame { frame: Frame, receipt: Option<(String, ReceiptWaiter)> },
     Register { id: String, messages: mpsc::Sender<Frame> },
@@ -159,22 +162,33 @@ impl<T: Transport> Task<T> {
             tokio::select! {
                 request = self.requests.recv() => {
                     let Some(request) = request else { return Ok(()) };
-                    match request {
-                        Request::Register { id, messages } => { self.subscriptions.insert(id, messages); }
-                        Request::Frame { frame, receipt } => {
-                            if let Some((id, waiter)) = receipt {
-                                if frame.command == Command::Disconnect {
-                                    disconnecting = Some(id.clone());
+                    // Take whatever else is already queued too, and write it all at once.
+                    let mut outgoing = Vec::new();
+                    let mut next = Some(request);
+                    while let Some(request) = next.take() {
+                        match request {
+                            Request::Register { id, messages } => { self.subscriptions.insert(id, messages); }
+                            Request::Frame { frame, receipt } => {
+                                if let Some((id, waiter)) = receipt {
+                                    if frame.command == Command::Disconnect {
+                                        disconnecting = Some(id.clone());
+                                    }
+                                    self.receipts.insert(id, waiter);
                                 }
-                                self.receipts.insert(id, waiter);
+                                if frame.command == Command::Unsubscribe {
+                                    if let Some(id) = frame.get(names::ID) { self.subscriptions.remove(id); }
+                                }
+                                outgoing.push(encode(&frame, self.version));
                             }
-                            if frame.command == Command::Unsubscribe {
-                                if let Some(id) = frame.get(names::ID) { self.subscriptions.remove(id); }
-                            }
-                            self.transport.send(&[encode(&frame, self.version)]).await
-                                .map_err(|e| ClientError::Connection(e.to_string()))?;
-                            last_write = Instant::now();
                         }
+                        if outgoing.len() < WRITE_BATCH {
+                            next = self.requests.try_recv().ok();
+                        }
+                    }
+                    if !outgoing.is_empty() {
+                        self.transport.send(&outgoing).await
+                            .map_err(|e| ClientError::Connection(e.to_string()))?;
+                        last_write = Instant::now();
                     }
                 }
                 received = self.transport.recv(&mut self.buf) => {

@@ -1,0 +1,310 @@
+//! The scenarios: traffic (fan-out and partitioned) and idle connections.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+use stompede::client::{Client, ClientError, ClientOptions, Subscription};
+use tokio::task::JoinSet;
+
+use crate::options::{Options, Scenario};
+use crate::proc_stat;
+
+/// What a run found.
+pub(crate) struct Report {
+    pub(crate) human: String,
+    pub(crate) json: serde_json::Value,
+    /// No message lost, duplicated or reordered.
+    pub(crate) clean: bool,
+}
+
+/// How long a subscriber waits for its next message before it counts the rest as lost.
+const IDLE: Duration = Duration::from_secs(10);
+
+pub(crate) async fn run(o: &Options) -> Result<Report, ClientError> {
+    match o.scenario {
+        Scenario::Fanout => {
+            traffic(
+                o,
+                vec![Topic {
+                    destination: format!("{}.fanout", o.prefix),
+                    publishers: o.publishers,
+                    subscribers: o.subscribers,
+                }],
+            )
+            .await
+        }
+        Scenario::Partitioned => {
+            let topics = (0..o.topics)
+                .map(|t| Topic {
+                    destination: format!("{}.part{t}", o.prefix),
+                    publishers: 1,
+                    subscribers: 1,
+                })
+                .collect();
+            traffic(o, topics).await
+        }
+        Scenario::Connections => connections(o).await,
+    }
+}
+
+struct Topic {
+    destination: String,
+    publishers: usize,
+    subscribers: usize,
+}
+
+async fn connect(o: &Options) -> Result<Client, ClientError> {
+    Client::connect_ws(
+        &o.url,
+        ClientOptions { timeout: Duration::from_secs(30), ..ClientOptions::default() },
+    )
+    .await
+}
+
+/// What one subscriber saw.
+struct Seen {
+    latency_us: Histogram<u64>,
+    unique: u64,
+    duplicated: u64,
+    out_of_order: u64,
+    expected: u64,
+    last_at: Instant,
+}
+
+async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError> {
+    let origin = Instant::now();
+    let total_publishers: usize = topics.iter().map(|t| t.publishers).sum();
+    let total_subscribers: usize = topics.iter().map(|t| t.subscribers).sum();
+
+    // Subscribers first, each subscription confirmed by a receipt, so nothing is missed.
+    let mut subscriber_tasks = JoinSet::new();
+    let mut first_publisher = 0usize;
+    let mut publishers = Vec::new();
+    for topic in &topics {
+        for _ in 0..topic.subscribers {
+            let client = connect(o).await?;
+            let subscription = client.subscribe(&topic.destination).await?;
+            let expected_publishers = first_publisher..first_publisher + topic.publishers;
+            let messages = o.messages;
+            subscriber_tasks.spawn(subscriber(
+                client,
+                subscription,
+                expected_publishers,
+                messages,
+                origin,
+            ));
+        }
+        for p in 0..topic.publishers {
+            publishers.push((first_publisher + p, topic.destination.clone(), connect(o).await?));
+        }
+        first_publisher += topic.publishers;
+    }
+
+    let cpu_before = o.server_pid.and_then(proc_stat::cpu_seconds);
+    let started = Instant::now();
+    let mut publisher_tasks = JoinSet::new();
+    for (id, destination, client) in publishers {
+        publisher_tasks.spawn(publisher(client, id, destination, o.clone(), origin));
+    }
+    while let Some(result) = publisher_tasks.join_next().await {
+        result.map_err(|e| ClientError::Connection(format!("publisher task failed: {e}")))??;
+    }
+    let mut latency =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let (mut deliveries, mut expected, mut duplicated, mut out_of_order) = (0u64, 0u64, 0u64, 0u64);
+    let mut last_at = started;
+    while let Some(result) = subscriber_tasks.join_next().await {
+        let seen =
+            result.map_err(|e| ClientError::Connection(format!("subscriber task failed: {e}")))?;
+        latency.add(&seen.latency_us).expect("same histogram bounds");
+        deliveries += seen.unique;
+        expected += seen.expected;
+        duplicated += seen.duplicated;
+        out_of_order += seen.out_of_order;
+        last_at = last_at.max(seen.last_at);
+    }
+    let cpu_after = o.server_pid.and_then(proc_stat::cpu_seconds);
+    let seconds = last_at.duration_since(started).as_secs_f64().max(1e-9);
+    let lost = expected - deliveries;
+    let cpu_us = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) if deliveries > 0 => Some((b - a) * 1e6 / deliveries as f64),
+        _ => None,
+    };
+    let rate = deliveries as f64 / seconds;
+    let q = |p: f64| latency.value_at_quantile(p);
+    let scenario = if o.scenario == Scenario::Fanout { "fanout" } else { "partitioned" };
+    let human = format!(
+        "{scenario} against {label} ({url}): {subs} subscriber(s), {pubs} publisher(s), {topics} topic(s), {m} messages of {size} B per publisher{rate_mode}\n\
+         deliveries: {deliveries} in {seconds:.3} s = {rate:.0}/s\n\
+         latency µs: p50 {p50}  p99 {p99}  p99.9 {p999}  max {max}\n\
+         lost {lost}, duplicated {duplicated}, out of order {out_of_order}{cpu}",
+        label = o.label,
+        url = o.url,
+        subs = total_subscribers,
+        pubs = total_publishers,
+        topics = topics.len(),
+        m = o.messages,
+        size = o.size,
+        rate_mode = o.rate.map(|r| format!(", at {r}/s each")).unwrap_or_default(),
+        p50 = q(0.5),
+        p99 = q(0.99),
+        p999 = q(0.999),
+        max = latency.max(),
+        cpu = cpu_us.map(|c| format!("\nserver CPU per delivery: {c:.2} µs")).unwrap_or_default(),
+    );
+    let json = json!({
+        "scenario": scenario, "label": o.label, "url": o.url,
+        "subscribers": total_subscribers, "publishers": total_publishers, "topics": topics.len(),
+        "messages": o.messages, "size": o.size, "rate": o.rate, "receipt_every": o.receipt_every,
+        "deliveries": deliveries, "seconds": seconds, "deliveries_per_sec": rate,
+        "latency_us": { "p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": latency.max() },
+        "lost": lost, "duplicated": duplicated, "out_of_order": out_of_order,
+        "server_cpu_us_per_delivery": cpu_us,
+    });
+    Ok(Report { human, json, clean: lost == 0 && duplicated == 0 && out_of_order == 0 })
+}
+
+/// The body: publisher, sequence and send time (µs since the run began), padded to size.
+fn body(publisher: usize, seq: u64, sent_us: u64, size: usize) -> String {
+    let mut body = format!("{publisher:08}:{seq:016}:{sent_us:020}:");
+    body.extend(std::iter::repeat_n('x', size.saturating_sub(body.len())));
+    body
+}
+
+fn parse(body: &[u8]) -> Option<(usize, u64, u64)> {
+    let text = std::str::from_utf8(body.get(..47)?).ok()?;
+    let mut fields = text.split(':');
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
+async fn publisher(
+    client: Client,
+    id: usize,
+    destination: String,
+    o: Options,
+    origin: Instant,
+) -> Result<(), ClientError> {
+    let interval = o.interval();
+    let start = tokio::time::Instant::now();
+    for seq in 0..o.messages {
+        if let Some(interval) = interval {
+            tokio::time::sleep_until(start + interval.mul_f64(seq as f64)).await;
+        }
+        let sent_us = origin.elapsed().as_micros() as u64;
+        let body = body(id, seq, sent_us, o.size);
+        if (seq + 1) % o.receipt_every == 0 || seq + 1 == o.messages {
+            client.send_with_receipt(&destination, body).await?;
+        } else {
+            client.send(&destination, body).await?;
+        }
+    }
+    client.disconnect().await
+}
+
+async fn subscriber(
+    client: Client,
+    mut subscription: Subscription,
+    publishers: std::ops::Range<usize>,
+    messages: u64,
+    origin: Instant,
+) -> Seen {
+    let expected = (publishers.len() as u64) * messages;
+    let mut seen_bits: Vec<Vec<u64>> =
+        publishers.clone().map(|_| vec![0u64; messages.div_ceil(64) as usize]).collect();
+    let mut highest: Vec<Option<u64>> = vec![None; publishers.len()];
+    let mut stats = Seen {
+        latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+        unique: 0,
+        duplicated: 0,
+        out_of_order: 0,
+        expected,
+        last_at: Instant::now(),
+    };
+    while stats.unique < expected {
+        let Ok(Some(message)) = tokio::time::timeout(IDLE, subscription.next()).await else {
+            break;
+        };
+        let now_us = origin.elapsed().as_micros() as u64;
+        stats.last_at = Instant::now();
+        let Some((publisher, seq, sent_us)) = parse(&message.body) else { continue };
+        if !publishers.contains(&publisher) || seq >= messages {
+            continue;
+        }
+        let p = publisher - publishers.start;
+        let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+        if seen_bits[p][word] & bit != 0 {
+            stats.duplicated += 1;
+            continue;
+        }
+        seen_bits[p][word] |= bit;
+        stats.unique += 1;
+        if highest[p].is_some_and(|h| seq < h) {
+            stats.out_of_order += 1;
+        }
+        highest[p] = highest[p].max(Some(seq));
+        let _ = stats.latency_us.record(now_us.saturating_sub(sent_us).max(1));
+    }
+    let _ = client.disconnect().await;
+    stats
+}
+
+async fn connections(o: &Options) -> Result<Report, ClientError> {
+    let rss_before = o.server_pid.and_then(proc_stat::rss_kib);
+    let started = Instant::now();
+    let mut kept = Vec::with_capacity(o.connections);
+    let mut opened = 0usize;
+    while opened < o.connections {
+        let batch = (o.connections - opened).min(500);
+        let results = futures_join(o, opened, batch).await;
+        for result in results {
+            kept.push(result?);
+        }
+        opened += batch;
+    }
+    let open_seconds = started.elapsed().as_secs_f64();
+    // Let the server settle (allocator, lazy buffers) before reading its memory.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = o.server_pid.and_then(proc_stat::rss_kib);
+    let per_connection = match (rss_before, rss_after) {
+        (Some(a), Some(b)) => Some((b.saturating_sub(a)) as f64 / o.connections as f64),
+        _ => None,
+    };
+    let human = format!(
+        "connections against {} ({}): {} connections, each with one subscription, opened in {:.3} s{}",
+        o.label,
+        o.url,
+        o.connections,
+        open_seconds,
+        per_connection
+            .map(|k| format!("\nserver resident memory per connection: {k:.1} KiB"))
+            .unwrap_or_default()
+    );
+    let json = json!({
+        "scenario": "connections", "label": o.label, "url": o.url, "connections": o.connections,
+        "open_seconds": open_seconds, "rss_kib_per_connection": per_connection,
+    });
+    drop(kept);
+    Ok(Report { human, json, clean: true })
+}
+
+async fn futures_join(
+    o: &Options,
+    first: usize,
+    count: usize,
+) -> Vec<Result<(Client, Subscription), ClientError>> {
+    let mut set = JoinSet::new();
+    for i in first..first + count {
+        let o = o.clone();
+        set.spawn(async move {
+            let client = connect(&o).await?;
+            let subscription = client.subscribe(&format!("{}.idle{}", o.prefix, i % 1000)).await?;
+            Ok((client, subscription))
+        });
+    }
+    let mut out = Vec::with_capacity(count);
+    while let Some(r) = set.join_next().await {
+        out.push(r.unwrap_or_else(|e| Err(ClientError::Connection(format!("task failed: {e}")))));
+    }
+    out
+}
