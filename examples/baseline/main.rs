@@ -54,6 +54,8 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 async fn connection(stream: tokio::net::TcpStream, id: u64, subscribers: Subscribers) {
     // Answer the STOMP subprotocol a client offers, as every STOMP server must.
+    // tungstenite's callback signature fixes the (large) error type.
+    #[allow(clippy::result_large_err)]
     let negotiate = |request: &Request, mut response: Response| {
         let offered = request.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
         if offered.is_some_and(|p| p.contains("v12.stomp")) {
