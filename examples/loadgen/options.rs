@@ -19,7 +19,10 @@ options:
   --connections C       connections scenario size (default 1000)
   --server-pid PID      read the server's CPU time and memory from /proc
   --destination-prefix  topic prefix (default /topic/loadgen; RabbitMQ wants /topic/ too)
-  --label NAME          name of the server in the report (default server)";
+  --label NAME          name of the server in the report (default server)
+  --login USER          CONNECT login (RabbitMQ: guest)
+  --passcode PASS       CONNECT passcode (RabbitMQ: guest)
+  --host VHOST          CONNECT host header (default localhost; RabbitMQ wants /)";
 
 /// What to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +48,9 @@ pub(crate) struct Options {
     pub(crate) server_pid: Option<u32>,
     pub(crate) prefix: String,
     pub(crate) label: String,
+    pub(crate) login: Option<String>,
+    pub(crate) passcode: Option<String>,
+    pub(crate) host: String,
 }
 
 impl Options {
@@ -70,6 +76,9 @@ impl Options {
             server_pid: None,
             prefix: "/topic/loadgen".into(),
             label: "server".into(),
+            login: None,
+            passcode: None,
+            host: "localhost".into(),
         };
         while let Some(flag) = args.next() {
             let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -89,6 +98,9 @@ impl Options {
                 "--server-pid" => o.server_pid = Some(number(&value)? as u32),
                 "--destination-prefix" => o.prefix = value,
                 "--label" => o.label = value,
+                "--login" => o.login = Some(value),
+                "--passcode" => o.passcode = Some(value),
+                "--host" => o.host = value,
                 other => return Err(format!("unknown option {other:?}")),
             }
         }

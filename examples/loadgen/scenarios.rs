@@ -55,11 +55,14 @@ struct Topic {
 }
 
 async fn connect(o: &Options) -> Result<Client, ClientError> {
-    Client::connect_ws(
-        &o.url,
-        ClientOptions { timeout: Duration::from_secs(30), ..ClientOptions::default() },
-    )
-    .await
+    let options = ClientOptions {
+        timeout: Duration::from_secs(30),
+        login: o.login.clone(),
+        passcode: o.passcode.clone(),
+        host: o.host.clone(),
+        ..ClientOptions::default()
+    };
+    Client::connect_ws(&o.url, options).await
 }
 
 /// What one subscriber saw.
@@ -102,6 +105,7 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
     }
 
     let cpu_before = o.server_pid.and_then(proc_stat::cpu_seconds);
+    let own_cpu_before = proc_stat::cpu_seconds(std::process::id());
     let started = Instant::now();
     let mut publisher_tasks = JoinSet::new();
     for (id, destination, client) in publishers {
@@ -125,6 +129,7 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
         last_at = last_at.max(seen.last_at);
     }
     let cpu_after = o.server_pid.and_then(proc_stat::cpu_seconds);
+    let own_cpu_after = proc_stat::cpu_seconds(std::process::id());
     let seconds = last_at.duration_since(started).as_secs_f64().max(1e-9);
     let lost = expected - deliveries;
     let cpu_us = match (cpu_before, cpu_after) {
@@ -132,13 +137,18 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
         _ => None,
     };
     let rate = deliveries as f64 / seconds;
+    // The generator's own CPU share over the run: near 1.0 core means it is the bottleneck.
+    let own_cores = match (own_cpu_before, own_cpu_after) {
+        (Some(a), Some(b)) => Some((b - a) / seconds),
+        _ => None,
+    };
     let q = |p: f64| latency.value_at_quantile(p);
     let scenario = if o.scenario == Scenario::Fanout { "fanout" } else { "partitioned" };
     let human = format!(
         "{scenario} against {label} ({url}): {subs} subscriber(s), {pubs} publisher(s), {topics} topic(s), {m} messages of {size} B per publisher{rate_mode}\n\
          deliveries: {deliveries} in {seconds:.3} s = {rate:.0}/s\n\
          latency µs: p50 {p50}  p99 {p99}  p99.9 {p999}  max {max}\n\
-         lost {lost}, duplicated {duplicated}, out of order {out_of_order}{cpu}",
+         lost {lost}, duplicated {duplicated}, out of order {out_of_order}{cpu}{own}",
         label = o.label,
         url = o.url,
         subs = total_subscribers,
@@ -152,6 +162,7 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
         p999 = q(0.999),
         max = latency.max(),
         cpu = cpu_us.map(|c| format!("\nserver CPU per delivery: {c:.2} µs")).unwrap_or_default(),
+        own = own_cores.map(|c| format!("\nload generator CPU: {c:.2} cores")).unwrap_or_default(),
     );
     let json = json!({
         "scenario": scenario, "label": o.label, "url": o.url,
@@ -160,7 +171,7 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
         "deliveries": deliveries, "seconds": seconds, "deliveries_per_sec": rate,
         "latency_us": { "p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": latency.max() },
         "lost": lost, "duplicated": duplicated, "out_of_order": out_of_order,
-        "server_cpu_us_per_delivery": cpu_us,
+        "server_cpu_us_per_delivery": cpu_us, "loadgen_cores": own_cores,
     });
     Ok(Report { human, json, clean: lost == 0 && duplicated == 0 && out_of_order == 0 })
 }

@@ -52,3 +52,29 @@ async fn heart_beats_both_ways_keep_an_idle_session_alive() {
     }
     client.send_with_receipt("/topic/alive", "still connected").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_succeeds_when_the_server_closes_without_a_receipt() {
+    // RabbitMQ Web-STOMP closes the connection on DISCONNECT without the RECEIPT asked for.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 512];
+        while !String::from_utf8_lossy(&seen).contains("CONNECT") {
+            let n = socket.read(&mut chunk).await.unwrap();
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        socket.write_all(b"CONNECTED\nversion:1.2\n\n\0").await.unwrap();
+        while !String::from_utf8_lossy(&seen).contains("DISCONNECT") {
+            let n = socket.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "client hung up before DISCONNECT");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        drop(socket); // no RECEIPT
+    });
+    let client = Client::connect_tcp(addr, ClientOptions::default()).await.unwrap();
+    tokio::time::timeout(WAIT, client.disconnect()).await.unwrap().unwrap();
+    fake.await.unwrap();
+}

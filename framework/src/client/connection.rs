@@ -193,6 +193,14 @@ impl<T: Transport> Task<T> {
                 }
                 received = self.transport.recv(&mut self.buf) => {
                     match received {
+                        // Some servers (RabbitMQ Web-STOMP) close on DISCONNECT without the
+                        // RECEIPT asked for: the outcome the client wanted, so a success.
+                        Ok(0) if disconnecting.is_some() => {
+                            if let Some(waiter) = disconnecting.as_ref().and_then(|id| self.receipts.remove(id)) {
+                                let _ = waiter.send(Ok(()));
+                            }
+                            return Ok(());
+                        }
                         Ok(0) => return Err(ClientError::Closed(Some("the server closed the connection".into()))),
                         Ok(_) => last_read = Instant::now(),
                         Err(e) => return Err(transport_error(e)),

@@ -86,7 +86,7 @@ pub enum ClientError {
     #[error("connection failed: {0}")]
     Connection(String),
     /// The server answered with an ERROR frame.
-    #[error("server error: {message}")]
+    #[error("server error: {message}{}", detail(frame))]
     Server {
         /// The ERROR frame's `message` header.
         message: String,
@@ -102,6 +102,15 @@ pub enum ClientError {
     /// No answer in time.
     #[error("no answer from the server within {0:?}")]
     Timeout(Duration),
+}
+
+/// The ERROR frame's body, where servers put the details (RabbitMQ: "Virtual host 'x' access
+/// denied"), for the error message.
+fn detail(frame: &Frame) -> String {
+    match frame.body_str().map(str::trim) {
+        Some(text) if !text.is_empty() => format!(" ({})", text.replace('\n', " ")),
+        _ => String::new(),
+    }
 }
 
 /// A connected STOMP client. Cloning gives another handle to the same connection.
