@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: stompede's broker, the bare tokio-tungstenite baseline and RabbitMQ
+Web-STOMP, run in alternation (A B C A B C ...) under the same load generator.
+
+    python3 bench/compare.py [--rounds 3] [--subscribers 10,100,1000] [--out target/bench]
+
+What it does, in order:
+  1. builds the release binaries of examples/broker, examples/baseline and examples/loadgen;
+  2. enables RabbitMQ's STOMP plugins and, when its open-files limit is under 4096, restarts it
+     with the shell's hard limit (it drops deliveries past ~900 connections otherwise);
+  3. splits the two cores: every server is pinned to CPU 0, the load generator to CPU 1
+     (taskset), so the load generator never competes with the server it measures;
+  4. for each subscriber count, runs the fan-out scenario against the three servers in
+     alternation for N rounds (total deliveries kept near 200,000 per run), then fixed-rate
+     runs at 10,000 and 30,000 deliveries/s with 100 subscribers;
+  5. prints medians and ratios to ours, and writes compare.md, results.jsonl and compare.svg
+     (deliveries/s and p99 latency against subscriber count) under --out.
+A run with a lost, duplicated or reordered message is reported as such.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "target" / "release" / "examples"
+SERVERS = {
+    "ours": {"url": "ws://127.0.0.1:61614/ws", "extra": []},
+    "baseline": {"url": "ws://127.0.0.1:61615/ws", "extra": []},
+    "rabbitmq": {"url": "ws://127.0.0.1:15674/ws",
+                 "extra": ["--login", "guest", "--passcode", "guest", "--host", "/"]},
+}
+
+
+def sh(*cmd, check=True, **kw):
+    return subprocess.run(cmd, check=check, text=True, capture_output=True, **kw)
+
+
+def wait_port(port, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if f":{port} " in sh("ss", "-ltn", check=False).stdout:
+            return
+        time.sleep(0.2)
+    sys.exit(f"nothing listens on port {port} after {seconds} s")
+
+
+def rabbit_pid():
+    out = sh("pgrep", "-f", "beam.smp", check=False).stdout.split()
+    return int(out[0]) if out else None
+
+
+def prepare_rabbitmq():
+    if not shutil.which("rabbitmq-plugins"):
+        sys.exit("RabbitMQ is not installed: the comparison needs it (rabbitmq-server with the STOMP plugins)")
+    sh("rabbitmq-plugins", "enable", "rabbitmq_stomp", "rabbitmq_web_stomp")
+    pid = rabbit_pid()
+    limit = 0
+    if pid:
+        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                limit = int(line.split()[3])
+    if limit < 4096:
+        print(f"restarting RabbitMQ with the hard open-files limit (was {limit})", flush=True)
+        sh("rabbitmqctl", "shutdown", check=False)
+        subprocess.run(["bash", "-c", "ulimit -n $(ulimit -Hn) && rabbitmq-server -detached"], check=True)
+    wait_port(15674)
+    return rabbit_pid()
+
+
+def pin(pid, cpu):
+    sh("taskset", "-a", "-p", "-c", str(cpu), str(pid), check=False)
+
+
+def loadgen(server, pid, args):
+    cmd = ["taskset", "-c", "1", str(RELEASE / "loadgen"), *args, "--url", SERVERS[server]["url"],
+           "--server-pid", str(pid), "--label", server, *SERVERS[server]["extra"]]
+    run = subprocess.run(cmd, text=True, capture_output=True, timeout=600)
+    for line in run.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result = json.loads(line[7:])
+            result["args"] = args
+            return result
+    return {"label": server, "args": args, "error": (run.stderr or run.stdout).strip()[-300:]}
+
+
+def median(results, key):
+    values = [key(r) for r in results if "error" not in r and key(r) is not None]
+    return statistics.median(values) if values else None
+
+
+def svg_plot(rows, path):
+    """Two line charts side by side: deliveries/s and p99 latency against subscribers."""
+    colors = {"ours": "#d62728", "baseline": "#1f77b4", "rabbitmq": "#ff7f0e"}
+    counts = sorted({r["subscribers"] for r in rows})
+    width, height, pad = 420, 300, 50
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width}" height="{height + 40}" font-family="sans-serif" font-size="11">']
+    for panel, (title, key) in enumerate([("deliveries/s (median)", "rate"), ("p99 latency, ms (median)", "p99_ms")]):
+        x0 = panel * width
+        values = [r[key] for r in rows if r[key] is not None]
+        top = max(values) * 1.1 if values else 1
+        parts.append(f'<text x="{x0 + width / 2}" y="16" text-anchor="middle" font-weight="bold">{title}</text>')
+        parts.append(f'<line x1="{x0 + pad}" y1="{height}" x2="{x0 + width - 10}" y2="{height}" stroke="black"/>')
+        parts.append(f'<line x1="{x0 + pad}" y1="30" x2="{x0 + pad}" y2="{height}" stroke="black"/>')
+        def px(i):
+            return x0 + pad + (i + 0.5) * (width - pad - 10) / len(counts)
+        def py(v):
+            return height - (v / top) * (height - 40)
+        for i, c in enumerate(counts):
+            parts.append(f'<text x="{px(i)}" y="{height + 15}" text-anchor="middle">{c} subs</text>')
+        for t in range(5):
+            v = top * t / 4
+            parts.append(f'<text x="{x0 + pad - 4}" y="{py(v) + 4}" text-anchor="end">{v:,.0f}</text>' if key == "rate"
+                         else f'<text x="{x0 + pad - 4}" y="{py(v) + 4}" text-anchor="end">{v:.1f}</text>')
+        for server, color in colors.items():
+            pts = [(px(i), py(r[key])) for i, c in enumerate(counts)
+                   for r in rows if r["server"] == server and r["subscribers"] == c and r[key] is not None]
+            if pts:
+                parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in pts)}"/>')
+                parts.extend(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>' for x, y in pts)
+    for i, (server, color) in enumerate(colors.items()):
+        parts.append(f'<rect x="{60 + i * 110}" y="{height + 24}" width="10" height="10" fill="{color}"/><text x="{74 + i * 110}" y="{height + 33}">{server}</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--subscribers", default="10,100,1000")
+    ap.add_argument("--deliveries", type=int, default=200_000, help="per fan-out run")
+    ap.add_argument("--out", default=str(ROOT / "target" / "bench"))
+    o = ap.parse_args()
+    out = Path(o.out)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = [int(c) for c in o.subscribers.split(",")]
+
+    print("building release binaries", flush=True)
+    subprocess.run(["cargo", "build", "--release", "--example", "broker", "--example", "baseline",
+                    "--example", "loadgen"], cwd=ROOT, check=True)
+    pids = {"rabbitmq": prepare_rabbitmq()}
+    procs = [subprocess.Popen([str(RELEASE / "broker"), "--addr", "127.0.0.1:61614"], stdout=subprocess.DEVNULL),
+             subprocess.Popen([str(RELEASE / "baseline"), "--addr", "127.0.0.1:61615"], stdout=subprocess.DEVNULL)]
+    pids["ours"], pids["baseline"] = procs[0].pid, procs[1].pid
+    wait_port(61614)
+    wait_port(61615)
+    for pid in pids.values():
+        pin(pid, 0)
+    print(f"servers pinned to CPU 0 ({pids}), load generator to CPU 1", flush=True)
+
+    plan = []
+    for subs in counts:
+        messages = max(o.deliveries // subs, 50)
+        plan.append((f"fanout {subs} subs, full speed",
+                     ["fanout", "--subscribers", str(subs), "--messages", str(messages)], subs))
+    for rate in (100, 300):
+        plan.append((f"fanout 100 subs at {rate * 100:,} deliveries/s",
+                     ["fanout", "--subscribers", "100", "--messages", str(rate * 5), "--rate", str(rate)], 100))
+    results = []
+    try:
+        for title, args, subs in plan:
+            for round_no in range(o.rounds):
+                for server in SERVERS:
+                    r = loadgen(server, pids[server], args)
+                    r.update({"title": title, "round": round_no, "server": server, "subs": subs})
+                    results.append(r)
+                    status = r.get("error") or f'{r["deliveries_per_sec"]:,.0f}/s p99 {r["latency_us"]["p99"] / 1000:.2f} ms lost {r["lost"]} dup {r["duplicated"]} ooo {r["out_of_order"]}'
+                    print(f"  {title} | round {round_no + 1} | {server}: {status}", flush=True)
+    finally:
+        for p in procs:
+            p.terminate()
+    with open(out / "results.jsonl", "w") as f:
+        for r in results:
+            f.write(json.dumps(r) + "\n")
+
+    lines = ["| run | server | deliveries/s | ratio to ours | p99 ms | server CPU µs/delivery | CPU ratio | lost/dup/reordered |",
+             "|---|---|---|---|---|---|---|---|"]
+    rows = []
+    for title, _, subs in plan:
+        group = [r for r in results if r["title"] == title]
+        ours = {k: median([r for r in group if r["server"] == "ours"], f) for k, f in
+                [("rate", lambda r: r["deliveries_per_sec"]), ("cpu", lambda r: r.get("server_cpu_us_per_delivery"))]}
+        for server in SERVERS:
+            mine = [r for r in group if r["server"] == server]
+            rate = median(mine, lambda r: r["deliveries_per_sec"])
+            p99 = median(mine, lambda r: r["latency_us"]["p99"] / 1000)
+            cpu = median(mine, lambda r: r.get("server_cpu_us_per_delivery"))
+            bad = sum(r.get("lost", 0) + r.get("duplicated", 0) + r.get("out_of_order", 0) for r in mine if "error" not in r)
+            errors = sum(1 for r in mine if "error" in r)
+            fmt = lambda v, spec: "n/a" if v is None else format(v, spec)
+            ratio = "1.00" if server == "ours" else fmt(ours["rate"] / rate if rate and ours["rate"] else None, ".2f")
+            cpu_ratio = "1.00" if server == "ours" else fmt(ours["cpu"] / cpu if cpu and ours["cpu"] else None, ".2f")
+            lines.append(f"| {title} | {server} | {fmt(rate, ',.0f')} | {ratio} | {fmt(p99, '.2f')} | {fmt(cpu, '.2f')} | {cpu_ratio} | {bad}{f' ({errors} failed runs)' if errors else ''} |")
+            if "full speed" in title:
+                rows.append({"server": server, "subscribers": subs, "rate": rate, "p99_ms": p99})
+    table = "\n".join(lines)
+    (out / "compare.md").write_text(
+        f"Rounds: {o.rounds}; medians; ratios are ours ÷ theirs (deliveries/s) and ours ÷ theirs (CPU per delivery).\n\n{table}\n")
+    svg_plot(rows, out / "compare.svg")
+    print("\n" + table)
+    print(f"\nwritten: {out / 'compare.md'}, {out / 'results.jsonl'}, {out / 'compare.svg'}")
+
+
+if __name__ == "__main__":
+    main()
