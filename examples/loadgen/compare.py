@@ -2,7 +2,7 @@
 """Side-by-side benchmark: stompede's broker, the bare tokio-tungstenite baseline and RabbitMQ
 Web-STOMP, run in alternation (A B C A B C ...) under the same load generator.
 
-    python3 bench/compare.py [--rounds 3] [--subscribers 10,100,1000] [--out target/bench]
+    python3 examples/loadgen/compare.py [--rounds 3] [--subscribers 10,100,1000] [--out target/bench]
 
 What it does, in order:
   1. builds the release binaries of examples/broker, examples/baseline and examples/loadgen;
@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RELEASE = ROOT / "target" / "release" / "examples"
 SERVERS = {
     "ours": {"url": "ws://127.0.0.1:61614/ws", "extra": []},
