@@ -135,7 +135,12 @@ def main():
     ap.add_argument("--subscribers", default="10,100,1000")
     ap.add_argument("--deliveries", type=int, default=200_000, help="per fan-out run")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench"))
+    ap.add_argument("--servers", default="ours,baseline,rabbitmq", help="which servers to run")
+    ap.add_argument("--no-fixed-rate", action="store_true", help="skip the fixed-rate runs")
     o = ap.parse_args()
+    for name in list(SERVERS):
+        if name not in o.servers.split(","):
+            del SERVERS[name]
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
     counts = [int(c) for c in o.subscribers.split(",")]
@@ -143,7 +148,7 @@ def main():
     print("building release binaries", flush=True)
     subprocess.run(["cargo", "build", "--release", "--example", "broker", "--example", "baseline",
                     "--example", "loadgen"], cwd=ROOT, check=True)
-    pids = {"rabbitmq": prepare_rabbitmq()}
+    pids = {"rabbitmq": prepare_rabbitmq()} if "rabbitmq" in SERVERS else {}
     procs = [subprocess.Popen([str(RELEASE / "broker"), "--addr", "127.0.0.1:61614"], stdout=subprocess.DEVNULL),
              subprocess.Popen([str(RELEASE / "baseline"), "--addr", "127.0.0.1:61615"], stdout=subprocess.DEVNULL)]
     pids["ours"], pids["baseline"] = procs[0].pid, procs[1].pid
@@ -151,6 +156,7 @@ def main():
     wait_port(61615)
     for pid in pids.values():
         pin(pid, 0)
+    pids = {name: pid for name, pid in pids.items() if name in SERVERS}
     print(f"servers pinned to CPU 0 ({pids}), load generator to CPU 1", flush=True)
 
     plan = []
@@ -158,7 +164,7 @@ def main():
         messages = max(o.deliveries // subs, 50)
         plan.append((f"fanout {subs} subs, full speed",
                      ["fanout", "--subscribers", str(subs), "--messages", str(messages)], subs))
-    for rate in (100, 300):
+    for rate in () if o.no_fixed_rate else (100, 300):
         plan.append((f"fanout 100 subs at {rate * 100:,} deliveries/s",
                      ["fanout", "--subscribers", "100", "--messages", str(rate * 5), "--rate", str(rate)], 100))
     results = []

@@ -97,7 +97,7 @@ impl Subscriber {
     pub(crate) fn deliver(&self, message: &PreparedMessage, message_id: &str) {
         match &self.delivery {
             Delivery::Session { version, ack: AckMode::Auto, outbox, head } => {
-                outbox.push(message.with_head(*version, head.clone()));
+                outbox.push(message.contiguous_for(*version, head));
             }
             // Clients acknowledge with the `ack` header (1.2) or message-id + subscription (1.1).
             Delivery::Session { version, outbox, .. } => {

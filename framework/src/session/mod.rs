@@ -70,22 +70,31 @@ async fn drive<T: Transport>(
     let mut inbound = BytesMut::new();
     let mut batch: Vec<EncodedFrame> = Vec::new();
 
-    let mut read_deadline = Instant::now() + config.time_to_first_message;
+    // Timers are created once and re-armed lazily: reads and writes only record the time, and
+    // a timer that fires early (because traffic moved its deadline) re-arms itself. Creating
+    // fresh timers on every loop turn costs a timer-wheel registration per frame.
+    let opened = Instant::now();
     let mut read_allowance: Option<Duration> = None;
     let mut beat_every: Option<Duration> = None;
-    let mut last_write = Instant::now();
+    let mut last_read = opened;
+    let mut last_write = opened;
+    let read_timer = sleep_until(opened + config.time_to_first_message);
+    let beat_timer = sleep_until(far_future());
+    // Likewise the cancellation futures: registered once, not once per loop turn.
     let shutdown = shared.shutdown.clone();
+    let shutting_down = shutdown.cancelled();
+    let outbox_closed = outbox.closed();
+    tokio::pin!(read_timer, beat_timer, shutting_down, outbox_closed);
 
     let (last, reason) = loop {
-        let beat_at = beat_every.map(|every| last_write + every);
         // Unbiased on purpose: a session under a constant stream of outbound messages must
         // still read its client's frames (an UNSUBSCRIBE, a DISCONNECT) and heart-beats.
         tokio::select! {
-            () = shutdown.cancelled() => {
+            () = &mut shutting_down => {
                 let error = Frame::error("server is shutting down", None, "Reconnect to another instance, or later.");
                 break (Some(error), DisconnectReason::ServerShutdown);
             }
-            () = outbox.closed() => {
+            () = &mut outbox_closed => {
                 let why = outbox.close_reason().unwrap_or("closed").to_owned();
                 // A slow consumer's queue is dropped, not flushed: it is why we close.
                 let _ = timeout(config.send_time_limit, transport.close()).await;
@@ -123,19 +132,17 @@ async fn drive<T: Transport>(
                         break (Some(Frame::error(message.clone(), None, "")), DisconnectReason::ProtocolError(message.into()));
                     }
                 }
-                if let Some(allowance) = read_allowance {
-                    read_deadline = Instant::now() + allowance;
-                }
+                last_read = Instant::now();
                 match decode_and_handle(&mut decoder, &mut inbound, &mut protocol) {
                     Flow::Continue => {}
                     Flow::Connected { version, outgoing, incoming } => {
                         decoder.set_version(version);
                         beat_every = outgoing;
                         read_allowance = incoming.map(read_grace);
-                        read_deadline = match read_allowance {
-                            Some(allowance) => Instant::now() + allowance,
-                            None => far_future(),
-                        };
+                        read_timer.as_mut().reset(read_allowance.map_or_else(far_future, |a| last_read + a));
+                        if let Some(every) = beat_every {
+                            beat_timer.as_mut().reset(last_write + every);
+                        }
                         // Frames pipelined behind CONNECT (same read) are decoded now.
                         if let Flow::Close { last, reason } =
                             decode_and_handle(&mut decoder, &mut inbound, &mut protocol)
@@ -146,18 +153,33 @@ async fn drive<T: Transport>(
                     Flow::Close { last, reason } => break (last, reason),
                 }
             }
-            () = sleep_until(read_deadline) => {
+            () = &mut read_timer => {
+                let deadline = match (protocol.version(), read_allowance) {
+                    (None, _) => opened + config.time_to_first_message,
+                    (Some(_), Some(allowance)) => last_read + allowance,
+                    (Some(_), None) => far_future(),
+                };
+                if Instant::now() < deadline {
+                    read_timer.as_mut().reset(deadline);
+                    continue;
+                }
                 let message = match protocol.version() {
                     None => format!("no CONNECT frame within {:?} of opening the connection", config.time_to_first_message),
                     Some(_) => format!("no frame or heart-beat from the client for {:?} (more than the negotiated heart-beat interval)", read_allowance.unwrap_or_default()),
                 };
                 break (Some(Frame::error(message.clone(), None, "")), DisconnectReason::Timeout(message.into()));
             }
-            () = sleep_until(beat_at.unwrap_or_else(far_future)), if beat_at.is_some() => {
+            () = &mut beat_timer, if beat_every.is_some() => {
+                let due = last_write + beat_every.unwrap_or_default();
+                if Instant::now() < due {
+                    beat_timer.as_mut().reset(due);
+                    continue;
+                }
                 if let Err(e) = timeout(config.send_time_limit, transport.send_heartbeat()).await.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
                     break (None, DisconnectReason::ConnectionLost(e.to_string().into()));
                 }
                 last_write = Instant::now();
+                beat_timer.as_mut().reset(last_write + beat_every.unwrap_or_default());
             }
         }
     };

@@ -119,6 +119,7 @@ impl Outbox {
     pub(crate) fn close(&self, reason: String) {
         let _ = self.reason.set(reason);
         self.closed.cancel();
+        self.ready.notify_one();
         let dropped: usize =
             std::mem::take(&mut *lock(&self.queue)).iter().map(EncodedFrame::len).sum();
         self.queued.fetch_sub(dropped, Ordering::AcqRel);
@@ -147,11 +148,8 @@ impl OutboxReceiver {
             if self.outbox.closed.is_cancelled() {
                 return 0;
             }
-            // A push between `take` and here leaves a permit, so this cannot miss it.
-            tokio::select! {
-                () = self.outbox.ready.notified() => {}
-                () = self.outbox.closed.cancelled() => {}
-            }
+            // A push (or close) between `take` and here leaves a permit: nothing is missed.
+            self.outbox.ready.notified().await;
         }
     }
 

@@ -32,6 +32,8 @@ pub struct EncodedFrame {
     body: Bytes,
     // Whether the whole frame is UTF-8 (headers always are; this records the body's check).
     utf8: bool,
+    // Whether the closing NUL follows the parts (false: `head` is the complete frame).
+    nul: bool,
 }
 
 impl EncodedFrame {
@@ -54,7 +56,7 @@ impl EncodedFrame {
 
     /// Total size on the wire, NUL included.
     pub fn len(&self) -> usize {
-        self.head.len() + self.shared.len() + self.body.len() + 1
+        self.head.len() + self.shared.len() + self.body.len() + usize::from(self.nul)
     }
 
     /// Whether the whole frame is valid UTF-8, so it can travel as a WebSocket text message.
@@ -69,7 +71,7 @@ impl EncodedFrame {
 
     /// The four parts in wire order, for a vectored write.
     pub fn chunks(&self) -> [&[u8]; 4] {
-        [&self.head, &self.shared, &self.body, NUL]
+        [&self.head, &self.shared, &self.body, if self.nul { NUL } else { b"" }]
     }
 
     /// The parts as `IoSlice`s for `write_vectored`.
@@ -85,8 +87,12 @@ impl EncodedFrame {
         }
     }
 
-    /// The whole frame as one contiguous buffer (this copies the body).
+    /// The whole frame as one contiguous buffer. This copies, unless the frame is already
+    /// contiguous (as [`PreparedMessage::contiguous_for`] makes it).
     pub fn to_bytes(&self) -> Bytes {
+        if !self.nul && self.shared.is_empty() && self.body.is_empty() {
+            return self.head.clone();
+        }
         let mut out = BytesMut::with_capacity(self.len());
         self.write_to(&mut out);
         out.freeze()
@@ -113,6 +119,7 @@ pub fn encode(frame: &Frame, version: Version) -> EncodedFrame {
         shared: Bytes::new(),
         body: frame.body.clone(),
         utf8: std::str::from_utf8(&frame.body).is_ok(),
+        nul: true,
     }
 }
 
@@ -179,6 +186,9 @@ pub struct PreparedMessage {
     headers: Headers,
     body: Bytes,
     body_utf8: bool,
+    // Complete frames already built, by subscriber head. Subscriptions often share a head
+    // (every browser's first subscription is `sub-0`), and then share one buffer.
+    complete: std::sync::Mutex<Vec<(Bytes, Bytes)>>,
     // One encoding of the shared headers per escaping style (none, 1.1, 1.2).
     shared: [OnceLock<Bytes>; 3],
 }
@@ -187,7 +197,13 @@ impl PreparedMessage {
     /// Prepares a message; `headers` must not contain per-delivery headers.
     pub fn new(headers: Headers, body: Bytes) -> Self {
         let body_utf8 = std::str::from_utf8(&body).is_ok();
-        PreparedMessage { headers, body, body_utf8, shared: Default::default() }
+        PreparedMessage {
+            headers,
+            body,
+            body_utf8,
+            complete: std::sync::Mutex::new(Vec::new()),
+            shared: Default::default(),
+        }
     }
 
     /// The shared headers.
@@ -231,6 +247,32 @@ impl PreparedMessage {
             shared: self.shared_part(version).clone(),
             body: self.body.clone(),
             utf8: self.body_utf8,
+            nul: true,
+        }
+    }
+
+    /// Like [`with_head`](PreparedMessage::with_head), but as one contiguous buffer, for
+    /// transports that need one (a WebSocket message). The first delivery with a given head
+    /// builds it; later deliveries with an identical head share it, without a copy.
+    pub fn contiguous_for(&self, version: Version, head: &Bytes) -> EncodedFrame {
+        const CACHED_HEADS: usize = 8;
+        let mut complete = self.complete.lock().unwrap_or_else(|e| e.into_inner());
+        let whole = match complete.iter().find(|(h, _)| h == head) {
+            Some((_, whole)) => whole.clone(),
+            None => {
+                let whole = self.with_head(version, head.clone()).to_bytes();
+                if complete.len() < CACHED_HEADS {
+                    complete.push((head.clone(), whole.clone()));
+                }
+                whole
+            }
+        };
+        EncodedFrame {
+            head: whole,
+            shared: Bytes::new(),
+            body: Bytes::new(),
+            utf8: self.body_utf8,
+            nul: false,
         }
     }
 }

@@ -95,3 +95,30 @@ fn prepared_message_is_encoded_once_per_version() {
     assert_eq!(decoded.get("destination"), Some("/topic/a:b"));
     assert_eq!(decoded.get("subscription"), Some("0"));
 }
+
+#[test]
+fn identical_heads_share_one_contiguous_frame() {
+    let mut headers = Headers::new();
+    headers.push("destination", "/topic/a");
+    let m = PreparedMessage::new(headers, Bytes::from_static(b"hello"));
+    let head_a = crate::stomp::message_head(Version::V1_2, &[("subscription", "sub-0")]);
+    let head_b = crate::stomp::message_head(Version::V1_2, &[("subscription", "sub-0")]);
+    let other = crate::stomp::message_head(Version::V1_2, &[("subscription", "sub-1")]);
+    let a = m.contiguous_for(Version::V1_2, &head_a);
+    let b = m.contiguous_for(Version::V1_2, &head_b);
+    let c = m.contiguous_for(Version::V1_2, &other);
+    assert_eq!(a.to_bytes().as_ptr(), b.to_bytes().as_ptr(), "one buffer for equal heads");
+    assert_ne!(a.to_bytes().as_ptr(), c.to_bytes().as_ptr());
+    assert_eq!(
+        a.to_bytes(),
+        m.with_head(Version::V1_2, head_a).to_bytes(),
+        "same bytes as the parts"
+    );
+    assert_eq!(a.len(), a.to_bytes().len());
+    assert_eq!(
+        &c.to_bytes()[..],
+        b"MESSAGE\nsubscription:sub-1\ndestination:/topic/a\ncontent-length:5\n\nhello\0"
+    );
+    let total: usize = c.chunks().iter().map(|chunk| chunk.len()).sum();
+    assert_eq!(total, c.len(), "vectored writes see the same frame");
+}
