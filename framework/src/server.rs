@@ -18,7 +18,7 @@ use crate::events::SessionEvent;
 use crate::security::HandshakeHook;
 use crate::session::{self, Peer};
 use crate::stomp::{ByteStr, HeartBeat};
-use crate::template::{MessagingTemplate, SendError};
+use crate::template::{MessagingTemplate, SendError, require_broker_destination};
 use crate::transport::http::StompService;
 use crate::transport::tcp::TcpTransport;
 
@@ -250,12 +250,7 @@ impl Server {
         destination: &str,
         listener: impl Fn(&crate::stomp::PreparedMessage) + Send + Sync + 'static,
     ) -> Result<Listener, SendError> {
-        if self.shared.config.broker_prefix_of(destination).is_none() {
-            return Err(SendError::NotABrokerDestination {
-                destination: destination.to_owned(),
-                prefixes: self.shared.config.broker_prefixes.join(", "),
-            });
-        }
+        require_broker_destination(&self.shared.config, destination)?;
         let callback: Arc<ListenerFn> = Arc::new(listener);
         let subscriber =
             Arc::new(Subscriber::local(ByteStr::from(destination.to_owned()), callback));

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::config::Config;
 use crate::server::Shared;
 use crate::stomp::{ByteStr, Headers, names};
 
@@ -74,14 +75,24 @@ impl MessagingTemplate {
         headers: Headers,
         body: Bytes,
     ) -> Result<usize, SendError> {
-        if self.shared.config.broker_prefix_of(destination).is_none() {
-            return Err(SendError::NotABrokerDestination {
-                destination: destination.to_owned(),
-                prefixes: self.shared.config.broker_prefixes.join(", "),
-            });
-        }
+        require_broker_destination(&self.shared.config, destination)?;
         let destination = ByteStr::from(destination.to_owned());
         Ok(self.shared.broker.publish(&destination, &headers, body))
+    }
+}
+
+/// Refuses a destination that no broker prefix covers (sending or listening there could never
+/// reach a subscriber).
+pub(crate) fn require_broker_destination(
+    config: &Config,
+    destination: &str,
+) -> Result<(), SendError> {
+    match config.broker_prefix_of(destination) {
+        Some(_) => Ok(()),
+        None => Err(SendError::NotABrokerDestination {
+            destination: destination.to_owned(),
+            prefixes: config.broker_prefixes.join(", "),
+        }),
     }
 }
 

@@ -85,11 +85,7 @@ pub(super) async fn open<T: Transport + 'static>(
     let server_beat =
         connected.get(names::HEART_BEAT).and_then(HeartBeat::parse).unwrap_or(HeartBeat::NONE);
     let beat_every = options.heartbeat.outgoing(server_beat);
-    // The server's beats may be late by half an interval (at least a second) before we give up.
-    let read_allowance = options
-        .heartbeat
-        .incoming(server_beat)
-        .map(|interval| interval + (interval / 2).max(std::time::Duration::from_secs(1)));
+    let read_allowance = options.heartbeat.incoming(server_beat).map(HeartBeat::silence_allowance);
     let (tx, rx) = mpsc::channel(256);
     let shared = Arc::new(Shared::default());
     let task = Task {

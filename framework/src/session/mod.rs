@@ -20,17 +20,11 @@ use protocol::{Flow, Protocol};
 
 use crate::events::{DisconnectReason, SessionEvent};
 use crate::server::Shared;
-use crate::stomp::{ByteStr, Decoder, EncodedFrame, Frame, Version, encode};
+use crate::stomp::{ByteStr, Decoder, EncodedFrame, Frame, HeartBeat, Version, encode};
 use crate::transport::{Transport, TransportError};
 
 /// Frames written per batch at most, so one busy session yields to its reads in between.
 const WRITE_BATCH: usize = 64;
-
-/// How long silence may exceed the negotiated heart-beat interval before the peer is deemed
-/// gone: half the interval again (network jitter, a busy client), at least one second.
-fn read_grace(interval: Duration) -> Duration {
-    interval + (interval / 2).max(Duration::from_secs(1))
-}
 
 /// Who is on the other end, for logs.
 pub(crate) struct Peer {
@@ -138,7 +132,7 @@ async fn drive<T: Transport>(
                     Flow::Connected { version, outgoing, incoming } => {
                         decoder.set_version(version);
                         beat_every = outgoing;
-                        read_allowance = incoming.map(read_grace);
+                        read_allowance = incoming.map(HeartBeat::silence_allowance);
                         read_timer.as_mut().reset(read_allowance.map_or_else(far_future, |a| last_read + a));
                         if let Some(every) = beat_every {
                             beat_timer.as_mut().reset(last_write + every);

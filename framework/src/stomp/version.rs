@@ -132,6 +132,20 @@ impl HeartBeat {
     pub fn incoming(self, peer: HeartBeat) -> Option<Duration> {
         peer.outgoing(self)
     }
+
+    /// How long silence from a peer that beats every `interval` is tolerated before the peer is
+    /// deemed gone: the interval plus half of it again (network jitter, a busy peer), and at
+    /// least one second more. Both stompede's server and its client apply this rule.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stompede::stomp::HeartBeat;
+    /// assert_eq!(HeartBeat::silence_allowance(Duration::from_secs(10)), Duration::from_secs(15));
+    /// assert_eq!(HeartBeat::silence_allowance(Duration::from_millis(100)), Duration::from_millis(1100));
+    /// ```
+    pub fn silence_allowance(interval: Duration) -> Duration {
+        interval + (interval / 2).max(Duration::from_secs(1))
+    }
 }
 
 #[cfg(test)]
