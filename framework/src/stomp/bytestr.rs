@@ -40,6 +40,15 @@ impl ByteStr {
         }
     }
 
+    /// Wraps bytes the caller has already proven to be UTF-8.
+    ///
+    /// # Safety
+    /// `bytes` must be valid UTF-8.
+    pub(crate) unsafe fn from_utf8_unchecked(bytes: Bytes) -> Self {
+        debug_assert!(std::str::from_utf8(&bytes).is_ok());
+        ByteStr { bytes }
+    }
+
     /// The string slice.
     pub fn as_str(&self) -> &str {
         // SAFETY: every constructor guarantees that `bytes` is valid UTF-8, and `Bytes` is

@@ -305,9 +305,10 @@ fn header_text(
     match unescape(raw, escaping) {
         Ok(None) => {
             let shared = head.slice(start..start + raw.len());
-            // The head passed a UTF-8 check and `raw` is bounded by ASCII bytes (line ends and
-            // the first ':'), so the slice is UTF-8 too; the check below cannot fail.
-            Ok(ByteStr::from_utf8(shared).unwrap_or_default())
+            // SAFETY: `parse_head` checked that the whole head is UTF-8, and `raw` starts and
+            // ends at ASCII bytes (line ends and the first ':'), which never fall inside a
+            // multi-byte character, so the slice is UTF-8 too.
+            Ok(unsafe { ByteStr::from_utf8_unchecked(shared) })
         }
         Ok(Some(owned)) => {
             // Unescaping replaces ASCII sequences by ASCII bytes, so UTF-8 is preserved.
