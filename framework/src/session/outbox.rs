@@ -95,8 +95,18 @@ impl Outbox {
                 return false;
             }
         }
-        lock(&self.queue).push_back(frame);
-        self.ready.notify_one();
+        let was_empty = {
+            let mut queue = lock(&self.queue);
+            let was_empty = queue.is_empty();
+            queue.push_back(frame);
+            was_empty
+        };
+        // The receiver takes everything it finds, so only the push that makes the queue
+        // non-empty needs to wake it (a push racing its drain sees an empty queue and leaves
+        // a permit).
+        if was_empty {
+            self.ready.notify_one();
+        }
         true
     }
 
