@@ -7,7 +7,8 @@ Web-STOMP, run in alternation (A B C A B C ...) under the same load generator.
 What it does, in order:
   1. builds the release binaries of examples/broker, examples/baseline and examples/loadgen;
   2. enables RabbitMQ's STOMP plugins and, when its open-files limit is under 4096, restarts it
-     with the shell's hard limit (it drops deliveries past ~900 connections otherwise);
+     with the shell's hard limit, as the rabbitmq user through setpriv (`su` would reset the
+     limit; it drops connections past ~900 otherwise), and checks the limit took;
   3. splits the two cores: every server is pinned to CPU 0, the load generator to CPU 1
      (taskset), so the load generator never competes with the server it measures;
   4. for each subscriber count, runs the fan-out scenario against the three servers in
@@ -55,22 +56,36 @@ def rabbit_pid():
     return int(out[0]) if out else None
 
 
+def open_files_limit(pid):
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])  # the soft limit, the one that applies
+    return 0
+
+
 def prepare_rabbitmq():
     if not shutil.which("rabbitmq-plugins"):
         sys.exit("RabbitMQ is not installed: the comparison needs it (rabbitmq-server with the STOMP plugins)")
     sh("rabbitmq-plugins", "enable", "rabbitmq_stomp", "rabbitmq_web_stomp")
     pid = rabbit_pid()
-    limit = 0
-    if pid:
-        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
-            if line.startswith("Max open files"):
-                limit = int(line.split()[3])
+    limit = open_files_limit(pid) if pid else 0
     if limit < 4096:
-        print(f"restarting RabbitMQ with the hard open-files limit (was {limit})", flush=True)
+        # Started as root, rabbitmq-server switches user through `su`, whose PAM limits put the
+        # soft limit back to 1,024 whatever the caller set, and Erlang sizes its port table at
+        # start-up. So start it as the rabbitmq user with setpriv, which keeps our limit.
+        print(f"restarting RabbitMQ with the hard open-files limit (it had {limit})", flush=True)
         sh("rabbitmqctl", "shutdown", check=False)
-        subprocess.run(["bash", "-c", "ulimit -n $(ulimit -Hn) && rabbitmq-server -detached"], check=True)
+        subprocess.run(["bash", "-c", "ulimit -n $(ulimit -Hn) && cd /var/lib/rabbitmq && "
+                        "HOME=/var/lib/rabbitmq setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups "
+                        "/usr/lib/rabbitmq/bin/rabbitmq-server -detached"], check=True)
+        wait_port(15674)
+        pid = rabbit_pid()
+        limit = open_files_limit(pid)
+        if limit < 4096:
+            sys.exit(f"RabbitMQ still runs with {limit} open files: it would drop connections past ~900")
     wait_port(15674)
-    return rabbit_pid()
+    print(f"RabbitMQ pid {pid}, open-files limit {limit}", flush=True)
+    return pid
 
 
 def pin(pid, cpu):

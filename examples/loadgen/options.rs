@@ -22,7 +22,9 @@ options:
   --label NAME          name of the server in the report (default server)
   --login USER          CONNECT login (RabbitMQ: guest)
   --passcode PASS       CONNECT passcode (RabbitMQ: guest)
-  --host VHOST          CONNECT host header (default localhost; RabbitMQ wants /)";
+  --host VHOST          CONNECT host header (default localhost; RabbitMQ wants /)
+  --idle-timeout SECS   a subscriber that receives nothing for this long counts the rest as
+                        lost (default 10)";
 
 /// What to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +53,7 @@ pub(crate) struct Options {
     pub(crate) login: Option<String>,
     pub(crate) passcode: Option<String>,
     pub(crate) host: String,
+    pub(crate) idle_timeout: Duration,
 }
 
 impl Options {
@@ -79,6 +82,7 @@ impl Options {
             login: None,
             passcode: None,
             host: "localhost".into(),
+            idle_timeout: Duration::from_secs(10),
         };
         while let Some(flag) = args.next() {
             let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -101,6 +105,7 @@ impl Options {
                 "--login" => o.login = Some(value),
                 "--passcode" => o.passcode = Some(value),
                 "--host" => o.host = value,
+                "--idle-timeout" => o.idle_timeout = Duration::from_secs(number(&value)?),
                 other => return Err(format!("unknown option {other:?}")),
             }
         }

@@ -18,9 +18,6 @@ pub(crate) struct Report {
     pub(crate) clean: bool,
 }
 
-/// How long a subscriber waits for its next message before it counts the rest as lost.
-const IDLE: Duration = Duration::from_secs(10);
-
 pub(crate) async fn run(o: &Options) -> Result<Report, ClientError> {
     match o.scenario {
         Scenario::Fanout => {
@@ -96,6 +93,7 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
                 expected_publishers,
                 messages,
                 origin,
+                o.idle_timeout,
             ));
         }
         for p in 0..topic.publishers {
@@ -219,6 +217,7 @@ async fn subscriber(
     publishers: std::ops::Range<usize>,
     messages: u64,
     origin: Instant,
+    idle: Duration,
 ) -> Seen {
     let expected = (publishers.len() as u64) * messages;
     let mut seen_bits: Vec<Vec<u64>> =
@@ -233,7 +232,7 @@ async fn subscriber(
         last_at: Instant::now(),
     };
     while stats.unique < expected {
-        let Ok(Some(message)) = tokio::time::timeout(IDLE, subscription.next()).await else {
+        let Ok(Some(message)) = tokio::time::timeout(idle, subscription.next()).await else {
             break;
         };
         let now_us = origin.elapsed().as_micros() as u64;
