@@ -134,7 +134,7 @@ impl Config {
         }
         for (i, (first_setting, first)) in all.iter().enumerate() {
             for (second_setting, second) in &all[i + 1..] {
-                if prefix_covers(first, second) || prefix_covers(second, first) {
+                if Config::under(first, second) || Config::under(second, first) {
                     return Err(ConfigError::OverlappingPrefixes {
                         first_setting,
                         first: first.to_string(),
@@ -186,7 +186,11 @@ impl Config {
     /// Whether `destination` falls under `prefix` (at a segment boundary: `/topic` covers
     /// `/topic/a` and `/topic.a`, not `/topics`).
     pub(crate) fn under(prefix: &str, destination: &str) -> bool {
-        prefix_covers(prefix, destination)
+        let prefix = prefix.trim_end_matches(['/', '.']);
+        match destination.strip_prefix(prefix) {
+            Some(rest) => rest.is_empty() || rest.starts_with(['/', '.']) || prefix.is_empty(),
+            None => false,
+        }
     }
 
     pub(crate) fn broker_prefix_of(&self, destination: &str) -> Option<&str> {
@@ -209,14 +213,6 @@ impl Config {
             if self.app_prefixes.is_empty() { "none".into() } else { self.app_prefixes.join(", ") },
             self.user_prefix
         )
-    }
-}
-
-fn prefix_covers(prefix: &str, destination: &str) -> bool {
-    let prefix = prefix.trim_end_matches(['/', '.']);
-    match destination.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with(['/', '.']) || prefix.is_empty(),
-        None => false,
     }
 }
 

@@ -20,7 +20,7 @@ use protocol::{Flow, Protocol};
 
 use crate::events::{DisconnectReason, SessionEvent};
 use crate::server::Shared;
-use crate::stomp::{ByteStr, Decoder, EncodedFrame, Frame, HeartBeat, Version, encode};
+use crate::stomp::{ByteStr, Decoder, EncodedFrame, Frame, HeartBeat};
 use crate::transport::{Transport, TransportError};
 
 /// Frames written per batch at most, so one busy session yields to its reads in between.
@@ -133,7 +133,7 @@ async fn drive<T: Transport>(
                         decoder.set_version(version);
                         beat_every = outgoing;
                         read_allowance = incoming.map(HeartBeat::silence_allowance);
-                        read_timer.as_mut().reset(read_allowance.map_or_else(far_future, |a| last_read + a));
+                        read_timer.as_mut().reset(read_deadline(true, opened, last_read, read_allowance, config.time_to_first_message));
                         if let Some(every) = beat_every {
                             beat_timer.as_mut().reset(last_write + every);
                         }
@@ -148,11 +148,7 @@ async fn drive<T: Transport>(
                 }
             }
             () = &mut read_timer => {
-                let deadline = match (protocol.version(), read_allowance) {
-                    (None, _) => opened + config.time_to_first_message,
-                    (Some(_), Some(allowance)) => last_read + allowance,
-                    (Some(_), None) => far_future(),
-                };
+                let deadline = read_deadline(protocol.version().is_some(), opened, last_read, read_allowance, config.time_to_first_message);
                 if Instant::now() < deadline {
                     read_timer.as_mut().reset(deadline);
                     continue;
@@ -182,7 +178,7 @@ async fn drive<T: Transport>(
         // Everything queued before the last frame goes first (MESSAGEs, RECEIPTs), in order.
         batch.clear();
         outbound.drain_now(&mut batch);
-        batch.push(encode(&frame, protocol.version().unwrap_or(Version::V1_2)));
+        batch.push(protocol.encode(&frame));
         let _ = timeout(config.send_time_limit, transport.send(&batch)).await;
     }
     let _ = timeout(config.send_time_limit, transport.close()).await;
@@ -205,6 +201,22 @@ fn decode_and_handle(
             },
             Err(e) => return protocol.error(e.to_string(), e.receipt()),
         }
+    }
+}
+
+/// When silence from the client becomes fatal: before CONNECT, `time_to_first_message` after
+/// the connection opened; after it, the heart-beat allowance after the last read, or never.
+fn read_deadline(
+    connected: bool,
+    opened: Instant,
+    last_read: Instant,
+    allowance: Option<Duration>,
+    time_to_first_message: Duration,
+) -> Instant {
+    match (connected, allowance) {
+        (false, _) => opened + time_to_first_message,
+        (true, Some(allowance)) => last_read + allowance,
+        (true, None) => far_future(),
     }
 }
 

@@ -75,22 +75,8 @@ impl Outbox {
         let before = self.queued.fetch_add(len, Ordering::AcqRel);
         let total = before + len;
         if before > 0 && total > self.limit {
-            if total > self.limit.saturating_mul(2) {
-                self.close(format!(
-                    "slow consumer: outbound queue reached {total} bytes, twice the {}-byte send buffer limit (raise send_buffer_size_limit, or make the client read faster)",
-                    self.limit
-                ));
-                self.queued.fetch_sub(len, Ordering::AcqRel);
-                return false;
-            }
-            let mut over = lock(&self.over_since);
-            let since = *over.get_or_insert_with(Instant::now);
-            if since.elapsed() > self.send_time_limit {
-                drop(over);
-                self.close(format!(
-                    "slow consumer: outbound queue stayed over the {}-byte send buffer limit for more than {:?} (the send time limit)",
-                    self.limit, self.send_time_limit
-                ));
+            if let Some(reason) = self.overflow(total) {
+                self.close(reason);
                 self.queued.fetch_sub(len, Ordering::AcqRel);
                 return false;
             }
@@ -101,13 +87,31 @@ impl Outbox {
             queue.push_back(frame);
             was_empty
         };
-        // The receiver takes everything it finds, so only the push that makes the queue
-        // non-empty needs to wake it (a push racing its drain sees an empty queue and leaves
-        // a permit).
+        // The receiver looks at the queue before every wait, so only the push that makes it
+        // non-empty needs to wake it (a push racing that look sees an empty queue and leaves a
+        // permit).
         if was_empty {
             self.ready.notify_one();
         }
         true
+    }
+
+    /// Why a queue that now holds `total` bytes, over the limit, must be closed, if it must:
+    /// at twice the limit at once, otherwise once it has stayed over for the send time limit.
+    fn overflow(&self, total: usize) -> Option<String> {
+        if total > self.limit.saturating_mul(2) {
+            return Some(format!(
+                "slow consumer: outbound queue reached {total} bytes, twice the {}-byte send buffer limit (raise send_buffer_size_limit, or make the client read faster)",
+                self.limit
+            ));
+        }
+        let since = *lock(&self.over_since).get_or_insert_with(Instant::now);
+        (since.elapsed() > self.send_time_limit).then(|| {
+            format!(
+                "slow consumer: outbound queue stayed over the {}-byte send buffer limit for more than {:?} (the send time limit)",
+                self.limit, self.send_time_limit
+            )
+        })
     }
 
     /// Records that `bytes` of queued frames reached the transport.

@@ -10,7 +10,7 @@ use super::Outbox;
 use crate::broker::{AckMode, Subscriber};
 use crate::events::{DisconnectReason, SessionEvent};
 use crate::server::Shared;
-use crate::stomp::{ByteStr, Command, Frame, HeartBeat, Version, encode, names};
+use crate::stomp::{ByteStr, Command, EncodedFrame, Frame, HeartBeat, Version, encode, names};
 
 const SUPPORTED: [Version; 3] = [Version::V1_0, Version::V1_1, Version::V1_2];
 
@@ -67,9 +67,14 @@ impl Protocol {
         self.version
     }
 
+    /// Encodes a frame for this client: in its negotiated version, 1.2 before CONNECT.
+    pub(crate) fn encode(&self, frame: &Frame) -> EncodedFrame {
+        encode(frame, self.version.unwrap_or(Version::V1_2))
+    }
+
     /// Queues a frame for the client.
     pub(crate) fn reply(&self, frame: &Frame) {
-        self.outbox.push(encode(frame, self.version.unwrap_or(Version::V1_2)));
+        self.outbox.push(self.encode(frame));
     }
 
     /// Handles one client frame.
@@ -172,7 +177,7 @@ impl Protocol {
         // Check the route now, so a bad SEND inside a transaction fails at once.
         self.route_check(&destination)?;
         if let Some(tx) = frame.headers.get_shared(names::TRANSACTION).cloned() {
-            let size = frame.body.len() + frame.headers.len() * 32;
+            let size = buffered_size(&frame);
             let limit = self.shared.config.max_transaction_bytes;
             let Some(buffered) = self.transactions.get_mut(&tx) else {
                 return Err(violation(format!(
@@ -345,7 +350,7 @@ impl Protocol {
         let frames = self.transactions.remove(tx.as_str()).ok_or_else(|| {
             violation(format!("{} names transaction {tx:?}, which was not begun", frame.command))
         })?;
-        let size: usize = frames.iter().map(|f| f.body.len() + f.headers.len() * 32).sum();
+        let size: usize = frames.iter().map(buffered_size).sum();
         self.transaction_bytes -= size;
         Ok(frames)
     }
@@ -357,6 +362,13 @@ impl Protocol {
         }
         self.transactions.clear();
     }
+}
+
+/// What a SEND held in a transaction counts against `max_transaction_bytes`: its body and a
+/// flat allowance per header. Used when it is buffered and when the transaction ends, so the
+/// two always agree.
+fn buffered_size(frame: &Frame) -> usize {
+    frame.body.len() + frame.headers.len() * 32
 }
 
 fn required<'f>(frame: &'f Frame, name: &str) -> Result<&'f ByteStr, Violation> {
