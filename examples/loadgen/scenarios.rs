@@ -266,7 +266,7 @@ async fn connections(o: &Options) -> Result<Report, ClientError> {
     let mut opened = 0usize;
     while opened < o.connections {
         let batch = (o.connections - opened).min(500);
-        let results = futures_join(o, opened, batch).await;
+        let results = open_idle_connections(o, opened, batch).await;
         for result in results {
             kept.push(result?);
         }
@@ -298,7 +298,9 @@ async fn connections(o: &Options) -> Result<Report, ClientError> {
     Ok(Report { human, json, clean: true })
 }
 
-async fn futures_join(
+/// Opens `count` connections numbered from `first`, each subscribed (with a receipt) to one of
+/// 1,000 idle destinations, all at once.
+async fn open_idle_connections(
     o: &Options,
     first: usize,
     count: usize,

@@ -2,11 +2,12 @@
 //! frames to their subscription, completes receipts, and sends heart-beats.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
 
 use super::{ClientError, ClientOptions};
 use crate::stomp::{Command, Decoder, Frame, HeartBeat, Version, encode, names};
@@ -22,30 +23,26 @@ pub(super) enum Request {
     Register { id: String, messages: mpsc::Sender<Frame> },
 }
 
+/// What the handles share with the connection task: whether it has ended, and why (the same
+/// pairing the server's outbox uses).
 #[derive(Default)]
 pub(super) struct Shared {
-    reason: Mutex<Option<String>>,
-    closed: Notify,
-    is_closed: std::sync::atomic::AtomicBool,
+    reason: OnceLock<String>,
+    closed: CancellationToken,
 }
 
 impl Shared {
     pub(super) fn close_reason(&self) -> Option<String> {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reason.get().cloned()
     }
 
     fn close(&self, reason: String) {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(reason);
-        self.is_closed.store(true, std::sync::atomic::Ordering::Release);
-        self.closed.notify_waiters();
+        let _ = self.reason.set(reason);
+        self.closed.cancel();
     }
 
     pub(super) async fn closed(&self) {
-        let notified = self.closed.notified();
-        if self.is_closed.load(std::sync::atomic::Ordering::Acquire) {
-            return;
-        }
-        notified.await;
+        self.closed.cancelled().await;
     }
 }
 
