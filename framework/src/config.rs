@@ -59,6 +59,10 @@ pub enum ConfigError {
     /// A size or time limit of zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// A handler mapping that cannot work: a bad pattern, two handlers for one destination,
+    /// a reply destination outside the broker prefixes.
+    #[error("{0}")]
+    Handler(String),
     /// The body limit exceeds the frame limit, so it could never apply.
     #[error("message_size_limit ({frame}) must be at least the body size limit ({body})")]
     BodyOverFrame {
@@ -199,6 +203,14 @@ impl Config {
 
     pub(crate) fn app_prefix_of(&self, destination: &str) -> Option<&str> {
         self.app_prefixes.iter().map(String::as_str).find(|p| Config::under(p, destination))
+    }
+
+    /// Where replies go when a handler names no destination: `/topic` when it is a broker
+    /// prefix (Spring's fixed default), else the first broker prefix.
+    pub(crate) fn default_reply_prefix(&self) -> &str {
+        let prefixes = &self.broker_prefixes;
+        let prefix = prefixes.iter().find(|p| p.as_str() == "/topic").or(prefixes.first());
+        prefix.map_or("/topic", |p| p.trim_end_matches('/'))
     }
 
     pub(crate) fn is_user_destination(&self, destination: &str) -> bool {

@@ -46,9 +46,15 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+// The attribute macros generate paths starting with `::stompede`; this makes them resolve
+// inside this crate too (its own tests and examples).
+#[allow(unused_extern_crates)]
+extern crate self as stompede;
+
 pub mod broker;
 pub mod client;
 mod config;
+pub mod dispatch;
 pub mod events;
 mod security;
 mod server;
@@ -58,7 +64,17 @@ mod template;
 mod transport;
 
 pub use config::{AllowedOrigins, ConfigError};
-pub use security::{HandshakeHook, HandshakeRejection};
+pub use dispatch::{HandlerError, Message, State};
+pub use security::{HandshakeHook, HandshakeRejection, Principal};
 pub use server::{RunningServer, Server, ServerBuilder};
+pub use stompede_macros::{
+    message_exception_handler, message_mapping, send_to, send_to_user, subscribe_mapping,
+};
 pub use template::{MessagingTemplate, Payload, SendError};
 pub use transport::http::{ResponseBody, StompService};
+
+/// What the attribute macros' generated code uses. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::dispatch::support::*;
+}

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::{Listener, ListenerFn, SimpleBroker, Subscriber};
 use crate::config::{AllowedOrigins, Config, ConfigError};
+use crate::dispatch::{self, Handler, Router};
 use crate::events::SessionEvent;
 use crate::security::HandshakeHook;
 use crate::session::{self, Peer};
@@ -26,6 +27,8 @@ use crate::transport::tcp::TcpTransport;
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) broker: SimpleBroker,
+    pub(crate) router: Router,
+    pub(crate) state: http::Extensions,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     events: broadcast::Sender<SessionEvent>,
@@ -65,6 +68,9 @@ impl Shared {
 #[must_use]
 pub struct ServerBuilder {
     config: Config,
+    discover_handlers: bool,
+    handlers: Vec<&'static Handler>,
+    state: http::Extensions,
 }
 
 impl ServerBuilder {
@@ -178,14 +184,43 @@ impl ServerBuilder {
         self
     }
 
-    /// Checks the configuration and makes the server (not yet listening).
+    /// Whether the server takes every handler the attributes registered in this program
+    /// (default `true`). Turn it off to run a server with only the handlers given to
+    /// [`handlers`](ServerBuilder::handlers): in tests, or for two servers with different
+    /// handler sets in one process.
+    pub fn discover_handlers(mut self, discover: bool) -> Self {
+        self.discover_handlers = discover;
+        self
+    }
+
+    /// Adds handlers by name, with [`handlers!`](crate::handlers). A handler both discovered
+    /// and named counts once.
+    pub fn handlers(mut self, handlers: impl IntoIterator<Item = &'static Handler>) -> Self {
+        self.handlers.extend(handlers);
+        self
+    }
+
+    /// Registers application state that handlers take with a
+    /// [`State<T>`](crate::dispatch::State) argument (one value per type; a second of the same
+    /// type replaces the first).
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Checks the configuration and the handler mappings, and makes the server (not yet
+    /// listening).
     pub fn build(mut self) -> Result<Server, ConfigError> {
         self.config.check()?;
+        let discovered = self.discover_handlers.then(dispatch::discovered).into_iter().flatten();
+        let router = Router::new(discovered.chain(self.handlers), &self.config)?;
         let (events, _) = broadcast::channel(1024);
         Ok(Server {
             shared: Arc::new(Shared {
                 config: self.config,
                 broker: SimpleBroker::new(),
+                router,
+                state: self.state,
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 events,
@@ -206,7 +241,12 @@ pub struct Server {
 impl Server {
     /// A builder with every default.
     pub fn builder() -> ServerBuilder {
-        ServerBuilder { config: Config::default() }
+        ServerBuilder {
+            config: Config::default(),
+            discover_handlers: true,
+            handlers: Vec::new(),
+            state: http::Extensions::new(),
+        }
     }
 
     /// The WebSocket endpoint(s) as a service, for mounting in an existing HTTP server.

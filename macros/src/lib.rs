@@ -1,4 +1,51 @@
-//! Procedural macros for [stompede](https://docs.rs/stompede).
+//! Procedural macros for [stompede](https://docs.rs/stompede): the handler attributes.
 //!
-//! Do not depend on this crate directly: `stompede` re-exports everything it offers. The
-//! handler attributes (`#[message_mapping]`, `#[send_to]`, …) arrive with the dispatch layer.
+//! Do not depend on this crate directly: `stompede` re-exports every attribute, and the code
+//! they generate names `::stompede`. The attributes are documented (with examples) where
+//! `stompede` re-exports them.
+//!
+//! How the attributes cooperate: Rust runs the attribute written first, which finds the
+//! others on the same function (`#[send_to]` under `#[message_mapping]`, or the reverse),
+//! removes them, checks the whole set and generates one handler. Every misuse it can see is a
+//! compile error pointing at the attribute, destination or argument at fault.
+
+mod expand;
+mod model;
+mod parse;
+
+use proc_macro::TokenStream;
+
+use crate::model::Attr;
+
+/// Maps a function to SEND frames whose destination (application prefix removed) matches
+/// one of the patterns.
+#[proc_macro_attribute]
+pub fn message_mapping(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::handler(Attr::MessageMapping, args.into(), item.into()).into()
+}
+
+/// Maps a function to SUBSCRIBE frames whose destination (application prefix removed) matches
+/// one of the patterns; its return value goes to that subscriber only.
+#[proc_macro_attribute]
+pub fn subscribe_mapping(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::handler(Attr::SubscribeMapping, args.into(), item.into()).into()
+}
+
+/// Turns the errors of other handlers (all, or those of the listed types) into a reply.
+#[proc_macro_attribute]
+pub fn message_exception_handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::handler(Attr::ExceptionHandler, args.into(), item.into()).into()
+}
+
+/// Where a handler's return value is sent (one or more broker destinations).
+#[proc_macro_attribute]
+pub fn send_to(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::handler(Attr::SendTo, args.into(), item.into()).into()
+}
+
+/// Reserved for user destinations (a reply to the sending user's sessions): parsed, but a
+/// compile error until user destinations exist.
+#[proc_macro_attribute]
+pub fn send_to_user(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::handler(Attr::SendToUser, args.into(), item.into()).into()
+}

@@ -81,7 +81,10 @@ async fn send_to_an_uncovered_destination() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_to_an_application_destination_without_handler() {
     let (message, _) = error_for("SEND\ndestination:/app/hello\n\nx\0", true).await;
-    assert_eq!(message, "no application handler is registered for destination /app/hello");
+    assert_eq!(
+        message,
+        "no application handler is registered for destination /app/hello (no #[message_mapping] matches /hello)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

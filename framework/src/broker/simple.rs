@@ -45,6 +45,35 @@ impl SimpleBroker {
     /// `headers` are the publisher's: all but the per-SEND ones (`receipt`, `transaction`,
     /// `content-length`…) are forwarded, `content-type` included.
     pub fn publish(&self, destination: &ByteStr, headers: &Headers, body: Bytes) -> usize {
+        let (message, message_id) = self.prepare(destination, headers, body);
+        let mut delivered = 0;
+        self.registry.for_each_match(destination, |subscriber| {
+            subscriber.deliver(&message, &message_id);
+            delivered += 1;
+        });
+        delivered
+    }
+
+    /// Delivers a message to one subscription only, as if published to `destination` (the
+    /// reply of a subscribe mapping).
+    pub(crate) fn deliver_to(
+        &self,
+        subscriber: &Subscriber,
+        destination: &ByteStr,
+        headers: &Headers,
+        body: Bytes,
+    ) {
+        let (message, message_id) = self.prepare(destination, headers, body);
+        subscriber.deliver(&message, &message_id);
+    }
+
+    /// The message every subscriber of one publish shares, and its id.
+    fn prepare(
+        &self,
+        destination: &ByteStr,
+        headers: &Headers,
+        body: Bytes,
+    ) -> (PreparedMessage, String) {
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
         let message_id = itoa::Buffer::new().format(id).to_owned();
         let mut shared = Headers::with_capacity(headers.len() + 2);
@@ -55,13 +84,7 @@ impl SimpleBroker {
                 shared.push(name.clone(), value.clone());
             }
         }
-        let message = PreparedMessage::new(shared, body);
-        let mut delivered = 0;
-        self.registry.for_each_match(destination, |subscriber| {
-            subscriber.deliver(&message, &message_id);
-            delivered += 1;
-        });
-        delivered
+        (PreparedMessage::new(shared, body), message_id)
     }
 
     pub(crate) fn subscribe(&self, subscriber: Arc<Subscriber>) {

@@ -305,6 +305,11 @@ impl Subscription {
         self.messages.recv().await
     }
 
+    /// The next MESSAGE frame if one has already arrived, without waiting.
+    pub fn try_next(&mut self) -> Option<Frame> {
+        self.messages.try_recv().ok()
+    }
+
     /// Sends UNSUBSCRIBE and waits for the receipt.
     pub async fn unsubscribe(self) -> Result<(), ClientError> {
         let frame = Frame::new(Command::Unsubscribe).header(names::ID, self.id.clone());

@@ -62,3 +62,39 @@ impl HandshakeRejection {
         HandshakeRejection { status, message: message.into() }
     }
 }
+
+/// The authenticated user of a session (Spring's `Principal`).
+///
+/// A [`HandshakeHook`] authenticates the upgrade request and inserts one into the session's
+/// attributes; handlers then take it as an `Option<Principal>` argument (`None` for
+/// anonymous sessions).
+///
+/// ```
+/// use stompede::{HandshakeRejection, Principal, Server};
+/// let server = Server::builder()
+///     .handshake_hook(|request: &http::request::Parts, attributes: &mut http::Extensions| {
+///         let user = request.headers.get("x-user").and_then(|v| v.to_str().ok())
+///             .ok_or_else(|| HandshakeRejection::new(http::StatusCode::UNAUTHORIZED, "sign in first"))?;
+///         attributes.insert(Principal::new(user));
+///         Ok(())
+///     })
+///     .build()
+///     .unwrap();
+/// # drop(server);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Principal {
+    name: String,
+}
+
+impl Principal {
+    /// A principal with this user name.
+    pub fn new(name: impl Into<String>) -> Self {
+        Principal { name: name.into() }
+    }
+
+    /// The user name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}

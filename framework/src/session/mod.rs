@@ -19,6 +19,7 @@ pub(crate) use outbox::Outbox;
 use protocol::{Flow, Protocol};
 
 use crate::events::{DisconnectReason, SessionEvent};
+use crate::security::Principal;
 use crate::server::Shared;
 use crate::stomp::{ByteStr, Decoder, EncodedFrame, Frame, HeartBeat};
 use crate::transport::{Transport, TransportError};
@@ -30,8 +31,7 @@ const WRITE_BATCH: usize = 64;
 pub(crate) struct Peer {
     pub(crate) addr: Option<std::net::SocketAddr>,
     pub(crate) transport: &'static str,
-    /// What the handshake hook attached (the security layer reads it).
-    #[allow(dead_code)]
+    /// What the handshake hook attached: a [`Principal`], the application's own values.
     pub(crate) attributes: http::Extensions,
 }
 
@@ -40,8 +40,10 @@ pub(crate) async fn run<T: Transport>(shared: Arc<Shared>, peer: Peer, transport
     let session_id = shared.next_session_id();
     let span =
         tracing::debug_span!("session", %session_id, peer = ?peer.addr, transport = peer.transport);
-    let reason =
-        drive(shared.clone(), session_id.clone(), transport).instrument(span.clone()).await;
+    let principal = peer.attributes.get::<Principal>().cloned();
+    let reason = drive(shared.clone(), session_id.clone(), principal, transport)
+        .instrument(span.clone())
+        .await;
     span.in_scope(|| match &reason {
         DisconnectReason::ClientDisconnected | DisconnectReason::ServerShutdown => {
             tracing::debug!(?reason, "session ended")
@@ -55,11 +57,12 @@ pub(crate) async fn run<T: Transport>(shared: Arc<Shared>, peer: Peer, transport
 async fn drive<T: Transport>(
     shared: Arc<Shared>,
     session_id: ByteStr,
+    principal: Option<Principal>,
     mut transport: T,
 ) -> DisconnectReason {
     let config = &shared.config;
     let (outbox, mut outbound) = Outbox::new(config.send_buffer_size_limit, config.send_time_limit);
-    let mut protocol = Protocol::new(shared.clone(), session_id, outbox.clone());
+    let mut protocol = Protocol::new(shared.clone(), session_id, outbox.clone(), principal);
     let mut decoder = Decoder::new(config.limits);
     let mut inbound = BytesMut::new();
     let mut batch: Vec<EncodedFrame> = Vec::new();
@@ -78,7 +81,9 @@ async fn drive<T: Transport>(
     let shutdown = shared.shutdown.clone();
     let shutting_down = shutdown.cancelled();
     let outbox_closed = outbox.closed();
-    tokio::pin!(read_timer, beat_timer, shutting_down, outbox_closed);
+    let fatal = protocol.fatal();
+    let fatal_raised = fatal.raised();
+    tokio::pin!(read_timer, beat_timer, shutting_down, outbox_closed, fatal_raised);
 
     let (last, reason) = loop {
         // Unbiased on purpose: a session under a constant stream of outbound messages must
@@ -94,6 +99,19 @@ async fn drive<T: Transport>(
                 let _ = timeout(config.send_time_limit, transport.close()).await;
                 protocol.finish();
                 return DisconnectReason::SlowConsumer(why.into());
+            }
+            () = &mut fatal_raised => {
+                // The body repeats the message: some clients show only one of the two.
+                let message = fatal.message().to_owned();
+                let error = Frame::error(message.clone(), None, &message);
+                break (Some(error), DisconnectReason::ProtocolError(message.into()));
+            }
+            () = protocol.unblock(), if protocol.is_blocked() => {
+                // The handler queue has room again: handle the frames read before it filled.
+                last_read = Instant::now();
+                if let Flow::Close { last, reason } = decode_and_handle(&mut decoder, &mut inbound, &mut protocol) {
+                    break (last, reason);
+                }
             }
             n = outbound.recv_many(&mut batch, WRITE_BATCH) => {
                 if n == 0 {
@@ -116,7 +134,7 @@ async fn drive<T: Transport>(
                 batch.clear();
                 last_write = Instant::now();
             }
-            received = transport.recv(&mut inbound) => {
+            received = transport.recv(&mut inbound), if !protocol.is_blocked() => {
                 match received {
                     Ok(0) => break (None, DisconnectReason::ConnectionLost("the client closed the connection without DISCONNECT".into())),
                     Ok(_) => {}
@@ -148,6 +166,10 @@ async fn drive<T: Transport>(
                 }
             }
             () = &mut read_timer => {
+                if protocol.is_blocked() {
+                    // Not reading is our choice, not the client's silence.
+                    last_read = Instant::now();
+                }
                 let deadline = read_deadline(protocol.version().is_some(), opened, last_read, read_allowance, config.time_to_first_message);
                 if Instant::now() < deadline {
                     read_timer.as_mut().reset(deadline);
@@ -193,6 +215,10 @@ fn decode_and_handle(
     protocol: &mut Protocol,
 ) -> Flow {
     loop {
+        // A full handler queue stops decoding until it has room again.
+        if protocol.is_blocked() {
+            return Flow::Continue;
+        }
         match decoder.decode(inbound) {
             Ok(None) => return Flow::Continue,
             Ok(Some(frame)) => match protocol.handle(frame) {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::Outbox;
 use crate::broker::{AckMode, Subscriber};
+use crate::dispatch::{Fatal, Handler, Job, MessageContext, SessionDispatch};
 use crate::events::{DisconnectReason, SessionEvent};
+use crate::security::Principal;
 use crate::server::Shared;
 use crate::stomp::{ByteStr, Command, EncodedFrame, Frame, HeartBeat, Version, encode, names};
 
@@ -45,14 +47,30 @@ pub(crate) struct Protocol {
     session_id: ByteStr,
     outbox: Arc<Outbox>,
     version: Option<Version>,
+    /// Broker subscriptions, and subscriptions to subscribe mappings (which the broker never
+    /// sees), by id.
     subscriptions: HashMap<ByteStr, Arc<Subscriber>>,
     transactions: HashMap<ByteStr, Vec<Frame>>,
     transaction_bytes: usize,
+    principal: Option<Principal>,
+    dispatch: SessionDispatch,
+}
+
+/// Where a SEND or SUBSCRIBE goes.
+enum Target {
+    Broker,
+    Handler { handler: &'static Handler, lookup: Box<str>, variables: Vec<(Box<str>, String)> },
 }
 
 impl Protocol {
-    pub(crate) fn new(shared: Arc<Shared>, session_id: ByteStr, outbox: Arc<Outbox>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        session_id: ByteStr,
+        outbox: Arc<Outbox>,
+        principal: Option<Principal>,
+    ) -> Self {
         Protocol {
+            dispatch: SessionDispatch::new(shared.clone()),
             shared,
             session_id,
             outbox,
@@ -60,7 +78,24 @@ impl Protocol {
             subscriptions: HashMap::new(),
             transactions: HashMap::new(),
             transaction_bytes: 0,
+            principal,
         }
+    }
+
+    /// The signal of a handler call that must end the session.
+    pub(crate) fn fatal(&self) -> Arc<Fatal> {
+        self.dispatch.fatal()
+    }
+
+    /// Whether handler calls wait for room in the session's queue: no frame may be read
+    /// until [`unblock`](Self::unblock) completes.
+    pub(crate) fn is_blocked(&self) -> bool {
+        self.dispatch.is_blocked()
+    }
+
+    /// Waits until the waiting handler calls are queued.
+    pub(crate) async fn unblock(&mut self) {
+        self.dispatch.unblock().await;
     }
 
     pub(crate) fn version(&self) -> Option<Version> {
@@ -174,8 +209,8 @@ impl Protocol {
 
     fn send(&mut self, frame: Frame) -> Handled {
         let destination = required(&frame, names::DESTINATION)?.clone();
-        // Check the route now, so a bad SEND inside a transaction fails at once.
-        self.route_check(&destination)?;
+        // Route now, so a bad SEND inside a transaction fails at once.
+        let target = self.target(false, &destination)?;
         if let Some(tx) = frame.headers.get_shared(names::TRANSACTION).cloned() {
             let size = buffered_size(&frame);
             let limit = self.shared.config.max_transaction_bytes;
@@ -193,28 +228,84 @@ impl Protocol {
             buffered.push(frame);
             return Ok(Flow::Continue);
         }
-        self.publish(&destination, frame);
+        self.deliver_send(target, destination, frame);
         Ok(Flow::Continue)
     }
 
-    fn route_check(&self, destination: &str) -> Result<(), Violation> {
+    fn deliver_send(&mut self, target: Target, destination: ByteStr, frame: Frame) {
+        match target {
+            Target::Broker => self.publish(&destination, frame),
+            Target::Handler { handler, lookup, variables } => {
+                let context = self.context(handler, destination, lookup, variables, frame);
+                self.dispatch.submit(Job { handler, context, subscriber: None });
+            }
+        }
+    }
+
+    fn context(
+        &self,
+        handler: &'static Handler,
+        destination: ByteStr,
+        lookup: Box<str>,
+        variables: Vec<(Box<str>, String)>,
+        frame: Frame,
+    ) -> Arc<MessageContext> {
+        Arc::new(MessageContext {
+            shared: self.shared.clone(),
+            session_id: self.session_id.clone(),
+            principal: self.principal.clone(),
+            frame: Arc::new(frame),
+            destination,
+            lookup,
+            variables,
+            handler: handler.name(),
+            error: None,
+        })
+    }
+
+    /// Routes a SEND (`subscribe` false) or a SUBSCRIBE: to the broker, or to the handler
+    /// mapped to its application destination.
+    fn target(&self, subscribe: bool, destination: &str) -> Result<Target, Violation> {
         let config = &self.shared.config;
         if config.broker_prefix_of(destination).is_some() {
-            Ok(())
-        } else if config.app_prefix_of(destination).is_some() {
-            Err(violation(format!(
-                "no application handler is registered for destination {destination}"
-            )))
-        } else if config.is_user_destination(destination) {
-            Err(violation(format!(
+            return Ok(Target::Broker);
+        }
+        if let Some(prefix) = config.app_prefix_of(destination) {
+            return self.handler_target(subscribe, prefix, destination).ok_or_else(|| {
+                let (what, attribute) = match subscribe {
+                    false => ("application", "message_mapping"),
+                    true => ("subscription", "subscribe_mapping"),
+                };
+                violation(format!(
+                    "no {what} handler is registered for destination {destination} (no #[{attribute}] matches {})",
+                    lookup_destination(prefix, destination)
+                ))
+            });
+        }
+        let what = if subscribe { "cannot subscribe to" } else { "destination" };
+        Err(self.outside_prefixes(destination, what))
+    }
+
+    fn handler_target(&self, subscribe: bool, prefix: &str, destination: &str) -> Option<Target> {
+        let router = &self.shared.router;
+        let table = if subscribe { &router.subscriptions } else { &router.messages };
+        let lookup = lookup_destination(prefix, destination);
+        let (route, variables) = table.find(&lookup)?;
+        Some(Target::Handler { handler: route.handler, lookup: lookup.into(), variables })
+    }
+
+    fn outside_prefixes(&self, destination: &str, what: &str) -> Violation {
+        let config = &self.shared.config;
+        if config.is_user_destination(destination) {
+            violation(format!(
                 "user destinations ({}) are not enabled on this server",
                 config.user_prefix
-            )))
+            ))
         } else {
-            Err(violation(format!(
-                "destination {destination} is not covered by any configured prefix ({})",
+            violation(format!(
+                "{what} {destination} is not covered by any configured prefix ({})",
                 config.describe_prefixes()
-            )))
+            ))
         }
     }
 
@@ -241,17 +332,7 @@ impl Protocol {
         if self.subscriptions.len() >= max {
             return Err(violation(format!("a session may hold at most {max} subscriptions")));
         }
-        let config = &self.shared.config;
-        if config.broker_prefix_of(&destination).is_none() {
-            return Err(violation(if config.app_prefix_of(&destination).is_some() {
-                format!("no subscription handler is registered for destination {destination}")
-            } else {
-                format!(
-                    "cannot subscribe to {destination}: it is not under a broker prefix ({})",
-                    config.describe_prefixes()
-                )
-            }));
-        }
+        let target = self.target(true, &destination)?;
         let version = self.version.unwrap_or(Version::V1_2);
         let subscriber = Arc::new(Subscriber::session(
             id.clone(),
@@ -260,7 +341,17 @@ impl Protocol {
             ack,
             self.outbox.clone(),
         ));
-        self.shared.broker.subscribe(subscriber.clone());
+        match target {
+            Target::Broker => self.shared.broker.subscribe(subscriber.clone()),
+            // Spring's @SubscribeMapping: the handler's reply goes to this subscription once;
+            // the broker never holds it.
+            Target::Handler { handler, lookup, variables } => {
+                let context =
+                    self.context(handler, destination.clone(), lookup, variables, frame.clone());
+                let job = Job { handler, context, subscriber: Some(subscriber.clone()) };
+                self.dispatch.submit(job);
+            }
+        }
         self.subscriptions.insert(id.clone(), subscriber);
         self.shared.emit(SessionEvent::Subscribed {
             session_id: self.session_id.clone(),
@@ -281,7 +372,9 @@ impl Protocol {
     }
 
     fn drop_subscription(&self, subscriber: &Subscriber) {
-        self.shared.broker.unsubscribe(subscriber);
+        if self.shared.config.broker_prefix_of(&subscriber.destination).is_some() {
+            self.shared.broker.unsubscribe(subscriber);
+        }
         self.shared.emit(SessionEvent::Unsubscribed {
             session_id: self.session_id.clone(),
             subscription_id: subscriber.subscription_id.clone(),
@@ -334,7 +427,10 @@ impl Protocol {
         let frames = self.end_transaction(frame)?;
         for send in frames {
             if let Some(destination) = send.headers.get_shared(names::DESTINATION).cloned() {
-                self.publish(&destination, send);
+                // Routed when buffered; the routing table never changes.
+                if let Ok(target) = self.target(false, &destination) {
+                    self.deliver_send(target, destination, send);
+                }
             }
         }
         Ok(Flow::Continue)
@@ -369,6 +465,17 @@ impl Protocol {
 /// two always agree.
 fn buffered_size(frame: &Frame) -> usize {
     frame.body.len() + frame.headers.len() * 32
+}
+
+/// The destination a mapping pattern matches: without the application prefix, starting with
+/// `/` (`/app/hello` → `/hello`).
+fn lookup_destination(prefix: &str, destination: &str) -> String {
+    let rest = &destination[prefix.trim_end_matches(['/', '.']).len()..];
+    if rest.starts_with('/') {
+        rest.to_owned()
+    } else {
+        format!("/{}", rest.trim_start_matches('.'))
+    }
 }
 
 fn required<'f>(frame: &'f Frame, name: &str) -> Result<&'f ByteStr, Violation> {

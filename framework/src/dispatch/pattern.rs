@@ -1,0 +1,328 @@
+//! Destination patterns of handler mappings: `/hello`, `/chat/{room}`, `/files/*.json`,
+//! `/audit/**`, `/docs/{*path}`.
+//!
+//! A pattern is matched against the destination *after* the application prefix is removed
+//! (`/app/chat/42` is looked up as `/chat/42`), segment by segment, `/` separating segments:
+//! - a literal matches itself;
+//! - `{name}` matches one or more characters within a segment and captures them, and may sit
+//!   between literals (`room-{id}`, `chat.{room}`);
+//! - `*` matches zero or more characters within a segment;
+//! - `**`, a whole segment, matches zero or more segments;
+//! - `{*name}`, a whole last segment, matches the rest of the destination (zero or more
+//!   segments) and captures it without its leading `/`.
+
+use std::fmt;
+
+/// A parsed destination pattern.
+#[derive(Clone, Debug)]
+pub(crate) struct DestinationPattern {
+    source: Box<str>,
+    segments: Vec<Segment>,
+    /// The variables, in order of appearance.
+    variables: Vec<Box<str>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    /// Literal text, stars and variables within one segment.
+    Parts(Vec<Part>),
+    /// `**`: any number of segments.
+    Any,
+    /// `{*name}`: the rest, captured.
+    Rest(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Literal(Box<str>),
+    Star,
+    /// Index into `variables`.
+    Var(usize),
+}
+
+/// Why a pattern is not valid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PatternError(pub(crate) String);
+
+impl fmt::Display for PatternError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Captured variables: `(name, value)` in pattern order.
+pub(crate) type Captures = Vec<(Box<str>, String)>;
+
+impl DestinationPattern {
+    /// Parses `source`, which must start with `/`.
+    pub(crate) fn parse(source: &str) -> Result<Self, PatternError> {
+        let fail = |why: String| PatternError(format!("destination pattern {source:?} {why}"));
+        let err = |why: String| Err(fail(why));
+        let Some(rest) = source.strip_prefix('/') else {
+            return err("must start with '/'".into());
+        };
+        let mut variables: Vec<Box<str>> = Vec::new();
+        let mut segments = Vec::new();
+        let raw: Vec<&str> = rest.split('/').collect();
+        for (i, segment) in raw.iter().enumerate() {
+            if *segment == "**" {
+                segments.push(Segment::Any);
+                continue;
+            }
+            if let Some(name) = segment.strip_prefix("{*").and_then(|s| s.strip_suffix('}')) {
+                if i + 1 != raw.len() {
+                    return err(format!("uses {{*{name}}} before the last segment"));
+                }
+                check_name(name, &variables).map_err(fail)?;
+                variables.push(name.into());
+                segments.push(Segment::Rest(variables.len() - 1));
+                continue;
+            }
+            let mut parts = Vec::new();
+            let mut chars = segment.char_indices().peekable();
+            let mut literal = String::new();
+            while let Some((at, c)) = chars.next() {
+                match c {
+                    '{' => {
+                        let Some(close) = segment[at..].find('}') else {
+                            return err(format!("has an unclosed '{{' in segment {segment:?}"));
+                        };
+                        let name = &segment[at + 1..at + close];
+                        check_name(name, &variables).map_err(fail)?;
+                        if !literal.is_empty() {
+                            parts.push(Part::Literal(std::mem::take(&mut literal).into()));
+                        }
+                        if matches!(parts.last(), Some(Part::Var(_) | Part::Star)) {
+                            return err(format!(
+                                "puts {{{name}}} right after another variable or '*' in segment {segment:?}: nothing could tell where one ends"
+                            ));
+                        }
+                        variables.push(name.into());
+                        parts.push(Part::Var(variables.len() - 1));
+                        while chars.next_if(|&(i, _)| i <= at + close).is_some() {}
+                    }
+                    '}' => return err(format!("has a '}}' without '{{' in segment {segment:?}")),
+                    '*' => {
+                        if !literal.is_empty() {
+                            parts.push(Part::Literal(std::mem::take(&mut literal).into()));
+                        }
+                        if matches!(parts.last(), Some(Part::Var(_))) {
+                            return err(format!(
+                                "puts '*' right after a variable in segment {segment:?}"
+                            ));
+                        }
+                        if chars.peek().is_some_and(|&(_, c)| c == '*') {
+                            return err(format!(
+                                "has '**' inside segment {segment:?}; '**' must be a whole segment"
+                            ));
+                        }
+                        if parts.last() != Some(&Part::Star) {
+                            parts.push(Part::Star);
+                        }
+                    }
+                    c => literal.push(c),
+                }
+            }
+            if !literal.is_empty() {
+                parts.push(Part::Literal(literal.into()));
+            }
+            segments.push(Segment::Parts(parts));
+        }
+        Ok(DestinationPattern { source: source.into(), segments, variables })
+    }
+
+    /// The pattern as written.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The variable names, in order.
+    pub(crate) fn variables(&self) -> impl Iterator<Item = &str> {
+        self.variables.iter().map(|v| &**v)
+    }
+
+    /// Whether the pattern is a plain literal (looked up by hash, not by matching).
+    pub(crate) fn is_literal(&self) -> bool {
+        self.segments.iter().all(|s| match s {
+            Segment::Parts(parts) => parts.iter().all(|p| matches!(p, Part::Literal(_))),
+            _ => false,
+        })
+    }
+
+    /// Sort key: lower is more specific (Spring's rule, simplified): fewer `**` and rest
+    /// captures, then fewer variables and stars, then more literal characters.
+    pub(crate) fn specificity(&self) -> (usize, usize, std::cmp::Reverse<usize>) {
+        let mut multi = 0;
+        let mut wild = 0;
+        let mut literal = 0;
+        for segment in &self.segments {
+            match segment {
+                Segment::Any | Segment::Rest(_) => multi += 1,
+                Segment::Parts(parts) => {
+                    for part in parts {
+                        match part {
+                            Part::Literal(text) => literal += text.len(),
+                            Part::Star | Part::Var(_) => wild += 1,
+                        }
+                    }
+                }
+            }
+        }
+        (multi, wild, std::cmp::Reverse(literal))
+    }
+
+    /// Matches `destination` (which starts with `/`), returning the captured variables.
+    pub(crate) fn matches(&self, destination: &str) -> Option<Captures> {
+        let rest = destination.strip_prefix('/')?;
+        let segments: Vec<&str> = rest.split('/').collect();
+        let mut values: Vec<Option<String>> = vec![None; self.variables.len()];
+        if !match_segments(&self.segments, &segments, &mut values) {
+            return None;
+        }
+        Some(
+            self.variables
+                .iter()
+                .zip(values)
+                .map(|(name, value)| (name.clone(), value.unwrap_or_default()))
+                .collect(),
+        )
+    }
+}
+
+fn check_name(name: &str, seen: &[Box<str>]) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("has an empty variable name '{}'".into());
+    }
+    if let Some(colon) = name.find(':') {
+        return Err(format!(
+            "constrains variable {:?} with a regular expression, which is not supported (match with {{{}}} and check the value in the handler)",
+            &name[..colon],
+            &name[..colon]
+        ));
+    }
+    if !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!("has variable name {name:?}; names are letters, digits, '_' and '-'"));
+    }
+    if seen.iter().any(|s| &**s == name) {
+        return Err(format!("defines variable {{{name}}} twice"));
+    }
+    Ok(())
+}
+
+fn match_segments(pattern: &[Segment], segments: &[&str], values: &mut [Option<String>]) -> bool {
+    match pattern.split_first() {
+        None => segments.is_empty(),
+        Some((Segment::Any, rest)) => {
+            (0..=segments.len()).any(|skip| match_segments(rest, &segments[skip..], values))
+        }
+        Some((Segment::Rest(var), _)) => {
+            values[*var] = Some(segments.join("/"));
+            true
+        }
+        Some((Segment::Parts(parts), rest)) => {
+            let Some((first, others)) = segments.split_first() else { return false };
+            match_parts(parts, first, values) && match_segments(rest, others, values)
+        }
+    }
+}
+
+/// Matches one segment against literal/star/variable parts, backtracking over the lengths a
+/// star or variable takes.
+fn match_parts(parts: &[Part], text: &str, values: &mut [Option<String>]) -> bool {
+    match parts.split_first() {
+        None => text.is_empty(),
+        Some((Part::Literal(literal), rest)) => {
+            text.strip_prefix(&**literal).is_some_and(|after| match_parts(rest, after, values))
+        }
+        Some((part @ (Part::Star | Part::Var(_)), rest)) => {
+            let min = usize::from(matches!(part, Part::Var(_)));
+            let ends: Vec<usize> = text
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain(std::iter::once(text.len()))
+                .filter(|&i| i >= min)
+                .collect();
+            // Longest first: `{name}.json` against `a.b.json` captures `a.b`.
+            ends.into_iter().rev().any(|end| {
+                if !match_parts(rest, &text[end..], values) {
+                    return false;
+                }
+                if let Part::Var(var) = part {
+                    values[*var] = Some(text[..end].to_owned());
+                }
+                true
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn captures(pattern: &str, destination: &str) -> Option<Vec<(String, String)>> {
+        let pattern = DestinationPattern::parse(pattern).expect("valid pattern");
+        pattern
+            .matches(destination)
+            .map(|c| c.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+        Some(list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn literals_match_exactly() {
+        assert_eq!(captures("/hello", "/hello"), pairs(&[]));
+        assert_eq!(captures("/hello", "/hello/"), None);
+        assert_eq!(captures("/hello", "/hell"), None);
+        assert!(DestinationPattern::parse("/a/b").expect("valid").is_literal());
+    }
+
+    #[test]
+    fn variables_capture_within_a_segment() {
+        assert_eq!(captures("/chat/{room}", "/chat/42"), pairs(&[("room", "42")]));
+        assert_eq!(captures("/chat/{room}", "/chat/"), None);
+        assert_eq!(captures("/chat/{room}", "/chat/4/2"), None);
+        assert_eq!(
+            captures("/chat.{room}/{user}", "/chat.rust/ann"),
+            pairs(&[("room", "rust"), ("user", "ann")])
+        );
+        assert_eq!(captures("/f/{name}.json", "/f/a.b.json"), pairs(&[("name", "a.b")]));
+    }
+
+    #[test]
+    fn stars_and_double_stars() {
+        assert_eq!(captures("/files/*.json", "/files/x.json"), pairs(&[]));
+        assert_eq!(captures("/files/*.json", "/files/.json"), pairs(&[]));
+        assert_eq!(captures("/files/*.json", "/files/x.txt"), None);
+        assert_eq!(captures("/audit/**", "/audit"), pairs(&[]));
+        assert_eq!(captures("/audit/**", "/audit/a/b/c"), pairs(&[]));
+        assert_eq!(captures("/**/end", "/a/b/end"), pairs(&[]));
+        assert_eq!(captures("/**/end", "/a/b/ending"), None);
+        assert_eq!(captures("/docs/{*path}", "/docs/a/b"), pairs(&[("path", "a/b")]));
+        assert_eq!(captures("/docs/{*path}", "/docs"), pairs(&[("path", "")]));
+    }
+
+    #[test]
+    fn bad_patterns_say_what_is_wrong() {
+        let error = |p: &str| DestinationPattern::parse(p).expect_err(p).0;
+        assert!(error("hello").contains("must start with '/'"));
+        assert!(error("/chat/{room").contains("unclosed '{'"));
+        assert!(error("/chat/room}").contains("'}' without '{'"));
+        assert!(error("/chat/{}").contains("empty variable name"));
+        assert!(error("/a/{x}/{x}").contains("defines variable {x} twice"));
+        assert!(error("/a/{x}{y}").contains("nothing could tell"));
+        assert!(error("/a/x**").contains("'**' must be a whole segment"));
+        assert!(error("/a/{*rest}/b").contains("before the last segment"));
+        assert!(error("/a/{id:\\d+}").contains("not supported"));
+    }
+
+    #[test]
+    fn specificity_prefers_literals() {
+        let key = |p: &str| DestinationPattern::parse(p).expect("valid").specificity();
+        assert!(key("/chat/general") < key("/chat/{room}"));
+        assert!(key("/chat/{room}") < key("/chat/**"));
+        assert!(key("/chat/room-{id}") < key("/chat/{room}"));
+    }
+}

@@ -1,0 +1,202 @@
+//! The routing table of a server: handlers by destination pattern, checked at start-up.
+
+use std::collections::HashMap;
+
+use super::handler::{Handler, HandlerKind};
+use super::pattern::{Captures, DestinationPattern};
+use crate::config::{Config, ConfigError};
+
+/// One mapping: a handler and one of its patterns.
+pub(crate) struct Route {
+    pub(crate) handler: &'static Handler,
+    pub(crate) pattern: DestinationPattern,
+}
+
+/// Routes of one kind (message or subscribe mappings).
+#[derive(Default)]
+pub(crate) struct RouteTable {
+    routes: Vec<Route>,
+    /// Literal patterns, by destination.
+    exact: HashMap<Box<str>, usize>,
+    /// The other patterns, most specific first.
+    patterns: Vec<usize>,
+}
+
+impl RouteTable {
+    fn add(&mut self, route: Route) {
+        let index = self.routes.len();
+        if route.pattern.is_literal() {
+            self.exact.insert(route.pattern.as_str().into(), index);
+        } else {
+            self.patterns.push(index);
+        }
+        self.routes.push(route);
+    }
+
+    fn sort(&mut self) {
+        let routes = &self.routes;
+        self.patterns.sort_by_key(|&i| routes[i].pattern.specificity());
+    }
+
+    /// The route for `lookup` (a destination without its application prefix) and what its
+    /// pattern captured.
+    pub(crate) fn find(&self, lookup: &str) -> Option<(&Route, Captures)> {
+        if let Some(&index) = self.exact.get(lookup) {
+            return Some((&self.routes[index], Vec::new()));
+        }
+        self.patterns.iter().find_map(|&index| {
+            let route = &self.routes[index];
+            route.pattern.matches(lookup).map(|captures| (route, captures))
+        })
+    }
+}
+
+/// Every handler of a server, ready for lookup.
+#[derive(Default)]
+pub(crate) struct Router {
+    pub(crate) messages: RouteTable,
+    pub(crate) subscriptions: RouteTable,
+    /// Exception handlers: those catching specific error types first, then the catch-all.
+    pub(crate) exceptions: Vec<&'static Handler>,
+}
+
+impl Router {
+    /// Builds the table, refusing patterns that do not parse, two handlers with an identical
+    /// pattern, `send_to` destinations outside the broker prefixes, and two catch-all
+    /// exception handlers.
+    pub(crate) fn new(
+        handlers: impl IntoIterator<Item = &'static Handler>,
+        config: &Config,
+    ) -> Result<Router, ConfigError> {
+        let mut router = Router::default();
+        let mut seen: Vec<&'static Handler> = Vec::new();
+        let mut owners: HashMap<(HandlerKind, String), &'static str> = HashMap::new();
+        for handler in handlers {
+            // The same handler found by discovery and named explicitly counts once.
+            if seen.iter().any(|h| std::ptr::eq(*h, handler)) {
+                continue;
+            }
+            seen.push(handler);
+            for destination in handler.send_to {
+                let static_part = destination.split('{').next().unwrap_or_default();
+                if config.broker_prefix_of(destination).is_none()
+                    && config.broker_prefix_of(static_part.trim_end_matches('/')).is_none()
+                {
+                    return Err(ConfigError::Handler(format!(
+                        "handler {} sends to {destination:?}, which is not under a broker prefix ({})",
+                        handler.name,
+                        config.broker_prefixes.join(", ")
+                    )));
+                }
+            }
+            if handler.kind == HandlerKind::Exception {
+                router.exceptions.push(handler);
+                continue;
+            }
+            let table = match handler.kind {
+                HandlerKind::Subscribe => &mut router.subscriptions,
+                _ => &mut router.messages,
+            };
+            for source in handler.patterns {
+                let pattern = DestinationPattern::parse(source)
+                    .map_err(|e| ConfigError::Handler(format!("handler {}: {e}", handler.name)))?;
+                for destination in handler.send_to {
+                    for variable in placeholders(destination) {
+                        if !pattern.variables().any(|v| v == variable) {
+                            return Err(ConfigError::Handler(format!(
+                                "handler {} sends to {destination:?}, but its mapping {source:?} defines no {{{variable}}}",
+                                handler.name
+                            )));
+                        }
+                    }
+                }
+                if let Some(first) = owners.insert((handler.kind, source.to_string()), handler.name)
+                {
+                    return Err(ConfigError::Handler(format!(
+                        "handlers {first} and {} are both mapped to {source:?} with #[{}]; a destination must have one handler",
+                        handler.name, handler.kind
+                    )));
+                }
+                table.add(Route { handler, pattern });
+            }
+        }
+        router.messages.sort();
+        router.subscriptions.sort();
+        router.exceptions.sort_by_key(|h| h.catches.is_none());
+        let catch_alls: Vec<&str> =
+            router.exceptions.iter().filter(|h| h.catches.is_none()).map(|h| h.name).collect();
+        if let [first, second, ..] = catch_alls[..] {
+            return Err(ConfigError::Handler(format!(
+                "exception handlers {first} and {second} both handle every error; list the error types one of them handles (#[message_exception_handler(MyError)])"
+            )));
+        }
+        router.log_table();
+        Ok(router)
+    }
+
+    fn log_table(&self) {
+        for (kind, table) in [("message", &self.messages), ("subscribe", &self.subscriptions)] {
+            for route in &table.routes {
+                tracing::debug!(
+                    kind,
+                    pattern = route.pattern.as_str(),
+                    handler = route.handler.name,
+                    send_to = ?route.handler.send_to,
+                    "handler mapped"
+                );
+            }
+        }
+        for handler in &self.exceptions {
+            tracing::debug!(
+                handler = handler.name,
+                catch_all = handler.catches.is_none(),
+                "exception handler"
+            );
+        }
+    }
+
+    /// The exception handler for `error`, if any.
+    pub(crate) fn exception_handler(
+        &self,
+        error: &super::HandlerError,
+    ) -> Option<&'static Handler> {
+        self.exceptions.iter().copied().find(|h| h.catches.is_none_or(|catches| catches(error)))
+    }
+}
+
+/// The `{name}` placeholders of a `send_to` destination.
+pub(crate) fn placeholders(destination: &str) -> impl Iterator<Item = &str> {
+    destination.split('{').skip(1).filter_map(|s| s.split_once('}').map(|(name, _)| name))
+}
+
+/// `destination` with each `{name}` replaced by its captured value.
+pub(crate) fn fill(destination: &str, captures: &[(Box<str>, String)]) -> String {
+    let mut out = String::with_capacity(destination.len() + 16);
+    let mut rest = destination;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else { break };
+        let name = &rest[open + 1..open + close];
+        match captures.iter().find(|(n, _)| &**n == name) {
+            Some((_, value)) => out.push_str(value),
+            None => out.push_str(&rest[open..=open + close]),
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_replaces_placeholders() {
+        let captures = vec![("room".into(), "42".to_owned())];
+        assert_eq!(fill("/topic/chat/{room}", &captures), "/topic/chat/42");
+        assert_eq!(fill("/topic/{room}.{room}", &captures), "/topic/42.42");
+        assert_eq!(fill("/topic/plain", &captures), "/topic/plain");
+        assert_eq!(placeholders("/topic/{a}/{b}").collect::<Vec<_>>(), ["a", "b"]);
+    }
+}

@@ -1,0 +1,246 @@
+//! Running handlers for one session: a bounded queue in front of a task that calls them one
+//! at a time, in the order the client sent its frames, and sends their replies.
+//!
+//! The session reads no further frames while the queue is full, so a client that sends
+//! faster than its handlers finish is slowed down by TCP, not buffered without bound.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock};
+
+use futures_util::FutureExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::context::MessageContext;
+use super::error::HandlerError;
+use super::handler::Handler;
+use super::reply::Message;
+use super::router::fill;
+use crate::broker::Subscriber;
+use crate::server::Shared;
+use crate::stomp::ByteStr;
+use crate::template::require_broker_destination;
+
+/// Handler calls a session may have queued before it stops reading.
+const QUEUE: usize = 32;
+
+/// One handler call to make.
+pub(crate) struct Job {
+    pub(crate) handler: &'static Handler,
+    pub(crate) context: Arc<MessageContext>,
+    /// For a subscribe mapping: the subscription its reply goes to.
+    pub(crate) subscriber: Option<Arc<Subscriber>>,
+}
+
+/// A failure that must end the session: the session sends `message` in an ERROR frame and
+/// closes.
+#[derive(Default)]
+pub(crate) struct Fatal {
+    token: CancellationToken,
+    message: OnceLock<String>,
+}
+
+impl Fatal {
+    fn raise(&self, message: String) {
+        let _ = self.message.set(message);
+        self.token.cancel();
+    }
+
+    /// Completes when a handler call raised a fatal error.
+    pub(crate) fn raised(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.token.cancelled()
+    }
+
+    /// The error's message, once raised.
+    pub(crate) fn message(&self) -> &str {
+        self.message.get().map_or("a handler call failed", String::as_str)
+    }
+}
+
+/// The session's side of its handler queue.
+pub(crate) struct SessionDispatch {
+    shared: Arc<Shared>,
+    sender: Option<mpsc::Sender<Job>>,
+    /// Jobs that did not fit in the queue; while any wait, the session reads nothing.
+    waiting: VecDeque<Job>,
+    fatal: Arc<Fatal>,
+}
+
+impl SessionDispatch {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        SessionDispatch {
+            shared,
+            sender: None,
+            waiting: VecDeque::new(),
+            fatal: Arc::new(Fatal::default()),
+        }
+    }
+
+    pub(crate) fn fatal(&self) -> Arc<Fatal> {
+        self.fatal.clone()
+    }
+
+    /// Queues a call; the worker task starts with the session's first one.
+    pub(crate) fn submit(&mut self, job: Job) {
+        if !self.waiting.is_empty() {
+            self.waiting.push_back(job);
+            return;
+        }
+        let sender = self.sender.get_or_insert_with(|| {
+            let (sender, receiver) = mpsc::channel(QUEUE);
+            let shared = self.shared.clone();
+            self.shared.tracker.spawn(work(shared, receiver, self.fatal.clone()));
+            sender
+        });
+        match sender.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(job)) => self.waiting.push_back(job),
+            // The worker only stops at shutdown, when the session is closing too.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Whether calls are waiting for room in the queue (the session must not read meanwhile).
+    pub(crate) fn is_blocked(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Moves waiting calls into the queue as room frees up. Cancel-safe: a call leaves
+    /// `waiting` only together with its queue slot.
+    pub(crate) async fn unblock(&mut self) {
+        let Some(sender) = &self.sender else { return };
+        while !self.waiting.is_empty() {
+            let Ok(permit) = sender.reserve().await else {
+                self.waiting.clear();
+                return;
+            };
+            if let Some(job) = self.waiting.pop_front() {
+                permit.send(job);
+            }
+        }
+    }
+}
+
+async fn work(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, fatal: Arc<Fatal>) {
+    let shutdown = shared.shutdown.clone();
+    loop {
+        let job = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            job = jobs.recv() => match job {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            () = run(&shared, job, &fatal) => {}
+        }
+    }
+}
+
+/// Calls the handler, then sends its reply or handles its error.
+async fn run(shared: &Arc<Shared>, job: Job, fatal: &Fatal) {
+    let Job { handler, context, subscriber } = job;
+    let error = match call(handler, context.clone()).await {
+        Ok(reply) => {
+            if let Some(message) = reply {
+                deliver(shared, handler, &context, subscriber.as_deref(), message);
+            }
+            return;
+        }
+        Err(error) => error,
+    };
+    if let Some(exception_handler) = shared.router.exception_handler(&error) {
+        let mut with_error = MessageContext::clone(&context);
+        with_error.error = Some(error);
+        with_error.handler = exception_handler.name;
+        match call(exception_handler, Arc::new(with_error)).await {
+            Ok(Some(message)) => {
+                deliver(shared, exception_handler, &context, subscriber.as_deref(), message)
+            }
+            Ok(None) => {}
+            Err(failed) => tracing::error!(
+                handler = exception_handler.name,
+                destination = %context.destination,
+                "exception handler failed: {failed}"
+            ),
+        }
+    } else if error.is_extraction() {
+        // The client sent something its handler cannot take: a protocol-level error for the
+        // client, as for any other malformed frame.
+        tracing::warn!(session_id = %context.session_id, "{error}");
+        fatal.raise(error.to_string());
+    } else {
+        tracing::error!(
+            handler = error.handler(),
+            destination = error.destination(),
+            session_id = %context.session_id,
+            "{error} (the session stays open; add a #[message_exception_handler] to reply instead)"
+        );
+    }
+}
+
+async fn call(
+    handler: &'static Handler,
+    context: Arc<MessageContext>,
+) -> Result<Option<Message>, HandlerError> {
+    let destination = context.destination.clone();
+    match AssertUnwindSafe((handler.call)(context)).catch_unwind().await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(failure)) => Err(HandlerError::new(handler.name, &destination, failure)),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".to_owned());
+            Err(HandlerError::panicked(handler.name, &destination, message))
+        }
+    }
+}
+
+/// Sends a reply: to the handler's `send_to` destinations; else to the subscriber of a
+/// subscribe mapping; else to the default destination, the first broker prefix followed by
+/// the destination the message was sent to without its application prefix (`/app/hello`
+/// replies to `/topic/hello`).
+fn deliver(
+    shared: &Shared,
+    handler: &'static Handler,
+    context: &MessageContext,
+    subscriber: Option<&Subscriber>,
+    message: Message,
+) {
+    let Message { headers, body } = message;
+    if handler.send_to.is_empty() {
+        if let Some(subscriber) = subscriber {
+            shared.broker.deliver_to(subscriber, &context.destination, &headers, body);
+            return;
+        }
+        let destination = format!("{}{}", shared.config.default_reply_prefix(), context.lookup);
+        publish(shared, handler, destination, &headers, body);
+        return;
+    }
+    for destination in handler.send_to {
+        let destination = fill(destination, &context.variables);
+        publish(shared, handler, destination, &headers, body.clone());
+    }
+}
+
+fn publish(
+    shared: &Shared,
+    handler: &Handler,
+    destination: String,
+    headers: &crate::stomp::Headers,
+    body: bytes::Bytes,
+) {
+    if let Err(e) = require_broker_destination(&shared.config, &destination) {
+        tracing::error!(handler = handler.name, "the reply was not sent: {e}");
+        return;
+    }
+    let destination = ByteStr::from(destination);
+    let delivered = shared.broker.publish(&destination, headers, body);
+    tracing::debug!(handler = handler.name, %destination, delivered, "reply sent");
+}

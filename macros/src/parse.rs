@@ -1,0 +1,506 @@
+//! Reading and checking the attributes on one function. Every problem found is collected, so
+//! one build reports them all.
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{
+    Attribute, Error, Expr, ExprLit, FnArg, GenericArgument, Item, ItemFn, Lit, LitStr, Meta, Pat,
+    Path, PathArguments, ReturnType, Token, Type,
+};
+
+use crate::model::{Arg, Attr, Found, Handler, Shape, Source};
+
+/// Errors gathered while checking, reported together.
+#[derive(Default)]
+pub(crate) struct Errors(Option<Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: Error) {
+        match &mut self.0 {
+            Some(first) => first.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn at(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.push(Error::new(span, message));
+    }
+
+    pub(crate) fn into_error(self) -> Option<Error> {
+        self.0
+    }
+}
+
+/// Why no handler could be generated, and the item to emit beside the errors (so that the
+/// rest of the program still finds the function).
+pub(crate) struct Failed {
+    pub(crate) error: Error,
+    pub(crate) item: TokenStream,
+}
+
+/// Parses the function `item` under the attribute `first` (invoked with `args`), with the
+/// other handler attributes it carries.
+pub(crate) fn handler(
+    first: Attr,
+    args: TokenStream,
+    item: TokenStream,
+) -> Result<Handler, Failed> {
+    let mut function = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Fn(function)) => function,
+        Ok(other) => {
+            let (span, what) = describe(&other);
+            let error = Error::new(
+                span,
+                format!(
+                    "#[{}] goes on a function (`fn` or `async fn`), not on {what}",
+                    first.name()
+                ),
+            );
+            return Err(Failed { error, item });
+        }
+        Err(e) => return Err(Failed { error: e, item }),
+    };
+    let mut errors = Errors::default();
+    let found = collect_attributes(first, args, &mut function, &mut errors);
+    let kind = check_combination(&found, &mut errors);
+
+    let mut patterns = Vec::new();
+    let mut send_to = Vec::new();
+    let mut catches = Vec::new();
+    for f in &found {
+        match f.attr {
+            Attr::MessageMapping | Attr::SubscribeMapping => {
+                patterns = destinations(f, &mut errors);
+            }
+            Attr::SendTo => send_to = destinations(f, &mut errors),
+            Attr::SendToUser => {
+                destinations(f, &mut errors);
+                errors.at(
+                    f.span,
+                    "#[send_to_user] is reserved for user destinations, which stompede does not have yet; reply with #[send_to] for now",
+                );
+            }
+            Attr::ExceptionHandler => catches = error_types(f, &mut errors),
+        }
+    }
+    let variables: Vec<(&LitStr, Vec<String>)> =
+        patterns.iter().map(|p| (p, placeholders(p, true, &mut errors))).collect();
+    for destination in &send_to {
+        for name in placeholders(destination, false, &mut errors) {
+            if kind == Some(Attr::ExceptionHandler) {
+                errors.at(
+                    destination.span(),
+                    format!(
+                        "an exception handler serves every mapping, so its #[send_to] cannot use the placeholder {{{name}}}"
+                    ),
+                );
+                continue;
+            }
+            for (pattern, defined) in &variables {
+                if !defined.contains(&name) {
+                    errors.at(
+                        destination.span(),
+                        format!(
+                            "placeholder {{{name}}} is not defined by the mapping {:?}; send_to can only use the mapping's placeholders",
+                            pattern.value()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    check_signature(&function, &mut errors);
+    let args = arguments(&mut function, kind, &variables, &mut errors);
+    let output = match &function.sig.output {
+        ReturnType::Default => Shape::Unit,
+        ReturnType::Type(_, ty) => shape(ty),
+    };
+
+    match (errors.into_error(), kind) {
+        (None, Some(kind)) => {
+            let consumed = found.into_iter().filter_map(|f| f.path).collect();
+            Ok(Handler { kind, patterns, send_to, catches, function, args, output, consumed })
+        }
+        (error, _) => Err(Failed {
+            error: error.unwrap_or_else(|| Error::new(Span::call_site(), "not a handler")),
+            item: quote::quote!(#function),
+        }),
+    }
+}
+
+/// Where to point at a non-function item, and what to call it.
+fn describe(item: &Item) -> (Span, &'static str) {
+    match item {
+        Item::Struct(i) => (i.ident.span(), "a struct"),
+        Item::Enum(i) => (i.ident.span(), "an enum"),
+        Item::Union(i) => (i.ident.span(), "a union"),
+        Item::Const(i) => (i.ident.span(), "a constant"),
+        Item::Static(i) => (i.ident.span(), "a static"),
+        Item::Mod(i) => (i.ident.span(), "a module"),
+        Item::Trait(i) => (i.ident.span(), "a trait"),
+        Item::Type(i) => (i.ident.span(), "a type alias"),
+        Item::Impl(i) => (i.impl_token.span, "an impl block"),
+        Item::Use(i) => (i.use_token.span, "a use declaration"),
+        other => (other.span(), "this item"),
+    }
+}
+
+/// The invoking attribute and the other handler attributes on the function, which are
+/// removed from it.
+fn collect_attributes(
+    first: Attr,
+    args: TokenStream,
+    function: &mut ItemFn,
+    errors: &mut Errors,
+) -> Vec<Found> {
+    let mut found = vec![Found { attr: first, span: Span::call_site(), path: None, args }];
+    function.attrs.retain(|attribute| {
+        let Some(attr) = Attr::from_path(attribute.path()) else { return true };
+        let args = match &attribute.meta {
+            Meta::Path(_) => TokenStream::new(),
+            Meta::List(list) => list.tokens.clone(),
+            Meta::NameValue(nv) => {
+                errors.at(
+                    nv.eq_token.span,
+                    format!("write #[{}(...)], with parentheses", attr.name()),
+                );
+                TokenStream::new()
+            }
+        };
+        let path = attribute.path().clone();
+        found.push(Found { attr, span: path.span(), path: Some(path), args });
+        false
+    });
+    found
+}
+
+/// The kind of handler the attributes make, reporting attributes that do not go together.
+fn check_combination(found: &[Found], errors: &mut Errors) -> Option<Attr> {
+    let mut kind: Option<Attr> = None;
+    for f in found.iter().filter(|f| f.attr.is_kind()) {
+        match kind {
+            None => kind = Some(f.attr),
+            Some(k) if k == f.attr => errors.at(
+                f.span,
+                format!(
+                    "a function takes one #[{0}]; list several destinations in it: #[{0}(\"/a\", \"/b\")]",
+                    k.name()
+                ),
+            ),
+            Some(k) if f.attr == Attr::ExceptionHandler || k == Attr::ExceptionHandler => {
+                errors.at(
+                    f.span,
+                    format!(
+                        "#[{}] cannot be combined with #[{}]: an exception handler handles other handlers' errors, not messages (make two functions)",
+                        f.attr.name(),
+                        k.name()
+                    ),
+                )
+            }
+            Some(k) => errors.at(
+                f.span,
+                format!(
+                    "#[{}] cannot be combined with #[{}]: a handler answers either SEND or SUBSCRIBE frames (make two functions)",
+                    f.attr.name(),
+                    k.name()
+                ),
+            ),
+        }
+    }
+    let mut send_to_seen = false;
+    for f in found.iter().filter(|f| matches!(f.attr, Attr::SendTo | Attr::SendToUser)) {
+        if kind.is_none() {
+            errors.at(
+                f.span,
+                format!(
+                    "#[{}] needs #[message_mapping], #[subscribe_mapping] or #[message_exception_handler] on the same function: it says where that handler's replies go",
+                    f.attr.name()
+                ),
+            );
+        }
+        if f.attr == Attr::SendTo {
+            if send_to_seen {
+                errors.at(
+                    f.span,
+                    "a function takes one #[send_to]; list several destinations in it: #[send_to(\"/topic/a\", \"/topic/b\")]",
+                );
+            }
+            send_to_seen = true;
+        }
+    }
+    kind
+}
+
+/// The destination strings of a mapping or `send_to` attribute, each checked.
+fn destinations(found: &Found, errors: &mut Errors) -> Vec<LitStr> {
+    let example = match found.attr {
+        Attr::SendTo | Attr::SendToUser => "\"/topic/greetings\"",
+        _ => "\"/hello\"",
+    };
+    let list = match Punctuated::<Expr, Token![,]>::parse_terminated.parse2(found.args.clone()) {
+        Ok(list) => list,
+        Err(e) => {
+            errors.push(e);
+            return Vec::new();
+        }
+    };
+    if list.is_empty() {
+        errors.at(
+            found.span,
+            format!("#[{0}] needs a destination: #[{0}({example})]", found.attr.name()),
+        );
+    }
+    let mut out = Vec::new();
+    for expr in list {
+        let Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) = expr else {
+            errors.at(
+                expr.span(),
+                format!("expected a destination as a string literal, like {example}"),
+            );
+            continue;
+        };
+        let value = lit.value();
+        if !value.starts_with('/') {
+            let why = match found.attr {
+                Attr::SendTo | Attr::SendToUser => {
+                    format!("a destination starts with '/', like {example}")
+                }
+                _ => format!(
+                    "a mapping starts with '/' and leaves out the application prefix: {example} maps \"/app/hello\""
+                ),
+            };
+            errors.at(lit.span(), format!("destination {value:?} does not start with '/': {why}"));
+        }
+        out.push(lit);
+    }
+    out
+}
+
+/// The `{name}` placeholders of a destination (`{*name}` too in a mapping), reporting
+/// unbalanced braces and bad names.
+fn placeholders(destination: &LitStr, mapping: bool, errors: &mut Errors) -> Vec<String> {
+    let value = destination.value();
+    let mut names: Vec<String> = Vec::new();
+    let mut open: Option<usize> = None;
+    let mut fail =
+        |why: String| errors.at(destination.span(), format!("destination {value:?} {why}"));
+    for (at, c) in value.char_indices() {
+        match (c, open) {
+            ('{', Some(_)) => {
+                fail("has a '{' inside a placeholder; placeholders do not nest".into());
+                return names;
+            }
+            ('{', None) => open = Some(at),
+            ('}', None) => {
+                fail("has a '}' without a matching '{'".into());
+                return names;
+            }
+            ('}', Some(start)) => {
+                open = None;
+                let raw = &value[start + 1..at];
+                let name = if mapping { raw.strip_prefix('*').unwrap_or(raw) } else { raw };
+                if name.is_empty() {
+                    fail("has an empty placeholder '{}'; name it, like {room}".into());
+                } else if let Some((name, _)) = name.split_once(':') {
+                    fail(format!(
+                        "constrains {{{name}}} with a regular expression, which is not supported; match with {{{name}}} and check the value in the handler"
+                    ));
+                } else if !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+                    fail(format!(
+                        "has the placeholder {{{name}}}; names are letters, digits, '_' and '-'"
+                    ));
+                } else if mapping && names.iter().any(|n| n == name) {
+                    fail(format!("defines the placeholder {{{name}}} twice"));
+                } else {
+                    names.push(name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    if open.is_some() {
+        fail("has an unbalanced '{': close the placeholder with '}'".into());
+    }
+    names
+}
+
+/// The error types an exception handler lists.
+fn error_types(found: &Found, errors: &mut Errors) -> Vec<Path> {
+    match Punctuated::<Path, Token![,]>::parse_terminated.parse2(found.args.clone()) {
+        Ok(list) => list.into_iter().collect(),
+        Err(e) => {
+            errors.push(Error::new(
+                e.span(),
+                "expected the error types this handler handles, like #[message_exception_handler(std::num::ParseIntError)], or nothing to handle every error",
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// What a handler function cannot be.
+fn check_signature(function: &ItemFn, errors: &mut Errors) {
+    let sig = &function.sig;
+    if let Some(receiver) = sig.receiver() {
+        errors.at(
+            receiver.span(),
+            "a handler is a free function: no `self` exists when a message arrives; move it out of the impl block and share data with ServerBuilder::state",
+        );
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.at(
+            sig.generics.span(),
+            "a handler cannot be generic: the server calls it with concrete types (write one handler per type)",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.at(variadic.span(), "a handler cannot be variadic");
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.at(unsafety.span, "a handler cannot be an `unsafe fn`: the server calls it with no way to uphold its contract");
+    }
+}
+
+/// The parameters and where their values come from; parameter attributes are removed.
+fn arguments(
+    function: &mut ItemFn,
+    kind: Option<Attr>,
+    variables: &[(&LitStr, Vec<String>)],
+    errors: &mut Errors,
+) -> Vec<Arg> {
+    let mut args = Vec::new();
+    for input in &mut function.sig.inputs {
+        let FnArg::Typed(param) = input else { continue };
+        let mut source = Source::Extract;
+        let mut sourced: Option<Span> = None;
+        let attrs = std::mem::take(&mut param.attrs);
+        for attribute in attrs {
+            let is = |name: &str| attribute.path().is_ident(name);
+            let new = if is("destination_variable") {
+                destination_variable(&attribute, &param.pat, kind, variables, errors)
+            } else if is("header") {
+                header(&attribute, &param.pat, &param.ty, errors)
+            } else {
+                param.attrs.push(attribute);
+                continue;
+            };
+            if sourced.is_some() {
+                errors.at(
+                    attribute.path().span(),
+                    "an argument takes one of #[destination_variable] and #[header]",
+                );
+            }
+            sourced = Some(attribute.path().span());
+            if let Some(new) = new {
+                source = new;
+            }
+        }
+        match &*param.ty {
+            Type::ImplTrait(ty) => errors.at(
+                ty.span(),
+                "a handler argument needs a concrete type, not `impl Trait`",
+            ),
+            Type::Reference(ty) => errors.at(
+                ty.span(),
+                "a handler argument cannot borrow from the message: take an owned type (String instead of &str, Vec<u8> instead of &[u8])",
+            ),
+            _ => {}
+        }
+        args.push(Arg { ty: (*param.ty).clone(), source });
+    }
+    args
+}
+
+fn destination_variable(
+    attribute: &Attribute,
+    pat: &Pat,
+    kind: Option<Attr>,
+    variables: &[(&LitStr, Vec<String>)],
+    errors: &mut Errors,
+) -> Option<Source> {
+    let span = attribute.path().span();
+    let name = parameter_name(attribute, pat, "room", errors, |ident| ident)?;
+    if kind == Some(Attr::ExceptionHandler) {
+        errors.at(
+            span,
+            "an exception handler serves every mapping, so it has no destination variables",
+        );
+        return None;
+    }
+    for (pattern, defined) in variables {
+        if !defined.contains(&name) {
+            errors.at(
+                span,
+                format!("the mapping {:?} defines no placeholder {{{name}}}", pattern.value()),
+            );
+        }
+    }
+    Some(Source::Variable(name))
+}
+
+fn header(attribute: &Attribute, pat: &Pat, ty: &Type, errors: &mut Errors) -> Option<Source> {
+    let name =
+        parameter_name(attribute, pat, "x-request-id", errors, |ident| ident.replace('_', "-"))?;
+    Some(Source::Header { name, optional: generic_of(ty, "Option").is_some() })
+}
+
+/// The name a parameter attribute gives (`#[header("x-id")]`), or else the one it takes from
+/// the parameter (`#[header] x_id: String`, through `from_ident`).
+fn parameter_name(
+    attribute: &Attribute,
+    pat: &Pat,
+    example: &str,
+    errors: &mut Errors,
+    from_ident: impl FnOnce(String) -> String,
+) -> Option<String> {
+    let span = attribute.path().span();
+    let attr = attribute.path().get_ident().map(ToString::to_string).unwrap_or_default();
+    match (&attribute.meta, pat) {
+        (Meta::Path(_), Pat::Ident(ident)) => Some(from_ident(ident.ident.to_string())),
+        (Meta::Path(_), _) => {
+            errors.at(span, format!("name it: #[{attr}(\"{example}\")]"));
+            None
+        }
+        _ => match attribute.parse_args::<LitStr>() {
+            Ok(lit) => Some(lit.value()),
+            Err(_) => {
+                errors.at(span, format!("expected #[{attr}] or #[{attr}(\"{example}\")]"));
+                None
+            }
+        },
+    }
+}
+
+/// The first type argument of `ty` when its last path segment is `wrapper` (`Option<T>`).
+fn generic_of<'a>(ty: &'a Type, wrapper: &str) -> Option<&'a Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != wrapper {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    args.args.iter().find_map(|a| match a {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    })
+}
+
+/// How the return type is turned into a reply.
+fn shape(ty: &Type) -> Shape {
+    match ty {
+        Type::Paren(inner) => shape(&inner.elem),
+        Type::Tuple(tuple) if tuple.elems.is_empty() => Shape::Unit,
+        _ => {
+            if let Some(inner) = generic_of(ty, "Option") {
+                Shape::Option(Box::new(shape(inner)))
+            } else if let Some(inner) = generic_of(ty, "Result") {
+                Shape::Result(Box::new(shape(inner)), ty.span())
+            } else {
+                Shape::Value(Box::new(ty.clone()))
+            }
+        }
+    }
+}
