@@ -16,7 +16,8 @@ pub(crate) fn handler(first: Attr, args: TokenStream, item: TokenStream) -> Toke
         Err(failed) => {
             let errors = failed.error.to_compile_error();
             let item = failed.item;
-            quote!(#errors #item)
+            let uses = mark_used(&failed.consumed);
+            quote!(#errors #item #uses)
         }
     }
 }
@@ -70,17 +71,12 @@ fn generate(handler: &Handler) -> TokenStream {
         handler.kind.name()
     );
 
-    let consumed = &handler.consumed;
+    let uses = mark_used(&handler.consumed);
 
     quote! {
         #function
 
-        // The attributes this one consumed never expand themselves: name them so that their
-        // imports count as used (and a missing import is still an error).
-        #(
-            #[allow(unused_imports)]
-            use #consumed as _;
-        )*
+        #uses
 
         #[doc = #doc]
         #[doc(hidden)]
@@ -119,6 +115,17 @@ fn generate(handler: &Handler) -> TokenStream {
                 const HANDLER: &'static #private::Handler = &__STOMPEDE_HANDLER;
             }
         };
+    }
+}
+
+/// The attributes one consumed never expand themselves: naming them makes their imports
+/// count as used (and a missing import still an error).
+fn mark_used(consumed: &[syn::Path]) -> TokenStream {
+    quote! {
+        #(
+            #[allow(unused_imports)]
+            use #consumed as _;
+        )*
     }
 }
 

@@ -28,6 +28,12 @@ impl Errors {
         self.push(Error::new(span, message));
     }
 
+    /// An error covering all of `tokens` (on stable Rust, `Span::join` is not available, so
+    /// `at(tokens.span())` would point at the first token only).
+    fn spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+        self.push(Error::new_spanned(tokens, message));
+    }
+
     pub(crate) fn into_error(self) -> Option<Error> {
         self.0
     }
@@ -38,6 +44,8 @@ impl Errors {
 pub(crate) struct Failed {
     pub(crate) error: Error,
     pub(crate) item: TokenStream,
+    /// The handler attributes consumed from the function (see [`Handler::consumed`]).
+    pub(crate) consumed: Vec<Path>,
 }
 
 /// Parses the function `item` under the attribute `first` (invoked with `args`), with the
@@ -58,9 +66,9 @@ pub(crate) fn handler(
                     first.name()
                 ),
             );
-            return Err(Failed { error, item });
+            return Err(Failed { error, item, consumed: Vec::new() });
         }
-        Err(e) => return Err(Failed { error: e, item }),
+        Err(e) => return Err(Failed { error: e, item, consumed: Vec::new() }),
     };
     let mut errors = Errors::default();
     let found = collect_attributes(first, args, &mut function, &mut errors);
@@ -119,14 +127,19 @@ pub(crate) fn handler(
         ReturnType::Type(_, ty) => shape(ty),
     };
 
+    // A method cannot have `use` items beside it: leave its imports unmarked.
+    let consumed = match function.sig.receiver() {
+        None => found.into_iter().filter_map(|f| f.path).collect(),
+        Some(_) => Vec::new(),
+    };
     match (errors.into_error(), kind) {
         (None, Some(kind)) => {
-            let consumed = found.into_iter().filter_map(|f| f.path).collect();
             Ok(Handler { kind, patterns, send_to, catches, function, args, output, consumed })
         }
         (error, _) => Err(Failed {
             error: error.unwrap_or_else(|| Error::new(Span::call_site(), "not a handler")),
             item: quote::quote!(#function),
+            consumed,
         }),
     }
 }
@@ -345,14 +358,14 @@ fn error_types(found: &Found, errors: &mut Errors) -> Vec<Path> {
 fn check_signature(function: &ItemFn, errors: &mut Errors) {
     let sig = &function.sig;
     if let Some(receiver) = sig.receiver() {
-        errors.at(
-            receiver.span(),
+        errors.spanned(
+            receiver,
             "a handler is a free function: no `self` exists when a message arrives; move it out of the impl block and share data with ServerBuilder::state",
         );
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.at(
-            sig.generics.span(),
+        errors.spanned(
+            &sig.generics,
             "a handler cannot be generic: the server calls it with concrete types (write one handler per type)",
         );
     }
@@ -399,12 +412,12 @@ fn arguments(
             }
         }
         match &*param.ty {
-            Type::ImplTrait(ty) => errors.at(
-                ty.span(),
+            Type::ImplTrait(ty) => errors.spanned(
+                ty,
                 "a handler argument needs a concrete type, not `impl Trait`",
             ),
-            Type::Reference(ty) => errors.at(
-                ty.span(),
+            Type::Reference(ty) => errors.spanned(
+                ty,
                 "a handler argument cannot borrow from the message: take an owned type (String instead of &str, Vec<u8> instead of &[u8])",
             ),
             _ => {}
