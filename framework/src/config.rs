@@ -8,8 +8,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::security::HandshakeHook;
 use crate::stomp::{HeartBeat, Limits};
+use crate::transport::assets::{Asset, CLIENT_SCRIPT_PATH};
 
 /// Which `Origin` headers the WebSocket handshake accepts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -63,6 +66,10 @@ pub enum ConfigError {
     /// a reply destination outside the broker prefixes.
     #[error("{0}")]
     Handler(String),
+    /// A static asset that cannot be served: a path without '/', a path taken by an endpoint
+    /// or another asset, a content type that is not a valid header value.
+    #[error("{0}")]
+    Asset(String),
     /// The body limit exceeds the frame limit, so it could never apply.
     #[error("message_size_limit ({frame}) must be at least the body size limit ({body})")]
     BodyOverFrame {
@@ -93,6 +100,12 @@ pub(crate) struct Config {
     pub(crate) max_transactions: usize,
     pub(crate) max_transaction_bytes: usize,
     pub(crate) max_subscriptions: usize,
+    /// Static assets as registered: path, content type, body.
+    pub(crate) asset_sources: Vec<(String, String, Bytes)>,
+    /// Whether `/stompede.js` is served.
+    pub(crate) serve_client_script: bool,
+    /// The checked assets.
+    pub(crate) assets: Vec<Asset>,
 }
 
 impl Default for Config {
@@ -115,11 +128,57 @@ impl Default for Config {
             max_transactions: 16,
             max_transaction_bytes: 1024 * 1024,
             max_subscriptions: 1024,
+            asset_sources: Vec::new(),
+            serve_client_script: true,
+            assets: Vec::new(),
         }
     }
 }
 
 impl Config {
+    fn check_assets(&mut self) -> Result<(), ConfigError> {
+        let mut assets = Vec::with_capacity(self.asset_sources.len() + 1);
+        for (path, content_type, body) in &self.asset_sources {
+            if !path.starts_with('/') {
+                return Err(ConfigError::MissingSlash {
+                    setting: "static asset",
+                    value: path.clone(),
+                });
+            }
+            let asset = Asset::new(path.clone(), content_type, body.clone()).ok_or_else(|| {
+                ConfigError::Asset(format!(
+                    "static asset {path}: content type {content_type:?} is not a valid header value"
+                ))
+            })?;
+            assets.push(asset);
+        }
+        // The application's own file at /stompede.js wins over the built-in client.
+        if self.serve_client_script && !assets.iter().any(|a| a.path == CLIENT_SCRIPT_PATH) {
+            assets.extend(Asset::client_script());
+        }
+        for (i, asset) in assets.iter().enumerate() {
+            if assets[..i].iter().any(|a| a.path == asset.path) {
+                return Err(ConfigError::Asset(format!(
+                    "static asset {} is registered twice",
+                    asset.path
+                )));
+            }
+            if self.endpoints.contains(&asset.path) {
+                return Err(ConfigError::Asset(format!(
+                    "static asset {} is also a STOMP endpoint; serve it at another path",
+                    asset.path
+                )));
+            }
+        }
+        self.assets = assets;
+        Ok(())
+    }
+
+    /// The static asset at `path`, if any.
+    pub(crate) fn asset(&self, path: &str) -> Option<&Asset> {
+        self.assets.iter().find(|a| a.path == path)
+    }
+
     pub(crate) fn check(&mut self) -> Result<(), ConfigError> {
         if self.endpoints.is_empty() {
             self.endpoints.push("/ws".into());
@@ -159,6 +218,7 @@ impl Config {
                 return Err(ConfigError::DuplicateEndpoint(endpoint.clone()));
             }
         }
+        self.check_assets()?;
         for (name, value) in [
             ("message_size_limit", self.limits.max_frame_size),
             ("send_buffer_size_limit", self.send_buffer_size_limit),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::broadcast;
@@ -181,6 +182,39 @@ impl ServerBuilder {
     /// The `server` header of CONNECTED (default `stompede/VERSION`).
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.config.server_name = name.into();
+        self
+    }
+
+    /// Serves `body` at `path` with this `content-type` (GET and HEAD, with an ETag): a page
+    /// and its scripts beside the endpoint, so a small app needs no other web server.
+    pub fn static_asset(
+        mut self,
+        path: impl Into<String>,
+        content_type: impl Into<String>,
+        body: impl Into<Bytes>,
+    ) -> Self {
+        self.config.asset_sources.push((path.into(), content_type.into(), body.into()));
+        self
+    }
+
+    /// Serves an HTML page at `path` (`text/html; charset=utf-8`): the hello example serves
+    /// its page at `/` this way.
+    ///
+    /// ```
+    /// let server = stompede::Server::builder()
+    ///     .static_page("/", "<!doctype html><script type=module src=/stompede.js></script>")
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(server);
+    /// ```
+    pub fn static_page(self, path: impl Into<String>, html: &'static str) -> Self {
+        self.static_asset(path, "text/html; charset=utf-8", html)
+    }
+
+    /// Whether the server serves the browser client at `/stompede.js` (default `true`; see
+    /// `docs/browser-client.md`). An asset registered at that path replaces it.
+    pub fn serve_client_script(mut self, serve: bool) -> Self {
+        self.config.serve_client_script = serve;
         self
     }
 

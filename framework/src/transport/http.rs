@@ -114,6 +114,9 @@ fn handshake<B>(
     let config = &shared.config;
     let (mut parts, body) = request.into_parts();
     let path = parts.uri.path();
+    if let Some(asset) = config.asset(path) {
+        return asset.respond(&parts.method, &parts.headers);
+    }
     if !config.endpoints.iter().any(|e| e == path) {
         return text(
             StatusCode::NOT_FOUND,

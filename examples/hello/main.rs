@@ -1,0 +1,58 @@
+//! The project's main example: the hello app of Spring's STOMP guide.
+//!
+//! ```text
+//! cargo run --example hello [-- --addr 127.0.0.1:8080]
+//! ```
+//!
+//! Then open the printed address in a browser: Connect, type a name, Send; every connected
+//! page shows the greeting. Works offline: the page loads only `/stompede.js`, the browser
+//! client every stompede server serves. `STOMPEDE_LOG=debug` shows the mapping table and each
+//! frame's fate. Ctrl-C shuts down gracefully.
+
+mod app;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+fn usage() -> ExitCode {
+    eprintln!("usage: hello [--addr HOST:PORT]   (default 127.0.0.1:8080)");
+    ExitCode::from(2)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let level = std::env::var("STOMPEDE_LOG").ok().and_then(|l| tracing::Level::from_str(&l).ok());
+    tracing_subscriber::fmt().with_max_level(level.unwrap_or(tracing::Level::INFO)).init();
+
+    let mut addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        match (flag.as_str(), args.next().map(|v| v.parse())) {
+            ("--addr", Some(Ok(v))) => addr = v,
+            _ => return usage(),
+        }
+    }
+    let server = match app::builder().bind(addr).build() {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("hello: invalid configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let running = match server.start().await {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("hello: cannot listen on {addr}: {e} (pick another with --addr HOST:PORT)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = running.local_addr();
+    println!("Hello app running: open http://{addr}/ in a browser (STOMP endpoint ws://{addr}/ws)");
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("hello: cannot wait for Ctrl-C ({e}); shutting down");
+    }
+    running.shutdown(Duration::from_secs(5)).await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,52 @@
+// The STOMP clients people use, from npm, in the browser against the hello app: each
+// completes a round trip through /app/hello to /topic/greetings.
+
+import { fileURLToPath } from "node:url";
+import { assertEqual, check, finish, launch, openPage } from "./lib.mjs";
+
+/** A file of an installed package (read from disk: these packages' exports hide their bundles). */
+const installed = (path) => fileURLToPath(new URL(`./node_modules/${path}`, import.meta.url));
+const browser = await launch();
+try {
+  await check("@stomp/stompjs 7: round trip through /app/hello", async () => {
+    const page = await openPage(browser);
+    await page.addScriptTag({ path: installed("@stomp/stompjs/bundles/stomp.umd.min.js") });
+    const result = await page.evaluate(() => new Promise((resolve, reject) => {
+      const client = new StompJs.Client({ brokerURL: `ws://${location.host}/ws`, reconnectDelay: 0 });
+      client.onConnect = (connected) => {
+        client.subscribe("/topic/greetings", (message) => {
+          resolve({ version: connected.headers.version, body: JSON.parse(message.body), type: message.headers["content-type"] });
+          client.deactivate();
+        });
+        client.publish({ destination: "/app/hello", body: JSON.stringify({ name: "stompjs 7" }) });
+      };
+      client.onStompError = (frame) => reject(new Error(`ERROR ${frame.headers.message}`));
+      client.onWebSocketClose = (event) => reject(new Error(`closed ${event.code}`));
+      client.activate();
+    }));
+    assertEqual(result, { version: "1.2", body: { content: "Hello, stompjs 7!" }, type: "application/json" }, "round trip");
+    assertEqual(page.problems, [], "page problems");
+  });
+
+  await check("stompjs 2.3.3 (the Spring guide's client): round trip through /app/hello", async () => {
+    const page = await openPage(browser);
+    await page.addScriptTag({ path: installed("stompjs/lib/stomp.min.js") });
+    const result = await page.evaluate(() => new Promise((resolve, reject) => {
+      const client = Stomp.client(`ws://${location.host}/ws`);
+      client.debug = null;
+      client.connect({}, (connected) => {
+        client.subscribe("/topic/greetings", (greeting) => {
+          resolve({ version: connected.headers.version, content: JSON.parse(greeting.body).content });
+          client.disconnect();
+        });
+        client.send("/app/hello", {}, JSON.stringify({ name: "stomp.js" }));
+      }, (error) => reject(new Error(`connect failed: ${error.headers?.message ?? error}`)));
+    }));
+    // stomp.js 2.3.3 offers STOMP 1.0 and 1.1 only.
+    assertEqual(result, { version: "1.1", content: "Hello, stomp.js!" }, "round trip");
+    assertEqual(page.problems, [], "page problems");
+  });
+} finally {
+  await browser.close();
+}
+finish();

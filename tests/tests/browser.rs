@@ -1,0 +1,104 @@
+//! Browser tests: the hello app (the very file `cargo run --example hello` runs) served on an
+//! ephemeral port, and the scripts in `tests/browser/` driving real headless Chromium
+//! through `playwright-core` against it.
+//!
+//! Needs `node`, Debian's `chromium` (`/usr/bin/chromium`, or `STOMPEDE_CHROMIUM`) and
+//! `npm ci` in `tests/browser`; without them each test says what is missing and skips (fails
+//! under `STOMPEDE_REQUIRE_ALL=1`). Screenshots land in `target/browser/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use stompede_tests::{skip, start};
+
+#[path = "../../examples/hello/app.rs"]
+mod hello;
+
+/// How long one script may take (it launches Chromium and runs several checks).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+fn artifacts_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("browser")
+}
+
+/// What is missing to run browser tests, if anything.
+fn missing_tools() -> Option<String> {
+    let node = std::process::Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        return Some("node is not installed (apt-get install nodejs npm)".into());
+    }
+    let chromium =
+        std::env::var("STOMPEDE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        return Some(format!("{chromium} does not exist (apt-get install chromium)"));
+    }
+    if !browser_dir().join("node_modules/playwright-core").exists() {
+        return Some(format!(
+            "playwright-core is not installed (cd {} && npm ci)",
+            browser_dir().display()
+        ));
+    }
+    None
+}
+
+/// Runs `script` against the server at `url`; panics with its report if a check failed.
+async fn run_script(test: &str, script: &str, url: &str) {
+    if let Some(missing) = missing_tools() {
+        skip(test, &missing);
+        return;
+    }
+    let child = tokio::process::Command::new("node")
+        .arg(script)
+        .arg(url)
+        .current_dir(browser_dir())
+        .env("STOMPEDE_ARTIFACTS", artifacts_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts");
+    let output = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within {SCRIPT_TIMEOUT:?}"))
+        .expect("node ran");
+    let report = String::from_utf8_lossy(&output.stdout);
+    let errors = String::from_utf8_lossy(&output.stderr);
+    println!("{report}");
+    assert!(output.status.success(), "{script} failed:\n{report}\n{errors}");
+    assert!(report.contains("all checks passed"), "{script} did not finish its checks:\n{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_page_in_chromium() {
+    let server = start(hello::builder()).await;
+    let url = format!("http://{}/", server.local_addr());
+    let screenshot = artifacts_dir().join("hello.png");
+    let _ = std::fs::remove_file(&screenshot);
+    run_script("hello_page_in_chromium", "hello_page.mjs", &url).await;
+    if missing_tools().is_none() {
+        assert!(screenshot.exists(), "the screenshot {} was taken", screenshot.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stompjs_7_and_legacy_stompjs_round_trip() {
+    let server = start(hello::builder()).await;
+    let url = format!("http://{}/", server.local_addr());
+    run_script("stompjs_7_and_legacy_stompjs_round_trip", "third_party_clients.mjs", &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stompede_js_client_in_chromium() {
+    let beat = Duration::from_millis(100);
+    let server = start(hello::builder().heartbeat(beat, beat)).await;
+    let url = format!("http://{}/", server.local_addr());
+    run_script("stompede_js_client_in_chromium", "stompede_client.mjs", &url).await;
+}
