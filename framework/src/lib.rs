@@ -1,30 +1,46 @@
 //! # stompede
 //!
 //! STOMP over WebSocket for Rust applications, the way Spring's
-//! `@EnableWebSocketMessageBroker` does it for Java: any STOMP client (browser
-//! `@stomp/stompjs`, `stomp.py`, RabbitMQ tools) connects, subscribes to `/topic/...` and
-//! `/queue/...`, and receives what others send, through a fast in-memory broker.
+//! `@EnableWebSocketMessageBroker` does it for Java: annotate plain functions, and any STOMP
+//! client (browser `@stomp/stompjs`, the built-in `/stompede.js`, `stomp.py`, RabbitMQ tools)
+//! can call them and subscribe to what they send, through a fast in-memory broker.
 //!
-//! ```no_run
-//! use stompede::Server;
+//! ```rust,standalone_crate
+//! use stompede::client::{Client, ClientOptions};
+//! use stompede::{Server, message_mapping, send_to};
 //!
-//! #[tokio::main]
-//! async fn main() -> std::io::Result<()> {
-//!     // Endpoint /ws, broker prefixes /topic and /queue, application prefix /app.
-//!     let server = Server::builder()
-//!         .bind("127.0.0.1:8080".parse().unwrap())
-//!         .build()
-//!         .expect("valid configuration")
-//!         .start()
-//!         .await?;
-//!     println!("STOMP over WebSocket at ws://{}/ws", server.local_addr());
-//!     // Publish from anywhere in the application:
-//!     server.template().convert_and_send("/topic/greetings", "hello").unwrap();
-//!     tokio::signal::ctrl_c().await?;
-//!     server.shutdown(std::time::Duration::from_secs(5)).await;
-//!     Ok(())
+//! // A SEND to /app/hello calls this; the return value goes to /topic/greetings.
+//! #[message_mapping("/hello")]
+//! #[send_to("/topic/greetings")]
+//! async fn greeting(name: String) -> String {
+//!     format!("Hello, {name}!")
 //! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Endpoint /ws, broker prefixes /topic and /queue, application prefix /app: Spring's
+//! // defaults. Handlers are found by themselves.
+//! let server = Server::builder().bind("127.0.0.1:0".parse()?).build()?.start().await?;
+//!
+//! // Any STOMP client will do; here, the Rust one.
+//! let url = format!("ws://{}/ws", server.local_addr());
+//! let client = Client::connect_ws(&url, ClientOptions::default()).await?;
+//! let mut greetings = client.subscribe("/topic/greetings").await?;
+//! client.send("/app/hello", "Ada").await?;
+//! let greeting = greetings.next().await.expect("a greeting");
+//! assert_eq!(greeting.body_str(), Some("Hello, Ada!"));
+//!
+//! // Publish from anywhere in the application, too:
+//! server.template().convert_and_send("/topic/greetings", "Hello, everyone!")?;
+//! server.shutdown(std::time::Duration::from_secs(5)).await;
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! Handlers are described in [`dispatch`] and the attributes' docs ([`message_mapping`],
+//! [`send_to`], [`subscribe_mapping`], [`message_exception_handler`]); the guide is in
+//! `docs/` (`docs/handlers.md`). `cargo run --example hello` runs the Spring guide's app with
+//! its web page.
 //!
 //! The wire format lives in [`stomp`] (pure, no I/O); a Rust client in [`client`].
 //!
@@ -67,9 +83,82 @@ pub use config::{AllowedOrigins, ConfigError};
 pub use dispatch::{HandlerError, Message, State};
 pub use security::{HandshakeHook, HandshakeRejection, Principal};
 pub use server::{RunningServer, Server, ServerBuilder};
-pub use stompede_macros::{
-    message_exception_handler, message_mapping, send_to, send_to_user, subscribe_mapping,
-};
+/// Maps a function to SEND frames sent to matching application destinations (Spring's
+/// `@MessageMapping`).
+///
+/// Takes one or more destination patterns, matched after the application prefix is removed:
+/// `#[message_mapping("/hello")]` is called for SENDs to `/app/hello`. Patterns may capture
+/// (`"/chat/{room}"`, `"/docs/{*path}"`) and match wildcards (`*`, `**`). The function may be
+/// `async` or not; its arguments are [extracted](dispatch::FromMessage) from the message and
+/// its return value is sent to the [`send_to`] destinations, or by default to the first
+/// broker prefix plus the destination (`/topic/hello`).
+///
+/// ```rust,standalone_crate
+/// use stompede::{message_mapping, send_to};
+///
+/// #[message_mapping("/chat/{room}", "/lobby/{room}")]
+/// #[send_to("/topic/chat/{room}")]
+/// fn post(#[destination_variable] room: String, text: String) -> String {
+///     format!("[{room}] {text}")
+/// }
+/// ```
+pub use stompede_macros::message_mapping;
+
+/// Maps a function to SUBSCRIBE frames to matching application destinations (Spring's
+/// `@SubscribeMapping`): its return value goes to that subscription only, once, which makes
+/// it the way to send a snapshot to a client that just arrived.
+///
+/// ```rust,standalone_crate
+/// use stompede::{State, subscribe_mapping};
+///
+/// #[derive(Clone)]
+/// struct Scores(std::sync::Arc<std::sync::Mutex<Vec<u32>>>);
+///
+/// #[subscribe_mapping("/scores")]
+/// fn scores(State(scores): State<Scores>) -> Vec<u32> {
+///     scores.0.lock().map(|s| s.clone()).unwrap_or_default() // sent as JSON
+/// }
+/// ```
+pub use stompede_macros::subscribe_mapping;
+
+/// Where a handler's return value is sent (Spring's `@SendTo`): one or more broker
+/// destinations, which may use the mapping's placeholders (`"/topic/chat/{room}"`). Goes with
+/// [`message_mapping`], [`subscribe_mapping`] or [`message_exception_handler`].
+///
+/// ```rust,standalone_crate
+/// use stompede::{message_mapping, send_to};
+///
+/// #[message_mapping("/hello")]
+/// #[send_to("/topic/greetings", "/topic/audit")]
+/// fn greeting(name: String) -> String {
+///     format!("Hello, {name}!")
+/// }
+/// ```
+pub use stompede_macros::send_to;
+
+/// Turns the errors of other handlers into a reply (Spring's `@MessageExceptionHandler`).
+///
+/// Without arguments it handles every error (at most one such handler per server); with a
+/// list of error types, the errors of those types. It takes the
+/// [`HandlerError`] as an argument, plus any other extractor, and its reply goes to its
+/// [`send_to`] destinations, or to the failed message's default destination. Without an
+/// exception handler, a handler's `Err` or panic is logged and the session stays open, and an
+/// argument that cannot be extracted gets the client an ERROR frame.
+///
+/// ```rust,standalone_crate
+/// use stompede::{HandlerError, message_exception_handler, send_to};
+///
+/// #[message_exception_handler(std::num::ParseIntError)]
+/// #[send_to("/topic/errors")]
+/// fn not_a_number(error: HandlerError) -> String {
+///     format!("{} needs a number: {}", error.destination(), error.reason())
+/// }
+/// ```
+pub use stompede_macros::message_exception_handler;
+
+/// Reserved for user destinations (a reply to the sending user's sessions, Spring's
+/// `@SendToUser`): accepted by the parser, but a compile error until user destinations exist.
+pub use stompede_macros::send_to_user;
 pub use template::{MessagingTemplate, Payload, SendError};
 pub use transport::http::{ResponseBody, StompService};
 

@@ -203,7 +203,7 @@ impl FromMessage for Destination {
 /// a database pool, a cache, configuration. Cloned for each call, so wrap large or mutable
 /// state in an `Arc`.
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicU64, Ordering};
 /// use stompede::{Server, State, message_mapping};

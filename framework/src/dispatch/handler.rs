@@ -131,7 +131,7 @@ pub trait HandlerMarker {
 /// Names annotated functions as a list of [`Handler`]s, for
 /// [`ServerBuilder::handlers`](crate::ServerBuilder::handlers).
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use stompede::{Server, handlers, message_mapping};
 ///
 /// #[message_mapping("/ping")]

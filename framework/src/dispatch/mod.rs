@@ -10,7 +10,7 @@
 //! to (`/app/hello` → `/topic/hello`, Spring's rule). Calls of one session run one at a time,
 //! in the order the client sent the frames.
 //!
-//! ```
+//! ```rust,standalone_crate
 //! use serde::{Deserialize, Serialize};
 //! use stompede::{message_mapping, send_to};
 //!

@@ -38,8 +38,11 @@ use crate::stomp::Version;
 /// # }
 /// ```
 ///
-/// (See `examples/axum_mount` for the complete program.) Requests whose path is not an
-/// endpoint get 404; plain GETs on an endpoint get 400 (`Can "Upgrade" only to "WebSocket".`).
+/// (See `examples/axum_mount` for the complete program.) The service also answers the
+/// server's static assets (`/stompede.js`, pages registered with
+/// [`ServerBuilder::static_page`](crate::ServerBuilder::static_page)) when they are routed to
+/// it. Requests whose path is neither get 404; plain GETs on an endpoint get 400
+/// (`Can "Upgrade" only to "WebSocket".`).
 #[derive(Clone)]
 pub struct StompService {
     shared: Arc<Shared>,
