@@ -19,7 +19,7 @@ use crate::dispatch::{self, Handler, Router};
 use crate::events::SessionEvent;
 use crate::security::HandshakeHook;
 use crate::session::{self, Peer};
-use crate::stomp::{ByteStr, HeartBeat};
+use crate::stomp::{ByteStr, Frame, HeartBeat};
 use crate::template::{MessagingTemplate, SendError, require_broker_destination};
 use crate::transport::http::StompService;
 use crate::transport::tcp::TcpTransport;
@@ -286,6 +286,36 @@ impl Server {
     /// The WebSocket endpoint(s) as a service, for mounting in an existing HTTP server.
     pub fn service(&self) -> StompService {
         StompService::new(self.shared.clone())
+    }
+
+    /// Dispatches `frame`, a SEND to an application destination, as if a client had sent it:
+    /// its handler runs and its reply is published to the broker. Resolves once done, with
+    /// the error a session would have sent in an ERROR frame, if any (an argument that cannot
+    /// be extracted, with no exception handler). For benchmarks and for testing handlers
+    /// without a socket.
+    ///
+    /// ```rust,standalone_crate
+    /// use stompede::stomp::{Command, Frame};
+    /// use stompede::{Server, message_mapping, send_to};
+    ///
+    /// #[message_mapping("/double")]
+    /// #[send_to("/topic/doubled")]
+    /// fn double(n: u64) -> u64 { n * 2 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let server = Server::builder().build().unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let _listener = server.listen("/topic/doubled", move |message| {
+    ///     let _ = tx.send(message.body().to_vec());
+    /// }).unwrap();
+    /// let frame = Frame::new(Command::Send).header("destination", "/app/double").body("21");
+    /// server.dispatch(frame).await.unwrap();
+    /// assert_eq!(rx.recv().unwrap(), b"42");
+    /// # }
+    /// ```
+    pub async fn dispatch(&self, frame: Frame) -> Result<(), String> {
+        dispatch::dispatch_send(&self.shared, frame).await
     }
 
     /// A handle for sending to broker destinations.

@@ -267,7 +267,11 @@ fn destinations(found: &Found, errors: &mut Errors) -> Vec<LitStr> {
         );
     }
     let mut out = Vec::new();
-    for expr in list {
+    for mut expr in list {
+        // A literal passed through a `macro_rules!` fragment arrives in an invisible group.
+        while let Expr::Group(group) = expr {
+            expr = *group.expr;
+        }
         let Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) = expr else {
             errors.at(
                 expr.span(),

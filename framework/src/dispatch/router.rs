@@ -155,12 +155,38 @@ impl Router {
         }
     }
 
+    /// The handler of a SEND (`subscribe` false) or SUBSCRIBE to `destination`, which starts
+    /// with the application prefix `prefix`: the handler, the lookup destination, and what
+    /// its pattern captured.
+    pub(crate) fn find(
+        &self,
+        subscribe: bool,
+        prefix: &str,
+        destination: &str,
+    ) -> Option<(&'static Handler, Box<str>, Captures)> {
+        let table = if subscribe { &self.subscriptions } else { &self.messages };
+        let lookup = lookup_destination(prefix, destination);
+        let (route, variables) = table.find(&lookup)?;
+        Some((route.handler, lookup.into(), variables))
+    }
+
     /// The exception handler for `error`, if any.
     pub(crate) fn exception_handler(
         &self,
         error: &super::HandlerError,
     ) -> Option<&'static Handler> {
         self.exceptions.iter().copied().find(|h| h.catches.is_none_or(|catches| catches(error)))
+    }
+}
+
+/// `destination` without its application prefix `prefix` (`/app/chat/1` → `/chat/1`; with a
+/// dotted prefix, `app.chat` → `/chat`): what mapping patterns match.
+pub(crate) fn lookup_destination(prefix: &str, destination: &str) -> String {
+    let rest = &destination[prefix.trim_end_matches(['/', '.']).len()..];
+    if rest.starts_with('/') {
+        rest.to_owned()
+    } else {
+        format!("/{}", rest.trim_start_matches('.'))
     }
 }
 

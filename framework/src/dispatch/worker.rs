@@ -19,7 +19,7 @@ use super::reply::Message;
 use super::router::fill;
 use crate::broker::Subscriber;
 use crate::server::Shared;
-use crate::stomp::ByteStr;
+use crate::stomp::{ByteStr, Frame};
 use crate::template::require_broker_destination;
 
 /// Handler calls a session may have queued before it stops reading.
@@ -119,6 +119,38 @@ impl SessionDispatch {
                 permit.send(job);
             }
         }
+    }
+}
+
+/// Runs the handler of a SEND to an application destination as a session would (extraction,
+/// call, reply published to the broker), and returns once it is done: for benchmarks, through
+/// [`Server::dispatch`](crate::Server::dispatch).
+pub(crate) async fn dispatch_send(shared: &Arc<Shared>, frame: Frame) -> Result<(), String> {
+    let destination = frame.destination().ok_or("the frame has no destination header")?.to_owned();
+    let prefix = shared
+        .config
+        .app_prefix_of(&destination)
+        .ok_or_else(|| format!("{destination} is not an application destination"))?;
+    let (handler, lookup, variables) = shared
+        .router
+        .find(false, prefix, &destination)
+        .ok_or_else(|| format!("no #[message_mapping] matches {destination}"))?;
+    let context = Arc::new(MessageContext {
+        shared: shared.clone(),
+        session_id: ByteStr::from("in-process"),
+        principal: None,
+        frame: Arc::new(frame),
+        destination: ByteStr::from(destination),
+        lookup,
+        variables,
+        handler: handler.name(),
+        error: None,
+    });
+    let fatal = Fatal::default();
+    run(shared, Job { handler, context, subscriber: None }, &fatal).await;
+    match fatal.token.is_cancelled() {
+        true => Err(fatal.message().to_owned()),
+        false => Ok(()),
     }
 }
 

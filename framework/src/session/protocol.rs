@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::Outbox;
 use crate::broker::{AckMode, Subscriber};
-use crate::dispatch::{Fatal, Handler, Job, MessageContext, SessionDispatch};
+use crate::dispatch::{Fatal, Handler, Job, MessageContext, SessionDispatch, lookup_destination};
 use crate::events::{DisconnectReason, SessionEvent};
 use crate::security::Principal;
 use crate::server::Shared;
@@ -287,11 +287,9 @@ impl Protocol {
     }
 
     fn handler_target(&self, subscribe: bool, prefix: &str, destination: &str) -> Option<Target> {
-        let router = &self.shared.router;
-        let table = if subscribe { &router.subscriptions } else { &router.messages };
-        let lookup = lookup_destination(prefix, destination);
-        let (route, variables) = table.find(&lookup)?;
-        Some(Target::Handler { handler: route.handler, lookup: lookup.into(), variables })
+        let (handler, lookup, variables) =
+            self.shared.router.find(subscribe, prefix, destination)?;
+        Some(Target::Handler { handler, lookup, variables })
     }
 
     fn outside_prefixes(&self, destination: &str, what: &str) -> Violation {
@@ -469,15 +467,6 @@ fn buffered_size(frame: &Frame) -> usize {
 
 /// The destination a mapping pattern matches: without the application prefix, starting with
 /// `/` (`/app/hello` → `/hello`).
-fn lookup_destination(prefix: &str, destination: &str) -> String {
-    let rest = &destination[prefix.trim_end_matches(['/', '.']).len()..];
-    if rest.starts_with('/') {
-        rest.to_owned()
-    } else {
-        format!("/{}", rest.trim_start_matches('.'))
-    }
-}
-
 fn required<'f>(frame: &'f Frame, name: &str) -> Result<&'f ByteStr, Violation> {
     frame.headers.get_shared(name).ok_or_else(|| {
         violation(format!("{} frame has no {name} header, which is required", frame.command))
