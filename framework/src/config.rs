@@ -27,6 +27,173 @@ pub enum AllowedOrigins {
     Any,
 }
 
+/// A STOMP endpoint: the path clients connect to, and whether it also speaks SockJS.
+///
+/// `&str` and `String` convert into one, so `.endpoint("/ws")` is a plain WebSocket endpoint;
+/// `.endpoint(Endpoint::new("/ws").with_sockjs())` is Spring's
+/// `registry.addEndpoint("/ws").withSockJS()`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub(crate) path: String,
+    pub(crate) sockjs: Option<SockJsOptions>,
+}
+
+impl Endpoint {
+    /// A WebSocket endpoint at `path`.
+    pub fn new(path: impl Into<String>) -> Self {
+        Endpoint { path: path.into(), sockjs: None }
+    }
+
+    /// Serves the SockJS protocol under this endpoint too, with the default options
+    /// (see [`SockJsOptions`]): `new SockJS("/ws")` then works, and so do plain WebSocket
+    /// clients at `/ws` and `/ws/websocket`.
+    pub fn with_sockjs(self) -> Self {
+        self.sockjs(SockJsOptions::default())
+    }
+
+    /// Serves the SockJS protocol under this endpoint with these options.
+    pub fn sockjs(mut self, options: SockJsOptions) -> Self {
+        self.sockjs = Some(options);
+        self
+    }
+
+    /// The path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl From<&str> for Endpoint {
+    fn from(path: &str) -> Self {
+        Endpoint::new(path)
+    }
+}
+
+impl From<String> for Endpoint {
+    fn from(path: String) -> Self {
+        Endpoint::new(path)
+    }
+}
+
+/// A SockJS transport, to switch off with [`SockJsOptions::without`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SockJsTransport {
+    /// `websocket`: SockJS framing over a WebSocket.
+    WebSocket,
+    /// `xhr_streaming`: one long POST response per stream.
+    XhrStreaming,
+    /// `xhr` (polling): one POST per batch of messages.
+    XhrPolling,
+    /// `eventsource`: server-sent events.
+    EventSource,
+    /// `htmlfile`: a streamed HTML page of script tags (in a hidden iframe).
+    HtmlFile,
+}
+
+/// How an endpoint speaks SockJS (protocol 0.3.3, what `sockjs-client` 1.x speaks). The
+/// defaults are Spring's. JSONP transports are not offered at all (a security risk; Spring
+/// removed them too).
+///
+/// ```
+/// use std::time::Duration;
+/// use stompede::{Endpoint, Server, SockJsOptions, SockJsTransport};
+///
+/// let server = Server::builder()
+///     .endpoint(Endpoint::new("/ws").sockjs(
+///         SockJsOptions::default()
+///             .heartbeat(Duration::from_secs(20))
+///             .without(SockJsTransport::HtmlFile),
+///     ))
+///     .build()
+///     .unwrap();
+/// # drop(server);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SockJsOptions {
+    pub(crate) client_library_url: String,
+    pub(crate) heartbeat: Duration,
+    pub(crate) disconnect_delay: Duration,
+    pub(crate) streaming_bytes_limit: usize,
+    pub(crate) message_cache_size: usize,
+    pub(crate) session_cookie_needed: bool,
+    pub(crate) disabled: Vec<SockJsTransport>,
+}
+
+impl Default for SockJsOptions {
+    fn default() -> Self {
+        SockJsOptions {
+            client_library_url:
+                "https://cdn.jsdelivr.net/npm/sockjs-client@1.5.0/dist/sockjs.min.js".into(),
+            heartbeat: Duration::from_secs(25),
+            disconnect_delay: Duration::from_secs(5),
+            streaming_bytes_limit: 128 * 1024,
+            message_cache_size: 100,
+            session_cookie_needed: false,
+            disabled: Vec::new(),
+        }
+    }
+}
+
+impl SockJsOptions {
+    /// The SockJS client the iframe page (`/ws/iframe.html`, used by iframe-based transports)
+    /// loads; default: `sockjs-client` 1.5.0 from a public CDN, as Spring. Serve a copy
+    /// yourself (with [`ServerBuilder::static_asset`](crate::ServerBuilder::static_asset)) for
+    /// offline use; it must be the same version as the page's client.
+    pub fn client_library_url(mut self, url: impl Into<String>) -> Self {
+        self.client_library_url = url.into();
+        self
+    }
+
+    /// How often an idle receiving connection gets a heart-beat frame `h` (default 25 s).
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// How long a session survives with no receiving request attached before it is closed
+    /// (default 5 s).
+    pub fn disconnect_delay(mut self, delay: Duration) -> Self {
+        self.disconnect_delay = delay;
+        self
+    }
+
+    /// Bytes a streaming response carries before the server ends it and the client opens a
+    /// new one (default 128 KiB), so that proxies and browsers do not hold ever-growing
+    /// responses.
+    pub fn streaming_bytes_limit(mut self, bytes: usize) -> Self {
+        self.streaming_bytes_limit = bytes;
+        self
+    }
+
+    /// Messages a session holds while no receiving request is attached (default 100); past
+    /// that the STOMP session waits, and its send time limit decides.
+    pub fn message_cache_size(mut self, messages: usize) -> Self {
+        self.message_cache_size = messages;
+        self
+    }
+
+    /// Whether `/info` says a `JSESSIONID` cookie is needed, and transports set one, for load
+    /// balancers that route by it (default `false`).
+    pub fn session_cookie_needed(mut self, needed: bool) -> Self {
+        self.session_cookie_needed = needed;
+        self
+    }
+
+    /// Switches a transport off: requests for it get 404, and clients fall back to another.
+    pub fn without(mut self, transport: SockJsTransport) -> Self {
+        if !self.disabled.contains(&transport) {
+            self.disabled.push(transport);
+        }
+        self
+    }
+
+    /// Whether `transport` is on.
+    pub(crate) fn enabled(&self, transport: SockJsTransport) -> bool {
+        !self.disabled.contains(&transport)
+    }
+}
+
 /// A configuration that cannot work, found by [`ServerBuilder::build`](crate::ServerBuilder::build).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -56,6 +223,9 @@ pub enum ConfigError {
     /// No simple broker prefix: nothing could ever be subscribed to.
     #[error("enable_simple_broker needs at least one prefix (such as \"/topic\")")]
     NoBrokerPrefix,
+    /// An endpoint that cannot work (a trailing '/', bad SockJS options).
+    #[error("{0}")]
+    Endpoint(String),
     /// An endpoint is listed twice.
     #[error("endpoint {0:?} is registered twice")]
     DuplicateEndpoint(String),
@@ -86,7 +256,7 @@ pub(crate) struct Config {
     pub(crate) broker_prefixes: Vec<String>,
     pub(crate) app_prefixes: Vec<String>,
     pub(crate) user_prefix: String,
-    pub(crate) endpoints: Vec<String>,
+    pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) allowed_origins: AllowedOrigins,
     pub(crate) heartbeat: HeartBeat,
     pub(crate) limits: Limits,
@@ -163,7 +333,7 @@ impl Config {
                     asset.path
                 )));
             }
-            if self.endpoints.contains(&asset.path) {
+            if self.endpoints.iter().any(|e| e.path == asset.path) {
                 return Err(ConfigError::Asset(format!(
                     "static asset {} is also a STOMP endpoint; serve it at another path",
                     asset.path
@@ -181,7 +351,7 @@ impl Config {
 
     pub(crate) fn check(&mut self) -> Result<(), ConfigError> {
         if self.endpoints.is_empty() {
-            self.endpoints.push("/ws".into());
+            self.endpoints.push(Endpoint::new("/ws"));
         }
         if self.broker_prefixes.is_empty() {
             return Err(ConfigError::NoBrokerPrefix);
@@ -208,14 +378,42 @@ impl Config {
             }
         }
         for (i, endpoint) in self.endpoints.iter().enumerate() {
-            if !endpoint.starts_with('/') {
-                return Err(ConfigError::MissingSlash {
-                    setting: "endpoint",
-                    value: endpoint.clone(),
-                });
+            let path = &endpoint.path;
+            if !path.starts_with('/') {
+                return Err(ConfigError::MissingSlash { setting: "endpoint", value: path.clone() });
             }
-            if self.endpoints[..i].contains(endpoint) {
-                return Err(ConfigError::DuplicateEndpoint(endpoint.clone()));
+            if path.len() > 1 && path.ends_with('/') {
+                return Err(ConfigError::Endpoint(format!(
+                    "endpoint {path:?} ends with '/'; write it without (\"{}\")",
+                    path.trim_end_matches('/')
+                )));
+            }
+            if self.endpoints[..i].iter().any(|e| e.path == *path) {
+                return Err(ConfigError::DuplicateEndpoint(path.clone()));
+            }
+            if let Some(options) = &endpoint.sockjs {
+                for (name, value) in [
+                    ("SockJS heartbeat", options.heartbeat),
+                    ("SockJS disconnect_delay", options.disconnect_delay),
+                ] {
+                    if value.is_zero() {
+                        return Err(ConfigError::Zero(name));
+                    }
+                }
+                for (name, value) in [
+                    ("SockJS streaming_bytes_limit", options.streaming_bytes_limit),
+                    ("SockJS message_cache_size", options.message_cache_size),
+                ] {
+                    if value == 0 {
+                        return Err(ConfigError::Zero(name));
+                    }
+                }
+                if options.client_library_url.contains(['"', '<', '>']) {
+                    return Err(ConfigError::Endpoint(format!(
+                        "SockJS client_library_url {:?} cannot contain '\"', '<' or '>'",
+                        options.client_library_url
+                    )));
+                }
             }
         }
         self.check_assets()?;
@@ -306,7 +504,7 @@ mod tests {
     fn defaults_are_valid_and_add_the_ws_endpoint() {
         let mut config = Config::default();
         config.check().unwrap();
-        assert_eq!(config.endpoints, ["/ws"]);
+        assert_eq!(config.endpoints, [Endpoint::new("/ws")]);
     }
 
     #[test]
@@ -325,6 +523,7 @@ mod tests {
             (Config { broker_prefixes: vec![], ..Config::default() }, "at least one prefix"),
             (Config { user_prefix: "user".into(), ..Config::default() }, "must start with '/'"),
             (Config { endpoints: vec!["/ws".into(), "/ws".into()], ..Config::default() }, "twice"),
+            (Config { endpoints: vec!["/ws/".into()], ..Config::default() }, "ends with '/'"),
             (
                 Config { send_time_limit: Duration::ZERO, ..Config::default() },
                 "send_time_limit must be",

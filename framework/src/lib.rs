@@ -79,7 +79,7 @@ pub mod stomp;
 mod template;
 mod transport;
 
-pub use config::{AllowedOrigins, ConfigError};
+pub use config::{AllowedOrigins, ConfigError, Endpoint, SockJsOptions, SockJsTransport};
 pub use dispatch::{HandlerError, Message, State};
 pub use security::{HandshakeHook, HandshakeRejection, Principal};
 pub use server::{RunningServer, Server, ServerBuilder};

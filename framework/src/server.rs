@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::{Listener, ListenerFn, SimpleBroker, Subscriber};
-use crate::config::{AllowedOrigins, Config, ConfigError};
+use crate::config::{AllowedOrigins, Config, ConfigError, Endpoint};
 use crate::dispatch::{self, Handler, Router};
 use crate::events::SessionEvent;
 use crate::security::HandshakeHook;
@@ -22,6 +22,7 @@ use crate::session::{self, Peer};
 use crate::stomp::{ByteStr, Frame, HeartBeat};
 use crate::template::{MessagingTemplate, SendError, require_broker_destination};
 use crate::transport::http::StompService;
+use crate::transport::sockjs::SockJsEndpoint;
 use crate::transport::tcp::TcpTransport;
 
 /// State shared by every session and handle of one server.
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) broker: SimpleBroker,
     pub(crate) router: Router,
+    /// The SockJS endpoints and their sessions.
+    pub(crate) sockjs: Vec<Arc<SockJsEndpoint>>,
     pub(crate) state: http::Extensions,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
@@ -101,9 +104,11 @@ impl ServerBuilder {
         self
     }
 
-    /// Adds a WebSocket endpoint path. Without any, the endpoint is `/ws`.
-    pub fn endpoint(mut self, path: impl Into<String>) -> Self {
-        self.config.endpoints.push(path.into());
+    /// Adds an endpoint: a path (`"/ws"`), or an [`Endpoint`] with SockJS
+    /// (`Endpoint::new("/ws").with_sockjs()`). Without any, the endpoint is `/ws`, WebSocket
+    /// only.
+    pub fn endpoint(mut self, endpoint: impl Into<Endpoint>) -> Self {
+        self.config.endpoints.push(endpoint.into());
         self
     }
 
@@ -249,11 +254,21 @@ impl ServerBuilder {
         let discovered = self.discover_handlers.then(dispatch::discovered).into_iter().flatten();
         let router = Router::new(discovered.chain(self.handlers), &self.config)?;
         let (events, _) = broadcast::channel(1024);
+        let sockjs = self
+            .config
+            .endpoints
+            .iter()
+            .filter_map(|e| {
+                let options = e.sockjs.clone()?;
+                Some(Arc::new(SockJsEndpoint::new(e.path.clone(), options)))
+            })
+            .collect();
         Ok(Server {
             shared: Arc::new(Shared {
                 config: self.config,
                 broker: SimpleBroker::new(),
                 router,
+                sockjs,
                 state: self.state,
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
@@ -396,7 +411,15 @@ impl Server {
             None => None,
         };
         let tcp_addr = tcp.as_ref().map(TcpListener::local_addr).transpose()?;
-        tracing::info!(%local_addr, endpoints = ?config.endpoints, ?tcp_addr, "stompede listening");
+        let endpoints: Vec<String> = config
+            .endpoints
+            .iter()
+            .map(|e| match e.sockjs {
+                Some(_) => format!("{} (+SockJS)", e.path),
+                None => e.path.clone(),
+            })
+            .collect();
+        tracing::info!(%local_addr, ?endpoints, ?tcp_addr, "stompede listening");
         let shared = self.shared.clone();
         shared.tracker.spawn(accept_http(shared.clone(), http));
         if let Some(listener) = tcp {

@@ -4,9 +4,8 @@
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
-use http_body_util::Full;
 
-use super::http::ResponseBody;
+use super::body::ResponseBody;
 
 /// The browser client, an ES module (see `docs/browser-client.md`).
 pub(crate) const CLIENT_SCRIPT: &str = include_str!("../../assets/stompede.js");
@@ -45,7 +44,7 @@ impl Asset {
     ) -> Response<ResponseBody> {
         let head = *method == Method::HEAD;
         if *method != Method::GET && !head {
-            let mut response = Response::new(Full::new(Bytes::from(format!(
+            let mut response = Response::new(ResponseBody::full(Bytes::from(format!(
                 "{} serves GET and HEAD only",
                 self.path
             ))));
@@ -64,7 +63,7 @@ impl Asset {
             (false, true) => (StatusCode::OK, Bytes::new()),
             (false, false) => (StatusCode::OK, self.body.clone()),
         };
-        let mut response = Response::new(Full::new(body));
+        let mut response = Response::new(ResponseBody::full(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, self.content_type.clone());

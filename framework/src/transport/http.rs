@@ -6,20 +6,21 @@
 //! stacks) and hyper's (to serve directly).
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+pub use super::body::ResponseBody;
+use super::sockjs::{self, SockJsEndpoint};
 use super::websocket::{self, WebSocketTransport};
 use crate::config::AllowedOrigins;
 use crate::server::Shared;
@@ -49,9 +50,6 @@ pub struct StompService {
     peer: Option<SocketAddr>,
 }
 
-/// The response body type of [`StompService`].
-pub type ResponseBody = Full<Bytes>;
-
 impl StompService {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         StompService { shared, peer: None }
@@ -62,37 +60,59 @@ impl StompService {
         self
     }
 
-    fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody> {
-        handshake(&self.shared, request, self.peer)
+    fn handle<B>(&self, request: Request<B>) -> ServiceFuture
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let shared = self.shared.clone();
+        let peer = self.peer;
+        Box::pin(async move { Ok(route(&shared, request, peer).await) })
     }
 }
 
-impl<B> tower_service::Service<Request<B>> for StompService {
+/// The future of a [`StompService`] call.
+type ServiceFuture =
+    Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send + 'static>>;
+
+impl<B> tower_service::Service<Request<B>> for StompService
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
+    type Future = ServiceFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        ready(Ok(self.handle(request)))
+        self.handle(request)
     }
 }
 
-impl<B> hyper::service::Service<Request<B>> for StompService {
+impl<B> hyper::service::Service<Request<B>> for StompService
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
+    type Future = ServiceFuture;
 
     fn call(&self, request: Request<B>) -> Self::Future {
-        ready(Ok(self.handle(request)))
+        self.handle(request)
     }
 }
 
-fn text(status: StatusCode, body: impl Into<String>) -> Response<ResponseBody> {
-    let mut response = Response::new(Full::new(Bytes::from(body.into())));
+/// A plain-text response.
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(body.into()));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -109,23 +129,62 @@ fn header_has_token(request: &http::request::Parts, name: header::HeaderName, to
     })
 }
 
-fn handshake<B>(
+/// Routes a request: a static asset, an endpoint (WebSocket handshake, or the SockJS
+/// greeting), a SockJS resource under an endpoint, or 404.
+async fn route<B>(
     shared: &Arc<Shared>,
     request: Request<B>,
     peer: Option<SocketAddr>,
-) -> Response<ResponseBody> {
+) -> Response<ResponseBody>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let config = &shared.config;
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     if let Some(asset) = config.asset(path) {
         return asset.respond(&parts.method, &parts.headers);
     }
-    if !config.endpoints.iter().any(|e| e == path) {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("no STOMP endpoint at {path} (endpoints: {})", config.endpoints.join(", ")),
-        );
+    if config.endpoints.iter().any(|e| e.path == path) {
+        let sockjs = shared.sockjs.iter().any(|s| s.path == path);
+        if sockjs && !header_has_token(&parts, header::UPGRADE, "websocket") {
+            return sockjs::greeting(&parts.method);
+        }
+        return upgrade(shared, parts, peer, Upgrade::Stomp);
     }
+    let under = shared.sockjs.iter().find_map(|endpoint| {
+        let rest = path.strip_prefix(endpoint.path.as_str())?;
+        rest.starts_with('/').then(|| (endpoint.clone(), rest.to_owned()))
+    });
+    if let Some((endpoint, rest)) = under {
+        return sockjs::handle(shared, &endpoint, &rest, parts, body, peer).await;
+    }
+    let endpoints: Vec<&str> = config.endpoints.iter().map(|e| e.path.as_str()).collect();
+    text(
+        StatusCode::NOT_FOUND,
+        format!("no STOMP endpoint at {path} (endpoints: {})", endpoints.join(", ")),
+    )
+}
+
+/// What a WebSocket carries once upgraded.
+pub(crate) enum Upgrade {
+    /// STOMP frames, one per message (the endpoint itself, or SockJS's `/websocket`).
+    Stomp,
+    /// SockJS framing (`/ws/{server}/{session}/websocket`).
+    SockJs(Arc<SockJsEndpoint>),
+}
+
+/// The WebSocket handshake: upgrade headers, origin, the application's hook, subprotocol;
+/// then a session on the upgraded connection.
+pub(crate) fn upgrade(
+    shared: &Arc<Shared>,
+    mut parts: http::request::Parts,
+    peer: Option<SocketAddr>,
+    kind: Upgrade,
+) -> Response<ResponseBody> {
+    let config = &shared.config;
     if parts.method != Method::GET
         || !header_has_token(&parts, header::UPGRADE, "websocket")
         || !header_has_token(&parts, header::CONNECTION, "upgrade")
@@ -156,9 +215,12 @@ fn handshake<B>(
             return text(rejection.status, rejection.message);
         }
     }
-    let subprotocol = negotiate_subprotocol(&parts);
+    // SockJS framing is not STOMP's subprotocol.
+    let subprotocol = match kind {
+        Upgrade::Stomp => negotiate_subprotocol(&parts),
+        Upgrade::SockJs(_) => None,
+    };
 
-    drop(body);
     // hyper leaves the upgrade handle in the request's extensions (axum keeps it there too).
     let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
         return text(
@@ -182,11 +244,19 @@ fn handshake<B>(
             Some(websocket::config(max_message)),
         )
         .await;
-        let peer = Peer { addr: peer, transport: "websocket", attributes };
-        session::run(session_shared, peer, WebSocketTransport::new(ws, max_message)).await;
+        match kind {
+            Upgrade::Stomp => {
+                let peer = Peer { addr: peer, transport: "websocket", attributes };
+                session::run(session_shared, peer, WebSocketTransport::new(ws, max_message)).await;
+            }
+            Upgrade::SockJs(endpoint) => {
+                let peer = Peer { addr: peer, transport: "sockjs-websocket", attributes };
+                sockjs::run_websocket(session_shared, endpoint, ws, peer).await;
+            }
+        }
     });
 
-    let mut response = Response::new(Full::new(Bytes::new()));
+    let mut response = Response::new(ResponseBody::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -217,7 +287,10 @@ fn negotiate_subprotocol(parts: &http::request::Parts) -> Option<Version> {
 }
 
 /// `Err(origin)` when the request's `Origin` is not allowed.
-fn check_origin(allowed: &AllowedOrigins, parts: &http::request::Parts) -> Result<(), String> {
+pub(crate) fn check_origin(
+    allowed: &AllowedOrigins,
+    parts: &http::request::Parts,
+) -> Result<(), String> {
     let Some(origin) = parts.headers.get(header::ORIGIN) else {
         return Ok(()); // not a browser: nothing to protect against cross-site use
     };

@@ -4,7 +4,9 @@
 //! line of protocol code. `http` holds the WebSocket endpoint as a hyper/tower service.
 
 pub(crate) mod assets;
+pub(crate) mod body;
 pub(crate) mod http;
+pub(crate) mod sockjs;
 pub(crate) mod tcp;
 pub(crate) mod websocket;
 

@@ -1,0 +1,376 @@
+//! SockJS (protocol 0.3.3, what `sockjs-client` 1.x speaks) under an endpoint: `/ws/info`,
+//! `/ws/iframe.html`, the greeting, raw WebSocket at `/ws/websocket`, and the session
+//! transports at `/ws/{server}/{session}/{transport}`: `websocket`, `xhr` + `xhr_send`,
+//! `xhr_streaming`, `eventsource`, `htmlfile`. No JSONP.
+//!
+//! Every transport ends in the same place: a [`SockJsSession`] whose
+//! [`SockJsTransport`](session::SockJsTransport) carries an ordinary STOMP session.
+
+mod frames;
+mod receive;
+mod session;
+mod ws;
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Response, StatusCode};
+
+use self::session::{SockJsSession, SockJsTransport as SessionTransport};
+use super::assets::Asset;
+use super::body::ResponseBody;
+use super::http::{check_origin, text};
+use crate::config::{SockJsOptions, SockJsTransport};
+use crate::server::Shared;
+use crate::session::{self as stomp_session, Peer};
+
+pub(crate) use ws::run as run_websocket;
+
+/// One SockJS endpoint of a server: its options and live sessions.
+pub(crate) struct SockJsEndpoint {
+    pub(crate) path: String,
+    pub(crate) options: SockJsOptions,
+    sessions: Mutex<HashMap<String, Arc<SockJsSession>>>,
+    iframe: Option<Asset>,
+}
+
+impl SockJsEndpoint {
+    pub(crate) fn new(path: String, options: SockJsOptions) -> Self {
+        let iframe = Asset::new(
+            format!("{path}/iframe.html"),
+            "text/html; charset=UTF-8",
+            Bytes::from(iframe_page(&options.client_library_url)),
+        );
+        SockJsEndpoint { path, options, sessions: Mutex::new(HashMap::new()), iframe }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SockJsSession>>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn session(&self, id: &str) -> Option<Arc<SockJsSession>> {
+        self.sessions().get(id).cloned()
+    }
+}
+
+/// The page iframe-based transports load: the SockJS client from `url`, bootstrapped.
+fn iframe_page(url: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n  <script>\n    document.domain = document.domain;\n    _sockjs_onload = function(){{SockJS.bootstrap_iframe();}};\n  </script>\n  <script src=\"{url}\"></script>\n</head>\n<body>\n  <h2>Don't panic!</h2>\n  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>\n</body>\n</html>"
+    )
+}
+
+/// `GET /ws` and `/ws/`.
+pub(crate) fn greeting(method: &Method) -> Response<ResponseBody> {
+    if *method != Method::GET && *method != Method::HEAD {
+        return method_not_allowed("GET, HEAD");
+    }
+    let mut response = text(StatusCode::OK, "Welcome to SockJS!\n");
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
+    response
+}
+
+/// A request under a SockJS endpoint; `rest` is the path after the endpoint's (`/info`).
+pub(crate) async fn handle<B>(
+    shared: &Arc<Shared>,
+    endpoint: &Arc<SockJsEndpoint>,
+    rest: &str,
+    parts: http::request::Parts,
+    body: B,
+    peer: Option<SocketAddr>,
+) -> Response<ResponseBody>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let options = &endpoint.options;
+    match rest {
+        "" | "/" => return greeting(&parts.method),
+        "/info" => return info(shared, options, &parts),
+        "/websocket" if options.enabled(SockJsTransport::WebSocket) => {
+            // Plain WebSocket, no SockJS framing (what Spring offers native clients).
+            return super::http::upgrade(shared, parts, peer, super::http::Upgrade::Stomp);
+        }
+        _ => {}
+    }
+    if rest.starts_with("/iframe") && rest.ends_with(".html") {
+        return match &endpoint.iframe {
+            Some(iframe) => cacheable(iframe.respond(&parts.method, &parts.headers)),
+            None => text(StatusCode::INTERNAL_SERVER_ERROR, "the iframe page could not be built"),
+        };
+    }
+    let mut segments = rest.trim_start_matches('/').split('/');
+    let (Some(server), Some(session), Some(transport), None) =
+        (segments.next(), segments.next(), segments.next(), segments.next())
+    else {
+        return not_found(rest);
+    };
+    if [server, session].iter().any(|s| s.is_empty() || s.contains('.')) {
+        return text(
+            StatusCode::NOT_FOUND,
+            "SockJS server and session ids must be non-empty and contain no '.'",
+        );
+    }
+    let Some((kind, method)) = transport_of(transport) else { return not_found(rest) };
+    if !options.enabled(kind) {
+        return text(StatusCode::NOT_FOUND, format!("the SockJS transport {transport} is off"));
+    }
+    let cors = transport != "websocket";
+    if parts.method != method {
+        if parts.method == Method::OPTIONS && cors {
+            return preflight(shared, &parts, method.as_str());
+        }
+        let allow = if cors { format!("{method}, OPTIONS") } else { method.to_string() };
+        return method_not_allowed(&allow);
+    }
+    if let Err(origin) = check_origin(&shared.config.allowed_origins, &parts) {
+        tracing::warn!(%origin, "SockJS request refused: origin not allowed");
+        return text(
+            StatusCode::FORBIDDEN,
+            format!("origin {origin} is not allowed (add it with allowed_origins)"),
+        );
+    }
+    if transport == "websocket" {
+        let kind = super::http::Upgrade::SockJs(endpoint.clone());
+        return super::http::upgrade(shared, parts, peer, kind);
+    }
+    let response = match transport {
+        "xhr_send" => receive::xhr_send(shared, endpoint, session, body).await,
+        _ => {
+            let Some(flavor) = receive::Flavor::of(transport, &parts) else {
+                return receive::bad_callback(&parts);
+            };
+            let target = match open_session(shared, endpoint, session, &parts, peer) {
+                Ok(target) => target,
+                Err(response) => return *response,
+            };
+            receive::respond(shared, endpoint, target, flavor).await
+        }
+    };
+    with_transport_headers(response, &parts, options)
+}
+
+/// The transport named by the last path segment, and its method.
+fn transport_of(name: &str) -> Option<(SockJsTransport, Method)> {
+    Some(match name {
+        "websocket" => (SockJsTransport::WebSocket, Method::GET),
+        "xhr" | "xhr_send" => (SockJsTransport::XhrPolling, Method::POST),
+        "xhr_streaming" => (SockJsTransport::XhrStreaming, Method::POST),
+        "eventsource" => (SockJsTransport::EventSource, Method::GET),
+        "htmlfile" => (SockJsTransport::HtmlFile, Method::GET),
+        _ => return None,
+    })
+}
+
+/// The session `id` for a receiving request: the existing one, or a new one (with its STOMP
+/// session started) after the origin and handshake hook checks.
+fn open_session(
+    shared: &Arc<Shared>,
+    endpoint: &Arc<SockJsEndpoint>,
+    id: &str,
+    parts: &http::request::Parts,
+    peer: Option<SocketAddr>,
+) -> Result<Arc<SockJsSession>, Box<Response<ResponseBody>>> {
+    if let Some(session) = endpoint.session(id) {
+        return Ok(session);
+    }
+    let mut attributes = http::Extensions::new();
+    if let Some(hook) = &shared.config.handshake_hook {
+        if let Err(rejection) = hook.handshake(parts, &mut attributes) {
+            return Err(Box::new(text(rejection.status, rejection.message)));
+        }
+    }
+    let (session, inbound) = SockJsSession::new(id.to_owned(), endpoint.options.message_cache_size);
+    {
+        let mut sessions = endpoint.sessions();
+        if let Some(existing) = sessions.get(id) {
+            // Another request created it meanwhile.
+            return Ok(existing.clone());
+        }
+        sessions.insert(id.to_owned(), session.clone());
+    }
+    let peer = Peer { addr: peer, transport: "sockjs", attributes };
+    let transport = SessionTransport::new(session.clone(), inbound);
+    shared.tracker.spawn(stomp_session::run(shared.clone(), peer, transport));
+    // Released once no receiver has been attached for the disconnect delay.
+    let reaper_endpoint = endpoint.clone();
+    let reaped = session.clone();
+    let delay = endpoint.options.disconnect_delay;
+    shared.tracker.spawn(async move {
+        if reaped.idle_for(delay).await {
+            tracing::debug!(session = %reaped.id, "SockJS session released: no receiving request for the disconnect delay");
+        }
+        reaped.expire();
+        let mut sessions = reaper_endpoint.sessions();
+        if sessions.get(&reaped.id).is_some_and(|s| Arc::ptr_eq(s, &reaped)) {
+            sessions.remove(&reaped.id);
+        }
+    });
+    Ok(session)
+}
+
+/// `GET /ws/info` (and its preflight).
+fn info(
+    shared: &Shared,
+    options: &SockJsOptions,
+    parts: &http::request::Parts,
+) -> Response<ResponseBody> {
+    if parts.method == Method::OPTIONS {
+        return preflight(shared, parts, "GET");
+    }
+    if parts.method != Method::GET {
+        return method_not_allowed("GET, OPTIONS");
+    }
+    if let Err(origin) = check_origin(&shared.config.allowed_origins, parts) {
+        return text(
+            StatusCode::FORBIDDEN,
+            format!("origin {origin} is not allowed (add it with allowed_origins)"),
+        );
+    }
+    let entropy = RandomState::new().hash_one(std::time::SystemTime::now()) as u32;
+    let body = format!(
+        "{{\"entropy\":{entropy},\"origins\":[\"*:*\"],\"cookie_needed\":{},\"websocket\":{}}}",
+        options.session_cookie_needed,
+        options.enabled(SockJsTransport::WebSocket)
+    );
+    let mut response = Response::new(ResponseBody::full(body));
+    let headers = response.headers_mut();
+    headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
+    no_cache(headers);
+    cors(headers, parts);
+    response
+}
+
+/// The answer to a CORS preflight (`OPTIONS`) for a resource served with `method`.
+fn preflight(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    method: &str,
+) -> Response<ResponseBody> {
+    if let Err(origin) = check_origin(&shared.config.allowed_origins, parts) {
+        return text(
+            StatusCode::FORBIDDEN,
+            format!("origin {origin} is not allowed (add it with allowed_origins)"),
+        );
+    }
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    if let Ok(methods) = HeaderValue::from_str(&format!("OPTIONS, {method}")) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, methods);
+    }
+    if let Some(requested) = parts.headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+    }
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("31536000"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000"));
+    cors(headers, parts);
+    response
+}
+
+/// CORS headers: the request's origin (with credentials) or `*`.
+fn cors(headers: &mut HeaderMap, parts: &http::request::Parts) {
+    match parts.headers.get(header::ORIGIN) {
+        Some(origin) if origin.as_bytes() != b"null" => {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            headers
+                .insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        _ => {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        }
+    }
+}
+
+fn no_cache(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache, no-transform, must-revalidate, max-age=0"),
+    );
+}
+
+/// The iframe page is cached for a year (its ETag changes with the client URL).
+fn cacheable(mut response: Response<ResponseBody>) -> Response<ResponseBody> {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000"));
+    response
+}
+
+/// No-cache, CORS and (when asked for) the `JSESSIONID` cookie on a transport response.
+fn with_transport_headers(
+    mut response: Response<ResponseBody>,
+    parts: &http::request::Parts,
+    options: &SockJsOptions,
+) -> Response<ResponseBody> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return response;
+    }
+    let headers = response.headers_mut();
+    no_cache(headers);
+    cors(headers, parts);
+    if options.session_cookie_needed {
+        let value = cookie(&parts.headers, "JSESSIONID").unwrap_or("dummy");
+        if let Ok(cookie) = HeaderValue::from_str(&format!("JSESSIONID={value};path=/")) {
+            headers.insert(header::SET_COOKIE, cookie);
+        }
+    }
+    response
+}
+
+/// The value of cookie `name` in the request, if sent.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+fn not_found(rest: &str) -> Response<ResponseBody> {
+    text(
+        StatusCode::NOT_FOUND,
+        format!("no SockJS resource at {rest} (JSONP transports are not offered)"),
+    )
+}
+
+fn method_not_allowed(allow: &str) -> Response<ResponseBody> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, format!("allowed methods: {allow}"));
+    if let Ok(allow) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; JSESSIONID=xyz; b=2"));
+        assert_eq!(cookie(&headers, "JSESSIONID"), Some("xyz"));
+        assert_eq!(cookie(&headers, "c"), None);
+    }
+
+    #[test]
+    fn transports_and_their_methods() {
+        assert_eq!(transport_of("xhr_send"), Some((SockJsTransport::XhrPolling, Method::POST)));
+        assert_eq!(transport_of("eventsource"), Some((SockJsTransport::EventSource, Method::GET)));
+        assert_eq!(transport_of("jsonp"), None);
+    }
+}

@@ -1,0 +1,291 @@
+//! A SockJS session: the STOMP session's transport on one side, a succession of receiving
+//! requests (or one WebSocket) on the other.
+//!
+//! The STOMP session writes frames into a bounded queue and reads what `xhr_send` (or the
+//! WebSocket) pushed into a bounded channel. At most one receiver is attached at a time; it
+//! takes the queue's content as SockJS frames. When no receiver has been attached for the
+//! disconnect delay, the session expires and the STOMP session ends as if the connection had
+//! dropped.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::frames::Close;
+use crate::stomp::EncodedFrame;
+use crate::transport::{Transport, TransportError};
+
+/// Client messages a session holds before `xhr_send` waits for the STOMP session to read.
+const INBOUND: usize = 64;
+
+pub(crate) struct SockJsSession {
+    pub(crate) id: String,
+    inbound: mpsc::Sender<Bytes>,
+    state: Mutex<State>,
+    /// Wakes the attached receiver: messages queued, or the session closed.
+    wake_receiver: Notify,
+    /// Wakes the STOMP session's `send` waiting for room in the queue.
+    wake_sender: Notify,
+    /// Whether a receiver is attached (watched by the disconnect-delay timer).
+    attached: watch::Sender<bool>,
+    /// Cancelled when the session expires: the STOMP session sees its connection drop.
+    expired: CancellationToken,
+    cache_size: usize,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Bytes>,
+    receiver: Option<u64>,
+    next_receiver: u64,
+    opened: bool,
+    closed: Option<Close>,
+}
+
+/// What an attached receiver should send next.
+pub(crate) enum Output {
+    /// The open frame (first thing a session sends).
+    Open,
+    /// Queued messages, in order.
+    Messages(Vec<Bytes>),
+    /// The close frame: the session is over.
+    Close(Close),
+    /// Nothing yet: wait for [`SockJsSession::changed`] or send a heart-beat.
+    Nothing,
+}
+
+impl SockJsSession {
+    /// A new session and the receiving end of its inbound channel (for the transport).
+    pub(crate) fn new(id: String, cache_size: usize) -> (Arc<Self>, mpsc::Receiver<Bytes>) {
+        let (inbound, receiver) = mpsc::channel(INBOUND);
+        let session = SockJsSession {
+            id,
+            inbound,
+            state: Mutex::new(State::default()),
+            wake_receiver: Notify::new(),
+            wake_sender: Notify::new(),
+            attached: watch::Sender::new(false),
+            expired: CancellationToken::new(),
+            cache_size: cache_size.max(1),
+        };
+        (Arc::new(session), receiver)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent under every panic-free path; a poisoned lock only means
+        // another request panicked, which must not take this session down too.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Attaches a receiver, unless one already is.
+    pub(crate) fn attach(self: &Arc<Self>) -> Option<Receiver> {
+        let mut state = self.state();
+        if state.receiver.is_some() {
+            return None;
+        }
+        let token = state.next_receiver;
+        state.next_receiver += 1;
+        state.receiver = Some(token);
+        drop(state);
+        self.attached.send_replace(true);
+        Some(Receiver { session: self.clone(), token })
+    }
+
+    /// Whether the session is over (closed by the server, or expired).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state().closed.is_some() || self.expired.is_cancelled()
+    }
+
+    /// Hands client messages to the STOMP session, waiting while its inbound channel is full.
+    /// `Err` if the session is over.
+    pub(crate) async fn push_inbound(&self, messages: Vec<String>) -> Result<(), ()> {
+        for message in messages {
+            if message.is_empty() {
+                continue;
+            }
+            tokio::select! {
+                sent = self.inbound.send(Bytes::from(message)) => sent.map_err(|_| ())?,
+                () = self.expired.cancelled() => return Err(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the session now (its receiver went away for good, or the disconnect delay passed).
+    pub(crate) fn expire(&self) {
+        self.expired.cancel();
+        self.wake_sender.notify_one();
+        self.wake_receiver.notify_one();
+    }
+
+    /// Waits until `delay` has passed with no receiver attached (then returns `true`), or the
+    /// session expired otherwise (`false`).
+    pub(crate) async fn idle_for(&self, delay: Duration) -> bool {
+        let mut attached = self.attached.subscribe();
+        loop {
+            if *attached.borrow_and_update() {
+                tokio::select! {
+                    changed = attached.changed() => if changed.is_err() { return false },
+                    () = self.expired.cancelled() => return false,
+                }
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {
+                    if !*attached.borrow() {
+                        return true;
+                    }
+                }
+                changed = attached.changed() => if changed.is_err() { return false },
+                () = self.expired.cancelled() => return false,
+            }
+        }
+    }
+
+    fn close(&self, close: Close) {
+        let mut state = self.state();
+        if state.closed.is_none() {
+            state.closed = Some(close);
+        }
+        drop(state);
+        self.wake_receiver.notify_one();
+        self.wake_sender.notify_one();
+    }
+}
+
+/// An attached receiver; detaches when dropped.
+pub(crate) struct Receiver {
+    session: Arc<SockJsSession>,
+    token: u64,
+}
+
+impl Receiver {
+    /// What to send next. Messages taken here are gone from the queue: a receiver that fails
+    /// to deliver them gives them back with [`Receiver::give_back`].
+    pub(crate) fn next(&self) -> Output {
+        let session = &self.session;
+        let mut state = session.state();
+        if !state.opened {
+            state.opened = true;
+            return Output::Open;
+        }
+        if !state.queue.is_empty() {
+            let messages: Vec<Bytes> = state.queue.drain(..).collect();
+            drop(state);
+            session.wake_sender.notify_one();
+            return Output::Messages(messages);
+        }
+        if let Some(close) = state.closed {
+            return Output::Close(close);
+        }
+        if session.expired.is_cancelled() {
+            return Output::Close(Close::GO_AWAY);
+        }
+        Output::Nothing
+    }
+
+    /// Puts messages that could not be delivered back at the head of the queue.
+    pub(crate) fn give_back(&self, messages: Vec<Bytes>) {
+        let mut state = self.session.state();
+        for message in messages.into_iter().rev() {
+            state.queue.push_front(message);
+        }
+    }
+
+    /// Completes when there may be something new to send.
+    pub(crate) async fn changed(&self) {
+        self.session.wake_receiver.notified().await;
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let mut state = self.session.state();
+        if state.receiver == Some(self.token) {
+            state.receiver = None;
+            drop(state);
+            self.session.attached.send_replace(false);
+        }
+    }
+}
+
+/// The STOMP session's side of a SockJS session.
+pub(crate) struct SockJsTransport {
+    session: Arc<SockJsSession>,
+    inbound: mpsc::Receiver<Bytes>,
+}
+
+impl SockJsTransport {
+    pub(crate) fn new(session: Arc<SockJsSession>, inbound: mpsc::Receiver<Bytes>) -> Self {
+        SockJsTransport { session, inbound }
+    }
+
+    /// Queues one message, waiting while the queue is full (the session's send time limit
+    /// then decides whether the client is too slow).
+    async fn queue(&self, message: Bytes) -> io::Result<()> {
+        let session = &self.session;
+        loop {
+            let room = session.wake_sender.notified();
+            {
+                let mut state = session.state();
+                if state.closed.is_some() || session.expired.is_cancelled() {
+                    return Err(io::Error::new(io::ErrorKind::BrokenPipe, "SockJS session closed"));
+                }
+                if state.queue.len() < session.cache_size {
+                    state.queue.push_back(message);
+                    drop(state);
+                    session.wake_receiver.notify_one();
+                    return Ok(());
+                }
+            }
+            room.await;
+        }
+    }
+}
+
+impl Transport for SockJsTransport {
+    async fn recv(&mut self, buf: &mut BytesMut) -> Result<usize, TransportError> {
+        loop {
+            let message = tokio::select! {
+                biased;
+                message = self.inbound.recv() => message,
+                () = self.session.expired.cancelled() => None,
+            };
+            match message {
+                Some(bytes) if bytes.is_empty() => continue,
+                Some(bytes) => {
+                    buf.extend_from_slice(&bytes);
+                    return Ok(bytes.len());
+                }
+                None => return Ok(0),
+            }
+        }
+    }
+
+    async fn send(&mut self, frames: &[EncodedFrame]) -> io::Result<()> {
+        for frame in frames {
+            self.queue(frame.to_bytes()).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_heartbeat(&mut self) -> io::Result<()> {
+        self.queue(Bytes::from_static(b"\n")).await
+    }
+
+    async fn close(&mut self) {
+        self.session.close(Close::GO_AWAY);
+    }
+}
+
+impl Drop for SockJsTransport {
+    fn drop(&mut self) {
+        // However the STOMP session ended, its receivers say goodbye.
+        self.session.close(Close::GO_AWAY);
+    }
+}

@@ -1,0 +1,95 @@
+//! The SockJS `websocket` transport: SockJS framing (`o`, `h`, `a[...]`, `c[...]` out; JSON
+//! arrays of strings in) over one WebSocket, which is the session's only receiver: when it
+//! closes, the session ends.
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::SockJsEndpoint;
+use super::frames;
+use super::session::{Output, SockJsSession, SockJsTransport};
+use crate::server::Shared;
+use crate::session::{self as stomp_session, Peer};
+
+/// Runs a SockJS WebSocket: starts its STOMP session, then pumps frames both ways until either
+/// side ends.
+pub(crate) async fn run<S>(
+    shared: Arc<Shared>,
+    endpoint: Arc<SockJsEndpoint>,
+    mut ws: WebSocketStream<S>,
+    peer: Peer,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (session, inbound) = SockJsSession::new(String::new(), endpoint.options.message_cache_size);
+    let Some(receiver) = session.attach() else { return };
+    let stomp = shared.tracker.spawn(stomp_session::run(
+        shared.clone(),
+        peer,
+        SockJsTransport::new(session.clone(), inbound),
+    ));
+    // At shutdown the STOMP session sends its ERROR and closes: this loop sees the close.
+    let heartbeat = endpoint.options.heartbeat;
+    loop {
+        let frame = match receiver.next() {
+            Output::Open => frames::OPEN.to_owned(),
+            Output::Messages(messages) => frames::messages(&messages),
+            Output::Close(close) => {
+                let _ = ws.send(Message::text(close.frame())).await;
+                let _ = ws
+                    .close(Some(CloseFrame {
+                        code: CloseCode::from(close.code),
+                        reason: close.reason.into(),
+                    }))
+                    .await;
+                break;
+            }
+            Output::Nothing => {
+                tokio::select! {
+                    () = receiver.changed() => continue,
+                    () = tokio::time::sleep(heartbeat) => frames::HEARTBEAT.to_owned(),
+                    message = ws.next() => {
+                        if !inbound_message(&session, message).await {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        if ws.send(Message::text(frame)).await.is_err() {
+            break;
+        }
+    }
+    drop(receiver);
+    session.expire();
+    let _ = stomp.await;
+}
+
+/// Handles one message from the client; `false` when the connection is over.
+async fn inbound_message<E>(session: &SockJsSession, message: Option<Result<Message, E>>) -> bool {
+    let text = match message {
+        Some(Ok(Message::Text(text))) => text,
+        Some(Ok(Message::Binary(_))) => {
+            tracing::debug!("SockJS WebSocket sent a binary message; SockJS carries text only");
+            return false;
+        }
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return true,
+        Some(Ok(Message::Close(_)) | Err(_)) | None => return false,
+    };
+    match frames::decode(text.as_bytes()) {
+        Ok(messages) => session.push_inbound(messages).await.is_ok(),
+        // Empty messages are ignored, as the protocol says.
+        Err(frames::DecodeError::Empty) => true,
+        Err(frames::DecodeError::Broken) => {
+            tracing::debug!("SockJS WebSocket sent a message that is not a JSON array of strings");
+            false
+        }
+    }
+}
