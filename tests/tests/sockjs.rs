@@ -470,3 +470,101 @@ async fn websocket_transports() {
         assert!(frame.starts_with("CONNECTED\n"), "{path}: {frame}");
     }
 }
+
+/// A keep-alive HTTP/1.1 connection, for a client that makes many requests.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Connection {
+    async fn open(server: &RunningServer) -> Connection {
+        let stream = TcpStream::connect(server.local_addr()).await.unwrap();
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        Connection { sender, host: server.local_addr().to_string() }
+    }
+
+    async fn post(&mut self, path: &str, body: String) -> String {
+        let request = http::Request::post(path)
+            .header("host", &self.host)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = self.sender.send_request(request).await.unwrap();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_polling_and_two_hundred_websocket_sessions_receive_every_message_once_in_order()
+ {
+    const SESSIONS: usize = 200;
+    const MESSAGES: usize = 20;
+    let server = sockjs_server(SockJsOptions::default()).await;
+    let url = format!("ws://{}/ws", server.local_addr());
+    let (subscribed_tx, mut subscribed) = tokio::sync::mpsc::channel::<()>(2 * SESSIONS);
+    let mut sessions = tokio::task::JoinSet::new();
+    let expected: Vec<String> = (0..MESSAGES).map(|i| format!("m{i}")).collect();
+
+    for n in 0..SESSIONS {
+        // A SockJS polling session, speaking STOMP through xhr and xhr_send.
+        let mut http = Connection::open(&server).await;
+        let subscribed = subscribed_tx.clone();
+        sessions.spawn(async move {
+            let base = format!("/ws/000/poll{n}");
+            assert_eq!(http.post(&format!("{base}/xhr"), String::new()).await, "o\n");
+            let subscribe = "SUBSCRIBE\nid:0\ndestination:/topic/all\nreceipt:ready\n\n\u{0}";
+            http.post(&format!("{base}/xhr_send"), json(&[CONNECT, subscribe])).await;
+            let mut bodies = Vec::new();
+            let mut ready = false;
+            while bodies.len() < MESSAGES {
+                let text = http.post(&format!("{base}/xhr"), String::new()).await;
+                for frame in messages(&text) {
+                    if frame.starts_with("RECEIPT") {
+                        ready = true;
+                        subscribed.send(()).await.unwrap();
+                    } else if frame.starts_with("MESSAGE") {
+                        let body = frame.split("\n\n").nth(1).unwrap().trim_end_matches('\0');
+                        bodies.push(body.to_owned());
+                    }
+                }
+            }
+            assert!(ready);
+            bodies
+        });
+        // A plain WebSocket session.
+        let client = stompede::client::Client::connect_ws(&url, Default::default()).await.unwrap();
+        let mut subscription = client.subscribe("/topic/all").await.unwrap();
+        subscribed_tx.send(()).await.unwrap();
+        sessions.spawn(async move {
+            let mut bodies = Vec::new();
+            while bodies.len() < MESSAGES {
+                let frame = subscription.next().await.unwrap();
+                bodies.push(frame.body_str().unwrap().to_owned());
+            }
+            drop(client);
+            bodies
+        });
+    }
+    for _ in 0..2 * SESSIONS {
+        tokio::time::timeout(WAIT, subscribed.recv()).await.unwrap().unwrap();
+    }
+    for body in &expected {
+        server.template().convert_and_send("/topic/all", body.clone()).unwrap();
+    }
+    let all = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut all = Vec::new();
+        while let Some(result) = sessions.join_next().await {
+            all.push(result.unwrap());
+        }
+        all
+    })
+    .await
+    .unwrap();
+    assert_eq!(all.len(), 2 * SESSIONS);
+    for bodies in all {
+        assert_eq!(bodies, expected, "every message once, in order");
+    }
+}
