@@ -7,7 +7,7 @@
 //! browser tests include this same file, so what they test is what the example runs.
 
 use serde::{Deserialize, Serialize};
-use stompede::{Server, ServerBuilder, message_mapping, send_to};
+use stompede::{Endpoint, Server, ServerBuilder, SockJsOptions, message_mapping, send_to};
 
 /// What the page sends to `/app/hello`.
 #[derive(Debug, Deserialize)]
@@ -31,12 +31,18 @@ pub(crate) async fn greeting(message: HelloMessage) -> Greeting {
 /// The page (the guide's, with the first-party client `/stompede.js` instead of a CDN).
 pub(crate) const PAGE: &str = include_str!("index.html");
 
-/// The server of the app, configured as in the guide's `WebSocketConfig` (these are also
-/// stompede's defaults, spelled out here to show where they are set), serving the page at `/`.
+/// The server of the app, configured as in the guide's `WebSocketConfig` (the prefixes are
+/// stompede's defaults, spelled out to show where they are set), with SockJS on the endpoint
+/// as the guide has it, serving the page at `/`.
 pub(crate) fn builder() -> ServerBuilder {
+    builder_with(SockJsOptions::default())
+}
+
+/// [`builder`] with these SockJS options.
+pub(crate) fn builder_with(sockjs: SockJsOptions) -> ServerBuilder {
     Server::builder()
         .enable_simple_broker(["/topic", "/queue"])
         .application_destination_prefixes(["/app"])
-        .endpoint("/ws")
+        .endpoint(Endpoint::new("/ws").sockjs(sockjs))
         .static_page("/", PAGE)
 }

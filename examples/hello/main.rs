@@ -6,7 +6,10 @@
 //!
 //! Then open the printed address in a browser: Connect, type a name, Send; every connected
 //! page shows the greeting. Works offline: the page loads only `/stompede.js`, the browser
-//! client every stompede server serves. `STOMPEDE_LOG=debug` shows the mapping table and each
+//! client every stompede server serves. The endpoint speaks SockJS too: with
+//! `--sockjs-client path/to/sockjs.min.js` (from npm's `sockjs-client`) the server serves that
+//! file, and `http://ADDR/?sockjs` connects through SockJS (`?sockjs=xhr-polling` forces a
+//! transport), as the Spring guide's page does. `STOMPEDE_LOG=debug` shows the mapping table and each
 //! frame's fate. Ctrl-C shuts down gracefully.
 
 mod app;
@@ -17,7 +20,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: hello [--addr HOST:PORT]   (default 127.0.0.1:8080)");
+    eprintln!(
+        "usage: hello [--addr HOST:PORT] [--sockjs-client FILE]   (default --addr 127.0.0.1:8080)"
+    );
     ExitCode::from(2)
 }
 
@@ -27,14 +32,31 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt().with_max_level(level.unwrap_or(tracing::Level::INFO)).init();
 
     let mut addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+    let mut sockjs_client: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        match (flag.as_str(), args.next().map(|v| v.parse())) {
-            ("--addr", Some(Ok(v))) => addr = v,
+        match (flag.as_str(), args.next()) {
+            ("--addr", Some(v)) => match v.parse() {
+                Ok(v) => addr = v,
+                Err(_) => return usage(),
+            },
+            ("--sockjs-client", Some(path)) => sockjs_client = Some(path),
             _ => return usage(),
         }
     }
-    let server = match app::builder().bind(addr).build() {
+    let mut builder = app::builder().bind(addr);
+    if let Some(path) = sockjs_client {
+        match std::fs::read(&path) {
+            Ok(script) => {
+                builder = builder.static_asset("/sockjs.min.js", "text/javascript", script)
+            }
+            Err(e) => {
+                eprintln!("hello: cannot read the SockJS client {path}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let server = match builder.build() {
         Ok(server) => server,
         Err(e) => {
             eprintln!("hello: invalid configuration: {e}");

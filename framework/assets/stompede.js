@@ -16,6 +16,9 @@
 // across or batched within WebSocket messages. See docs/browser-client.md for the reference.
 
 const EOL = 10;
+// WebSocket (and SockJS) ready states.
+const OPEN = 1;
+const CLOSED = 3;
 const NUL = 0;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -234,6 +237,9 @@ function defaultUrl() {
  * - `reconnectDelay`: ms before the first reconnect attempt (default 1000; 0 never reconnects),
  *   doubled after each failed attempt up to `maxReconnectDelay` (default 30000);
  * - `maxFrameSize`: the largest frame accepted from the server (default 16 MiB);
+ * - `webSocketFactory`: a function returning a WebSocket-like object to use instead of
+ *   `new WebSocket(url, ["v12.stomp"])`, e.g. `() => new SockJS("/ws")` for the SockJS
+ *   fallback (SockJS carries text only: binary bodies are not supported over it);
  * - `debug`: a function called with a line of text for each event.
  */
 export class Client {
@@ -244,6 +250,7 @@ export class Client {
     this.reconnectDelay = options.reconnectDelay ?? 1000;
     this.maxReconnectDelay = options.maxReconnectDelay ?? 30000;
     this.maxFrameSize = options.maxFrameSize ?? 16 * 1024 * 1024;
+    this.webSocketFactory = options.webSocketFactory ?? null;
     this.debug = options.debug ?? (() => {});
 
     /** Called with the CONNECTED frame on each (re)connection. */
@@ -268,6 +275,11 @@ export class Client {
     this._timers = [];
     this._reconnectTimer = null;
     this._attempt = 0;
+  }
+
+  /** The WebSocket (or SockJS object) of the current connection, if any. */
+  get webSocket() {
+    return this._ws;
   }
 
   /** Whether the STOMP session is up. */
@@ -296,7 +308,7 @@ export class Client {
       await receipt.promise.catch((e) => this.debug(`no receipt for DISCONNECT: ${e.message}`));
     }
     this._setState(State.INACTIVE);
-    if (ws && ws.readyState !== WebSocket.CLOSED) {
+    if (ws && ws.readyState !== CLOSED) {
       const closed = new Promise((resolve) => ws.addEventListener("close", resolve, { once: true }));
       ws.close(1000, "client disconnects");
       await closed;
@@ -342,7 +354,7 @@ export class Client {
 
   _open() {
     this._setState(State.CONNECTING);
-    const ws = new WebSocket(this.url, ["v12.stomp"]);
+    const ws = this.webSocketFactory ? this.webSocketFactory() : new WebSocket(this.url, ["v12.stomp"]);
     ws.binaryType = "arraybuffer";
     this._ws = ws;
     const decoder = new FrameDecoder(this.maxFrameSize);
@@ -443,7 +455,7 @@ export class Client {
     if (outgoing > 0 && serverWants > 0) {
       const every = Math.max(outgoing, serverWants);
       this._timers.push(setInterval(() => {
-        if (this._ws?.readyState === WebSocket.OPEN) {
+        if (this._ws?.readyState === OPEN) {
           this._ws.send("\n");
           this.stats.heartbeatsSent += 1;
         }
@@ -492,7 +504,7 @@ export class Client {
   }
 
   _sendFrame(command, headers, body) {
-    if (!this._ws || this._ws.readyState !== WebSocket.OPEN) {
+    if (!this._ws || this._ws.readyState !== OPEN) {
       throw new Error(`cannot send ${command}: the WebSocket is not open`);
     }
     this._ws.send(encodeFrame(command, headers, body));

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use stompede::SockJsOptions;
 use stompede_tests::{skip, start};
 
 #[path = "../../examples/hello/app.rs"]
@@ -40,7 +41,9 @@ fn missing_tools() -> Option<String> {
     if !Path::new(&chromium).exists() {
         return Some(format!("{chromium} does not exist (apt-get install chromium)"));
     }
-    if !browser_dir().join("node_modules/playwright-core").exists() {
+    if !browser_dir().join("node_modules/playwright-core").exists()
+        || !browser_dir().join("node_modules/sockjs-client").exists()
+    {
         return Some(format!(
             "playwright-core is not installed (cd {} && npm ci)",
             browser_dir().display()
@@ -101,4 +104,24 @@ async fn stompede_js_client_in_chromium() {
     let server = start(hello::builder().heartbeat(beat, beat)).await;
     let url = format!("http://{}/", server.local_addr());
     run_script("stompede_js_client_in_chromium", "stompede_client.mjs", &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockjs_transports_with_stompjs_and_the_hello_page() {
+    let client = browser_dir().join("node_modules/sockjs-client/dist/sockjs.min.js");
+    let Ok(script) = std::fs::read(&client) else {
+        if missing_tools().is_some() {
+            skip("sockjs_transports_with_stompjs_and_the_hello_page", "npm packages missing");
+            return;
+        }
+        panic!("{} is missing", client.display());
+    };
+    // The iframe page loads the same copy of the client (offline, same version).
+    let options = SockJsOptions::default().client_library_url("/sockjs.min.js");
+    let builder =
+        hello::builder_with(options).static_asset("/sockjs.min.js", "text/javascript", script);
+    let server = start(builder).await;
+    let url = format!("http://{}/", server.local_addr());
+    run_script("sockjs_transports_with_stompjs_and_the_hello_page", "sockjs_clients.mjs", &url)
+        .await;
 }
