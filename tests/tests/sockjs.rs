@@ -381,6 +381,16 @@ async fn heartbeat_frames_and_disconnect_delay() {
     .unwrap();
     let (status, _, _) = fetch(&server, Method::POST, "/ws/000/hb/xhr_send", &[], "[\"x\"]").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Streaming responses and SockJS WebSockets get them too, while idle.
+    let mut stream = request(&server, Method::POST, "/ws/000/hb2/xhr_streaming", &[], "").await;
+    let mut seen = String::new();
+    read_until(stream.body_mut(), &mut seen, "o\nh\nh\n").await;
+    drop(stream);
+    let url = format!("ws://{}/ws/000/hb3/websocket", server.local_addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(next(&mut ws).await, "o");
+    assert_eq!(next(&mut ws).await, "h");
+    drop(ws);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,6 +459,19 @@ async fn websocket_transports() {
     ws.send(Message::text(json(&[CONNECT]))).await.unwrap();
     let connected = next(&mut ws).await;
     assert!(connected.starts_with("a[\"CONNECTED\\n"), "{connected}");
+    // The server ending the STOMP session (here: an ERROR for an unknown command) says
+    // goodbye with the close frame, then closes.
+    let (mut bye, _) =
+        tokio_tungstenite::connect_async(format!("{base}/ws/000/w2/websocket")).await.unwrap();
+    assert_eq!(next(&mut bye).await, "o");
+    bye.send(Message::text(json(&[CONNECT, "FOO\n\n\u{0}"]))).await.unwrap();
+    let mut said = String::new();
+    while !said.contains("c[") {
+        said.push_str(&next(&mut bye).await);
+    }
+    assert!(said.contains("ERROR\\n"), "{said}");
+    assert!(said.ends_with("c[3000,\"Go away!\"]"), "{said}");
+
     // A message that is not JSON closes the connection.
     ws.send(Message::text("not json")).await.unwrap();
     let end = tokio::time::timeout(WAIT, async {
