@@ -10,7 +10,11 @@ What it does, in order:
      with the shell's hard limit, as the rabbitmq user through setpriv (`su` would reset the
      limit; it drops connections past ~900 otherwise), and checks the limit took;
   3. splits the two cores: every server is pinned to CPU 0, the load generator to CPU 1
-     (taskset), so the load generator never competes with the server it measures;
+     (taskset), so the load generator never competes with the server it measures; with
+     --server-cpu F each server also gets its own cgroup capped at F of a core (CFS quota,
+     10 ms periods), so that full-speed runs are bound by the server, not by the generator
+     (one generator core consumes about 0.85 M deliveries/s, which the baseline serves with
+     a third of a core);
   4. for each subscriber count, runs the fan-out scenario against the three servers in
      alternation for N rounds (total deliveries kept near 200,000 per run), then fixed-rate
      runs at 10,000 and 30,000 deliveries/s with 100 subscribers;
@@ -92,8 +96,31 @@ def pin(pid, cpu):
     sh("taskset", "-a", "-p", "-c", str(cpu), str(pid), check=False)
 
 
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+
+
+def cap_cpu(name, pid, share):
+    """Moves `pid` (all its threads) into its own cpu cgroup allowed `share` of a core."""
+    group = CGROUP_CPU / f"stompede-bench-{name}"
+    group.mkdir(exist_ok=True)
+    (group / "cpu.cfs_period_us").write_text("10000")
+    (group / "cpu.cfs_quota_us").write_text(str(int(10000 * share)))
+    (group / "cgroup.procs").write_text(str(pid))
+
+
+def uncap_cpu(pid):
+    """Moves `pid` back to the root cpu cgroup (RabbitMQ outlives the run)."""
+    try:
+        (CGROUP_CPU / "cgroup.procs").write_text(str(pid))
+    except OSError:
+        pass
+
+
+IDLE_TIMEOUT = ["--idle-timeout", "10"]
+
+
 def loadgen(server, pid, args):
-    cmd = ["taskset", "-c", "1", str(RELEASE / "loadgen"), *args, "--url", SERVERS[server]["url"],
+    cmd = ["taskset", "-c", "1", str(RELEASE / "loadgen"), *args, *IDLE_TIMEOUT, "--url", SERVERS[server]["url"],
            "--server-pid", str(pid), "--label", server, *SERVERS[server]["extra"]]
     run = subprocess.run(cmd, text=True, capture_output=True, timeout=600)
     for line in run.stdout.splitlines():
@@ -152,6 +179,8 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "target" / "bench"))
     ap.add_argument("--servers", default="ours,baseline,rabbitmq", help="which servers to run")
     ap.add_argument("--no-fixed-rate", action="store_true", help="skip the fixed-rate runs")
+    ap.add_argument("--server-cpu", type=float, default=None,
+                    help="cap each server at this fraction of a core (cgroup v1 CFS quota)")
     o = ap.parse_args()
     for name in list(SERVERS):
         if name not in o.servers.split(","):
@@ -173,6 +202,12 @@ def main():
         pin(pid, 0)
     pids = {name: pid for name, pid in pids.items() if name in SERVERS}
     print(f"servers pinned to CPU 0 ({pids}), load generator to CPU 1", flush=True)
+    if o.server_cpu:
+        # A throttled RabbitMQ can leave a subscriber waiting longer than the default 10 s.
+        IDLE_TIMEOUT[1] = "120"
+        for name, pid in pids.items():
+            cap_cpu(name, pid, o.server_cpu)
+        print(f"each server capped at {o.server_cpu} of a core", flush=True)
 
     plan = []
     for subs in counts:
@@ -195,6 +230,8 @@ def main():
     finally:
         for p in procs:
             p.terminate()
+        if o.server_cpu and "rabbitmq" in pids:
+            uncap_cpu(pids["rabbitmq"])
     with open(out / "results.jsonl", "w") as f:
         for r in results:
             f.write(json.dumps(r) + "\n")
@@ -220,8 +257,9 @@ def main():
             if "full speed" in title:
                 rows.append({"server": server, "subscribers": subs, "rate": rate, "p99_ms": p99})
     table = "\n".join(lines)
+    cap = f" Each server capped at {o.server_cpu} of a core." if o.server_cpu else ""
     (out / "compare.md").write_text(
-        f"Rounds: {o.rounds}; medians; ratios are ours ÷ theirs (deliveries/s) and ours ÷ theirs (CPU per delivery).\n\n{table}\n")
+        f"Rounds: {o.rounds}; medians; ratios are ours ÷ theirs (deliveries/s) and ours ÷ theirs (CPU per delivery).{cap}\n\n{table}\n")
     svg_plot(rows, out / "compare.svg")
     print("\n" + table)
     print(f"\nwritten: {out / 'compare.md'}, {out / 'results.jsonl'}, {out / 'compare.svg'}")

@@ -181,7 +181,11 @@ impl<T: Transport> Task<T> {
                     if !outgoing.is_empty() {
                         self.transport.send(&outgoing).await
                             .map_err(|e| ClientError::Connection(e.to_string()))?;
-                        last_write = Instant::now();
+                        // Reading the clock costs a few percent of a busy client's time: only
+                        // when heart-beats need it.
+                        if self.beat_every.is_some() {
+                            last_write = Instant::now();
+                        }
                     }
                 }
                 received = self.transport.recv(&mut self.buf) => {
@@ -195,17 +199,19 @@ impl<T: Transport> Task<T> {
                             return Ok(());
                         }
                         Ok(0) => return Err(ClientError::Closed(Some("the server closed the connection".into()))),
-                        Ok(_) => last_read = Instant::now(),
+                        Ok(_) if self.read_allowance.is_some() => last_read = Instant::now(),
+                        Ok(_) => {}
                         Err(e) => return Err(transport_error(e)),
                     }
                     while let Some(frame) = self.decoder.decode(&mut self.buf).map_err(|e| ClientError::Protocol(e.to_string()))? {
                         match frame.command {
                             Command::Message => {
-                                let sub = frame.get(names::SUBSCRIPTION).unwrap_or_default().to_owned();
-                                if let Some(tx) = self.subscriptions.get(&sub) {
+                                // A shared handle on the header, not a copy: this runs per message.
+                                let Some(sub) = frame.headers.get_shared(names::SUBSCRIPTION).cloned() else { continue };
+                                if let Some(tx) = self.subscriptions.get(sub.as_str()) {
                                     // Waiting here is the back-pressure: we stop reading.
                                     if tx.send(frame).await.is_err() {
-                                        self.subscriptions.remove(&sub);
+                                        self.subscriptions.remove(sub.as_str());
                                     }
                                 }
                             }
@@ -231,13 +237,15 @@ impl<T: Transport> Task<T> {
                         }
                     }
                 }
-                () = sleep_until(silent_at.unwrap_or_else(Instant::now)), if silent_at.is_some() => {
+                // select! builds every branch's future each round, enabled or not: the async
+                // blocks keep the clock read (and the timer) for the rounds that use them.
+                () = async { sleep_until(silent_at.unwrap_or_else(Instant::now)).await }, if silent_at.is_some() => {
                     return Err(ClientError::Connection(format!(
                         "no frame or heart-beat from the server for {:?} (more than the negotiated heart-beat interval)",
                         self.read_allowance.unwrap_or_default()
                     )));
                 }
-                () = sleep_until(beat_at.unwrap_or_else(Instant::now)), if beat_at.is_some() => {
+                () = async { sleep_until(beat_at.unwrap_or_else(Instant::now)).await }, if beat_at.is_some() => {
                     self.transport.send_heartbeat().await.map_err(|e| ClientError::Connection(e.to_string()))?;
                     last_write = Instant::now();
                 }

@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::stomp::{ByteStr, Command, Frame, HeartBeat, Limits, Version, names};
+use crate::transport::read_ahead::ReadAhead;
 use crate::transport::tcp::TcpTransport;
 use crate::transport::websocket::{self, WebSocketTransport};
 use connection::{Request, Shared};
@@ -133,15 +134,31 @@ impl Client {
             "sec-websocket-protocol",
             HeaderValue::from_static("v12.stomp, v11.stomp, v10.stomp"),
         );
-        let connect = tokio_tungstenite::connect_async_with_config(
-            request,
-            Some(websocket::config(options.limits.max_frame_size.saturating_add(4096))),
-            options.nodelay,
-        );
+        let uri = request.uri();
+        if uri.scheme_str() != Some("ws") {
+            return Err(ClientError::Connection(format!(
+                "{url}: only ws:// URLs are supported (no TLS in this client)"
+            )));
+        }
+        let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+        let addr = (host.to_owned(), uri.port_u16().unwrap_or(80));
+        let config = websocket::config(options.limits.max_frame_size.saturating_add(4096));
+        let connect = async {
+            let stream = TcpStream::connect(addr).await?;
+            let _ = stream.set_nodelay(options.nodelay);
+            // Large socket reads when busy, no extra buffer when idle (see ReadAhead).
+            tokio_tungstenite::client_async_with_config(
+                request,
+                ReadAhead::new(stream),
+                Some(config),
+            )
+            .await
+            .map_err(websocket::into_io)
+        };
         let (ws, _) = tokio::time::timeout(options.timeout, connect)
             .await
             .map_err(|_| ClientError::Timeout(options.timeout))?
-            .map_err(|e| ClientError::Connection(e.to_string()))?;
+            .map_err(|e| ClientError::Connection(format!("{url}: {e}")))?;
         let max = options.limits.max_frame_size.saturating_add(4096);
         Client::start(WebSocketTransport::new(ws, max), options).await
     }
@@ -262,7 +279,13 @@ impl Client {
             frame.headers.push((*name).to_owned(), (*value).to_owned());
         }
         self.send_frame_with_receipt(frame).await?;
-        Ok(Subscription { id: ByteStr::from(id), messages: rx, client: self.clone() })
+        Ok(Subscription {
+            id: ByteStr::from(id),
+            messages: rx,
+            taken: std::collections::VecDeque::new(),
+            scratch: Vec::with_capacity(TAKE),
+            client: self.clone(),
+        })
     }
 
     /// Sends DISCONNECT, waits for its receipt, and closes the connection.
@@ -290,8 +313,15 @@ fn send_frame(destination: &str, body: Bytes) -> Frame {
 pub struct Subscription {
     id: ByteStr,
     messages: mpsc::Receiver<Frame>,
+    /// Messages taken from the channel in one go, handed out one by one (one wake-up per
+    /// batch instead of per message).
+    taken: std::collections::VecDeque<Frame>,
+    scratch: Vec<Frame>,
     client: Client,
 }
+
+/// Messages taken from the channel at once.
+const TAKE: usize = 64;
 
 impl Subscription {
     /// The subscription id (the SUBSCRIBE frame's `id`).
@@ -302,12 +332,16 @@ impl Subscription {
     /// The next MESSAGE frame; `None` once the connection is closed and every message has
     /// been taken.
     pub async fn next(&mut self) -> Option<Frame> {
-        self.messages.recv().await
+        if self.taken.is_empty() {
+            self.messages.recv_many(&mut self.scratch, TAKE).await;
+            self.taken.extend(self.scratch.drain(..));
+        }
+        self.taken.pop_front()
     }
 
     /// The next MESSAGE frame if one has already arrived, without waiting.
     pub fn try_next(&mut self) -> Option<Frame> {
-        self.messages.try_recv().ok()
+        self.taken.pop_front().or_else(|| self.messages.try_recv().ok())
     }
 
     /// Sends UNSUBSCRIBE and waits for the receipt.

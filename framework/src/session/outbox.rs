@@ -8,7 +8,7 @@
 //! `2 × limit` bytes (plus one frame, which an empty queue always accepts).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,9 @@ pub(crate) struct Outbox {
     limit: usize,
     send_time_limit: Duration,
     over_since: Mutex<Option<Instant>>,
+    /// Set by `close`, before `closed` is cancelled: what `push` checks for every delivery
+    /// (a token's `is_cancelled` takes a lock, which showed at 3 % of a fan-out profile).
+    is_closed: AtomicBool,
     closed: CancellationToken,
     reason: OnceLock<String>,
 }
@@ -59,6 +62,7 @@ impl Outbox {
             limit,
             send_time_limit,
             over_since: Mutex::new(None),
+            is_closed: AtomicBool::new(false),
             closed: CancellationToken::new(),
             reason: OnceLock::new(),
         });
@@ -68,7 +72,7 @@ impl Outbox {
     /// Queues a frame. Returns false when the session is closed (or is being closed now
     /// because of this push); the frame is dropped then.
     pub(crate) fn push(&self, frame: EncodedFrame) -> bool {
-        if self.closed.is_cancelled() {
+        if self.is_closed.load(Ordering::Acquire) {
             return false;
         }
         let len = frame.len();
@@ -132,6 +136,7 @@ impl Outbox {
     /// whatever is queued.
     pub(crate) fn close(&self, reason: String) {
         let _ = self.reason.set(reason);
+        self.is_closed.store(true, Ordering::Release);
         self.closed.cancel();
         self.ready.notify_one();
         let dropped: usize =
@@ -159,7 +164,7 @@ impl OutboxReceiver {
             if taken > 0 {
                 return taken;
             }
-            if self.outbox.closed.is_cancelled() {
+            if self.outbox.is_closed.load(Ordering::Acquire) {
                 return 0;
             }
             // A push (or close) between `take` and here leaves a permit: nothing is missed.

@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 pub use super::body::ResponseBody;
+use super::read_ahead::ReadAhead;
 use super::sockjs::{self, SockJsEndpoint};
 use super::websocket::{self, WebSocketTransport};
 use crate::config::AllowedOrigins;
@@ -239,7 +240,7 @@ pub(crate) fn upgrade(
             }
         };
         let ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
+            ReadAhead::new(TokioIo::new(upgraded)),
             Role::Server,
             Some(websocket::config(max_message)),
         )

@@ -6,6 +6,7 @@
 pub(crate) mod assets;
 pub(crate) mod body;
 pub(crate) mod http;
+pub(crate) mod read_ahead;
 pub(crate) mod sockjs;
 pub(crate) mod tcp;
 pub(crate) mod websocket;
