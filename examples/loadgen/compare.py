@@ -10,7 +10,8 @@ What it does, in order:
      with the shell's hard limit, as the rabbitmq user through setpriv (`su` would reset the
      limit; it drops connections past ~900 otherwise), and checks the limit took;
   3. splits the two cores: every server is pinned to CPU 0, the load generator to CPU 1
-     (taskset), so the load generator never competes with the server it measures; with
+     (taskset), so the load generator never competes with the server it measures (RabbitMQ,
+     whose idle Erlang schedulers spin, is paused with SIGSTOP while the others run); with
      --server-cpu F each server also gets its own cgroup capped at F of a core (CFS quota,
      10 ms periods), so that full-speed runs are bound by the server, not by the generator
      (one generator core consumes about 0.85 M deliveries/s, which the baseline serves with
@@ -179,6 +180,7 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "target" / "bench"))
     ap.add_argument("--servers", default="ours,baseline,rabbitmq", help="which servers to run")
     ap.add_argument("--no-fixed-rate", action="store_true", help="skip the fixed-rate runs")
+    ap.add_argument("--only-fixed-rate", action="store_true", help="skip the full-speed runs")
     ap.add_argument("--server-cpu", type=float, default=None,
                     help="cap each server at this fraction of a core (cgroup v1 CFS quota)")
     o = ap.parse_args()
@@ -210,7 +212,7 @@ def main():
         print(f"each server capped at {o.server_cpu} of a core", flush=True)
 
     plan = []
-    for subs in counts:
+    for subs in [] if o.only_fixed_rate else counts:
         messages = max(o.deliveries // subs, 50)
         plan.append((f"fanout {subs} subs, full speed",
                      ["fanout", "--subscribers", str(subs), "--messages", str(messages)], subs))
@@ -222,12 +224,19 @@ def main():
         for title, args, subs in plan:
             for round_no in range(o.rounds):
                 for server in SERVERS:
+                    # RabbitMQ's Erlang schedulers spin when idle, on the measured server's
+                    # core: it is paused (SIGSTOP) while the others run.
+                    if "rabbitmq" in pids:
+                        signal = "CONT" if server == "rabbitmq" else "STOP"
+                        sh("kill", f"-{signal}", str(pids["rabbitmq"]), check=False)
                     r = loadgen(server, pids[server], args)
                     r.update({"title": title, "round": round_no, "server": server, "subs": subs})
                     results.append(r)
                     status = r.get("error") or f'{r["deliveries_per_sec"]:,.0f}/s p99 {r["latency_us"]["p99"] / 1000:.2f} ms lost {r["lost"]} dup {r["duplicated"]} ooo {r["out_of_order"]}'
                     print(f"  {title} | round {round_no + 1} | {server}: {status}", flush=True)
     finally:
+        if "rabbitmq" in pids:
+            sh("kill", "-CONT", str(pids["rabbitmq"]), check=False)
         for p in procs:
             p.terminate()
         if o.server_cpu and "rabbitmq" in pids:
