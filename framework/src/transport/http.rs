@@ -63,14 +63,34 @@ impl StompService {
 
     fn handle<B>(&self, request: Request<B>) -> ServiceFuture
     where
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: RequestBody,
     {
         let shared = self.shared.clone();
         let peer = self.peer;
         Box::pin(async move { Ok(route(&shared, request, peer).await) })
     }
+}
+
+/// A request body the service can read (`xhr_send`): any `http_body::Body` whose errors are
+/// errors; axum's and hyper's are.
+pub(crate) trait RequestBody:
+    http_body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: http_body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static
+{
+}
+
+/// 403 for a request whose `Origin` is not allowed.
+pub(crate) fn forbidden_origin(origin: &str) -> Response<ResponseBody> {
+    text(
+        StatusCode::FORBIDDEN,
+        format!("origin {origin} is not allowed (add it with allowed_origins)"),
+    )
 }
 
 /// The future of a [`StompService`] call.
@@ -138,9 +158,7 @@ async fn route<B>(
     peer: Option<SocketAddr>,
 ) -> Response<ResponseBody>
 where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: RequestBody,
 {
     let config = &shared.config;
     let (parts, body) = request.into_parts();
@@ -205,10 +223,7 @@ pub(crate) fn upgrade(
     };
     if let Err(origin) = check_origin(&config.allowed_origins, &parts) {
         tracing::warn!(%origin, "WebSocket handshake refused: origin not allowed");
-        return text(
-            StatusCode::FORBIDDEN,
-            format!("origin {origin} is not allowed (add it with allowed_origins)"),
-        );
+        return forbidden_origin(&origin);
     }
     let mut attributes = http::Extensions::new();
     if let Some(hook) = &config.handshake_hook {

@@ -24,7 +24,7 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use self::session::{SockJsSession, SockJsTransport as SessionTransport};
 use super::assets::Asset;
 use super::body::ResponseBody;
-use super::http::{check_origin, text};
+use super::http::{RequestBody, check_origin, forbidden_origin, text};
 use crate::config::{SockJsOptions, SockJsTransport};
 use crate::server::Shared;
 use crate::session::{self as stomp_session, Peer};
@@ -87,9 +87,7 @@ pub(crate) async fn handle<B>(
     peer: Option<SocketAddr>,
 ) -> Response<ResponseBody>
 where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: RequestBody,
 {
     let options = &endpoint.options;
     match rest {
@@ -133,10 +131,7 @@ where
     }
     if let Err(origin) = check_origin(&shared.config.allowed_origins, &parts) {
         tracing::warn!(%origin, "SockJS request refused: origin not allowed");
-        return text(
-            StatusCode::FORBIDDEN,
-            format!("origin {origin} is not allowed (add it with allowed_origins)"),
-        );
+        return forbidden_origin(&origin);
     }
     if transport == "websocket" {
         let kind = super::http::Upgrade::SockJs(endpoint.clone());
@@ -230,10 +225,7 @@ fn info(
         return method_not_allowed("GET, OPTIONS");
     }
     if let Err(origin) = check_origin(&shared.config.allowed_origins, parts) {
-        return text(
-            StatusCode::FORBIDDEN,
-            format!("origin {origin} is not allowed (add it with allowed_origins)"),
-        );
+        return forbidden_origin(&origin);
     }
     let entropy = RandomState::new().hash_one(std::time::SystemTime::now()) as u32;
     let body = format!(
@@ -257,10 +249,7 @@ fn preflight(
     method: &str,
 ) -> Response<ResponseBody> {
     if let Err(origin) = check_origin(&shared.config.allowed_origins, parts) {
-        return text(
-            StatusCode::FORBIDDEN,
-            format!("origin {origin} is not allowed (add it with allowed_origins)"),
-        );
+        return forbidden_origin(&origin);
     }
     let mut response = Response::new(ResponseBody::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;

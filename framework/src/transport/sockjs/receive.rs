@@ -15,7 +15,7 @@ use super::frames::{self, Close, DecodeError};
 use super::session::{Output, Receiver, SockJsSession};
 use crate::server::Shared;
 use crate::transport::body::ResponseBody;
-use crate::transport::http::text;
+use crate::transport::http::{RequestBody, text};
 
 /// How a receiving transport wraps frames.
 #[derive(Clone, Debug)]
@@ -268,9 +268,7 @@ pub(crate) async fn xhr_send<B>(
     body: B,
 ) -> Response<ResponseBody>
 where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: RequestBody,
 {
     let Some(session) = endpoint.session(id) else {
         return text(StatusCode::NOT_FOUND, format!("no SockJS session {id}"));
