@@ -183,7 +183,11 @@ fn open_session(
             return Err(Box::new(text(rejection.status, rejection.message)));
         }
     }
-    let (session, inbound) = SockJsSession::new(id.to_owned(), endpoint.options.message_cache_size);
+    let (session, inbound) = SockJsSession::new(
+        id.to_owned(),
+        endpoint.options.message_cache_size,
+        shared.config.send_buffer_size_limit,
+    );
     {
         let mut sessions = endpoint.sessions();
         if let Some(existing) = sessions.get(id) {

@@ -20,8 +20,9 @@ use super::frames::Close;
 use crate::stomp::EncodedFrame;
 use crate::transport::{Transport, TransportError};
 
-/// Client messages a session holds before `xhr_send` waits for the STOMP session to read.
-const INBOUND: usize = 64;
+/// Client messages (each at most an `xhr_send` body) a session holds before `xhr_send` waits
+/// for the STOMP session to read.
+const INBOUND: usize = 8;
 
 pub(crate) struct SockJsSession {
     pub(crate) id: String,
@@ -36,11 +37,15 @@ pub(crate) struct SockJsSession {
     /// Cancelled when the session expires: the STOMP session sees its connection drop.
     expired: CancellationToken,
     cache_size: usize,
+    /// Bytes the queue may hold (besides its first message), so that a cache of large
+    /// messages stays bounded too.
+    cache_bytes: usize,
 }
 
 #[derive(Default)]
 struct State {
     queue: VecDeque<Bytes>,
+    queued_bytes: usize,
     receiver: Option<u64>,
     next_receiver: u64,
     opened: bool,
@@ -60,8 +65,13 @@ pub(crate) enum Output {
 }
 
 impl SockJsSession {
-    /// A new session and the receiving end of its inbound channel (for the transport).
-    pub(crate) fn new(id: String, cache_size: usize) -> (Arc<Self>, mpsc::Receiver<Bytes>) {
+    /// A new session holding at most `cache_size` messages and `cache_bytes` bytes for its
+    /// client, and the receiving end of its inbound channel (for the transport).
+    pub(crate) fn new(
+        id: String,
+        cache_size: usize,
+        cache_bytes: usize,
+    ) -> (Arc<Self>, mpsc::Receiver<Bytes>) {
         let (inbound, receiver) = mpsc::channel(INBOUND);
         let session = SockJsSession {
             id,
@@ -72,6 +82,7 @@ impl SockJsSession {
             attached: watch::Sender::new(false),
             expired: CancellationToken::new(),
             cache_size: cache_size.max(1),
+            cache_bytes,
         };
         (Arc::new(session), receiver)
     }
@@ -176,6 +187,7 @@ impl Receiver {
         }
         if !state.queue.is_empty() {
             let messages: Vec<Bytes> = state.queue.drain(..).collect();
+            state.queued_bytes = 0;
             drop(state);
             session.wake_sender.notify_one();
             return Output::Messages(messages);
@@ -193,6 +205,7 @@ impl Receiver {
     pub(crate) fn give_back(&self, messages: Vec<Bytes>) {
         let mut state = self.session.state();
         for message in messages.into_iter().rev() {
+            state.queued_bytes += message.len();
             state.queue.push_front(message);
         }
     }
@@ -236,7 +249,11 @@ impl SockJsTransport {
                 if state.closed.is_some() || session.expired.is_cancelled() {
                     return Err(io::Error::new(io::ErrorKind::BrokenPipe, "SockJS session closed"));
                 }
-                if state.queue.len() < session.cache_size {
+                let room = state.queue.is_empty()
+                    || (state.queue.len() < session.cache_size
+                        && state.queued_bytes + message.len() <= session.cache_bytes);
+                if room {
+                    state.queued_bytes += message.len();
                     state.queue.push_back(message);
                     drop(state);
                     session.wake_receiver.notify_one();
@@ -287,5 +304,50 @@ impl Drop for SockJsTransport {
     fn drop(&mut self) {
         // However the STOMP session ended, its receivers say goodbye.
         self.session.close(Close::GO_AWAY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    fn frame(text: &'static str) -> EncodedFrame {
+        crate::stomp::encode(
+            &crate::stomp::Frame::new(crate::stomp::Command::Message).body(text),
+            crate::stomp::Version::V1_2,
+        )
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_in_messages_and_bytes_and_loses_nothing() {
+        let (session, inbound) = SockJsSession::new("s".into(), 100, 40);
+        let mut transport = SockJsTransport::new(session.clone(), inbound);
+        let receiver = session.attach().expect("first receiver");
+        assert!(matches!(receiver.next(), Output::Open));
+        assert!(session.attach().is_none(), "one receiver at a time");
+
+        // The first message always fits; the next would pass 40 bytes: the sender waits.
+        let first = [frame("0123456789")];
+        transport.send(&first).now_or_never().expect("room").expect("sent");
+        let second = [frame("abcdefghij")];
+        let mut waiting = Box::pin(transport.send(&second));
+        assert!(waiting.as_mut().now_or_never().is_none(), "over the byte cap: waits");
+
+        let Output::Messages(taken) = receiver.next() else { panic!("the first message") };
+        assert_eq!(taken.len(), 1);
+        waiting.await.expect("room again");
+        let Output::Messages(taken) = receiver.next() else { panic!("the second message") };
+        assert!(taken[0].ends_with(b"abcdefghij\0"));
+
+        // A receiver that cannot deliver gives messages back, in order.
+        receiver.give_back(taken);
+        let Output::Messages(again) = receiver.next() else { panic!("given back") };
+        assert!(again[0].ends_with(b"abcdefghij\0"));
+
+        drop(receiver);
+        assert!(session.attach().is_some(), "a detached receiver frees the slot");
+        transport.close().await;
+        assert!(session.is_closed());
     }
 }

@@ -27,7 +27,11 @@ pub(crate) async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (session, inbound) = SockJsSession::new(String::new(), endpoint.options.message_cache_size);
+    let (session, inbound) = SockJsSession::new(
+        String::new(),
+        endpoint.options.message_cache_size,
+        shared.config.send_buffer_size_limit,
+    );
     let Some(receiver) = session.attach() else { return };
     let stomp = shared.tracker.spawn(stomp_session::run(
         shared.clone(),
