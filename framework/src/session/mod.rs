@@ -82,8 +82,10 @@ async fn drive<T: Transport>(
     let mut last_write = opened;
     let read_timer = sleep_until(opened + config.time_to_first_message);
     let beat_timer = sleep_until(far_future());
-    // Likewise the cancellation futures: registered once, not once per loop turn.
-    let shutdown = shared.shutdown.clone();
+    // Likewise the cancellation futures: registered once, not once per loop turn. A child
+    // token per session: polling it locks only this session's node, not the server-wide one
+    // every session would otherwise contend on.
+    let shutdown = shared.shutdown.child_token();
     let shutting_down = shutdown.cancelled();
     let outbox_closed = outbox.closed();
     let fatal = protocol.fatal();
