@@ -117,6 +117,7 @@ pub struct SockJsOptions {
     pub(crate) streaming_bytes_limit: usize,
     pub(crate) message_cache_size: usize,
     pub(crate) session_cookie_needed: bool,
+    pub(crate) max_sessions: usize,
     pub(crate) disabled: Vec<SockJsTransport>,
 }
 
@@ -130,6 +131,7 @@ impl Default for SockJsOptions {
             streaming_bytes_limit: 128 * 1024,
             message_cache_size: 100,
             session_cookie_needed: false,
+            max_sessions: 50_000,
             disabled: Vec::new(),
         }
     }
@@ -177,6 +179,14 @@ impl SockJsOptions {
     /// balancers that route by it (default `false`).
     pub fn session_cookie_needed(mut self, needed: bool) -> Self {
         self.session_cookie_needed = needed;
+        self
+    }
+
+    /// HTTP sessions (polling and streaming) the endpoint holds at once (default 50,000); a
+    /// request that would open one more gets 503. Sessions are opened by any request with a
+    /// new session id, so this bounds what a flood of them can hold.
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions;
         self
     }
 
@@ -403,6 +413,7 @@ impl Config {
                 for (name, value) in [
                     ("SockJS streaming_bytes_limit", options.streaming_bytes_limit),
                     ("SockJS message_cache_size", options.message_cache_size),
+                    ("SockJS max_sessions", options.max_sessions),
                 ] {
                     if value == 0 {
                         return Err(ConfigError::Zero(name));

@@ -411,6 +411,23 @@ async fn a_closed_session_says_go_away() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_past_max_sessions_are_refused() {
+    let server = sockjs_server(SockJsOptions::default().max_sessions(2)).await;
+    for id in ["m1", "m2"] {
+        let (_, _, body) =
+            fetch(&server, Method::POST, &format!("/ws/000/{id}/xhr"), &[], "").await;
+        assert_eq!(body, "o\n");
+    }
+    let (status, _, body) = fetch(&server, Method::POST, "/ws/000/m3/xhr", &[], "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("max_sessions"), "{body}");
+    // Existing sessions carry on.
+    let (status, _, _) =
+        fetch(&server, Method::POST, "/ws/000/m1/xhr_send", &[], &json(&[CONNECT])).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_cookie_and_switched_off_transports() {
     let options = SockJsOptions::default()
         .session_cookie_needed(true)

@@ -194,6 +194,19 @@ fn open_session(
             // Another request created it meanwhile.
             return Ok(existing.clone());
         }
+        if sessions.len() >= endpoint.options.max_sessions {
+            tracing::warn!(
+                limit = endpoint.options.max_sessions,
+                "SockJS session refused: the endpoint holds max_sessions already"
+            );
+            return Err(Box::new(text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "this endpoint holds {} SockJS sessions already (its max_sessions); try again later",
+                    endpoint.options.max_sessions
+                ),
+            )));
+        }
         sessions.insert(id.to_owned(), session.clone());
     }
     let peer = Peer { addr: peer, transport: "sockjs", attributes };
