@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::error::{ExtractError, HandlerError};
+use super::router::Matched;
 use crate::MessagingTemplate;
 use crate::security::Principal;
 use crate::server::Shared;
@@ -32,6 +33,29 @@ pub struct MessageContext {
 }
 
 impl MessageContext {
+    /// The context of a call to the handler `matched` found for `frame`, sent to
+    /// `destination` by `session_id`.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        session_id: ByteStr,
+        principal: Option<Principal>,
+        frame: Frame,
+        destination: ByteStr,
+        matched: Matched,
+    ) -> Self {
+        MessageContext {
+            shared,
+            session_id,
+            principal,
+            frame: Arc::new(frame),
+            destination,
+            lookup: matched.lookup,
+            variables: matched.variables,
+            handler: matched.handler.name(),
+            error: None,
+        }
+    }
+
     /// The destination as the client sent it (`/app/chat/42`).
     pub fn destination(&self) -> &str {
         &self.destination

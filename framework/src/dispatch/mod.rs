@@ -43,5 +43,5 @@ pub use handler::{Handler, HandlerKind};
 pub use reply::{IntoReply, Message};
 
 pub(crate) use handler::discovered;
-pub(crate) use router::{Router, lookup_destination};
+pub(crate) use router::{Matched, Router, lookup_destination};
 pub(crate) use worker::{Fatal, Job, SessionDispatch, dispatch_send};

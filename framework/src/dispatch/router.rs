@@ -51,6 +51,15 @@ impl RouteTable {
     }
 }
 
+/// The handler a destination is routed to, with what the match found.
+pub(crate) struct Matched {
+    pub(crate) handler: &'static Handler,
+    /// The destination without its application prefix.
+    pub(crate) lookup: Box<str>,
+    /// What the pattern's placeholders captured.
+    pub(crate) variables: Captures,
+}
+
 /// Every handler of a server, ready for lookup.
 #[derive(Default)]
 pub(crate) struct Router {
@@ -156,18 +165,12 @@ impl Router {
     }
 
     /// The handler of a SEND (`subscribe` false) or SUBSCRIBE to `destination`, which starts
-    /// with the application prefix `prefix`: the handler, the lookup destination, and what
-    /// its pattern captured.
-    pub(crate) fn find(
-        &self,
-        subscribe: bool,
-        prefix: &str,
-        destination: &str,
-    ) -> Option<(&'static Handler, Box<str>, Captures)> {
+    /// with the application prefix `prefix`.
+    pub(crate) fn find(&self, subscribe: bool, prefix: &str, destination: &str) -> Option<Matched> {
         let table = if subscribe { &self.subscriptions } else { &self.messages };
         let lookup = lookup_destination(prefix, destination);
         let (route, variables) = table.find(&lookup)?;
-        Some((route.handler, lookup.into(), variables))
+        Some(Matched { handler: route.handler, lookup: lookup.into(), variables })
     }
 
     /// The exception handler for `error`, if any.

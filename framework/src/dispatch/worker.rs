@@ -131,21 +131,15 @@ pub(crate) async fn dispatch_send(shared: &Arc<Shared>, frame: Frame) -> Result<
         .config
         .app_prefix_of(&destination)
         .ok_or_else(|| format!("{destination} is not an application destination"))?;
-    let (handler, lookup, variables) = shared
+    let matched = shared
         .router
         .find(false, prefix, &destination)
         .ok_or_else(|| format!("no #[message_mapping] matches {destination}"))?;
-    let context = Arc::new(MessageContext {
-        shared: shared.clone(),
-        session_id: ByteStr::from("in-process"),
-        principal: None,
-        frame: Arc::new(frame),
-        destination: ByteStr::from(destination),
-        lookup,
-        variables,
-        handler: handler.name(),
-        error: None,
-    });
+    let handler = matched.handler;
+    let session_id = ByteStr::from("in-process");
+    let context =
+        MessageContext::new(shared.clone(), session_id, None, frame, destination.into(), matched);
+    let context = Arc::new(context);
     let fatal = Fatal::default();
     run(shared, Job { handler, context, subscriber: None }, &fatal).await;
     match fatal.token.is_cancelled() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::Outbox;
 use crate::broker::{AckMode, Subscriber};
-use crate::dispatch::{Fatal, Handler, Job, MessageContext, SessionDispatch, lookup_destination};
+use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch, lookup_destination};
 use crate::events::{DisconnectReason, SessionEvent};
 use crate::security::Principal;
 use crate::server::Shared;
@@ -59,7 +59,7 @@ pub(crate) struct Protocol {
 /// Where a SEND or SUBSCRIBE goes.
 enum Target {
     Broker,
-    Handler { handler: &'static Handler, lookup: Box<str>, variables: Vec<(Box<str>, String)> },
+    Handler(Matched),
 }
 
 impl Protocol {
@@ -235,32 +235,18 @@ impl Protocol {
     fn deliver_send(&mut self, target: Target, destination: ByteStr, frame: Frame) {
         match target {
             Target::Broker => self.publish(&destination, frame),
-            Target::Handler { handler, lookup, variables } => {
-                let context = self.context(handler, destination, lookup, variables, frame);
+            Target::Handler(matched) => {
+                let handler = matched.handler;
+                let context = self.context(frame, destination, matched);
                 self.dispatch.submit(Job { handler, context, subscriber: None });
             }
         }
     }
 
-    fn context(
-        &self,
-        handler: &'static Handler,
-        destination: ByteStr,
-        lookup: Box<str>,
-        variables: Vec<(Box<str>, String)>,
-        frame: Frame,
-    ) -> Arc<MessageContext> {
-        Arc::new(MessageContext {
-            shared: self.shared.clone(),
-            session_id: self.session_id.clone(),
-            principal: self.principal.clone(),
-            frame: Arc::new(frame),
-            destination,
-            lookup,
-            variables,
-            handler: handler.name(),
-            error: None,
-        })
+    fn context(&self, frame: Frame, destination: ByteStr, matched: Matched) -> Arc<MessageContext> {
+        let (session_id, principal) = (self.session_id.clone(), self.principal.clone());
+        let shared = self.shared.clone();
+        Arc::new(MessageContext::new(shared, session_id, principal, frame, destination, matched))
     }
 
     /// Routes a SEND (`subscribe` false) or a SUBSCRIBE: to the broker, or to the handler
@@ -287,9 +273,7 @@ impl Protocol {
     }
 
     fn handler_target(&self, subscribe: bool, prefix: &str, destination: &str) -> Option<Target> {
-        let (handler, lookup, variables) =
-            self.shared.router.find(subscribe, prefix, destination)?;
-        Some(Target::Handler { handler, lookup, variables })
+        self.shared.router.find(subscribe, prefix, destination).map(Target::Handler)
     }
 
     fn outside_prefixes(&self, destination: &str, what: &str) -> Violation {
@@ -343,9 +327,9 @@ impl Protocol {
             Target::Broker => self.shared.broker.subscribe(subscriber.clone()),
             // Spring's @SubscribeMapping: the handler's reply goes to this subscription once;
             // the broker never holds it.
-            Target::Handler { handler, lookup, variables } => {
-                let context =
-                    self.context(handler, destination.clone(), lookup, variables, frame.clone());
+            Target::Handler(matched) => {
+                let handler = matched.handler;
+                let context = self.context(frame.clone(), destination.clone(), matched);
                 let job = Job { handler, context, subscriber: Some(subscriber.clone()) };
                 self.dispatch.submit(job);
             }
@@ -465,8 +449,6 @@ fn buffered_size(frame: &Frame) -> usize {
     frame.body.len() + frame.headers.len() * 32
 }
 
-/// The destination a mapping pattern matches: without the application prefix, starting with
-/// `/` (`/app/hello` → `/hello`).
 fn required<'f>(frame: &'f Frame, name: &str) -> Result<&'f ByteStr, Violation> {
     frame.headers.get_shared(name).ok_or_else(|| {
         violation(format!("{} frame has no {name} header, which is required", frame.command))
