@@ -260,6 +260,16 @@ pub enum ConfigError {
     },
 }
 
+/// `Err(Zero(name))` for the first setting whose value is zero (`0`, `Duration::ZERO`).
+fn nonzero<T: Default + PartialEq>(
+    settings: impl IntoIterator<Item = (&'static str, T)>,
+) -> Result<(), ConfigError> {
+    match settings.into_iter().find(|(_, value)| *value == T::default()) {
+        Some((name, _)) => Err(ConfigError::Zero(name)),
+        None => Ok(()),
+    }
+}
+
 /// The checked configuration a running server reads.
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -402,23 +412,15 @@ impl Config {
                 return Err(ConfigError::DuplicateEndpoint(path.clone()));
             }
             if let Some(options) = &endpoint.sockjs {
-                for (name, value) in [
+                nonzero([
                     ("SockJS heartbeat", options.heartbeat),
                     ("SockJS disconnect_delay", options.disconnect_delay),
-                ] {
-                    if value.is_zero() {
-                        return Err(ConfigError::Zero(name));
-                    }
-                }
-                for (name, value) in [
+                ])?;
+                nonzero([
                     ("SockJS streaming_bytes_limit", options.streaming_bytes_limit),
                     ("SockJS message_cache_size", options.message_cache_size),
                     ("SockJS max_sessions", options.max_sessions),
-                ] {
-                    if value == 0 {
-                        return Err(ConfigError::Zero(name));
-                    }
-                }
+                ])?;
                 if options.client_library_url.contains(['"', '<', '>']) {
                     return Err(ConfigError::Endpoint(format!(
                         "SockJS client_library_url {:?} cannot contain '\"', '<' or '>'",
@@ -428,25 +430,17 @@ impl Config {
             }
         }
         self.check_assets()?;
-        for (name, value) in [
+        nonzero([
             ("message_size_limit", self.limits.max_frame_size),
             ("send_buffer_size_limit", self.send_buffer_size_limit),
             ("max_transactions", self.max_transactions),
             ("max_transaction_bytes", self.max_transaction_bytes),
             ("max_subscriptions", self.max_subscriptions),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::Zero(name));
-            }
-        }
-        for (name, value) in [
+        ])?;
+        nonzero([
             ("send_time_limit", self.send_time_limit),
             ("time_to_first_message", self.time_to_first_message),
-        ] {
-            if value.is_zero() {
-                return Err(ConfigError::Zero(name));
-            }
-        }
+        ])?;
         if self.limits.max_body_size > self.limits.max_frame_size {
             return Err(ConfigError::BodyOverFrame {
                 frame: self.limits.max_frame_size,
