@@ -181,11 +181,10 @@ pub(crate) async fn respond(
     let limit = options.streaming_bytes_limit;
     let heartbeat = options.heartbeat;
     let shutdown = shared.shutdown.clone();
-    let prelude = flavor.prelude();
     let writer_flavor = flavor.clone();
     shared.tracker.spawn(async move {
         tokio::select! {
-            () = stream(receiver, writer_flavor, prelude, chunks, heartbeat, limit) => {}
+            () = stream(receiver, writer_flavor, chunks, heartbeat, limit) => {}
             () = shutdown.cancelled() => {}
         }
     });
@@ -203,58 +202,51 @@ fn ok(flavor: &Flavor, body: ResponseBody) -> Response<ResponseBody> {
 /// One polling response: the next frame, or a heart-beat after `heartbeat` of silence.
 async fn poll(receiver: &Receiver, heartbeat: Duration) -> String {
     loop {
-        match receiver.next() {
-            Output::Open => return frames::OPEN.to_owned(),
-            Output::Messages(messages) => return frames::messages(&messages),
-            Output::Close(close) => return close.frame(),
-            Output::Nothing => {
-                tokio::select! {
-                    () = receiver.changed() => {}
-                    () = tokio::time::sleep(heartbeat) => return frames::HEARTBEAT.to_owned(),
-                }
-            }
+        if let Some(frame) = receiver.next().frame() {
+            return frame;
+        }
+        tokio::select! {
+            () = receiver.changed() => {}
+            () = tokio::time::sleep(heartbeat) => return frames::HEARTBEAT.to_owned(),
         }
     }
 }
 
-/// Writes frames into a streaming response until the session closes, the response has
-/// carried `limit` bytes, or the client goes away (then undelivered messages go back).
+/// Writes frames into a streaming response, after the flavor's prelude, until the session
+/// closes, the response has carried `limit` bytes, or the client goes away (then undelivered
+/// messages go back).
 async fn stream(
     receiver: Receiver,
     flavor: Flavor,
-    prelude: Option<Bytes>,
     chunks: mpsc::Sender<Bytes>,
     heartbeat: Duration,
     limit: usize,
 ) {
-    if let Some(prelude) = prelude {
+    if let Some(prelude) = flavor.prelude() {
         if chunks.send(prelude).await.is_err() {
             return;
         }
     }
     let mut written = 0usize;
     loop {
-        let (frame, taken, last) = match receiver.next() {
-            Output::Open => (frames::OPEN.to_owned(), None, false),
-            Output::Messages(messages) => (frames::messages(&messages), Some(messages), false),
-            Output::Close(close) => (close.frame(), None, true),
-            Output::Nothing => {
-                tokio::select! {
-                    () = receiver.changed() => continue,
-                    () = chunks.closed() => return,
-                    () = tokio::time::sleep(heartbeat) => (frames::HEARTBEAT.to_owned(), None, false),
-                }
-            }
+        let output = receiver.next();
+        let frame = match output.frame() {
+            Some(frame) => frame,
+            None => tokio::select! {
+                () = receiver.changed() => continue,
+                () = chunks.closed() => return,
+                () = tokio::time::sleep(heartbeat) => frames::HEARTBEAT.to_owned(),
+            },
         };
         let chunk = flavor.wrap(&frame);
         written += chunk.len();
         if chunks.send(chunk).await.is_err() {
-            if let Some(messages) = taken {
+            if let Output::Messages(messages) = output {
                 receiver.give_back(messages);
             }
             return;
         }
-        if last || written >= limit {
+        if matches!(output, Output::Close(_)) || written >= limit {
             return;
         }
     }

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::frames::Close;
+use super::frames::{self, Close};
 use crate::stomp::EncodedFrame;
 use crate::transport::{Transport, TransportError};
 
@@ -62,6 +62,18 @@ pub(crate) enum Output {
     Close(Close),
     /// Nothing yet: wait for [`SockJsSession::changed`] or send a heart-beat.
     Nothing,
+}
+
+impl Output {
+    /// The SockJS frame that says this (`o`, `a[...]`, `c[...]`); `None` for `Nothing`.
+    pub(crate) fn frame(&self) -> Option<String> {
+        match self {
+            Output::Open => Some(frames::OPEN.to_owned()),
+            Output::Messages(messages) => Some(frames::messages(messages)),
+            Output::Close(close) => Some(close.frame()),
+            Output::Nothing => None,
+        }
+    }
 }
 
 impl SockJsSession {

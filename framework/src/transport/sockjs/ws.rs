@@ -41,33 +41,26 @@ pub(crate) async fn run<S>(
     // At shutdown the STOMP session sends its ERROR and closes: this loop sees the close.
     let heartbeat = endpoint.options.heartbeat;
     loop {
-        let frame = match receiver.next() {
-            Output::Open => frames::OPEN.to_owned(),
-            Output::Messages(messages) => frames::messages(&messages),
-            Output::Close(close) => {
-                let _ = ws.send(Message::text(close.frame())).await;
-                let _ = ws
-                    .close(Some(CloseFrame {
-                        code: CloseCode::from(close.code),
-                        reason: close.reason.into(),
-                    }))
-                    .await;
-                break;
-            }
-            Output::Nothing => {
-                tokio::select! {
-                    () = receiver.changed() => continue,
-                    () = tokio::time::sleep(heartbeat) => frames::HEARTBEAT.to_owned(),
-                    message = ws.next() => {
-                        if !inbound_message(&session, message).await {
-                            break;
-                        }
-                        continue;
+        let output = receiver.next();
+        let frame = match output.frame() {
+            Some(frame) => frame,
+            None => tokio::select! {
+                () = receiver.changed() => continue,
+                () = tokio::time::sleep(heartbeat) => frames::HEARTBEAT.to_owned(),
+                message = ws.next() => {
+                    if !inbound_message(&session, message).await {
+                        break;
                     }
+                    continue;
                 }
-            }
+            },
         };
         if ws.send(Message::text(frame)).await.is_err() {
+            break;
+        }
+        if let Output::Close(close) = output {
+            let code = CloseCode::from(close.code);
+            let _ = ws.close(Some(CloseFrame { code, reason: close.reason.into() })).await;
             break;
         }
     }
