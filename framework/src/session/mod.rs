@@ -231,15 +231,12 @@ async fn send_within<F: std::future::Future>(
     send: F,
 ) -> Result<F::Output, tokio::time::error::Elapsed> {
     let mut send = std::pin::pin!(send);
-    let mut first = true;
+    // One poll: done at once, or handed over (waker registered) to the timed wait below.
     let quick = std::future::poll_fn(|cx| {
-        let was_first = std::mem::replace(&mut first, false);
-        match send.as_mut().poll(cx) {
-            std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
-            // Not done at once: hand over to the timed wait below.
-            std::task::Poll::Pending if was_first => std::task::Poll::Ready(None),
-            std::task::Poll::Pending => std::task::Poll::Pending,
-        }
+        std::task::Poll::Ready(match send.as_mut().poll(cx) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        })
     })
     .await;
     match quick {
