@@ -35,6 +35,7 @@ async fn announce(State(template): State<MessagingTemplate>, body: String) -> St
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    stompede_examples::init_logging();
     let addr: SocketAddr = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
         [] => SocketAddr::from(([127, 0, 0, 1], 3000)),
         [flag, value] if flag == "--addr" => value.parse().map_err(std::io::Error::other)?,

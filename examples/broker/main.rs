@@ -24,6 +24,7 @@ fn usage() -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    stompede_examples::init_logging();
     let mut addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 61614));
     let mut tcp: Option<SocketAddr> = None;
     let mut args = std::env::args().skip(1);

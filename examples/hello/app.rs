@@ -1,31 +1,24 @@
-//! The hello app of Spring's guide "Using WebSocket to build an interactive web application",
-//! in stompede: the page sends `{"name": ...}` to `/app/hello`; the handler answers
-//! `{"content": "Hello, <name>!"}` on `/topic/greetings`, which every connected page
-//! subscribes to.
+//! The hello app of the guide stompede follows (a Spring Boot guide to WebSocket and STOMP):
+//! a page sends a name, as plain text, to `/app/hello`; the handler answers
+//! `Hello, <name>!` (`text/plain`) on `/topic/greetings`, which every connected page
+//! subscribes to and shows as it is.
 //!
 //! This file is the whole server side; `main.rs` only reads the address and runs it. The
-//! browser tests include this same file, so what they test is what the example runs.
+//! browser tests include this same file, so what they test is what the example runs: the
+//! example's own page, and the guide's page served unchanged.
 
-use serde::{Deserialize, Serialize};
 use stompede::{Endpoint, Server, ServerBuilder, SockJsOptions, message_mapping, send_to};
 
-/// What the page sends to `/app/hello`.
-#[derive(Debug, Deserialize)]
-pub(crate) struct HelloMessage {
-    name: String,
-}
-
-/// What `/topic/greetings` receives.
-#[derive(Debug, Serialize)]
-pub(crate) struct Greeting {
-    content: String,
-}
-
-/// `/app/hello` → `/topic/greetings`.
+/// `/app/hello` → `/topic/greetings`: the guide's controller,
+/// `public String greeting(String message) { return "Hello, " + message + "!"; }`.
+///
+/// A `String` argument takes the body as text and a `String` reply is sent as
+/// `text/plain;charset=UTF-8`, so the guide's page (`stompClient.send("/app/hello", {}, name)`,
+/// then `greeting.body`) shows the greeting verbatim.
 #[message_mapping("/hello")]
 #[send_to("/topic/greetings")]
-pub(crate) async fn greeting(message: HelloMessage) -> Greeting {
-    Greeting { content: format!("Hello, {}!", message.name) }
+pub(crate) async fn greeting(message: String) -> String {
+    format!("Hello, {message}!")
 }
 
 /// The page (the guide's, with the first-party client `/stompede.js` instead of a CDN).

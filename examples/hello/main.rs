@@ -6,17 +6,17 @@
 //!
 //! Then open the printed address in a browser: Connect, type a name, Send; every connected
 //! page shows the greeting. Works offline: the page loads only `/stompede.js`, the browser
-//! client every stompede server serves. The endpoint speaks SockJS too: with
-//! `--sockjs-client path/to/sockjs.min.js` (from npm's `sockjs-client`) the server serves that
-//! file, and `http://ADDR/?sockjs` connects through SockJS (`?sockjs=xhr-polling` forces a
-//! transport), as the Spring guide's page does. `STOMPEDE_LOG=debug` shows the mapping table and each
-//! frame's fate. Ctrl-C shuts down gracefully.
+//! client every stompede server serves. The guide's own page (SockJS and stompjs from a CDN,
+//! `new SockJS('/ws')`, the name sent as plain text) works against it unchanged: the endpoint
+//! speaks SockJS. With `--sockjs-client path/to/sockjs.min.js` (from npm's `sockjs-client`) the
+//! server serves that file, and `http://ADDR/?sockjs` makes the example's page connect through
+//! SockJS too (`?sockjs=xhr-polling` forces a transport). `RUST_LOG=debug` shows the mapping
+//! table and each frame's fate. Ctrl-C shuts down gracefully.
 
 mod app;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::time::Duration;
 
 fn usage() -> ExitCode {
@@ -28,8 +28,7 @@ fn usage() -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let level = std::env::var("STOMPEDE_LOG").ok().and_then(|l| tracing::Level::from_str(&l).ok());
-    tracing_subscriber::fmt().with_max_level(level.unwrap_or(tracing::Level::INFO)).init();
+    stompede_examples::init_logging();
 
     let mut addr = SocketAddr::from(([127, 0, 0, 1], 8080));
     let mut sockjs_client: Option<String> = None;

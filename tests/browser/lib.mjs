@@ -36,10 +36,12 @@ export async function launch() {
 /**
  * A page of a fresh browser context at `path` of the server under test, failing the check on
  * any page error or console error (unless `allowErrors` matches it), and recording every
- * request so checks can prove nothing left the server.
+ * request so checks can prove nothing left the server. `setup(context)`, if given, runs before
+ * the page opens (routes, init scripts).
  */
-export async function openPage(browser, path = "/", { allowErrors = null } = {}) {
+export async function openPage(browser, path = "/", { allowErrors = null, setup = null } = {}) {
   const context = await browser.newContext();
+  if (setup) await setup(context);
   const page = await context.newPage();
   page.setDefaultTimeout(10000);
   page.problems = [];

@@ -28,10 +28,10 @@ try {
         });
         client.onConnect = () => {
           client.subscribe("/topic/greetings", (message) => {
-            resolve({ transport: sock.transport, content: JSON.parse(message.body).content });
+            resolve({ transport: sock.transport, content: message.body });
             client.deactivate();
           });
-          client.publish({ destination: "/app/hello", body: JSON.stringify({ name: transport }) });
+          client.publish({ destination: "/app/hello", body: transport });
         };
         client.onStompError = (frame) => reject(new Error(`ERROR ${frame.headers.message}`));
         client.onWebSocketClose = (event) => reject(new Error(`closed ${event.code} ${event.reason}`));
@@ -48,10 +48,10 @@ try {
         stompClient.debug = null;
         stompClient.connect({}, () => {
           stompClient.subscribe("/topic/greetings", (greeting) => {
-            resolve({ transport: socket.transport, content: JSON.parse(greeting.body).content });
+            resolve({ transport: socket.transport, content: greeting.body });
             stompClient.disconnect();
           });
-          stompClient.send("/app/hello", {}, JSON.stringify({ name: `guide ${transport}` }));
+          stompClient.send("/app/hello", {}, `guide ${transport}`);
         }, (error) => reject(new Error(`connect failed: ${error.headers?.message ?? error}`)));
         setTimeout(() => reject(new Error("no round trip within 8 s")), 8000);
       }), transport);

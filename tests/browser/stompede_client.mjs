@@ -57,18 +57,32 @@ try {
     assertEqual(message, 'header line "no colon" has no \':\'', "error");
   });
 
-  await check("STOMP 1.2 session, JSON publish with a receipt, subscription", async () => {
+  await check("STOMP 1.2 session, plain-text publish with a receipt through the handler", async () => {
     const out = await inPage(`
       const client = await connected();
       const got = [];
-      client.subscribe("/topic/greetings", (m) => got.push([m.json(), m.headers["content-type"]]));
-      await client.publish("/app/hello", { name: "module" }, { receipt: true });
+      client.subscribe("/topic/greetings", (m) => got.push([m.body, m.headers["content-type"]]));
+      await client.publish("/app/hello", "module", { receipt: true });
       await waitFor(() => got.length === 1, "the greeting");
       const version = client.connectedFrame.headers.version;
       await client.deactivate();
       return { version, got, state: client.state };
     `);
-    assertEqual(out, { version: "1.2", got: [[{ content: "Hello, module!" }, "application/json"]], state: "inactive" }, "session");
+    assertEqual(out, { version: "1.2", got: [["Hello, module!", "text/plain;charset=UTF-8"]], state: "inactive" }, "session");
+  });
+
+  await check("objects are published as JSON and read back with json()", async () => {
+    const out = await inPage(`
+      const client = await connected();
+      const got = [];
+      client.subscribe("/topic/json", (m) => got.push([m.json(), m.headers["content-type"]]));
+      await client.publish("/topic/warm-up", "", { receipt: true });
+      await client.publish("/topic/json", { name: "module", n: [1, 2] }, { receipt: true });
+      await waitFor(() => got.length === 1, "the JSON message");
+      await client.deactivate();
+      return got;
+    `);
+    assertEqual(out, [[{ name: "module", n: [1, 2] }, "application/json"]], "JSON message");
   });
 
   await check("binary bodies and headers needing escapes travel intact", async () => {
@@ -104,11 +118,11 @@ try {
       const greetings = [];
       let error = null;
       client.onStompError = (frame) => { error = frame.headers.message; };
-      client.subscribe("/topic/greetings", (m) => greetings.push(m.json().content));
-      // A payload the handler cannot take: the server sends ERROR and closes.
-      client.publish("/app/hello", "not json");
+      client.subscribe("/topic/greetings", (m) => greetings.push(m.body));
+      // A payload the handler cannot take (not UTF-8 text): the server sends ERROR and closes.
+      client.publish("/app/hello", new Uint8Array([0xff, 0xfe]));
       await waitFor(() => client.stats.connects === 2 && client.connected, "the reconnect");
-      await client.publish("/app/hello", { name: "again" }, { receipt: true });
+      await client.publish("/app/hello", "again", { receipt: true });
       await waitFor(() => greetings.length === 1, "the greeting after the reconnect");
       await client.deactivate();
       return { greetings, error };

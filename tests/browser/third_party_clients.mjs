@@ -1,5 +1,6 @@
 // The STOMP clients people use, from npm, in the browser against the hello app: each
-// completes a round trip through /app/hello to /topic/greetings.
+// completes a round trip through /app/hello to /topic/greetings,
+// a plain-text name in and a plain-text greeting out, as the guide has it.
 
 import { fileURLToPath } from "node:url";
 import { assertEqual, check, finish, launch, openPage } from "./lib.mjs";
@@ -15,16 +16,16 @@ try {
       const client = new StompJs.Client({ brokerURL: `ws://${location.host}/ws`, reconnectDelay: 0 });
       client.onConnect = (connected) => {
         client.subscribe("/topic/greetings", (message) => {
-          resolve({ version: connected.headers.version, body: JSON.parse(message.body), type: message.headers["content-type"] });
+          resolve({ version: connected.headers.version, body: message.body, type: message.headers["content-type"] });
           client.deactivate();
         });
-        client.publish({ destination: "/app/hello", body: JSON.stringify({ name: "stompjs 7" }) });
+        client.publish({ destination: "/app/hello", body: "stompjs 7" });
       };
       client.onStompError = (frame) => reject(new Error(`ERROR ${frame.headers.message}`));
       client.onWebSocketClose = (event) => reject(new Error(`closed ${event.code}`));
       client.activate();
     }));
-    assertEqual(result, { version: "1.2", body: { content: "Hello, stompjs 7!" }, type: "application/json" }, "round trip");
+    assertEqual(result, { version: "1.2", body: "Hello, stompjs 7!", type: "text/plain;charset=UTF-8" }, "round trip");
     assertEqual(page.problems, [], "page problems");
   });
 
@@ -36,10 +37,10 @@ try {
       client.debug = null;
       client.connect({}, (connected) => {
         client.subscribe("/topic/greetings", (greeting) => {
-          resolve({ version: connected.headers.version, content: JSON.parse(greeting.body).content });
+          resolve({ version: connected.headers.version, content: greeting.body });
           client.disconnect();
         });
-        client.send("/app/hello", {}, JSON.stringify({ name: "stomp.js" }));
+        client.send("/app/hello", {}, "stomp.js");
       }, (error) => reject(new Error(`connect failed: ${error.headers?.message ?? error}`)));
     }));
     // stomp.js 2.3.3 offers STOMP 1.0 and 1.1 only.

@@ -2,6 +2,9 @@
 //! ephemeral port, and the scripts in `tests/browser/` driving real headless Chromium
 //! through `playwright-core` against it.
 //!
+//! `guide_page_on_every_sockjs_transport` serves the page of the guide stompede follows
+//! (`../shared/seed/index.html` from the project root, or `STOMPEDE_GUIDE_PAGE`) unchanged.
+//!
 //! Needs `node`, Debian's `chromium` (`/usr/bin/chromium`, or `STOMPEDE_CHROMIUM`) and
 //! `npm ci` in `tests/browser`; without them each test says what is missing and skips (fails
 //! under `STOMPEDE_REQUIRE_ALL=1`). Screenshots land in `target/browser/`.
@@ -43,9 +46,10 @@ fn missing_tools() -> Option<String> {
     }
     if !browser_dir().join("node_modules/playwright-core").exists()
         || !browser_dir().join("node_modules/sockjs-client").exists()
+        || !browser_dir().join("node_modules/sockjs-client-1.5.0").exists()
     {
         return Some(format!(
-            "playwright-core is not installed (cd {} && npm ci)",
+            "the npm packages of the browser tests are not installed (cd {} && npm ci)",
             browser_dir().display()
         ));
     }
@@ -124,4 +128,32 @@ async fn sockjs_transports_with_stompjs_and_the_hello_page() {
     let url = format!("http://{}/", server.local_addr());
     run_script("sockjs_transports_with_stompjs_and_the_hello_page", "sockjs_clients.mjs", &url)
         .await;
+}
+
+/// The guide's page, from `../shared/seed/` beside the project (never copied into it).
+fn guide_page() -> PathBuf {
+    std::env::var_os("STOMPEDE_GUIDE_PAGE").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/seed/index.html")
+    })
+}
+
+/// The page of the guide, byte for byte, against the hello app as `cargo run --example hello`
+/// runs it (SockJS with its default options, so the iframe transports load the same
+/// sockjs-client 1.5.0 address as the page), on the default transport and each one forced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guide_page_on_every_sockjs_transport() {
+    const TEST: &str = "guide_page_on_every_sockjs_transport";
+    let path = guide_page();
+    let Ok(page) = std::fs::read(&path) else {
+        skip(TEST, &format!("the guide's page {} is missing", path.display()));
+        return;
+    };
+    let server = start(hello::builder().static_asset("/guide.html", "text/html", page)).await;
+    let url = format!("http://{}/", server.local_addr());
+    let screenshot = artifacts_dir().join("guide.png");
+    let _ = std::fs::remove_file(&screenshot);
+    run_script(TEST, "guide_page.mjs", &url).await;
+    if missing_tools().is_none() {
+        assert!(screenshot.exists(), "the screenshot {} was taken", screenshot.display());
+    }
 }
