@@ -290,6 +290,11 @@ pub(crate) struct Config {
     pub(crate) max_transactions: usize,
     pub(crate) max_transaction_bytes: usize,
     pub(crate) max_subscriptions: usize,
+    pub(crate) max_destination_length: usize,
+    pub(crate) max_pattern_wildcards: usize,
+    pub(crate) http_header_read_timeout: Duration,
+    pub(crate) http_body_read_timeout: Duration,
+    pub(crate) max_http_connections: usize,
     /// Static assets as registered: path, content type, body.
     pub(crate) asset_sources: Vec<(String, String, Bytes)>,
     /// Whether `/stompede.js` is served.
@@ -318,6 +323,11 @@ impl Default for Config {
             max_transactions: 16,
             max_transaction_bytes: 1024 * 1024,
             max_subscriptions: 1024,
+            max_destination_length: 1024,
+            max_pattern_wildcards: 8,
+            http_header_read_timeout: Duration::from_secs(20),
+            http_body_read_timeout: Duration::from_secs(20),
+            max_http_connections: 10_000,
             asset_sources: Vec::new(),
             serve_client_script: true,
             assets: Vec::new(),
@@ -436,10 +446,15 @@ impl Config {
             ("max_transactions", self.max_transactions),
             ("max_transaction_bytes", self.max_transaction_bytes),
             ("max_subscriptions", self.max_subscriptions),
+            ("max_destination_length", self.max_destination_length),
+            ("max_pattern_wildcards", self.max_pattern_wildcards),
+            ("max_http_connections", self.max_http_connections),
         ])?;
         nonzero([
             ("send_time_limit", self.send_time_limit),
             ("time_to_first_message", self.time_to_first_message),
+            ("http_header_read_timeout", self.http_header_read_timeout),
+            ("http_body_read_timeout", self.http_body_read_timeout),
         ])?;
         if self.limits.max_body_size > self.limits.max_frame_size {
             return Err(ConfigError::BodyOverFrame {

@@ -72,6 +72,7 @@ pub mod client;
 mod config;
 pub mod dispatch;
 pub mod events;
+mod log_throttle;
 mod security;
 mod server;
 mod session;

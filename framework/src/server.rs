@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -17,10 +17,12 @@ use crate::broker::{Listener, ListenerFn, SimpleBroker, Subscriber};
 use crate::config::{AllowedOrigins, Config, ConfigError, Endpoint};
 use crate::dispatch::{self, Handler, Router};
 use crate::events::SessionEvent;
+use crate::log_throttle::LogThrottle;
 use crate::security::HandshakeHook;
 use crate::session::{self, Peer};
 use crate::stomp::{ByteStr, Frame, HeartBeat};
 use crate::template::{MessagingTemplate, SendError, require_broker_destination};
+use crate::transport::connections::ConnectionSlots;
 use crate::transport::http::StompService;
 use crate::transport::sockjs::SockJsEndpoint;
 use crate::transport::tcp::TcpTransport;
@@ -32,6 +34,10 @@ pub(crate) struct Shared {
     pub(crate) router: Router,
     /// The SockJS endpoints and their sessions.
     pub(crate) sockjs: Vec<Arc<SockJsEndpoint>>,
+    /// HTTP connections without a STOMP session yet (`max_http_connections`).
+    pub(crate) connection_slots: ConnectionSlots,
+    /// Handshakes refused for their origin: one warning per interval.
+    pub(crate) origin_refusals: LogThrottle,
     pub(crate) state: http::Extensions,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
@@ -160,6 +166,54 @@ impl ServerBuilder {
         self
     }
 
+    /// Most subscriptions one session may hold (default 1,024). One more is an `ERROR`.
+    pub fn max_subscriptions(mut self, count: usize) -> Self {
+        self.config.max_subscriptions = count;
+        self
+    }
+
+    /// Longest destination a client may SEND or SUBSCRIBE to, in bytes (default 1,024; RabbitMQ
+    /// allows 255). It bounds the work of matching a published destination against wildcard
+    /// subscriptions; a longer one is an `ERROR` naming this setting.
+    pub fn max_destination_length(mut self, bytes: usize) -> Self {
+        self.config.max_destination_length = bytes;
+        self
+    }
+
+    /// Most wildcards (`*` or `**`) in one subscription pattern (default 8; `/topic/stocks.*`
+    /// has one). Matching costs time in proportion to the pattern's wildcards times the
+    /// destination's length; a pattern with more is an `ERROR` naming this setting.
+    pub fn max_pattern_wildcards(mut self, count: usize) -> Self {
+        self.config.max_pattern_wildcards = count;
+        self
+    }
+
+    /// How long an HTTP connection may take to send a request's head (default 20 s, Tomcat's
+    /// `connectionTimeout`): from its opening, and again after each response, so it is also
+    /// how long an idle keep-alive connection is kept. A connection that sends half a request
+    /// line and stops is closed when it passes.
+    pub fn http_header_read_timeout(mut self, limit: Duration) -> Self {
+        self.config.http_header_read_timeout = limit;
+        self
+    }
+
+    /// How long a request body may take to arrive whole (default 20 s): SockJS `xhr_send`
+    /// bodies. A slower one is answered `408 Request Timeout` and its connection closed.
+    pub fn http_body_read_timeout(mut self, limit: Duration) -> Self {
+        self.config.http_body_read_timeout = limit;
+        self
+    }
+
+    /// Most HTTP connections open at once that carry no STOMP session yet (default 10,000):
+    /// connections still sending a request, idle between requests, or waiting for a response.
+    /// A connection stops counting once it is upgraded to a WebSocket session or carries a
+    /// SockJS session's receiving request. With all taken, new connections wait in the
+    /// listen backlog until one closes (the HTTP deadlines see to that).
+    pub fn max_http_connections(mut self, count: usize) -> Self {
+        self.config.max_http_connections = count;
+        self
+    }
+
     /// How long a new connection has to send CONNECT (default 60 s).
     pub fn time_to_first_message(mut self, limit: Duration) -> Self {
         self.config.time_to_first_message = limit;
@@ -265,6 +319,8 @@ impl ServerBuilder {
             .collect();
         Ok(Server {
             shared: Arc::new(Shared {
+                connection_slots: ConnectionSlots::new(self.config.max_http_connections),
+                origin_refusals: LogThrottle::default(),
                 config: self.config,
                 broker: SimpleBroker::new(),
                 router,
@@ -483,18 +539,28 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 async fn accept_http(shared: Arc<Shared>, listener: TcpListener) {
+    let config = &shared.config;
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    // The header read deadline runs from the connection's opening, and again from the end of
+    // each response: it is the keep-alive idle timeout too (hyper re-arms it whenever it
+    // waits for a request head).
+    http1.timer(TokioTimer::new()).header_read_timeout(config.http_header_read_timeout);
     loop {
-        let accepted = tokio::select! {
+        // A slot first: with none free, connections wait in the kernel's backlog.
+        let (slot, accepted) = tokio::select! {
             () = shared.shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
+            slot = shared.connection_slots.acquire() => {
+                tokio::select! {
+                    () = shared.shutdown.cancelled() => return,
+                    accepted = listener.accept() => (slot, accepted),
+                }
+            }
         };
         let Some((stream, peer)) = accepted_or_pause(accepted).await else { continue };
-        let service = StompService::new(shared.clone()).with_peer(peer);
+        let service = StompService::new(shared.clone()).with_peer(peer).with_slot(slot);
         let shutdown = shared.shutdown.clone();
+        let connection = http1.serve_connection(TokioIo::new(stream), service).with_upgrades();
         shared.tracker.spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
             tokio::select! {
                 result = connection => {
                     if let Err(e) = result {

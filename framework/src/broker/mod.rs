@@ -14,4 +14,5 @@ pub use listener::Listener;
 pub use simple::SimpleBroker;
 pub use subscriber::AckMode;
 
+pub(crate) use pattern::Pattern;
 pub(crate) use subscriber::{ListenerFn, Subscriber};

@@ -5,7 +5,10 @@
 //! destination's `Arc`, then reads that destination's list: publishers never wait for each
 //! other, and subscribe/unsubscribe hold a write lock on one shard and one list for the time of
 //! a `Vec` push or swap-remove. Wildcard subscriptions (few, in practice) sit in a separate
-//! list that is consulted only when it is not empty.
+//! copy-on-write list that is consulted only when it is not empty: a publish takes a snapshot
+//! of it (one `Arc` clone under a read lock) and matches without any lock held, so a publish
+//! that matches slowly never holds up a subscribe, nor another publish behind a waiting
+//! subscribe.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -21,10 +24,14 @@ const SHARDS: usize = 64;
 
 type Shard = RwLock<HashMap<ByteStr, Arc<Topic>>>;
 
+/// The wildcard subscriptions: a snapshot publishers share, replaced (or changed in place
+/// when no publisher holds it) by subscribe and unsubscribe.
+type Patterns = RwLock<Arc<Vec<Arc<(Pattern, Arc<Subscriber>)>>>>;
+
 /// Subscribers by destination.
 pub(crate) struct Registry {
     shards: Box<[Shard]>,
-    patterns: RwLock<Vec<(Pattern, Arc<Subscriber>)>>,
+    patterns: Patterns,
     pattern_count: AtomicUsize,
     total: AtomicUsize,
 }
@@ -74,8 +81,8 @@ impl Registry {
     pub(crate) fn add(&self, subscriber: Arc<Subscriber>) {
         self.total.fetch_add(1, Ordering::Relaxed);
         if Pattern::is_pattern(&subscriber.destination) {
-            let pattern = Pattern::parse(&subscriber.destination);
-            write(&self.patterns).push((pattern, subscriber));
+            let entry = Arc::new((Pattern::parse(&subscriber.destination), subscriber));
+            Arc::make_mut(&mut *write(&self.patterns)).push(entry);
             self.pattern_count.fetch_add(1, Ordering::Release);
             return;
         }
@@ -91,8 +98,8 @@ impl Registry {
     pub(crate) fn remove(&self, subscriber: &Subscriber) {
         if Pattern::is_pattern(&subscriber.destination) {
             let mut patterns = write(&self.patterns);
-            if let Some(i) = patterns.iter().position(|(_, s)| s.uid == subscriber.uid) {
-                patterns.swap_remove(i);
+            if let Some(i) = patterns.iter().position(|entry| entry.1.uid == subscriber.uid) {
+                Arc::make_mut(&mut *patterns).swap_remove(i);
                 self.pattern_count.fetch_sub(1, Ordering::Release);
                 self.total.fetch_sub(1, Ordering::Relaxed);
             }
@@ -124,7 +131,9 @@ impl Registry {
             }
         }
         if self.pattern_count.load(Ordering::Acquire) > 0 {
-            for (pattern, subscriber) in read(&self.patterns).iter() {
+            let snapshot = read(&self.patterns).clone();
+            for entry in snapshot.iter() {
+                let (pattern, subscriber) = &**entry;
                 if pattern.matches(destination) {
                     deliver(subscriber);
                 }
@@ -140,5 +149,60 @@ impl Registry {
     /// How many distinct exact destinations have subscribers.
     pub(crate) fn destinations(&self) -> usize {
         self.shards.iter().map(|s| read(s).len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::Registry;
+    use crate::broker::subscriber::Subscriber;
+
+    fn local(destination: &'static str) -> Arc<Subscriber> {
+        Arc::new(Subscriber::local(destination.into(), Arc::new(|_| {})))
+    }
+
+    /// A publish busy matching wildcard subscriptions (here: stopped inside its delivery)
+    /// holds no lock that subscribe, unsubscribe or other publishes wait for.
+    #[test]
+    fn a_slow_publish_blocks_no_subscribe_and_no_other_destination() {
+        let registry = Arc::new(Registry::default());
+        registry.add(local("/topic/**"));
+        let (started, is_started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let slow = {
+            let registry = registry.clone();
+            std::thread::spawn(move || {
+                registry.for_each_match("/topic/slow", |_| {
+                    started.send(()).expect("the test waits");
+                    released.recv().expect("the test releases");
+                });
+            })
+        };
+        is_started.recv_timeout(Duration::from_secs(10)).expect("the slow publish started");
+
+        let (done, is_done) = mpsc::channel();
+        let others = {
+            let registry = registry.clone();
+            std::thread::spawn(move || {
+                let pattern = local("/topic/other.*");
+                registry.add(pattern.clone());
+                registry.add(local("/topic/plain"));
+                let mut delivered = 0;
+                registry.for_each_match("/topic/other.x", |_| delivered += 1);
+                registry.remove(&pattern);
+                done.send(delivered).expect("the test waits");
+            })
+        };
+        let delivered = is_done.recv_timeout(Duration::from_secs(10));
+        release.send(()).expect("the slow publish waits");
+        slow.join().expect("no panic");
+        others.join().expect("no panic");
+        // `/topic/**` and `/topic/other.*` both match `/topic/other.x`.
+        assert_eq!(delivered, Ok(2), "subscribe and publish went ahead during the slow publish");
+        assert_eq!(registry.len(), 2);
     }
 }

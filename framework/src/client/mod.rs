@@ -142,7 +142,13 @@ impl Client {
         }
         let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
         let addr = (host.to_owned(), uri.port_u16().unwrap_or(80));
-        let config = websocket::config(options.limits.max_frame_size.saturating_add(4096));
+        let max_message = options.limits.max_frame_size.saturating_add(4096);
+        let limits = websocket::WebSocketLimits {
+            max_message,
+            max_outbound_frame: max_message,
+            pong_time_limit: options.timeout,
+        };
+        let config = websocket::config(limits);
         let connect = async {
             let stream = TcpStream::connect(addr).await?;
             let _ = stream.set_nodelay(options.nodelay);
@@ -159,8 +165,7 @@ impl Client {
             .await
             .map_err(|_| ClientError::Timeout(options.timeout))?
             .map_err(|e| ClientError::Connection(format!("{url}: {e}")))?;
-        let max = options.limits.max_frame_size.saturating_add(4096);
-        Client::start(WebSocketTransport::new(ws, max), options).await
+        Client::start(WebSocketTransport::new(ws, limits), options).await
     }
 
     /// Connects over plain TCP to a STOMP server.

@@ -154,6 +154,13 @@ async fn drive<T: Transport>(
                     Ok(0) => break (None, DisconnectReason::ConnectionLost("the client closed the connection without DISCONNECT".into())),
                     Ok(_) => {}
                     Err(TransportError::Io(e)) => break (None, DisconnectReason::ConnectionLost(e.to_string().into())),
+                    // Like a slow consumer's queue: nothing more is sent to a peer that does not read.
+                    Err(TransportError::SlowConsumer(why)) => {
+                        outbox.close(why.clone());
+                        let _ = timeout(config.send_time_limit, transport.close()).await;
+                        protocol.finish();
+                        return DisconnectReason::SlowConsumer(why.into());
+                    }
                     Err(e) => {
                         let message = e.to_string();
                         break (Some(Frame::error(message.clone(), None, "")), DisconnectReason::ProtocolError(message.into()));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Outbox;
-use crate::broker::{AckMode, Subscriber};
+use crate::broker::{AckMode, Pattern, Subscriber};
 use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch, lookup_destination};
 use crate::events::{DisconnectReason, SessionEvent};
 use crate::security::Principal;
@@ -207,8 +207,22 @@ impl Protocol {
         })
     }
 
+    /// The frame's destination, required and no longer than `max_destination_length` (which
+    /// bounds the work of matching it against wildcard subscriptions).
+    fn destination(&self, frame: &Frame) -> Result<ByteStr, Violation> {
+        let destination = required(frame, names::DESTINATION)?;
+        let max = self.shared.config.max_destination_length;
+        if destination.len() > max {
+            return Err(violation(format!(
+                "destination is {} bytes long, more than the {max} allowed (set max_destination_length to raise it)",
+                destination.len()
+            )));
+        }
+        Ok(destination.clone())
+    }
+
     fn send(&mut self, frame: Frame) -> Handled {
-        let destination = required(&frame, names::DESTINATION)?.clone();
+        let destination = self.destination(&frame)?;
         // Route now, so a bad SEND inside a transaction fails at once.
         let target = self.target(false, &destination)?;
         if let Some(tx) = frame.headers.get_shared(names::TRANSACTION).cloned() {
@@ -298,7 +312,7 @@ impl Protocol {
 
     fn subscribe(&mut self, frame: &Frame) -> Handled {
         let id = required(frame, names::ID)?.clone();
-        let destination = required(frame, names::DESTINATION)?.clone();
+        let destination = self.destination(frame)?;
         let ack = match frame.get(names::ACK) {
             None => AckMode::Auto,
             Some(value) => AckMode::parse(value).ok_or_else(|| {
@@ -315,6 +329,15 @@ impl Protocol {
             return Err(violation(format!("a session may hold at most {max} subscriptions")));
         }
         let target = self.target(true, &destination)?;
+        if matches!(target, Target::Broker) && Pattern::is_pattern(&destination) {
+            let (wildcards, max) =
+                (Pattern::wildcards(&destination), self.shared.config.max_pattern_wildcards);
+            if wildcards > max {
+                return Err(violation(format!(
+                    "subscription pattern has {wildcards} wildcards, more than the {max} allowed (set max_pattern_wildcards to raise it)"
+                )));
+            }
+        }
         let version = self.version.unwrap_or(Version::V1_2);
         let subscriber = Arc::new(Subscriber::session(
             id.clone(),

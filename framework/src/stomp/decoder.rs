@@ -259,6 +259,11 @@ fn parse_head(head: Bytes, version: Version) -> Result<(Command, Headers), Decod
     }
     let mut lines = head[..head.len() - 1].split(|&b| b == b'\n').map(trim_cr);
     let command_line = lines.next().unwrap_or_default();
+    // A NUL ends a frame: inside a command or header it would let a peer smuggle a second
+    // frame to every client that splits frames on NUL (stompjs 2.3.3 among them).
+    if command_line.contains(&0) {
+        return Err(DecodeError::new(DecodeErrorKind::NulInHead(lossy_prefix(command_line))));
+    }
     let command = Command::parse(command_line).ok_or_else(|| {
         DecodeError::new(DecodeErrorKind::UnknownCommand(lossy_prefix(command_line)))
     })?;
@@ -268,6 +273,10 @@ fn parse_head(head: Bytes, version: Version) -> Result<(Command, Headers), Decod
     let base = head.as_ptr() as usize;
     for line in lines.filter(|line| !line.is_empty()) {
         let start = line.as_ptr() as usize - base;
+        if line.contains(&0) {
+            pending_error.get_or_insert(DecodeErrorKind::NulInHead(lossy_prefix(line)));
+            continue;
+        }
         let Some(colon) = memchr::memchr(b':', line) else {
             pending_error.get_or_insert(DecodeErrorKind::MalformedHeader(lossy_prefix(line)));
             continue;

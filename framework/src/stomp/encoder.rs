@@ -114,6 +114,7 @@ pub fn encode(frame: &Frame, version: Version) -> EncodedFrame {
         write_content_length(&mut head, frame.body.len());
     }
     head.put_u8(b'\n');
+    debug_assert_no_nul(&head);
     EncodedFrame {
         head: head.freeze(),
         shared: Bytes::new(),
@@ -229,6 +230,7 @@ impl PreparedMessage {
             write_headers(&mut out, &self.headers, escaping, true);
             write_content_length(&mut out, self.body.len());
             out.put_u8(b'\n');
+            debug_assert_no_nul(&out);
             out.freeze()
         })
     }
@@ -291,5 +293,15 @@ pub fn message_head(version: Version, per_delivery: &[(&str, &str)]) -> Bytes {
         escape_into(&mut head, value.as_bytes(), escaping, false);
         head.put_u8(b'\n');
     }
+    debug_assert_no_nul(&head);
     head.freeze()
+}
+
+/// The invariant every encoded head keeps: no NUL, which would end the frame early for the
+/// peer (`escape_into` writes a NUL in header text as U+FFFD).
+fn debug_assert_no_nul(head: &[u8]) {
+    debug_assert!(
+        memchr::memchr(0, head).is_none(),
+        "an encoded command or header contains a NUL: {head:?}"
+    );
 }

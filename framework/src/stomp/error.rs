@@ -67,6 +67,12 @@ pub enum DecodeErrorKind {
         /// The sequence, such as `\t`.
         sequence: String,
     },
+    /// A NUL byte in the command line or a header line: a NUL may only end a frame (or sit
+    /// in a body sized by `content-length`).
+    #[error(
+        "NUL byte in the command or header line {0:?}: a NUL may only end a frame or sit in a body with content-length"
+    )]
+    NulInHead(String),
     /// The command or headers are not UTF-8.
     #[error("frame command and headers must be UTF-8")]
     InvalidUtf8,

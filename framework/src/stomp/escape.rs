@@ -73,16 +73,22 @@ pub(crate) fn unescape(raw: &[u8], escaping: Escaping) -> Result<Option<Vec<u8>>
     Ok(Some(out))
 }
 
+/// What a NUL byte in header text is written as: no STOMP version can represent one there (a
+/// NUL ends a frame), so it becomes U+FFFD, the Unicode replacement character.
+const NUL_REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
+
 /// Appends `text` to `out`, escaped for `escaping`.
 ///
 /// Where no escaping exists (1.0, CONNECT, CONNECTED) a line break inside a header cannot be
 /// represented; CR and LF are written as a space so the frame stays well-formed, and a `:` in a
-/// header *name* is written as `_` (`name == true`).
+/// header *name* is written as `_` (`name == true`). A NUL can be represented by no version:
+/// it is written as U+FFFD, so an encoded head never contains a NUL (a peer splitting frames on
+/// NUL would otherwise read the rest of the header as a second frame).
 pub(crate) fn escape_into(out: &mut BytesMut, text: &[u8], escaping: Escaping, name: bool) {
     let special = |b: u8| match escaping {
-        Escaping::None => b == b'\n' || b == b'\r' || (name && b == b':'),
-        Escaping::V1_1 => b == b'\n' || b == b':' || b == b'\\',
-        Escaping::V1_2 => b == b'\n' || b == b':' || b == b'\\' || b == b'\r',
+        Escaping::None => b == b'\n' || b == b'\r' || b == 0 || (name && b == b':'),
+        Escaping::V1_1 => b == b'\n' || b == b':' || b == b'\\' || b == 0,
+        Escaping::V1_2 => b == b'\n' || b == b':' || b == b'\\' || b == b'\r' || b == 0,
     };
     if !text.iter().any(|&b| special(b)) {
         out.put_slice(text);
@@ -95,6 +101,7 @@ pub(crate) fn escape_into(out: &mut BytesMut, text: &[u8], escaping: Escaping, n
             continue;
         }
         match (escaping, b) {
+            (_, 0) => out.put_slice(NUL_REPLACEMENT),
             (Escaping::None, b':') => out.put_u8(b'_'),
             (Escaping::None, _) => out.put_u8(b' '),
             (_, b'\n') => out.put_slice(b"\\n"),
@@ -130,6 +137,13 @@ mod tests {
     fn no_escaping_keeps_backslashes_and_replaces_line_breaks() {
         assert_eq!(esc("a\\b:c\nd", Escaping::None), "a\\b:c d");
         assert_eq!(unescape(b"a\\tb", Escaping::None), Ok(None));
+    }
+
+    #[test]
+    fn a_nul_is_never_written_into_header_text() {
+        for escaping in [Escaping::None, Escaping::V1_1, Escaping::V1_2] {
+            assert_eq!(esc("a\0b", escaping), "a\u{FFFD}b");
+        }
     }
 
     #[test]

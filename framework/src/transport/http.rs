@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 pub use super::body::ResponseBody;
+use super::connections::ConnectionSlot;
 use super::read_ahead::ReadAhead;
 use super::sockjs::{self, SockJsEndpoint};
 use super::websocket::{self, WebSocketTransport};
@@ -49,11 +50,14 @@ use crate::stomp::Version;
 pub struct StompService {
     shared: Arc<Shared>,
     peer: Option<SocketAddr>,
+    /// The connection's slot among `max_http_connections`, for connections the server
+    /// accepted itself.
+    slot: Option<ConnectionSlot>,
 }
 
 impl StompService {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        StompService { shared, peer: None }
+        StompService { shared, peer: None, slot: None }
     }
 
     pub(crate) fn with_peer(mut self, peer: SocketAddr) -> Self {
@@ -61,12 +65,21 @@ impl StompService {
         self
     }
 
-    fn handle<B>(&self, request: Request<B>) -> ServiceFuture
+    pub(crate) fn with_slot(mut self, slot: ConnectionSlot) -> Self {
+        self.slot = Some(slot);
+        self
+    }
+
+    fn handle<B>(&self, mut request: Request<B>) -> ServiceFuture
     where
         B: RequestBody,
     {
         let shared = self.shared.clone();
         let peer = self.peer;
+        if let Some(slot) = &self.slot {
+            // Where a request becomes a session, the slot is released (see ConnectionSlot).
+            request.extensions_mut().insert(slot.clone());
+        }
         Box::pin(async move { Ok(route(&shared, request, peer).await) })
     }
 }
@@ -85,8 +98,16 @@ impl<B> RequestBody for B where
 {
 }
 
-/// 403 for a request whose `Origin` is not allowed.
-pub(crate) fn forbidden_origin(origin: &str) -> Response<ResponseBody> {
+/// 403 for a request (`what`) whose `Origin` is not allowed, with a throttled warning: any
+/// page on the web can make browsers send such requests by the thousand.
+pub(crate) fn refuse_origin(shared: &Shared, origin: &str, what: &str) -> Response<ResponseBody> {
+    if let Some(held_back) = shared.origin_refusals.allow() {
+        tracing::warn!(
+            %origin,
+            held_back,
+            "{what} refused: origin not allowed (add it with allowed_origins if it is yours; later refusals are counted in held_back, one line per 10 s)"
+        );
+    }
     text(
         StatusCode::FORBIDDEN,
         format!("origin {origin} is not allowed (add it with allowed_origins)"),
@@ -222,8 +243,7 @@ pub(crate) fn upgrade(
         return text(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key header is missing.");
     };
     if let Err(origin) = check_origin(&config.allowed_origins, &parts) {
-        tracing::warn!(%origin, "WebSocket handshake refused: origin not allowed");
-        return forbidden_origin(&origin);
+        return refuse_origin(shared, &origin, "WebSocket handshake");
     }
     let mut attributes = http::Extensions::new();
     if let Some(hook) = &config.handshake_hook {
@@ -245,29 +265,47 @@ pub(crate) fn upgrade(
         );
     };
     let session_shared = shared.clone();
-    let max_message = config.limits.max_frame_size.saturating_add(4096);
+    let limits = websocket::WebSocketLimits::server(config);
+    let slot = parts.extensions.remove::<ConnectionSlot>();
+    // The 101 response is small: hyper hands the connection over as soon as it is written.
+    let upgrade_deadline = config.http_header_read_timeout;
     shared.tracker.spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(e) => {
+        let upgraded = match tokio::time::timeout(upgrade_deadline, on_upgrade).await {
+            Ok(Ok(upgraded)) => upgraded,
+            Ok(Err(e)) => {
                 tracing::debug!(?peer, "WebSocket upgrade failed: {e}");
                 return;
             }
+            Err(_) => {
+                tracing::debug!(
+                    ?peer,
+                    "WebSocket upgrade not completed within {upgrade_deadline:?}"
+                );
+                return;
+            }
+        };
+        // A session's transport from now on: no longer a pending HTTP connection.
+        if let Some(slot) = slot {
+            slot.release();
+        }
+        let limits = match kind {
+            Upgrade::Stomp => limits,
+            Upgrade::SockJs(_) => limits.sockjs(session_shared.config.send_buffer_size_limit),
         };
         let ws = WebSocketStream::from_raw_socket(
             ReadAhead::new(TokioIo::new(upgraded)),
             Role::Server,
-            Some(websocket::config(max_message)),
+            Some(websocket::config(limits)),
         )
         .await;
         match kind {
             Upgrade::Stomp => {
                 let peer = Peer { addr: peer, transport: "websocket", attributes };
-                session::run(session_shared, peer, WebSocketTransport::new(ws, max_message)).await;
+                session::run(session_shared, peer, WebSocketTransport::new(ws, limits)).await;
             }
             Upgrade::SockJs(endpoint) => {
                 let peer = Peer { addr: peer, transport: "sockjs-websocket", attributes };
-                sockjs::run_websocket(session_shared, endpoint, ws, peer).await;
+                sockjs::run_websocket(session_shared, endpoint, ws, peer, limits).await;
             }
         }
     });

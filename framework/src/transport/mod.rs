@@ -5,6 +5,7 @@
 
 pub(crate) mod assets;
 pub(crate) mod body;
+pub(crate) mod connections;
 pub(crate) mod http;
 pub(crate) mod read_ahead;
 pub(crate) mod sockjs;
@@ -27,6 +28,9 @@ pub(crate) enum TransportError {
     /// One transport message is larger than the inbound limit (WebSocket).
     #[error("a WebSocket message exceeds the {0}-byte limit (set message_size_limit to raise it)")]
     MessageTooLarge(usize),
+    /// The peer does not read what the transport must send it (the pongs to its pings).
+    #[error("{0}")]
+    SlowConsumer(String),
     /// The peer broke the transport's own protocol (a bad WebSocket frame, say).
     #[error("{0}")]
     Protocol(String),

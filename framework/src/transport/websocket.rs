@@ -6,10 +6,12 @@
 //! a frame may span several messages or share one with others.
 
 use std::io;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -17,30 +19,93 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use super::{Transport, TransportError};
 use crate::stomp::EncodedFrame;
 
+/// Frames of a batch collect in the write buffer and go out in one write on flush (0 would mean
+/// one syscall per frame: 30x the syscalls of a buffered writer in the fan-out benchmark;
+/// 8 KiB split a 64-frame batch of 100-byte messages in two). The buffer grows only as far as
+/// a batch needs.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// The bounds of one WebSocket connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WebSocketLimits {
+    /// Largest inbound message (and frame) in bytes.
+    pub(crate) max_message: usize,
+    /// Largest frame we send: with one batch, the most the write buffer ever holds.
+    pub(crate) max_outbound_frame: usize,
+    /// How long the answer to a ping may wait for the peer to read it. A peer that sends pings
+    /// but does not read is closed after this, like a slow consumer.
+    pub(crate) pong_time_limit: Duration,
+}
+
+impl WebSocketLimits {
+    /// A server's: inbound messages up to the frame limit (and room for the WebSocket
+    /// framing), outbound frames up to twice the send buffer (what a session's outbox may
+    /// hold), the send time limit for pongs.
+    pub(crate) fn server(config: &crate::config::Config) -> Self {
+        let max_message = config.limits.max_frame_size.saturating_add(4096);
+        WebSocketLimits {
+            max_message,
+            max_outbound_frame: max_message.max(config.send_buffer_size_limit.saturating_mul(2)),
+            pong_time_limit: config.send_time_limit,
+        }
+    }
+}
+
+impl WebSocketLimits {
+    /// For SockJS framing over the WebSocket: one `a[...]` frame carries what the session's
+    /// cache holds (at most `cache_bytes`, or one larger message) as JSON strings, which may be
+    /// up to six times longer than the text they escape (`\u0000`).
+    pub(crate) fn sockjs(self, cache_bytes: usize) -> Self {
+        let largest = cache_bytes.saturating_add(self.max_outbound_frame).saturating_mul(6);
+        WebSocketLimits { max_outbound_frame: largest.saturating_add(16), ..self }
+    }
+}
+
 /// WebSocket settings sized for many mostly idle connections: a small read buffer, a write
-/// buffer that batches a burst into one syscall, and an inbound message limit derived from the
-/// frame limit.
-pub(crate) fn config(max_message_size: usize) -> WebSocketConfig {
+/// buffer that batches a burst into one syscall, an inbound message limit derived from the
+/// frame limit, and a write buffer with a real maximum. Pongs are answered by tungstenite; when
+/// the write buffer is full it keeps only the latest one (RFC 6455 allows answering only the
+/// most recent ping), and [`WebSocketTransport`] stops reading while a pong waits.
+pub(crate) fn config(limits: WebSocketLimits) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)
-        // Frames of a batch collect here and go out in one write on flush (0 would mean one
-        // syscall per frame: 30x the syscalls of a buffered writer in the fan-out benchmark;
-        // 8 KiB split a 64-frame batch of 100-byte messages in two). The buffer grows only as
-        // far as a batch needs.
-        .write_buffer_size(64 * 1024)
-        .max_write_buffer_size(usize::MAX)
-        .max_message_size(Some(max_message_size))
-        .max_frame_size(Some(max_message_size))
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER.saturating_add(limits.max_outbound_frame))
+        .max_message_size(Some(limits.max_message))
+        .max_frame_size(Some(limits.max_message))
 }
 
 pub(crate) struct WebSocketTransport<S> {
     ws: WebSocketStream<S>,
-    max_message_size: usize,
+    limits: WebSocketLimits,
+    /// Set when a ping was read: its pong must be written before anything more is read, by
+    /// this instant. Kept here because `recv` may be cancelled while it waits.
+    pong_due: Option<Instant>,
 }
 
 impl<S> WebSocketTransport<S> {
-    pub(crate) fn new(ws: WebSocketStream<S>, max_message_size: usize) -> Self {
-        WebSocketTransport { ws, max_message_size }
+    pub(crate) fn new(ws: WebSocketStream<S>, limits: WebSocketLimits) -> Self {
+        WebSocketTransport { ws, limits, pong_due: None }
+    }
+}
+
+/// Writes out the pong tungstenite queued for a ping, waiting until `due` at most. A peer that
+/// keeps sending pings without reading the answers is thereby read no further (its pings wait
+/// in its own socket, not in our memory), then closed.
+pub(crate) async fn flush_pong<S>(
+    ws: &mut WebSocketStream<S>,
+    due: Instant,
+    limit: Duration,
+) -> Result<(), TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout_at(due, ws.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(TransportError::Io(into_io(e))),
+        Err(_) => Err(TransportError::SlowConsumer(format!(
+            "slow consumer: the client sends WebSocket pings but has not read the answer for {limit:?} (the send time limit)"
+        ))),
     }
 }
 
@@ -63,17 +128,25 @@ where
 {
     async fn recv(&mut self, buf: &mut BytesMut) -> Result<usize, TransportError> {
         loop {
+            if let Some(due) = self.pong_due {
+                flush_pong(&mut self.ws, due, self.limits.pong_time_limit).await?;
+                self.pong_due = None;
+            }
             let Some(message) = self.ws.next().await else { return Ok(0) };
             let payload: Bytes = match message {
                 Ok(Message::Text(text)) => text.into(),
                 Ok(Message::Binary(bytes)) => bytes,
                 Ok(Message::Close(_)) => return Ok(0),
-                // Pings are answered by tungstenite itself; pongs need nothing.
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                // tungstenite has queued the pong: it goes out before the next read.
+                Ok(Message::Ping(_)) => {
+                    self.pong_due = Some(Instant::now() + self.limits.pong_time_limit);
+                    continue;
+                }
+                Ok(Message::Pong(_) | Message::Frame(_)) => continue,
                 Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return Ok(0),
                 Err(WsError::Io(e)) => return Err(TransportError::Io(e)),
                 Err(WsError::Capacity(_)) => {
-                    return Err(TransportError::MessageTooLarge(self.max_message_size));
+                    return Err(TransportError::MessageTooLarge(self.limits.max_message));
                 }
                 Err(e) => {
                     return Err(TransportError::Protocol(format!("WebSocket protocol error: {e}")));
@@ -89,6 +162,16 @@ where
 
     async fn send(&mut self, frames: &[EncodedFrame]) -> io::Result<()> {
         for frame in frames {
+            if frame.len() > self.limits.max_outbound_frame {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "a {}-byte frame is larger than a WebSocket session may send ({} bytes, twice send_buffer_size_limit): raise send_buffer_size_limit or send smaller messages",
+                        frame.len(),
+                        self.limits.max_outbound_frame
+                    ),
+                ));
+            }
             self.ws.feed(to_message(frame)).await.map_err(into_io)?;
         }
         self.ws.flush().await.map_err(into_io)

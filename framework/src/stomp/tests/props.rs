@@ -5,7 +5,8 @@ use proptest::prelude::*;
 
 use super::decode_all;
 use crate::stomp::{
-    Command, DecodeError, Decoder, Frame, Headers, Limits, Version, encode_to_bytes,
+    Command, DecodeError, DecodeErrorKind, Decoder, Frame, Headers, Limits, PreparedMessage,
+    Version, encode, encode_to_bytes,
 };
 
 fn version() -> impl Strategy<Value = Version> {
@@ -141,6 +142,57 @@ proptest! {
                     Err(_) => break 'feed,
                 }
             }
+        }
+    }
+
+    /// Whatever text headers carry, NULs and line breaks included, no encoded head holds a
+    /// NUL, and the bytes decode as exactly one frame of the same command.
+    #[test]
+    fn the_encoder_never_writes_a_nul_before_the_body(
+        v in version(),
+        command in proptest::sample::select(Command::ALL.to_vec()),
+        headers in proptest::collection::vec(("[\\PC\0\n\r:\\\\]{1,8}", "[\\PC\0\n\r:\\\\]{0,8}"), 0..6),
+        body in proptest::collection::vec(any::<u8>(), 0..16),
+    ) {
+        let body = if command.allows_body() { Bytes::from(body) } else { Bytes::new() };
+        let headers: Headers = headers.into_iter().filter(|(n, _)| n != "content-length").collect();
+        let frame = Frame { command, headers: headers.clone(), body: body.clone() };
+        let encoded = encode(&frame, v);
+        prop_assert!(!encoded.head().contains(&0), "NUL in {:?}", encoded.head());
+        let decoded = decode_all(&encoded.to_bytes(), v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(decoded.len(), 1);
+        prop_assert_eq!(decoded[0].command, command);
+        prop_assert_eq!(&decoded[0].body, &body);
+
+        let message = PreparedMessage::new(headers, body);
+        let delivery = message.for_subscriber(v, &[("subscription", "s\0b"), ("message-id", "1")]);
+        prop_assert!(!delivery.head().contains(&0) && !delivery.shared().contains(&0));
+        let decoded = decode_all(&delivery.to_bytes(), v).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(decoded.len(), 1);
+    }
+
+    /// A NUL anywhere in a frame's command or header lines is an error, never a frame.
+    #[test]
+    fn a_nul_in_the_head_is_an_error(
+        (v, frame) in frame(),
+        at in any::<usize>(),
+    ) {
+        let wire = encode_to_bytes(&frame, v);
+        let head_len = memchr::memmem::find(&wire, b"\n\n").map_or(0, |end| end + 1);
+        // At a character boundary: splitting a UTF-8 character would be an error of its own.
+        let head = std::str::from_utf8(&wire[..head_len]).expect("encoded heads are UTF-8");
+        let mut at = at % head_len;
+        while !head.is_char_boundary(at) {
+            at -= 1;
+        }
+        let mut poisoned = wire.to_vec();
+        poisoned.insert(at, 0);
+        match decode_all(&poisoned, v) {
+            Err(e) => prop_assert!(
+                matches!(e.kind(), DecodeErrorKind::NulInHead(_)),
+                "expected a NUL error, got {e}"
+            ),
+            Ok(frames) => prop_assert!(false, "decoded {frames:?}"),
         }
     }
 }

@@ -24,10 +24,12 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use self::session::{SockJsSession, SockJsTransport as SessionTransport};
 use super::assets::Asset;
 use super::body::ResponseBody;
-use super::http::{RequestBody, check_origin, forbidden_origin, text};
+use super::http::{RequestBody, check_origin, refuse_origin, text};
 use crate::config::{SockJsOptions, SockJsTransport};
+use crate::log_throttle::LogThrottle;
 use crate::server::Shared;
 use crate::session::{self as stomp_session, Peer};
+use crate::transport::connections::ConnectionSlot;
 
 pub(crate) use ws::run as run_websocket;
 
@@ -37,6 +39,8 @@ pub(crate) struct SockJsEndpoint {
     pub(crate) options: SockJsOptions,
     sessions: Mutex<HashMap<String, Arc<SockJsSession>>>,
     iframe: Option<Asset>,
+    /// Refusals past `max_sessions` come in floods: one warning per interval.
+    refusals: LogThrottle,
 }
 
 impl SockJsEndpoint {
@@ -46,7 +50,13 @@ impl SockJsEndpoint {
             "text/html; charset=UTF-8",
             Bytes::from(iframe_page(&options.client_library_url)),
         );
-        SockJsEndpoint { path, options, sessions: Mutex::new(HashMap::new()), iframe }
+        SockJsEndpoint {
+            path,
+            options,
+            sessions: Mutex::new(HashMap::new()),
+            iframe,
+            refusals: LogThrottle::default(),
+        }
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SockJsSession>>> {
@@ -130,8 +140,7 @@ where
         return method_not_allowed(&allow);
     }
     if let Err(origin) = check_origin(&shared.config.allowed_origins, &parts) {
-        tracing::warn!(%origin, "SockJS request refused: origin not allowed");
-        return forbidden_origin(&origin);
+        return refuse_origin(shared, &origin, "SockJS request");
     }
     if transport == "websocket" {
         let kind = super::http::Upgrade::SockJs(endpoint.clone());
@@ -147,6 +156,8 @@ where
                 Ok(target) => target,
                 Err(response) => return *response,
             };
+            // The connection carries a session's receiving side now (see ConnectionSlot).
+            ConnectionSlot::release_for(&parts.extensions);
             receive::respond(shared, endpoint, target, flavor).await
         }
     };
@@ -195,10 +206,13 @@ fn open_session(
             return Ok(existing.clone());
         }
         if sessions.len() >= endpoint.options.max_sessions {
-            tracing::warn!(
-                limit = endpoint.options.max_sessions,
-                "SockJS session refused: the endpoint holds max_sessions already"
-            );
+            if let Some(held_back) = endpoint.refusals.allow() {
+                tracing::warn!(
+                    limit = endpoint.options.max_sessions,
+                    held_back,
+                    "SockJS session refused: the endpoint holds max_sessions already (later refusals are counted in held_back, one line per 10 s; raise max_sessions if the clients are legitimate)"
+                );
+            }
             return Err(Box::new(text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -242,7 +256,7 @@ fn info(
         return method_not_allowed("GET, OPTIONS");
     }
     if let Err(origin) = check_origin(&shared.config.allowed_origins, parts) {
-        return forbidden_origin(&origin);
+        return refuse_origin(shared, &origin, "SockJS info request");
     }
     let entropy = RandomState::new().hash_one(std::time::SystemTime::now()) as u32;
     let body = format!(
@@ -266,7 +280,7 @@ fn preflight(
     method: &str,
 ) -> Response<ResponseBody> {
     if let Err(origin) = check_origin(&shared.config.allowed_origins, parts) {
-        return forbidden_origin(&origin);
+        return refuse_origin(shared, &origin, "SockJS preflight");
     }
     let mut response = Response::new(ResponseBody::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;

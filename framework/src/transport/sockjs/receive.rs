@@ -270,7 +270,20 @@ where
     }
     // A body may carry several frames; allow a few frames' worth.
     let limit = shared.config.limits.max_frame_size.saturating_mul(4).saturating_add(4096);
-    let bytes = match Limited::new(body, limit).collect().await {
+    let deadline = shared.config.http_body_read_timeout;
+    let Ok(collected) = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await
+    else {
+        let mut response = text(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the xhr_send body did not arrive within {deadline:?} (http_body_read_timeout)"
+            ),
+        );
+        // What is left of the body is never read: the connection cannot carry another request.
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    };
+    let bytes = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return text(

@@ -16,6 +16,7 @@ use super::frames;
 use super::session::{Output, SockJsSession, SockJsTransport};
 use crate::server::Shared;
 use crate::session::{self as stomp_session, Peer};
+use crate::transport::websocket::{WebSocketLimits, flush_pong};
 
 /// Runs a SockJS WebSocket: starts its STOMP session, then pumps frames both ways until either
 /// side ends.
@@ -24,6 +25,7 @@ pub(crate) async fn run<S>(
     endpoint: Arc<SockJsEndpoint>,
     mut ws: WebSocketStream<S>,
     peer: Peer,
+    limits: WebSocketLimits,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -48,6 +50,16 @@ pub(crate) async fn run<S>(
                 () = receiver.changed() => continue,
                 () = tokio::time::sleep(heartbeat) => frames::HEARTBEAT.to_owned(),
                 message = ws.next() => {
+                    if let Some(Ok(Message::Ping(_))) = message {
+                        // tungstenite queued the pong: it goes out before anything more is
+                        // read, so a client that pings without reading is read no further.
+                        let due = tokio::time::Instant::now() + limits.pong_time_limit;
+                        if let Err(e) = flush_pong(&mut ws, due, limits.pong_time_limit).await {
+                            tracing::warn!("SockJS WebSocket closed: {e}");
+                            break;
+                        }
+                        continue;
+                    }
                     if !inbound_message(&session, message).await {
                         break;
                     }
@@ -77,7 +89,9 @@ async fn inbound_message<E>(session: &SockJsSession, message: Option<Result<Mess
             tracing::debug!("SockJS WebSocket sent a binary message; SockJS carries text only");
             return false;
         }
-        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return true,
+        Some(Ok(Message::Pong(_) | Message::Frame(_))) => return true,
+        // Answered by the caller before it reads on.
+        Some(Ok(Message::Ping(_))) => return true,
         Some(Ok(Message::Close(_)) | Err(_)) | None => return false,
     };
     match frames::decode(text.as_bytes()) {
