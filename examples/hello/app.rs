@@ -26,7 +26,8 @@ pub(crate) const PAGE: &str = include_str!("index.html");
 
 /// The server of the app, configured as in the guide's `WebSocketConfig` (the prefixes are
 /// stompede's defaults, spelled out to show where they are set), with SockJS on the endpoint
-/// as the guide has it, serving the page at `/`.
+/// as the guide has it, serving the page at `/`. The guide's page uses stompjs 2.3.3, which
+/// splits frames on NUL whatever `content-length` says, so bodies with a NUL are refused.
 pub(crate) fn builder() -> ServerBuilder {
     builder_with(SockJsOptions::default())
 }
@@ -37,5 +38,6 @@ pub(crate) fn builder_with(sockjs: SockJsOptions) -> ServerBuilder {
         .enable_simple_broker(["/topic", "/queue"])
         .application_destination_prefixes(["/app"])
         .endpoint(Endpoint::new("/ws").sockjs(sockjs))
+        .reject_nul_in_bodies(true)
         .static_page("/", PAGE)
 }

@@ -295,6 +295,7 @@ pub(crate) struct Config {
     pub(crate) http_header_read_timeout: Duration,
     pub(crate) http_body_read_timeout: Duration,
     pub(crate) max_http_connections: usize,
+    pub(crate) reject_nul_in_bodies: bool,
     /// Static assets as registered: path, content type, body.
     pub(crate) asset_sources: Vec<(String, String, Bytes)>,
     /// Whether `/stompede.js` is served.
@@ -328,6 +329,7 @@ impl Default for Config {
             http_header_read_timeout: Duration::from_secs(20),
             http_body_read_timeout: Duration::from_secs(20),
             max_http_connections: 10_000,
+            reject_nul_in_bodies: false,
             asset_sources: Vec::new(),
             serve_client_script: true,
             assets: Vec::new(),

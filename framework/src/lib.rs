@@ -168,3 +168,27 @@ pub use transport::http::{ResponseBody, StompService};
 pub mod __private {
     pub use crate::dispatch::support::*;
 }
+
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`). Not a stable API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    use bytes::Bytes;
+
+    /// The messages of a SockJS `xhr_send` body (or WebSocket message), as the server reads
+    /// them; `None` for a body it answers with an error.
+    pub fn sockjs_messages(body: &[u8]) -> Option<Vec<String>> {
+        crate::transport::sockjs::frames::decode(body).ok()
+    }
+
+    /// The `a[...]` frame the server sends for `messages`.
+    pub fn sockjs_frame(messages: &[String]) -> String {
+        let messages: Vec<Bytes> = messages.iter().map(|m| Bytes::from(m.clone())).collect();
+        crate::transport::sockjs::frames::messages(&messages)
+    }
+
+    /// Whether a subscription `pattern` matches `destination`, as the broker decides.
+    pub fn pattern_matches(pattern: &str, destination: &str) -> bool {
+        crate::broker::Pattern::parse(pattern).matches(destination)
+    }
+}

@@ -25,6 +25,7 @@ use crate::template::{MessagingTemplate, SendError, require_broker_destination};
 use crate::transport::connections::ConnectionSlots;
 use crate::transport::http::StompService;
 use crate::transport::sockjs::SockJsEndpoint;
+use crate::transport::stall::WriteStall;
 use crate::transport::tcp::TcpTransport;
 
 /// State shared by every session and handle of one server.
@@ -166,6 +167,20 @@ impl ServerBuilder {
         self
     }
 
+    /// Most transactions one session may have open at once (default 16). One more `BEGIN`
+    /// is an `ERROR`.
+    pub fn max_transactions(mut self, count: usize) -> Self {
+        self.config.max_transactions = count;
+        self
+    }
+
+    /// Most bytes of SENDs one session may hold in its open transactions (default 1 MiB). A
+    /// SEND past it is an `ERROR`.
+    pub fn max_transaction_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_transaction_bytes = bytes;
+        self
+    }
+
     /// Most subscriptions one session may hold (default 1,024). One more is an `ERROR`.
     pub fn max_subscriptions(mut self, count: usize) -> Self {
         self.config.max_subscriptions = count;
@@ -185,6 +200,16 @@ impl ServerBuilder {
     /// destination's length; a pattern with more is an `ERROR` naming this setting.
     pub fn max_pattern_wildcards(mut self, count: usize) -> Self {
         self.config.max_pattern_wildcards = count;
+        self
+    }
+
+    /// Refuses SENDs whose body contains a NUL byte (default off: STOMP allows any bytes in a
+    /// body that `content-length` sizes). Turn it on when subscribers may use a client that
+    /// splits frames on NUL whatever `content-length` says, as the legacy `stompjs` 2.3.3 (the
+    /// Spring guide's) does: a publisher could otherwise make it read the rest of a body as a
+    /// frame of the publisher's choosing. A refused SEND is an `ERROR` naming this setting.
+    pub fn reject_nul_in_bodies(mut self, reject: bool) -> Self {
+        self.config.reject_nul_in_bodies = reject;
         self
     }
 
@@ -557,9 +582,12 @@ async fn accept_http(shared: Arc<Shared>, listener: TcpListener) {
             }
         };
         let Some((stream, peer)) = accepted_or_pause(accepted).await else { continue };
+        // Writes the client does not read fail after the send time limit while the connection
+        // holds its slot (pipelined requests whose answers are never read).
+        let io = TokioIo::new(WriteStall::new(stream, config.send_time_limit, slot.clone()));
         let service = StompService::new(shared.clone()).with_peer(peer).with_slot(slot);
         let shutdown = shared.shutdown.clone();
-        let connection = http1.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let connection = http1.serve_connection(io, service).with_upgrades();
         shared.tracker.spawn(async move {
             tokio::select! {
                 result = connection => {
@@ -580,7 +608,8 @@ async fn accept_tcp(shared: Arc<Shared>, listener: TcpListener) {
             accepted = listener.accept() => accepted,
         };
         let Some((stream, peer)) = accepted_or_pause(accepted).await else { continue };
-        let peer = Peer { addr: Some(peer), transport: "tcp", attributes: http::Extensions::new() };
+        let attributes = http::Extensions::new();
+        let peer = Peer { addr: Some(peer), transport: "tcp", attributes, slot: None };
         shared.tracker.spawn(session::run(shared.clone(), peer, TcpTransport::new(stream)));
     }
 }

@@ -154,10 +154,12 @@ async fn patterns_and_destinations_past_their_limits_are_errors() {
     assert_eq!(peer.frame().await.command, Command::Receipt);
 }
 
-/// The reported attack, within the limits: many sessions' worth of patterns built to defeat
+/// The reported attack, within the limits: four sessions' worth of patterns built to defeat
 /// the prefix and suffix pre-checks, and publishes to the longest destination allowed. Each
-/// publish matched 32 such patterns in 12.8 s before; now a thousand patterns cost little, and
-/// another session's subscribe and another destination's traffic go on meanwhile.
+/// publish matched 32 such patterns in 12.8 s before; now each of the 20 publishes over 1,024
+/// patterns completes within the usual wait, and another session's subscribes and another
+/// destination's traffic go on meanwhile. (That a publish busy matching holds no lock a
+/// subscribe waits for is proved deterministically by the registry's unit test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_patterns_cost_bounded_time_and_block_nobody() {
     let server = start(Server::builder()).await;
@@ -182,7 +184,6 @@ async fn slow_patterns_cost_bounded_time_and_block_nobody() {
     let mut publisher = RawPeer::connected(&url).await;
     let mut bystander = bystander(&server).await;
     let target = format!("/topic/{}", "a".repeat(1024 - "/topic/".len()));
-    let started = std::time::Instant::now();
     for i in 0..20 {
         publisher.send_text(&format!("SEND\ndestination:{target}\nreceipt:p{i}\n\nx\0")).await;
         // Meanwhile: a subscribe and an unrelated topic, from the bystander.
@@ -208,9 +209,6 @@ async fn slow_patterns_cost_bounded_time_and_block_nobody() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    // 20 publishes x 1,024 patterns x 1,024 bytes: seconds per publish before the fix.
-    // A loose bound (the assertion is that it is bounded, not a benchmark).
-    assert!(started.elapsed() < WAIT, "took {:?}", started.elapsed());
     // The attackers are still there (and received nothing: no pattern matched).
     for attacker in &mut attackers {
         attacker.send_text("SEND\ndestination:/topic/x\nreceipt:still\n\n\0").await;
@@ -299,6 +297,32 @@ async fn get_within(addr: std::net::SocketAddr, wait: Duration) -> (TcpStream, O
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_in_a_body_is_refused_where_the_server_says_so() {
+    let server = start(Server::builder().reject_nul_in_bodies(true)).await;
+    let mut bystander = bystander(&server).await;
+    let mut attacker = RawPeer::connected(&ws_url(&server)).await;
+    // stompjs 2.3.3 ignores content-length and would read the rest as a MESSAGE.
+    let body = "x\0MESSAGE\nsubscription:1\ndestination:/topic/spoofed\n\nFAKE";
+    let send = format!(
+        "SEND\ndestination:/topic/news\ncontent-length:{}\nreceipt:r-1\n\n{body}\0",
+        body.len()
+    );
+    attacker.send_binary(send.as_bytes()).await;
+    let error = attacker.expect_error_then_close().await;
+    assert_eq!(error.get("receipt-id"), Some("r-1"));
+    assert!(error.get("message").unwrap_or_default().contains("reject_nul_in_bodies"), "{error:?}");
+    let mut publisher = RawPeer::connected(&ws_url(&server)).await;
+    publisher.send_text("SEND\ndestination:/topic/news\n\nhonest\0").await;
+    assert_eq!(&bystander.frame().await.body[..], b"honest");
+
+    // By default a body is any bytes content-length sizes.
+    let server = start(Server::builder()).await;
+    let mut peer = RawPeer::connected(&ws_url(&server)).await;
+    peer.send_binary(b"SUBSCRIBE\nid:0\ndestination:/topic/b\n\n\0SEND\ndestination:/topic/b\ncontent-length:3\n\na\0b\0").await;
+    assert_eq!(&peer.frame().await.body[..], b"a\0b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_without_a_session_are_capped_and_sessions_do_not_count() {
     let server = start(
         Server::builder()
@@ -334,4 +358,74 @@ async fn connections_without_a_session_are_capped_and_sessions_do_not_count() {
     let mut head = [0u8; 12];
     tokio::time::timeout(WAIT, waiting.read_exact(&mut head)).await.unwrap().unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
+}
+
+/// The ways a connection could keep its slot, or give it up while still not a session, each
+/// closed: a WebSocket counts until its CONNECT; a SockJS receiving request refused for its
+/// session stays counted, an attached one closes its connection when done; a client that
+/// pipelines requests and never reads the answers is let go after the send time limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_keeps_its_slot_until_it_carries_a_session() {
+    let server = start(
+        Server::builder()
+            .endpoint(Endpoint::new("/ws").sockjs(SockJsOptions::default()))
+            .max_http_connections(1)
+            .http_header_read_timeout(Duration::from_secs(60))
+            .send_time_limit(Duration::from_millis(300)),
+    )
+    .await;
+    let addr = server.local_addr();
+    let free = || async { get_within(addr, WAIT).await.1.as_deref() == Some("HTTP/1.1 200") };
+
+    // A WebSocket without CONNECT holds the slot; CONNECT gives it up.
+    let mut socket = RawPeer::connect(&ws_url(&server)).await;
+    let (mut waiting, answer) = get_within(addr, Duration::from_millis(500)).await;
+    assert_eq!(answer, None, "an upgraded WebSocket without CONNECT still counts");
+    socket.send_text("CONNECT\naccept-version:1.2\nhost:test\n\n\0").await;
+    assert_eq!(socket.frame().await.command, Command::Connected);
+    let mut head = [0u8; 12];
+    tokio::time::timeout(WAIT, waiting.read_exact(&mut head)).await.unwrap().unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    drop(waiting);
+
+    // An attached SockJS receiving request (a long poll, attached until its session has
+    // something to say) gives up its slot while attached.
+    connected_polling(&server, "s").await;
+    let subscribe = "SUBSCRIBE\nid:0\ndestination:/topic/poke\nreceipt:r\n\n\0";
+    fetch(&server, Method::POST, "/ws/000/s/xhr_send", &[], &json(&[subscribe])).await;
+    let (_, _, receipt) = fetch(&server, Method::POST, "/ws/000/s/xhr", &[], "").await;
+    assert!(receipt.contains("RECEIPT"), "{receipt}");
+    let mut poll = TcpStream::connect(addr).await.unwrap();
+    poll.write_all(b"POST /ws/000/s/xhr HTTP/1.1\r\nhost: test\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let (holder, answer) = get_within(addr, WAIT).await;
+    assert_eq!(answer.as_deref(), Some("HTTP/1.1 200"), "the attached poll holds no slot");
+    // The poll ends; the next request on its connection counts again, and `holder` (a
+    // keep-alive connection) has the only slot: refused.
+    server.template().convert_and_send("/topic/poke", "poke").unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("poke") {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(WAIT, poll.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "the poll's connection closed");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    poll.write_all(b"GET /stompede.js HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+    let seen = until_closed(&mut poll).await;
+    assert!(seen.starts_with("HTTP/1.1 503"), "{seen:?}");
+    drop(holder);
+    assert!(free().await);
+
+    // A pipelining client that does not read: closed after the send time limit, which frees
+    // its slot for the next client.
+    let mut greedy = TcpStream::connect(addr).await.unwrap();
+    let request = b"GET /stompede.js HTTP/1.1\r\nhost: test\r\n\r\n".repeat(2000);
+    let writer = tokio::spawn(async move {
+        // The server stops reading once its answers back up: the write may never finish.
+        let _ = tokio::time::timeout(WAIT, greedy.write_all(&request)).await;
+        greedy
+    });
+    assert!(free().await, "the greedy connection was let go and its slot freed");
+    drop(writer);
 }

@@ -162,8 +162,9 @@ async fn a_wildcard_pattern_holds_memory_in_proportion_to_its_text() {
     let _turn = TURN.lock().await;
     let server = start(Server::builder()).await;
     let mut peer = RawPeer::connected(&ws_url(&server)).await;
-    // The reported pattern was `/topic/` + `*a` x 8000 (42x its size in heap); within the
-    // wildcard limit, the worst is as many short literals as allowed, and long ones.
+    // The reported pattern was `/topic/` + `*a` x 8000 (42x its size in heap: a token per
+    // wildcard); the wildcard limit refuses it (hardening.rs). Within the limits, the worst
+    // cases are as many short literals as allowed, and long literals (their search tables).
     let patterns: Vec<String> = (0..1000)
         .map(|i| match i % 2 {
             0 => format!("/topic/{}{i}", "*a".repeat(8)),

@@ -22,6 +22,7 @@ use crate::events::{DisconnectReason, SessionEvent};
 use crate::security::Principal;
 use crate::server::Shared;
 use crate::stomp::{ByteStr, Decoder, EncodedFrame, Frame, HeartBeat};
+use crate::transport::connections::ConnectionSlot;
 use crate::transport::{Transport, TransportError};
 
 /// Frames written per batch at most, so one busy session yields to its reads in between.
@@ -38,6 +39,9 @@ pub(crate) struct Peer {
     pub(crate) transport: &'static str,
     /// What the handshake hook attached: a [`Principal`], the application's own values.
     pub(crate) attributes: http::Extensions,
+    /// The connection's slot among `max_http_connections`, released once CONNECT succeeds
+    /// (until then the connection is not a session yet).
+    pub(crate) slot: Option<ConnectionSlot>,
 }
 
 /// Runs a session to its end.
@@ -46,7 +50,7 @@ pub(crate) async fn run<T: Transport>(shared: Arc<Shared>, peer: Peer, transport
     let span =
         tracing::debug_span!("session", %session_id, peer = ?peer.addr, transport = peer.transport);
     let principal = peer.attributes.get::<Principal>().cloned();
-    let reason = drive(shared.clone(), session_id.clone(), principal, transport)
+    let reason = drive(shared.clone(), session_id.clone(), principal, peer.slot, transport)
         .instrument(span.clone())
         .await;
     span.in_scope(|| match &reason {
@@ -63,6 +67,7 @@ async fn drive<T: Transport>(
     shared: Arc<Shared>,
     session_id: ByteStr,
     principal: Option<Principal>,
+    slot: Option<ConnectionSlot>,
     mut transport: T,
 ) -> DisconnectReason {
     let config = &shared.config;
@@ -172,6 +177,9 @@ async fn drive<T: Transport>(
                 match decode_and_handle(&mut decoder, &mut inbound, &mut protocol) {
                     Flow::Continue => {}
                     Flow::Connected { version, outgoing, incoming } => {
+                        if let Some(slot) = &slot {
+                            slot.release();
+                        }
                         decoder.set_version(version);
                         beat_every = outgoing;
                         read_allowance = incoming.map(HeartBeat::silence_allowance);

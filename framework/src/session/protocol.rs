@@ -223,6 +223,11 @@ impl Protocol {
 
     fn send(&mut self, frame: Frame) -> Handled {
         let destination = self.destination(&frame)?;
+        if self.shared.config.reject_nul_in_bodies && memchr::memchr(0, &frame.body).is_some() {
+            return Err(violation(
+                "SEND body contains a NUL byte, which this server refuses (reject_nul_in_bodies): clients that split frames on NUL, such as stompjs 2.3.3, would read the rest as another frame",
+            ));
+        }
         // Route now, so a bad SEND inside a transaction fails at once.
         let target = self.target(false, &destination)?;
         if let Some(tx) = frame.headers.get_shared(names::TRANSACTION).cloned() {
@@ -326,7 +331,9 @@ impl Protocol {
         }
         let max = self.shared.config.max_subscriptions;
         if self.subscriptions.len() >= max {
-            return Err(violation(format!("a session may hold at most {max} subscriptions")));
+            return Err(violation(format!(
+                "a session may hold at most {max} subscriptions (unsubscribe first, or set max_subscriptions to raise it)"
+            )));
         }
         let target = self.target(true, &destination)?;
         if matches!(target, Target::Broker) && Pattern::is_pattern(&destination) {
@@ -422,7 +429,9 @@ impl Protocol {
         }
         let max = self.shared.config.max_transactions;
         if self.transactions.len() >= max {
-            return Err(violation(format!("a session may have at most {max} transactions open")));
+            return Err(violation(format!(
+                "a session may have at most {max} transactions open (commit or abort first, or set max_transactions to raise it)"
+            )));
         }
         self.transactions.insert(tx, Vec::new());
         Ok(Flow::Continue)

@@ -1,12 +1,17 @@
 //! The bound on HTTP connections that carry no STOMP session yet.
 //!
 //! Each connection the server accepts holds a slot from the moment it is accepted until it
-//! becomes a session's transport (a WebSocket upgrade, a SockJS receiving request) or closes.
-//! With every slot taken the server stops accepting: new connections wait in the kernel's
-//! backlog until one frees, which the HTTP deadlines guarantee (a connection that sends
-//! nothing, half a request or a slow body is closed when its deadline passes). So a flood of
-//! idle or half-open connections holds bounded memory and file descriptors, and established
-//! sessions never lose theirs.
+//! carries a STOMP session (a WebSocket once its CONNECT succeeded; a SockJS receiving request
+//! once attached to its session) or closes. A keep-alive connection whose receiving request
+//! ended takes a slot again with its next request (or is refused with 503 when none is free);
+//! in between it waits for that request under the header deadline, and there are no more such
+//! connections than SockJS sessions. With
+//! every slot taken the server stops accepting: new connections wait in the kernel's backlog
+//! until one frees, which the HTTP deadlines guarantee: a connection that sends nothing, half a
+//! request or a slow body, or does not read its responses (see `stall`), is closed when its
+//! deadline passes, and a WebSocket that never sends CONNECT after `time_to_first_message`. So a
+//! flood of idle or half-open connections holds bounded memory and file descriptors, and
+//! established sessions never lose theirs.
 
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +29,10 @@ pub(crate) struct ConnectionSlots {
 /// One accepted connection's slot. Clones share it; [`release`](ConnectionSlot::release)
 /// gives it back once, and dropping the last clone gives it back too.
 #[derive(Clone)]
-pub(crate) struct ConnectionSlot(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
+pub(crate) struct ConnectionSlot {
+    permit: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    semaphore: Arc<Semaphore>,
+}
 
 impl ConnectionSlots {
     pub(crate) fn new(max: usize) -> Self {
@@ -38,7 +46,7 @@ impl ConnectionSlots {
     /// Waits for a free slot (logging, throttled, when there is none).
     pub(crate) async fn acquire(&self) -> ConnectionSlot {
         let permit = match self.semaphore.clone().try_acquire_owned() {
-            Ok(permit) => permit,
+            Ok(permit) => Some(permit),
             Err(_) => {
                 if let Some(held_back) = self.full.allow() {
                     tracing::warn!(
@@ -48,14 +56,11 @@ impl ConnectionSlots {
                         self.max
                     );
                 }
-                match self.semaphore.clone().acquire_owned().await {
-                    Ok(permit) => permit,
-                    // The semaphore is never closed; should it be, nothing is bounded anymore.
-                    Err(_) => return ConnectionSlot(Arc::new(Mutex::new(None))),
-                }
+                // The semaphore is never closed; should it be, nothing is bounded anymore.
+                self.semaphore.clone().acquire_owned().await.ok()
             }
         };
-        ConnectionSlot(Arc::new(Mutex::new(Some(permit))))
+        ConnectionSlot { permit: Arc::new(Mutex::new(permit)), semaphore: self.semaphore.clone() }
     }
 
     /// Free slots now.
@@ -68,15 +73,27 @@ impl ConnectionSlots {
 impl ConnectionSlot {
     /// The connection now carries a session: it no longer counts against the bound.
     pub(crate) fn release(&self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.permit().take();
     }
 
-    /// Releases the slot stored in a request's extensions, if the connection has one (a
-    /// service mounted in another server's router has none).
-    pub(crate) fn release_for(extensions: &http::Extensions) {
-        if let Some(slot) = extensions.get::<ConnectionSlot>() {
-            slot.release();
+    /// Whether the connection still counts against the bound.
+    pub(crate) fn is_held(&self) -> bool {
+        self.permit().is_some()
+    }
+
+    /// Counts the connection again (a new request on a keep-alive connection whose last one
+    /// carried a SockJS session's receiving side). `false` when every slot is taken.
+    pub(crate) fn reacquire(&self) -> bool {
+        let mut permit = self.permit();
+        if permit.is_none() {
+            *permit = self.semaphore.clone().try_acquire_owned().ok();
         }
+        permit.is_some()
+    }
+
+    fn permit(&self) -> std::sync::MutexGuard<'_, Option<OwnedSemaphorePermit>> {
+        // Poisoning cannot leave an `Option` half-changed.
+        self.permit.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -94,6 +111,10 @@ mod tests {
         a.release();
         a2.release();
         assert_eq!(slots.available(), 1);
+        assert!(a.reacquire() && a2.is_held());
+        assert_eq!(slots.available(), 0);
+        assert!(!b.clone().reacquire() || b.is_held(), "b still holds its own");
+        a.release();
         drop(b);
         assert_eq!(slots.available(), 2);
     }

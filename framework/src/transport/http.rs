@@ -77,7 +77,18 @@ impl StompService {
         let shared = self.shared.clone();
         let peer = self.peer;
         if let Some(slot) = &self.slot {
-            // Where a request becomes a session, the slot is released (see ConnectionSlot).
+            // Where a request becomes a session, the slot is released (see ConnectionSlot);
+            // a later request on the same connection counts again.
+            if !slot.reacquire() {
+                let mut response = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server holds max_http_connections connections without a session; try again later",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return Box::pin(async move { Ok(response) });
+            }
             request.extensions_mut().insert(slot.clone());
         }
         Box::pin(async move { Ok(route(&shared, request, peer).await) })
@@ -284,10 +295,7 @@ pub(crate) fn upgrade(
                 return;
             }
         };
-        // A session's transport from now on: no longer a pending HTTP connection.
-        if let Some(slot) = slot {
-            slot.release();
-        }
+
         let limits = match kind {
             Upgrade::Stomp => limits,
             Upgrade::SockJs(_) => limits.sockjs(session_shared.config.send_buffer_size_limit),
@@ -300,11 +308,11 @@ pub(crate) fn upgrade(
         .await;
         match kind {
             Upgrade::Stomp => {
-                let peer = Peer { addr: peer, transport: "websocket", attributes };
+                let peer = Peer { addr: peer, transport: "websocket", attributes, slot };
                 session::run(session_shared, peer, WebSocketTransport::new(ws, limits)).await;
             }
             Upgrade::SockJs(endpoint) => {
-                let peer = Peer { addr: peer, transport: "sockjs-websocket", attributes };
+                let peer = Peer { addr: peer, transport: "sockjs-websocket", attributes, slot };
                 sockjs::run_websocket(session_shared, endpoint, ws, peer, limits).await;
             }
         }

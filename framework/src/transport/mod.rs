@@ -9,6 +9,7 @@ pub(crate) mod connections;
 pub(crate) mod http;
 pub(crate) mod read_ahead;
 pub(crate) mod sockjs;
+pub(crate) mod stall;
 pub(crate) mod tcp;
 pub(crate) mod websocket;
 

@@ -70,7 +70,8 @@ pub(crate) fn config(limits: WebSocketLimits) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)
         .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(WRITE_BUFFER.saturating_add(limits.max_outbound_frame))
+        // Room for a batch, the largest frame with its WebSocket header, and a pong.
+        .max_write_buffer_size(WRITE_BUFFER.saturating_add(limits.max_outbound_frame) + 256)
         .max_message_size(Some(limits.max_message))
         .max_frame_size(Some(limits.max_message))
 }
@@ -78,14 +79,16 @@ pub(crate) fn config(limits: WebSocketLimits) -> WebSocketConfig {
 pub(crate) struct WebSocketTransport<S> {
     ws: WebSocketStream<S>,
     limits: WebSocketLimits,
-    /// Set when a ping was read: its pong must be written before anything more is read, by
-    /// this instant. Kept here because `recv` may be cancelled while it waits.
+    /// Set when a ping was read: its pong must be written before anything more is read.
+    pong_pending: bool,
+    /// When writing that pong began, plus the limit. Kept here because `recv` may be
+    /// cancelled while it waits, and the next `recv` must not grant a fresh limit.
     pong_due: Option<Instant>,
 }
 
 impl<S> WebSocketTransport<S> {
     pub(crate) fn new(ws: WebSocketStream<S>, limits: WebSocketLimits) -> Self {
-        WebSocketTransport { ws, limits, pong_due: None }
+        WebSocketTransport { ws, limits, pong_pending: false, pong_due: None }
     }
 }
 
@@ -100,12 +103,17 @@ pub(crate) async fn flush_pong<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let slow = || {
+        TransportError::SlowConsumer(format!(
+            "slow consumer: the client sends WebSocket pings but has not read the answer for {limit:?} (the send time limit)"
+        ))
+    };
     match tokio::time::timeout_at(due, ws.flush()).await {
         Ok(Ok(())) => Ok(()),
+        // The connection's own write deadline (before CONNECT, see `stall`) said the same.
+        Ok(Err(WsError::Io(e))) if e.kind() == io::ErrorKind::TimedOut => Err(slow()),
         Ok(Err(e)) => Err(TransportError::Io(into_io(e))),
-        Err(_) => Err(TransportError::SlowConsumer(format!(
-            "slow consumer: the client sends WebSocket pings but has not read the answer for {limit:?} (the send time limit)"
-        ))),
+        Err(_) => Err(slow()),
     }
 }
 
@@ -128,9 +136,11 @@ where
 {
     async fn recv(&mut self, buf: &mut BytesMut) -> Result<usize, TransportError> {
         loop {
-            if let Some(due) = self.pong_due {
-                flush_pong(&mut self.ws, due, self.limits.pong_time_limit).await?;
-                self.pong_due = None;
+            if self.pong_pending {
+                let limit = self.limits.pong_time_limit;
+                let due = *self.pong_due.get_or_insert_with(|| Instant::now() + limit);
+                flush_pong(&mut self.ws, due, limit).await?;
+                (self.pong_pending, self.pong_due) = (false, None);
             }
             let Some(message) = self.ws.next().await else { return Ok(0) };
             let payload: Bytes = match message {
@@ -139,7 +149,7 @@ where
                 Ok(Message::Close(_)) => return Ok(0),
                 // tungstenite has queued the pong: it goes out before the next read.
                 Ok(Message::Ping(_)) => {
-                    self.pong_due = Some(Instant::now() + self.limits.pong_time_limit);
+                    self.pong_pending = true;
                     continue;
                 }
                 Ok(Message::Pong(_) | Message::Frame(_)) => continue,
@@ -166,7 +176,7 @@ where
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(
-                        "a {}-byte frame is larger than a WebSocket session may send ({} bytes, twice send_buffer_size_limit): raise send_buffer_size_limit or send smaller messages",
+                        "a {}-byte frame is larger than a WebSocket session may send ({} bytes: the larger of message_size_limit and twice send_buffer_size_limit): raise send_buffer_size_limit or send smaller messages",
                         frame.len(),
                         self.limits.max_outbound_frame
                     ),

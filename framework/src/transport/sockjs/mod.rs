@@ -6,7 +6,7 @@
 //! Every transport ends in the same place: a [`SockJsSession`] whose
 //! [`SockJsTransport`](session::SockJsTransport) carries an ordinary STOMP session.
 
-mod frames;
+pub(crate) mod frames;
 mod receive;
 mod session;
 mod ws;
@@ -41,6 +41,8 @@ pub(crate) struct SockJsEndpoint {
     iframe: Option<Asset>,
     /// Refusals past `max_sessions` come in floods: one warning per interval.
     refusals: LogThrottle,
+    /// So do WebSocket clients let go for not reading.
+    slow_clients: LogThrottle,
 }
 
 impl SockJsEndpoint {
@@ -56,6 +58,7 @@ impl SockJsEndpoint {
             sessions: Mutex::new(HashMap::new()),
             iframe,
             refusals: LogThrottle::default(),
+            slow_clients: LogThrottle::default(),
         }
     }
 
@@ -156,9 +159,8 @@ where
                 Ok(target) => target,
                 Err(response) => return *response,
             };
-            // The connection carries a session's receiving side now (see ConnectionSlot).
-            ConnectionSlot::release_for(&parts.extensions);
-            receive::respond(shared, endpoint, target, flavor).await
+            let slot = parts.extensions.get::<ConnectionSlot>();
+            receive::respond(shared, endpoint, target, flavor, slot).await
         }
     };
     with_transport_headers(response, &parts, options)
@@ -223,7 +225,8 @@ fn open_session(
         }
         sessions.insert(id.to_owned(), session.clone());
     }
-    let peer = Peer { addr: peer, transport: "sockjs", attributes };
+    // The session outlives this request's connection: it holds no connection slot.
+    let peer = Peer { addr: peer, transport: "sockjs", attributes, slot: None };
     let transport = SessionTransport::new(session.clone(), inbound);
     shared.tracker.spawn(stomp_session::run(shared.clone(), peer, transport));
     // Released once no receiver has been attached for the disconnect delay.

@@ -13,8 +13,10 @@ use tokio::sync::mpsc;
 use super::SockJsEndpoint;
 use super::frames::{self, Close, DecodeError};
 use super::session::{Output, Receiver, SockJsSession};
+use crate::config::SockJsOptions;
 use crate::server::Shared;
 use crate::transport::body::ResponseBody;
+use crate::transport::connections::ConnectionSlot;
 use crate::transport::http::{RequestBody, text};
 
 /// How a receiving transport wraps frames.
@@ -156,11 +158,15 @@ fn js_escape(text: &str) -> String {
 }
 
 /// Answers a receiving request for `session`.
+///
+/// Attached, the request carries the session's receiving side: its connection stops counting
+/// against `max_http_connections` (`slot`) until its next request.
 pub(crate) async fn respond(
     shared: &Arc<Shared>,
     endpoint: &SockJsEndpoint,
     session: Arc<SockJsSession>,
     flavor: Flavor,
+    slot: Option<&ConnectionSlot>,
 ) -> Response<ResponseBody> {
     let options = &endpoint.options;
     let Some(receiver) = session.attach() else {
@@ -172,6 +178,19 @@ pub(crate) async fn respond(
         };
         return ok(&flavor, ResponseBody::full(body));
     };
+    if let Some(slot) = slot {
+        slot.release();
+    }
+    attached(shared, options, receiver, flavor).await
+}
+
+/// The response of a receiving request attached to its session.
+async fn attached(
+    shared: &Arc<Shared>,
+    options: &SockJsOptions,
+    receiver: Receiver,
+    flavor: Flavor,
+) -> Response<ResponseBody> {
     if let Flavor::Polling = flavor {
         let frame = poll(&receiver, options.heartbeat).await;
         return ok(&flavor, ResponseBody::full(flavor.wrap(&frame)));

@@ -55,7 +55,7 @@ pub(crate) async fn run<S>(
                         // read, so a client that pings without reading is read no further.
                         let due = tokio::time::Instant::now() + limits.pong_time_limit;
                         if let Err(e) = flush_pong(&mut ws, due, limits.pong_time_limit).await {
-                            tracing::warn!("SockJS WebSocket closed: {e}");
+                            slow_client(&endpoint, &e.to_string());
                             break;
                         }
                         continue;
@@ -67,12 +67,28 @@ pub(crate) async fn run<S>(
                 }
             },
         };
-        if ws.send(Message::text(frame)).await.is_err() {
-            break;
+        // Bounded like every write to a client: one that does not read is let go.
+        let limit = shared.config.send_time_limit;
+        match tokio::time::timeout(limit, ws.send(Message::text(frame))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!("SockJS WebSocket write failed: {e}");
+                break;
+            }
+            Err(_) => {
+                slow_client(
+                    &endpoint,
+                    &format!(
+                        "slow consumer: a write did not complete within the {limit:?} send time limit"
+                    ),
+                );
+                break;
+            }
         }
         if let Output::Close(close) = output {
             let code = CloseCode::from(close.code);
-            let _ = ws.close(Some(CloseFrame { code, reason: close.reason.into() })).await;
+            let close = ws.close(Some(CloseFrame { code, reason: close.reason.into() }));
+            let _ = tokio::time::timeout(limit, close).await;
             break;
         }
     }
@@ -102,5 +118,12 @@ async fn inbound_message<E>(session: &SockJsSession, message: Option<Result<Mess
             tracing::debug!("SockJS WebSocket sent a message that is not a JSON array of strings");
             false
         }
+    }
+}
+
+/// Logs (throttled: a flood of such clients must not flood the log) why a client was let go.
+fn slow_client(endpoint: &SockJsEndpoint, why: &str) {
+    if let Some(held_back) = endpoint.slow_clients.allow() {
+        tracing::warn!(held_back, "SockJS WebSocket closed: {why}");
     }
 }
