@@ -73,6 +73,8 @@ mod config;
 pub mod dispatch;
 pub mod events;
 mod log_throttle;
+mod outbox;
+mod runtime;
 mod security;
 mod server;
 mod session;
@@ -160,7 +162,7 @@ pub use stompede_macros::message_exception_handler;
 /// Reserved for user destinations (a reply to the sending user's sessions, Spring's
 /// `@SendToUser`): accepted by the parser, but a compile error until user destinations exist.
 pub use stompede_macros::send_to_user;
-pub use template::{MessagingTemplate, Payload, SendError};
+pub use template::{MessagingTemplate, SendError};
 pub use transport::http::{ResponseBody, StompService};
 
 /// What the attribute macros' generated code uses. Not a stable API.

@@ -25,7 +25,7 @@ impl Default for LogThrottle {
 }
 
 impl LogThrottle {
-    pub(crate) fn new(every: Duration) -> Self {
+    pub(crate) const fn new(every: Duration) -> Self {
         LogThrottle { every, state: Mutex::new((None, 0)) }
     }
 

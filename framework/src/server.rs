@@ -3,60 +3,23 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::broker::{Listener, ListenerFn, SimpleBroker, Subscriber};
+use crate::broker::{Broker, Listener, ListenerFn, SimpleBroker, Subscriber};
 use crate::config::{AllowedOrigins, Config, ConfigError, Endpoint};
 use crate::dispatch::{self, Handler, Router};
 use crate::events::SessionEvent;
-use crate::log_throttle::LogThrottle;
+use crate::runtime::Runtime;
 use crate::security::HandshakeHook;
-use crate::session::{self, Peer};
 use crate::stomp::{ByteStr, Frame, HeartBeat};
-use crate::template::{MessagingTemplate, SendError, require_broker_destination};
-use crate::transport::connections::ConnectionSlots;
+use crate::template::{MessagingTemplate, SendError};
+use crate::transport::accept;
 use crate::transport::http::StompService;
 use crate::transport::sockjs::SockJsEndpoint;
-use crate::transport::stall::WriteStall;
-use crate::transport::tcp::TcpTransport;
-
-/// State shared by every session and handle of one server.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) broker: SimpleBroker,
-    pub(crate) router: Router,
-    /// The SockJS endpoints and their sessions.
-    pub(crate) sockjs: Vec<Arc<SockJsEndpoint>>,
-    /// HTTP connections without a STOMP session yet (`max_http_connections`).
-    pub(crate) connection_slots: ConnectionSlots,
-    /// Handshakes refused for their origin: one warning per interval.
-    pub(crate) origin_refusals: LogThrottle,
-    pub(crate) state: http::Extensions,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tracker: TaskTracker,
-    events: broadcast::Sender<SessionEvent>,
-    sessions: AtomicU64,
-}
-
-impl Shared {
-    pub(crate) fn next_session_id(&self) -> ByteStr {
-        let n = self.sessions.fetch_add(1, Ordering::Relaxed);
-        ByteStr::from(format!("session-{n}"))
-    }
-
-    pub(crate) fn emit(&self, event: SessionEvent) {
-        // No listener is fine: events are for those who ask.
-        let _ = self.events.send(event);
-    }
-}
 
 /// Builds a [`Server`]. Every setting has Spring's default; [`build`](ServerBuilder::build)
 /// checks the whole configuration.
@@ -332,7 +295,6 @@ impl ServerBuilder {
         self.config.check()?;
         let discovered = self.discover_handlers.then(dispatch::discovered).into_iter().flatten();
         let router = Router::new(discovered.chain(self.handlers), &self.config)?;
-        let (events, _) = broadcast::channel(1024);
         let sockjs = self
             .config
             .endpoints
@@ -342,21 +304,9 @@ impl ServerBuilder {
                 Some(Arc::new(SockJsEndpoint::new(e.path.clone(), options)))
             })
             .collect();
-        Ok(Server {
-            shared: Arc::new(Shared {
-                connection_slots: ConnectionSlots::new(self.config.max_http_connections),
-                origin_refusals: LogThrottle::default(),
-                config: self.config,
-                broker: SimpleBroker::new(),
-                router,
-                sockjs,
-                state: self.state,
-                shutdown: CancellationToken::new(),
-                tracker: TaskTracker::new(),
-                events,
-                sessions: AtomicU64::new(0),
-            }),
-        })
+        let broker = Broker::Simple(SimpleBroker::new());
+        let runtime = Runtime::new(self.config, broker, router, self.state);
+        Ok(Server { runtime: Arc::new(runtime), sockjs })
     }
 }
 
@@ -365,7 +315,9 @@ impl ServerBuilder {
 /// server (an axum router, say).
 #[derive(Clone)]
 pub struct Server {
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
+    /// The SockJS endpoints and their sessions (the transport's state, not the runtime's).
+    sockjs: Arc<[Arc<SockJsEndpoint>]>,
 }
 
 impl Server {
@@ -381,7 +333,7 @@ impl Server {
 
     /// The WebSocket endpoint(s) as a service, for mounting in an existing HTTP server.
     pub fn service(&self) -> StompService {
-        StompService::new(self.shared.clone())
+        StompService::new(self.runtime.clone(), self.sockjs.clone())
     }
 
     /// Dispatches `frame`, a SEND to an application destination, as if a client had sent it:
@@ -411,17 +363,17 @@ impl Server {
     /// # }
     /// ```
     pub async fn dispatch(&self, frame: Frame) -> Result<(), String> {
-        dispatch::dispatch_send(&self.shared, frame).await
+        dispatch::dispatch_send(&self.runtime, frame).await
     }
 
     /// A handle for sending to broker destinations.
     pub fn template(&self) -> MessagingTemplate {
-        MessagingTemplate::new(self.shared.clone())
+        self.runtime.template.clone()
     }
 
     /// Session lifecycle events from now on.
     pub fn events(&self) -> broadcast::Receiver<SessionEvent> {
-        self.shared.events.subscribe()
+        self.runtime.events()
     }
 
     /// Calls `listener` with every message published to `destination` (a pattern is fine),
@@ -450,16 +402,16 @@ impl Server {
         destination: &str,
         listener: impl Fn(&crate::stomp::PreparedMessage) + Send + Sync + 'static,
     ) -> Result<Listener, SendError> {
-        require_broker_destination(&self.shared.config, destination)?;
+        self.runtime.template.require_broker_destination(destination)?;
         let callback: Arc<ListenerFn> = Arc::new(listener);
         let subscriber =
             Arc::new(Subscriber::local(ByteStr::from(destination.to_owned()), callback));
-        Ok(Listener::new(self.shared.clone(), subscriber))
+        Ok(Listener::new(self.runtime.broker.clone(), subscriber))
     }
 
-    /// The in-memory broker (for its statistics).
-    pub fn broker(&self) -> &SimpleBroker {
-        &self.shared.broker
+    /// The broker (for its statistics).
+    pub fn broker(&self) -> &Broker {
+        &self.runtime.broker
     }
 
     /// Closes every session (each gets an ERROR frame, "server is shutting down"), stops any
@@ -467,15 +419,15 @@ impl Server {
     /// finish. Returns whether everything finished in time. For a service mounted in your own
     /// HTTP server, call this when that server stops.
     pub async fn shutdown(&self, grace: Duration) -> bool {
-        self.shared.shutdown.cancel();
-        self.shared.tracker.close();
-        tokio::time::timeout(grace, self.shared.tracker.wait()).await.is_ok()
+        self.runtime.shutdown.cancel();
+        self.runtime.tracker.close();
+        tokio::time::timeout(grace, self.runtime.tracker.wait()).await.is_ok()
     }
 
     /// Starts listening: HTTP/WebSocket on the bound address, and TCP when configured.
     pub async fn start(self) -> io::Result<RunningServer> {
-        let config = &self.shared.config;
-        let http = listen(config.addr).map_err(|e| {
+        let config = &self.runtime.config;
+        let http = accept::listen(config.addr).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
@@ -486,7 +438,7 @@ impl Server {
         })?;
         let local_addr = http.local_addr()?;
         let tcp = match config.tcp_addr {
-            Some(addr) => Some(listen(addr).map_err(|e| {
+            Some(addr) => Some(accept::listen(addr).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen for STOMP over TCP on {addr} ({e}); choose another address with tcp()"))
             })?),
             None => None,
@@ -501,10 +453,10 @@ impl Server {
             })
             .collect();
         tracing::info!(%local_addr, ?endpoints, ?tcp_addr, "stompede listening");
-        let shared = self.shared.clone();
-        shared.tracker.spawn(accept_http(shared.clone(), http));
+        let runtime = &self.runtime;
+        runtime.tracker.spawn(accept::http(runtime.clone(), self.sockjs.clone(), http));
         if let Some(listener) = tcp {
-            shared.tracker.spawn(accept_tcp(shared.clone(), listener));
+            runtime.tracker.spawn(accept::tcp(runtime.clone(), listener));
         }
         Ok(RunningServer { server: self, local_addr, tcp_addr })
     }
@@ -548,88 +500,5 @@ impl RunningServer {
     /// everything finished in time.
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.server.shutdown(grace).await
-    }
-}
-
-/// Connections the kernel may hold for us before `accept` (capped by `net.core.somaxconn`).
-/// Bursts of thousands of clients reconnecting at once are normal for a pub/sub server; with
-/// a short queue the overflow waits a whole SYN retransmit (a second or more).
-const ACCEPT_BACKLOG: u32 = 4096;
-
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(ACCEPT_BACKLOG)
-}
-
-async fn accept_http(shared: Arc<Shared>, listener: TcpListener) {
-    let config = &shared.config;
-    let mut http1 = hyper::server::conn::http1::Builder::new();
-    // The header read deadline runs from the connection's opening, and again from the end of
-    // each response: it is the keep-alive idle timeout too (hyper re-arms it whenever it
-    // waits for a request head).
-    http1.timer(TokioTimer::new()).header_read_timeout(config.http_header_read_timeout);
-    loop {
-        // A slot first: with none free, connections wait in the kernel's backlog.
-        let (slot, accepted) = tokio::select! {
-            () = shared.shutdown.cancelled() => return,
-            slot = shared.connection_slots.acquire() => {
-                tokio::select! {
-                    () = shared.shutdown.cancelled() => return,
-                    accepted = listener.accept() => (slot, accepted),
-                }
-            }
-        };
-        let Some((stream, peer)) = accepted_or_pause(accepted).await else { continue };
-        // Writes the client does not read fail after the send time limit while the connection
-        // holds its slot (pipelined requests whose answers are never read).
-        let io = TokioIo::new(WriteStall::new(stream, config.send_time_limit, slot.clone()));
-        let service = StompService::new(shared.clone()).with_peer(peer).with_slot(slot);
-        let shutdown = shared.shutdown.clone();
-        let connection = http1.serve_connection(io, service).with_upgrades();
-        shared.tracker.spawn(async move {
-            tokio::select! {
-                result = connection => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, "HTTP connection ended: {e}");
-                    }
-                }
-                () = shutdown.cancelled() => {}
-            }
-        });
-    }
-}
-
-async fn accept_tcp(shared: Arc<Shared>, listener: TcpListener) {
-    loop {
-        let accepted = tokio::select! {
-            () = shared.shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Some((stream, peer)) = accepted_or_pause(accepted).await else { continue };
-        let attributes = http::Extensions::new();
-        let peer = Peer { addr: Some(peer), transport: "tcp", attributes, slot: None };
-        shared.tracker.spawn(session::run(shared.clone(), peer, TcpTransport::new(stream)));
-    }
-}
-
-/// Unwraps an accepted connection. On failure (out of file descriptors, usually) logs what to
-/// do and pauses briefly, so the accept loop does not spin.
-async fn accepted_or_pause(
-    accepted: io::Result<(TcpStream, SocketAddr)>,
-) -> Option<(TcpStream, SocketAddr)> {
-    match accepted {
-        Ok((stream, peer)) => {
-            let _ = stream.set_nodelay(true);
-            Some((stream, peer))
-        }
-        Err(e) => {
-            tracing::error!(
-                "accepting a connection failed: {e} (if this says 'too many open files', raise the process's open-files limit with ulimit -n)"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            None
-        }
     }
 }

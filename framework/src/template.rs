@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::broker::Broker;
 use crate::config::Config;
-use crate::server::Shared;
-use crate::stomp::{ByteStr, Headers, names};
+use crate::dispatch::{BoxError, IntoReply};
+use crate::stomp::{ByteStr, Headers};
 
 /// A cheap, cloneable handle that publishes to broker destinations (`/topic/...`,
 /// `/queue/...`) from any task: background jobs, HTTP handlers, timers. Spring's
@@ -29,12 +30,14 @@ use crate::stomp::{ByteStr, Headers, names};
 /// ```
 #[derive(Clone)]
 pub struct MessagingTemplate {
-    shared: Arc<Shared>,
+    broker: Arc<Broker>,
+    /// The broker prefixes, to refuse destinations no subscriber could ever see.
+    prefixes: Arc<[String]>,
 }
 
 /// Why a [`MessagingTemplate`] send (or a [`Server::listen`](crate::Server::listen)) was
 /// refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
     /// The destination is not under a broker prefix.
@@ -47,24 +50,40 @@ pub enum SendError {
         /// The configured prefixes.
         prefixes: String,
     },
+    /// The payload could not be made into a message (its JSON serialization failed).
+    #[error("the payload cannot be sent: {0}")]
+    Payload(#[source] BoxError),
 }
 
 impl MessagingTemplate {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        MessagingTemplate { shared }
+    pub(crate) fn new(broker: Arc<Broker>, prefixes: Arc<[String]>) -> Self {
+        MessagingTemplate { broker, prefixes }
     }
 
-    /// Sends `payload` as `text/plain;charset=UTF-8` (a `String` or `&str`) or as
-    /// `application/octet-stream` (bytes). Returns how many subscriptions received it.
+    /// Sends `payload`, anything a handler may return ([`IntoReply`]): a `String` or `&str` as
+    /// `text/plain;charset=UTF-8`, bytes as `application/octet-stream`, a [`Message`] with the
+    /// headers it carries (`Message::json(&value)?` for JSON). Returns how many subscriptions
+    /// received it (0 for a payload that sends nothing, such as `()` or `None`).
+    ///
+    /// ```
+    /// use stompede::Server;
+    /// use stompede::dispatch::Message;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let template = Server::builder().build()?.template();
+    /// template.convert_and_send("/topic/greetings", "Hello!")?;
+    /// template.convert_and_send("/topic/prices", Message::json(&[("AAPL", 187.5)])?)?;
+    /// # Ok(()) }
+    /// ```
     pub fn convert_and_send(
         &self,
         destination: &str,
-        payload: impl Into<Payload>,
+        payload: impl IntoReply,
     ) -> Result<usize, SendError> {
-        let payload = payload.into();
-        let mut headers = Headers::with_capacity(1);
-        headers.push(names::CONTENT_TYPE, payload.content_type);
-        self.send(destination, headers, payload.body)
+        self.require_broker_destination(destination)?;
+        match payload.into_reply().map_err(SendError::Payload)? {
+            Some(message) => self.send(destination, message.headers, message.body),
+            None => Ok(0),
+        }
     }
 
     /// Sends a message with the given headers and body. Returns how many subscriptions
@@ -75,54 +94,20 @@ impl MessagingTemplate {
         headers: Headers,
         body: Bytes,
     ) -> Result<usize, SendError> {
-        require_broker_destination(&self.shared.config, destination)?;
+        self.require_broker_destination(destination)?;
         let destination = ByteStr::from(destination.to_owned());
-        Ok(self.shared.broker.publish(&destination, &headers, body))
+        Ok(self.broker.publish(&destination, &headers, body))
     }
-}
 
-/// Refuses a destination that no broker prefix covers (sending or listening there could never
-/// reach a subscriber).
-pub(crate) fn require_broker_destination(
-    config: &Config,
-    destination: &str,
-) -> Result<(), SendError> {
-    match config.broker_prefix_of(destination) {
-        Some(_) => Ok(()),
-        None => Err(SendError::NotABrokerDestination {
+    /// Refuses a destination that no broker prefix covers (sending or listening there could
+    /// never reach a subscriber).
+    pub(crate) fn require_broker_destination(&self, destination: &str) -> Result<(), SendError> {
+        if self.prefixes.iter().any(|prefix| Config::under(prefix, destination)) {
+            return Ok(());
+        }
+        Err(SendError::NotABrokerDestination {
             destination: destination.to_owned(),
-            prefixes: config.broker_prefixes.join(", "),
-        }),
-    }
-}
-
-/// A message body and its content type, for [`MessagingTemplate::convert_and_send`].
-#[derive(Clone, Debug)]
-pub struct Payload {
-    body: Bytes,
-    content_type: &'static str,
-}
-
-impl From<String> for Payload {
-    fn from(s: String) -> Self {
-        Payload { body: Bytes::from(s), content_type: "text/plain;charset=UTF-8" }
-    }
-}
-
-impl From<&str> for Payload {
-    fn from(s: &str) -> Self {
-        Payload::from(s.to_owned())
-    }
-}
-
-impl From<Bytes> for Payload {
-    fn from(body: Bytes) -> Self {
-        Payload { body, content_type: "application/octet-stream" }
-    }
-}
-
-impl From<Vec<u8>> for Payload {
-    fn from(body: Vec<u8>) -> Self {
-        Payload::from(Bytes::from(body))
+            prefixes: self.prefixes.join(", "),
+        })
     }
 }

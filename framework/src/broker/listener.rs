@@ -4,21 +4,20 @@
 
 use std::sync::Arc;
 
-use super::Subscriber;
-use crate::server::Shared;
+use super::{Broker, Subscriber};
 
 /// A registered in-process listener; dropping it unsubscribes. Made by
 /// [`Server::listen`](crate::Server::listen).
 #[must_use = "dropping the Listener unsubscribes it at once"]
 pub struct Listener {
-    shared: Arc<Shared>,
+    broker: Arc<Broker>,
     subscriber: Arc<Subscriber>,
 }
 
 impl Listener {
-    pub(crate) fn new(shared: Arc<Shared>, subscriber: Arc<Subscriber>) -> Self {
-        shared.broker.subscribe(subscriber.clone());
-        Listener { shared, subscriber }
+    pub(crate) fn new(broker: Arc<Broker>, subscriber: Arc<Subscriber>) -> Self {
+        broker.subscribe(subscriber.clone());
+        Listener { broker, subscriber }
     }
 
     /// The destination or pattern listened to.
@@ -29,6 +28,6 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.shared.broker.unsubscribe(&self.subscriber);
+        self.broker.unsubscribe(&self.subscriber);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use crate::session::Outbox;
+use crate::outbox::Outbox;
 use crate::stomp::{ByteStr, PreparedMessage, Version, message_head, names};
 
 /// How a subscription acknowledges messages (the SUBSCRIBE frame's `ack` header).

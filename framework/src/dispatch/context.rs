@@ -10,8 +10,8 @@ use bytes::Bytes;
 use super::error::{ExtractError, HandlerError};
 use super::router::Matched;
 use crate::MessagingTemplate;
+use crate::runtime::Runtime;
 use crate::security::Principal;
-use crate::server::Shared;
 use crate::stomp::{ByteStr, Frame, Headers, names};
 
 /// Everything a handler call can draw its arguments from: the inbound frame, the session it
@@ -21,7 +21,7 @@ use crate::stomp::{ByteStr, Frame, Headers, names};
 /// Implement [`FromMessage`] to take your own argument types from it.
 #[derive(Clone)]
 pub struct MessageContext {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) runtime: Arc<Runtime>,
     pub(crate) session_id: ByteStr,
     pub(crate) principal: Option<Principal>,
     pub(crate) frame: Arc<Frame>,
@@ -36,7 +36,7 @@ impl MessageContext {
     /// The context of a call to the handler `matched` found for `frame`, sent to
     /// `destination` by `session_id`.
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        runtime: Arc<Runtime>,
         session_id: ByteStr,
         principal: Option<Principal>,
         frame: Frame,
@@ -44,7 +44,7 @@ impl MessageContext {
         matched: Matched,
     ) -> Self {
         MessageContext {
-            shared,
+            runtime,
             session_id,
             principal,
             frame: Arc::new(frame),
@@ -100,12 +100,12 @@ impl MessageContext {
     /// Application state of type `T` registered with
     /// [`ServerBuilder::state`](crate::ServerBuilder::state).
     pub fn state<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        self.shared.state.get::<T>().cloned()
+        self.runtime.state.get::<T>().cloned()
     }
 
     /// A template for sending to broker destinations.
     pub fn template(&self) -> MessagingTemplate {
-        MessagingTemplate::new(self.shared.clone())
+        self.runtime.template.clone()
     }
 
     /// In an exception handler, the error being handled.

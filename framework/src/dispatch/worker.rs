@@ -18,9 +18,8 @@ use super::handler::Handler;
 use super::reply::Message;
 use super::router::fill;
 use crate::broker::Subscriber;
-use crate::server::Shared;
+use crate::runtime::Runtime;
 use crate::stomp::{ByteStr, Frame};
-use crate::template::require_broker_destination;
 
 /// Handler calls a session may have queued before it stops reading.
 const QUEUE: usize = 32;
@@ -60,7 +59,7 @@ impl Fatal {
 
 /// The session's side of its handler queue.
 pub(crate) struct SessionDispatch {
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
     sender: Option<mpsc::Sender<Job>>,
     /// Jobs that did not fit in the queue; while any wait, the session reads nothing.
     waiting: VecDeque<Job>,
@@ -68,9 +67,9 @@ pub(crate) struct SessionDispatch {
 }
 
 impl SessionDispatch {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
         SessionDispatch {
-            shared,
+            runtime,
             sender: None,
             waiting: VecDeque::new(),
             fatal: Arc::new(Fatal::default()),
@@ -89,8 +88,8 @@ impl SessionDispatch {
         }
         let sender = self.sender.get_or_insert_with(|| {
             let (sender, receiver) = mpsc::channel(QUEUE);
-            let shared = self.shared.clone();
-            self.shared.tracker.spawn(work(shared, receiver, self.fatal.clone()));
+            let runtime = self.runtime.clone();
+            self.runtime.tracker.spawn(work(runtime, receiver, self.fatal.clone()));
             sender
         });
         match sender.try_send(job) {
@@ -125,31 +124,31 @@ impl SessionDispatch {
 /// Runs the handler of a SEND to an application destination as a session would (extraction,
 /// call, reply published to the broker), and returns once it is done: for benchmarks, through
 /// [`Server::dispatch`](crate::Server::dispatch).
-pub(crate) async fn dispatch_send(shared: &Arc<Shared>, frame: Frame) -> Result<(), String> {
+pub(crate) async fn dispatch_send(runtime: &Arc<Runtime>, frame: Frame) -> Result<(), String> {
     let destination = frame.destination().ok_or("the frame has no destination header")?.to_owned();
-    let prefix = shared
+    let prefix = runtime
         .config
         .app_prefix_of(&destination)
         .ok_or_else(|| format!("{destination} is not an application destination"))?;
-    let matched = shared
+    let matched = runtime
         .router
         .find(false, prefix, &destination)
         .ok_or_else(|| format!("no #[message_mapping] matches {destination}"))?;
     let handler = matched.handler;
     let session_id = ByteStr::from("in-process");
     let context =
-        MessageContext::new(shared.clone(), session_id, None, frame, destination.into(), matched);
+        MessageContext::new(runtime.clone(), session_id, None, frame, destination.into(), matched);
     let context = Arc::new(context);
     let fatal = Fatal::default();
-    run(shared, Job { handler, context, subscriber: None }, &fatal).await;
+    run(runtime, Job { handler, context, subscriber: None }, &fatal).await;
     match fatal.token.is_cancelled() {
         true => Err(fatal.message().to_owned()),
         false => Ok(()),
     }
 }
 
-async fn work(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, fatal: Arc<Fatal>) {
-    let shutdown = shared.shutdown.clone();
+async fn work(runtime: Arc<Runtime>, mut jobs: mpsc::Receiver<Job>, fatal: Arc<Fatal>) {
+    let shutdown = runtime.shutdown.clone();
     loop {
         let job = tokio::select! {
             biased;
@@ -162,30 +161,30 @@ async fn work(shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>, fatal: Arc<Fat
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
-            () = run(&shared, job, &fatal) => {}
+            () = run(&runtime, job, &fatal) => {}
         }
     }
 }
 
 /// Calls the handler, then sends its reply or handles its error.
-async fn run(shared: &Arc<Shared>, job: Job, fatal: &Fatal) {
+async fn run(runtime: &Arc<Runtime>, job: Job, fatal: &Fatal) {
     let Job { handler, context, subscriber } = job;
     let error = match call(handler, context.clone()).await {
         Ok(reply) => {
             if let Some(message) = reply {
-                deliver(shared, handler, &context, subscriber.as_deref(), message);
+                deliver(runtime, handler, &context, subscriber.as_deref(), message);
             }
             return;
         }
         Err(error) => error,
     };
-    if let Some(exception_handler) = shared.router.exception_handler(&error) {
+    if let Some(exception_handler) = runtime.router.exception_handler(&error) {
         let mut with_error = MessageContext::clone(&context);
         with_error.error = Some(error);
         with_error.handler = exception_handler.name;
         match call(exception_handler, Arc::new(with_error)).await {
             Ok(Some(message)) => {
-                deliver(shared, exception_handler, &context, subscriber.as_deref(), message)
+                deliver(runtime, exception_handler, &context, subscriber.as_deref(), message)
             }
             Ok(None) => {}
             Err(failed) => tracing::error!(
@@ -233,7 +232,7 @@ async fn call(
 /// the destination the message was sent to without its application prefix (`/app/hello`
 /// replies to `/topic/hello`).
 fn deliver(
-    shared: &Shared,
+    runtime: &Runtime,
     handler: &'static Handler,
     context: &MessageContext,
     subscriber: Option<&Subscriber>,
@@ -242,31 +241,31 @@ fn deliver(
     let Message { headers, body } = message;
     if handler.send_to.is_empty() {
         if let Some(subscriber) = subscriber {
-            shared.broker.deliver_to(subscriber, &context.destination, &headers, body);
+            runtime.broker.deliver_to(subscriber, &context.destination, &headers, body);
             return;
         }
-        let destination = format!("{}{}", shared.config.default_reply_prefix(), context.lookup);
-        publish(shared, handler, destination, &headers, body);
+        let destination = format!("{}{}", runtime.config.default_reply_prefix(), context.lookup);
+        publish(runtime, handler, destination, &headers, body);
         return;
     }
     for destination in handler.send_to {
         let destination = fill(destination, &context.variables);
-        publish(shared, handler, destination, &headers, body.clone());
+        publish(runtime, handler, destination, &headers, body.clone());
     }
 }
 
 fn publish(
-    shared: &Shared,
+    runtime: &Runtime,
     handler: &Handler,
     destination: String,
     headers: &crate::stomp::Headers,
     body: bytes::Bytes,
 ) {
-    if let Err(e) = require_broker_destination(&shared.config, &destination) {
+    if let Err(e) = runtime.template.require_broker_destination(&destination) {
         tracing::error!(handler = handler.name, "the reply was not sent: {e}");
         return;
     }
     let destination = ByteStr::from(destination);
-    let delivered = shared.broker.publish(&destination, headers, body);
+    let delivered = runtime.broker.publish(&destination, headers, body);
     tracing::debug!(handler = handler.name, %destination, delivered, "reply sent");
 }

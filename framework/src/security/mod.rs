@@ -1,9 +1,12 @@
-//! Security hooks. The handshake hook sees every WebSocket upgrade request before it is
-//! accepted: it can refuse it, or attach attributes (a user, a tenant) that the session keeps.
+//! Security hooks. The handshake hook sees every WebSocket upgrade request (and every new
+//! SockJS session's first request) before it is accepted: it can refuse it, or attach
+//! attributes. A [`Principal`] among them becomes the session's user, which handlers take as
+//! `Option<Principal>`; other attributes are not readable by handlers yet.
 
 use http::StatusCode;
 
-/// Decides whether a WebSocket handshake may proceed, and attaches attributes to the session.
+/// Decides whether a WebSocket handshake may proceed, and attaches attributes (a
+/// [`Principal`] is the one the session keeps).
 ///
 /// Any `Fn(&http::request::Parts, &mut http::Extensions) -> Result<(), HandshakeRejection>`
 /// is a hook:

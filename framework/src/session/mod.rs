@@ -5,7 +5,6 @@
 //! heart-beats in both directions, and ends the session cleanly on DISCONNECT, protocol error,
 //! slow consumer, silence, lost connection or server shutdown.
 
-mod outbox;
 mod protocol;
 
 use std::sync::Arc;
@@ -15,12 +14,12 @@ use bytes::BytesMut;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Instrument;
 
-pub(crate) use outbox::Outbox;
 use protocol::{Flow, Protocol};
 
 use crate::events::{DisconnectReason, SessionEvent};
+use crate::outbox::Outbox;
+use crate::runtime::Runtime;
 use crate::security::Principal;
-use crate::server::Shared;
 use crate::stomp::{ByteStr, Decoder, EncodedFrame, Frame, HeartBeat};
 use crate::transport::connections::ConnectionSlot;
 use crate::transport::{Transport, TransportError};
@@ -45,12 +44,12 @@ pub(crate) struct Peer {
 }
 
 /// Runs a session to its end.
-pub(crate) async fn run<T: Transport>(shared: Arc<Shared>, peer: Peer, transport: T) {
-    let session_id = shared.next_session_id();
+pub(crate) async fn run<T: Transport>(runtime: Arc<Runtime>, peer: Peer, transport: T) {
+    let session_id = runtime.next_session_id();
     let span =
         tracing::debug_span!("session", %session_id, peer = ?peer.addr, transport = peer.transport);
     let principal = peer.attributes.get::<Principal>().cloned();
-    let reason = drive(shared.clone(), session_id.clone(), principal, peer.slot, transport)
+    let reason = drive(runtime.clone(), session_id.clone(), principal, peer.slot, transport)
         .instrument(span.clone())
         .await;
     span.in_scope(|| match &reason {
@@ -60,19 +59,19 @@ pub(crate) async fn run<T: Transport>(shared: Arc<Shared>, peer: Peer, transport
         DisconnectReason::ConnectionLost(why) => tracing::debug!(%why, "connection lost"),
         other => tracing::warn!(reason = ?other, "session closed"),
     });
-    shared.emit(SessionEvent::Disconnected { session_id, reason });
+    runtime.emit(SessionEvent::Disconnected { session_id, reason });
 }
 
 async fn drive<T: Transport>(
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
     session_id: ByteStr,
     principal: Option<Principal>,
     slot: Option<ConnectionSlot>,
     mut transport: T,
 ) -> DisconnectReason {
-    let config = &shared.config;
+    let config = &runtime.config;
     let (outbox, mut outbound) = Outbox::new(config.send_buffer_size_limit, config.send_time_limit);
-    let mut protocol = Protocol::new(shared.clone(), session_id, outbox.clone(), principal);
+    let mut protocol = Protocol::new(runtime.clone(), session_id, outbox.clone(), principal);
     let mut decoder = Decoder::new(config.limits);
     let mut inbound = BytesMut::new();
     let mut batch: Vec<EncodedFrame> = Vec::new();
@@ -90,7 +89,7 @@ async fn drive<T: Transport>(
     // Likewise the cancellation futures: registered once, not once per loop turn. A child
     // token per session: polling it locks only this session's node, not the server-wide one
     // every session would otherwise contend on.
-    let shutdown = shared.shutdown.child_token();
+    let shutdown = runtime.shutdown.child_token();
     let shutting_down = shutdown.cancelled();
     let outbox_closed = outbox.closed();
     let fatal = protocol.fatal();

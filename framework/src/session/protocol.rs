@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Outbox;
 use crate::broker::{AckMode, Pattern, Subscriber};
 use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch, lookup_destination};
 use crate::events::{DisconnectReason, SessionEvent};
+use crate::outbox::Outbox;
+use crate::runtime::Runtime;
 use crate::security::Principal;
-use crate::server::Shared;
 use crate::stomp::{ByteStr, Command, EncodedFrame, Frame, HeartBeat, Version, encode, names};
 
 const SUPPORTED: [Version; 3] = [Version::V1_0, Version::V1_1, Version::V1_2];
@@ -43,7 +43,7 @@ fn violation(message: impl Into<String>) -> Violation {
 }
 
 pub(crate) struct Protocol {
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
     session_id: ByteStr,
     outbox: Arc<Outbox>,
     version: Option<Version>,
@@ -64,14 +64,14 @@ enum Target {
 
 impl Protocol {
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        runtime: Arc<Runtime>,
         session_id: ByteStr,
         outbox: Arc<Outbox>,
         principal: Option<Principal>,
     ) -> Self {
         Protocol {
-            dispatch: SessionDispatch::new(shared.clone()),
-            shared,
+            dispatch: SessionDispatch::new(runtime.clone()),
+            runtime,
             session_id,
             outbox,
             version: None,
@@ -184,18 +184,18 @@ impl Protocol {
             })?,
         };
         let server_beat =
-            if version == Version::V1_0 { HeartBeat::NONE } else { self.shared.config.heartbeat };
+            if version == Version::V1_0 { HeartBeat::NONE } else { self.runtime.config.heartbeat };
         self.version = Some(version);
         let mut connected = Frame::new(Command::Connected)
             .header(names::VERSION, version.as_str())
             .header(names::HEART_BEAT, server_beat.to_header_value())
             .header(names::SESSION, self.session_id.clone())
-            .header(names::SERVER, self.shared.config.server_name.clone());
+            .header(names::SERVER, self.runtime.config.server_name.clone());
         if let Some(login) = frame.get(names::LOGIN) {
             connected.headers.push("user-name", login.to_owned());
         }
         self.reply(&connected);
-        self.shared.emit(SessionEvent::Connected {
+        self.runtime.emit(SessionEvent::Connected {
             session_id: self.session_id.clone(),
             version,
             login: frame.get(names::LOGIN).map(str::to_owned),
@@ -211,7 +211,7 @@ impl Protocol {
     /// bounds the work of matching it against wildcard subscriptions).
     fn destination(&self, frame: &Frame) -> Result<ByteStr, Violation> {
         let destination = required(frame, names::DESTINATION)?;
-        let max = self.shared.config.max_destination_length;
+        let max = self.runtime.config.max_destination_length;
         if destination.len() > max {
             return Err(violation(format!(
                 "destination is {} bytes long, more than the {max} allowed (set max_destination_length to raise it)",
@@ -223,7 +223,7 @@ impl Protocol {
 
     fn send(&mut self, frame: Frame) -> Handled {
         let destination = self.destination(&frame)?;
-        if self.shared.config.reject_nul_in_bodies && memchr::memchr(0, &frame.body).is_some() {
+        if self.runtime.config.reject_nul_in_bodies && memchr::memchr(0, &frame.body).is_some() {
             return Err(violation(
                 "SEND body contains a NUL byte, which this server refuses (reject_nul_in_bodies): clients that split frames on NUL, such as stompjs 2.3.3, would read the rest as another frame",
             ));
@@ -232,7 +232,7 @@ impl Protocol {
         let target = self.target(false, &destination)?;
         if let Some(tx) = frame.headers.get_shared(names::TRANSACTION).cloned() {
             let size = buffered_size(&frame);
-            let limit = self.shared.config.max_transaction_bytes;
+            let limit = self.runtime.config.max_transaction_bytes;
             let Some(buffered) = self.transactions.get_mut(&tx) else {
                 return Err(violation(format!(
                     "SEND names transaction {tx:?}, which was not begun"
@@ -264,14 +264,14 @@ impl Protocol {
 
     fn context(&self, frame: Frame, destination: ByteStr, matched: Matched) -> Arc<MessageContext> {
         let (session_id, principal) = (self.session_id.clone(), self.principal.clone());
-        let shared = self.shared.clone();
-        Arc::new(MessageContext::new(shared, session_id, principal, frame, destination, matched))
+        let runtime = self.runtime.clone();
+        Arc::new(MessageContext::new(runtime, session_id, principal, frame, destination, matched))
     }
 
     /// Routes a SEND (`subscribe` false) or a SUBSCRIBE: to the broker, or to the handler
     /// mapped to its application destination.
     fn target(&self, subscribe: bool, destination: &str) -> Result<Target, Violation> {
-        let config = &self.shared.config;
+        let config = &self.runtime.config;
         if config.broker_prefix_of(destination).is_some() {
             return Ok(Target::Broker);
         }
@@ -292,11 +292,11 @@ impl Protocol {
     }
 
     fn handler_target(&self, subscribe: bool, prefix: &str, destination: &str) -> Option<Target> {
-        self.shared.router.find(subscribe, prefix, destination).map(Target::Handler)
+        self.runtime.router.find(subscribe, prefix, destination).map(Target::Handler)
     }
 
     fn outside_prefixes(&self, destination: &str, what: &str) -> Violation {
-        let config = &self.shared.config;
+        let config = &self.runtime.config;
         if config.is_user_destination(destination) {
             violation(format!(
                 "user destinations ({}) are not enabled on this server",
@@ -311,7 +311,7 @@ impl Protocol {
     }
 
     fn publish(&self, destination: &ByteStr, frame: Frame) {
-        let delivered = self.shared.broker.publish(destination, &frame.headers, frame.body);
+        let delivered = self.runtime.broker.publish(destination, &frame.headers, frame.body);
         tracing::debug!(session_id = %self.session_id, %destination, delivered, "published");
     }
 
@@ -329,7 +329,7 @@ impl Protocol {
                 "subscription id {id:?} is already in use in this session"
             )));
         }
-        let max = self.shared.config.max_subscriptions;
+        let max = self.runtime.config.max_subscriptions;
         if self.subscriptions.len() >= max {
             return Err(violation(format!(
                 "a session may hold at most {max} subscriptions (unsubscribe first, or set max_subscriptions to raise it)"
@@ -338,7 +338,7 @@ impl Protocol {
         let target = self.target(true, &destination)?;
         if matches!(target, Target::Broker) && Pattern::is_pattern(&destination) {
             let (wildcards, max) =
-                (Pattern::wildcards(&destination), self.shared.config.max_pattern_wildcards);
+                (Pattern::wildcards(&destination), self.runtime.config.max_pattern_wildcards);
             if wildcards > max {
                 return Err(violation(format!(
                     "subscription pattern has {wildcards} wildcards, more than the {max} allowed (set max_pattern_wildcards to raise it)"
@@ -354,7 +354,7 @@ impl Protocol {
             self.outbox.clone(),
         ));
         match target {
-            Target::Broker => self.shared.broker.subscribe(subscriber.clone()),
+            Target::Broker => self.runtime.broker.subscribe(subscriber.clone()),
             // Spring's @SubscribeMapping: the handler's reply goes to this subscription once;
             // the broker never holds it.
             Target::Handler(matched) => {
@@ -365,7 +365,7 @@ impl Protocol {
             }
         }
         self.subscriptions.insert(id.clone(), subscriber);
-        self.shared.emit(SessionEvent::Subscribed {
+        self.runtime.emit(SessionEvent::Subscribed {
             session_id: self.session_id.clone(),
             subscription_id: id,
             destination,
@@ -384,10 +384,10 @@ impl Protocol {
     }
 
     fn drop_subscription(&self, subscriber: &Subscriber) {
-        if self.shared.config.broker_prefix_of(&subscriber.destination).is_some() {
-            self.shared.broker.unsubscribe(subscriber);
+        if self.runtime.config.broker_prefix_of(&subscriber.destination).is_some() {
+            self.runtime.broker.unsubscribe(subscriber);
         }
-        self.shared.emit(SessionEvent::Unsubscribed {
+        self.runtime.emit(SessionEvent::Unsubscribed {
             session_id: self.session_id.clone(),
             subscription_id: subscriber.subscription_id.clone(),
             destination: subscriber.destination.clone(),
@@ -427,7 +427,7 @@ impl Protocol {
         if self.transactions.contains_key(&tx) {
             return Err(violation(format!("transaction {tx:?} is already in progress")));
         }
-        let max = self.shared.config.max_transactions;
+        let max = self.runtime.config.max_transactions;
         if self.transactions.len() >= max {
             return Err(violation(format!(
                 "a session may have at most {max} transactions open (commit or abort first, or set max_transactions to raise it)"

@@ -25,7 +25,8 @@ use super::read_ahead::ReadAhead;
 use super::sockjs::{self, SockJsEndpoint};
 use super::websocket::{self, WebSocketTransport};
 use crate::config::AllowedOrigins;
-use crate::server::Shared;
+use crate::log_throttle::{EVERY, LogThrottle};
+use crate::runtime::Runtime;
 use crate::session::{self, Peer};
 use crate::stomp::Version;
 
@@ -33,13 +34,19 @@ use crate::stomp::Version;
 ///
 /// Mount it in axum next to your own routes:
 ///
-/// ```no_run
-/// # fn doc(server: stompede::Server) {
-/// // let app = axum::Router::new()
-/// //     .route("/api/health", axum::routing::get(|| async { "ok" }))
-/// //     .route_service("/ws", server.service());
-/// # }
 /// ```
+/// fn app(server: &stompede::Server) -> axum::Router {
+///     axum::Router::new()
+///         .route("/api/health", axum::routing::get(|| async { "ok" }))
+///         .route_service("/ws", server.service())
+/// }
+/// # let server = stompede::Server::builder().build().unwrap();
+/// # let _ = app(&server);
+/// ```
+///
+/// `route_service("/ws", ..)` routes the WebSocket endpoint only; an endpoint with SockJS, and
+/// `/stompede.js`, also need the paths below it (`.fallback_service(server.service())` routes
+/// everything your own routes do not).
 ///
 /// (See `examples/axum_mount` for the complete program.) The service also answers the
 /// server's static assets (`/stompede.js`, pages registered with
@@ -48,7 +55,9 @@ use crate::stomp::Version;
 /// (`Can "Upgrade" only to "WebSocket".`).
 #[derive(Clone)]
 pub struct StompService {
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
+    /// The SockJS endpoints and their sessions.
+    sockjs: Arc<[Arc<SockJsEndpoint>]>,
     peer: Option<SocketAddr>,
     /// The connection's slot among `max_http_connections`, for connections the server
     /// accepted itself.
@@ -56,8 +65,8 @@ pub struct StompService {
 }
 
 impl StompService {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        StompService { shared, peer: None, slot: None }
+    pub(crate) fn new(runtime: Arc<Runtime>, sockjs: Arc<[Arc<SockJsEndpoint>]>) -> Self {
+        StompService { runtime, sockjs, peer: None, slot: None }
     }
 
     pub(crate) fn with_peer(mut self, peer: SocketAddr) -> Self {
@@ -74,7 +83,8 @@ impl StompService {
     where
         B: RequestBody,
     {
-        let shared = self.shared.clone();
+        let runtime = self.runtime.clone();
+        let sockjs = self.sockjs.clone();
         let peer = self.peer;
         if let Some(slot) = &self.slot {
             // Where a request becomes a session, the slot is released (see ConnectionSlot);
@@ -91,7 +101,7 @@ impl StompService {
             }
             request.extensions_mut().insert(slot.clone());
         }
-        Box::pin(async move { Ok(route(&shared, request, peer).await) })
+        Box::pin(async move { Ok(route(&runtime, &sockjs, request, peer).await) })
     }
 }
 
@@ -111,8 +121,10 @@ impl<B> RequestBody for B where
 
 /// 403 for a request (`what`) whose `Origin` is not allowed, with a throttled warning: any
 /// page on the web can make browsers send such requests by the thousand.
-pub(crate) fn refuse_origin(shared: &Shared, origin: &str, what: &str) -> Response<ResponseBody> {
-    if let Some(held_back) = shared.origin_refusals.allow() {
+pub(crate) fn refuse_origin(origin: &str, what: &str) -> Response<ResponseBody> {
+    // One throttle for the process: a flood is a flood whichever server it reaches.
+    static REFUSALS: LogThrottle = LogThrottle::new(EVERY);
+    if let Some(held_back) = REFUSALS.allow() {
         tracing::warn!(
             %origin,
             held_back,
@@ -185,32 +197,33 @@ fn header_has_token(request: &http::request::Parts, name: header::HeaderName, to
 /// Routes a request: a static asset, an endpoint (WebSocket handshake, or the SockJS
 /// greeting), a SockJS resource under an endpoint, or 404.
 async fn route<B>(
-    shared: &Arc<Shared>,
+    runtime: &Arc<Runtime>,
+    endpoints: &[Arc<SockJsEndpoint>],
     request: Request<B>,
     peer: Option<SocketAddr>,
 ) -> Response<ResponseBody>
 where
     B: RequestBody,
 {
-    let config = &shared.config;
+    let config = &runtime.config;
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     if let Some(asset) = config.asset(path) {
         return asset.respond(&parts.method, &parts.headers);
     }
     if config.endpoints.iter().any(|e| e.path == path) {
-        let sockjs = shared.sockjs.iter().any(|s| s.path == path);
+        let sockjs = endpoints.iter().any(|s| s.path == path);
         if sockjs && !header_has_token(&parts, header::UPGRADE, "websocket") {
             return sockjs::greeting(&parts.method);
         }
-        return upgrade(shared, parts, peer, Upgrade::Stomp);
+        return upgrade(runtime, parts, peer, Upgrade::Stomp);
     }
-    let under = shared.sockjs.iter().find_map(|endpoint| {
+    let under = endpoints.iter().find_map(|endpoint| {
         let rest = path.strip_prefix(endpoint.path.as_str())?;
         rest.starts_with('/').then(|| (endpoint.clone(), rest.to_owned()))
     });
     if let Some((endpoint, rest)) = under {
-        return sockjs::handle(shared, &endpoint, &rest, parts, body, peer).await;
+        return sockjs::handle(runtime, &endpoint, &rest, parts, body, peer).await;
     }
     let endpoints: Vec<&str> = config.endpoints.iter().map(|e| e.path.as_str()).collect();
     text(
@@ -230,12 +243,12 @@ pub(crate) enum Upgrade {
 /// The WebSocket handshake: upgrade headers, origin, the application's hook, subprotocol;
 /// then a session on the upgraded connection.
 pub(crate) fn upgrade(
-    shared: &Arc<Shared>,
+    runtime: &Arc<Runtime>,
     mut parts: http::request::Parts,
     peer: Option<SocketAddr>,
     kind: Upgrade,
 ) -> Response<ResponseBody> {
-    let config = &shared.config;
+    let config = &runtime.config;
     if parts.method != Method::GET
         || !header_has_token(&parts, header::UPGRADE, "websocket")
         || !header_has_token(&parts, header::CONNECTION, "upgrade")
@@ -254,7 +267,7 @@ pub(crate) fn upgrade(
         return text(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key header is missing.");
     };
     if let Err(origin) = check_origin(&config.allowed_origins, &parts) {
-        return refuse_origin(shared, &origin, "WebSocket handshake");
+        return refuse_origin(&origin, "WebSocket handshake");
     }
     let mut attributes = http::Extensions::new();
     if let Some(hook) = &config.handshake_hook {
@@ -275,12 +288,12 @@ pub(crate) fn upgrade(
             "this connection cannot be upgraded: serve StompService with hyper's upgrades enabled (serve_connection(..).with_upgrades())",
         );
     };
-    let session_shared = shared.clone();
+    let session_runtime = runtime.clone();
     let limits = websocket::WebSocketLimits::server(config);
     let slot = parts.extensions.remove::<ConnectionSlot>();
     // The 101 response is small: hyper hands the connection over as soon as it is written.
     let upgrade_deadline = config.http_header_read_timeout;
-    shared.tracker.spawn(async move {
+    runtime.tracker.spawn(async move {
         let upgraded = match tokio::time::timeout(upgrade_deadline, on_upgrade).await {
             Ok(Ok(upgraded)) => upgraded,
             Ok(Err(e)) => {
@@ -298,7 +311,7 @@ pub(crate) fn upgrade(
 
         let limits = match kind {
             Upgrade::Stomp => limits,
-            Upgrade::SockJs(_) => limits.sockjs(session_shared.config.send_buffer_size_limit),
+            Upgrade::SockJs(_) => limits.sockjs(session_runtime.config.send_buffer_size_limit),
         };
         let ws = WebSocketStream::from_raw_socket(
             ReadAhead::new(TokioIo::new(upgraded)),
@@ -309,11 +322,11 @@ pub(crate) fn upgrade(
         match kind {
             Upgrade::Stomp => {
                 let peer = Peer { addr: peer, transport: "websocket", attributes, slot };
-                session::run(session_shared, peer, WebSocketTransport::new(ws, limits)).await;
+                session::run(session_runtime, peer, WebSocketTransport::new(ws, limits)).await;
             }
             Upgrade::SockJs(endpoint) => {
                 let peer = Peer { addr: peer, transport: "sockjs-websocket", attributes, slot };
-                sockjs::run_websocket(session_shared, endpoint, ws, peer, limits).await;
+                sockjs::run_websocket(session_runtime, endpoint, ws, peer, limits).await;
             }
         }
     });

@@ -3,6 +3,7 @@
 //! A session only sees the [`Transport`] trait, so WebSocket, raw TCP (and SockJS) share every
 //! line of protocol code. `http` holds the WebSocket endpoint as a hyper/tower service.
 
+pub(crate) mod accept;
 pub(crate) mod assets;
 pub(crate) mod body;
 pub(crate) mod connections;

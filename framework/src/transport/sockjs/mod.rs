@@ -27,7 +27,7 @@ use super::body::ResponseBody;
 use super::http::{RequestBody, check_origin, refuse_origin, text};
 use crate::config::{SockJsOptions, SockJsTransport};
 use crate::log_throttle::LogThrottle;
-use crate::server::Shared;
+use crate::runtime::Runtime;
 use crate::session::{self as stomp_session, Peer};
 use crate::transport::connections::ConnectionSlot;
 
@@ -92,7 +92,7 @@ pub(crate) fn greeting(method: &Method) -> Response<ResponseBody> {
 
 /// A request under a SockJS endpoint; `rest` is the path after the endpoint's (`/info`).
 pub(crate) async fn handle<B>(
-    shared: &Arc<Shared>,
+    runtime: &Arc<Runtime>,
     endpoint: &Arc<SockJsEndpoint>,
     rest: &str,
     parts: http::request::Parts,
@@ -105,10 +105,10 @@ where
     let options = &endpoint.options;
     match rest {
         "" | "/" => return greeting(&parts.method),
-        "/info" => return info(shared, options, &parts),
+        "/info" => return info(runtime, options, &parts),
         "/websocket" if options.enabled(SockJsTransport::WebSocket) => {
             // Plain WebSocket, no SockJS framing (what Spring offers native clients).
-            return super::http::upgrade(shared, parts, peer, super::http::Upgrade::Stomp);
+            return super::http::upgrade(runtime, parts, peer, super::http::Upgrade::Stomp);
         }
         _ => {}
     }
@@ -137,30 +137,30 @@ where
     let cors = transport != "websocket";
     if parts.method != method {
         if parts.method == Method::OPTIONS && cors {
-            return preflight(shared, &parts, method.as_str());
+            return preflight(runtime, &parts, method.as_str());
         }
         let allow = if cors { format!("{method}, OPTIONS") } else { method.to_string() };
         return method_not_allowed(&allow);
     }
-    if let Err(origin) = check_origin(&shared.config.allowed_origins, &parts) {
-        return refuse_origin(shared, &origin, "SockJS request");
+    if let Err(origin) = check_origin(&runtime.config.allowed_origins, &parts) {
+        return refuse_origin(&origin, "SockJS request");
     }
     if transport == "websocket" {
         let kind = super::http::Upgrade::SockJs(endpoint.clone());
-        return super::http::upgrade(shared, parts, peer, kind);
+        return super::http::upgrade(runtime, parts, peer, kind);
     }
     let response = match transport {
-        "xhr_send" => receive::xhr_send(shared, endpoint, session, body).await,
+        "xhr_send" => receive::xhr_send(runtime, endpoint, session, body).await,
         _ => {
             let Some(flavor) = receive::Flavor::of(transport, &parts) else {
                 return receive::bad_callback(&parts);
             };
-            let target = match open_session(shared, endpoint, session, &parts, peer) {
+            let target = match open_session(runtime, endpoint, session, &parts, peer) {
                 Ok(target) => target,
                 Err(response) => return *response,
             };
             let slot = parts.extensions.get::<ConnectionSlot>();
-            receive::respond(shared, endpoint, target, flavor, slot).await
+            receive::respond(runtime, endpoint, target, flavor, slot).await
         }
     };
     with_transport_headers(response, &parts, options)
@@ -181,7 +181,7 @@ fn transport_of(name: &str) -> Option<(SockJsTransport, Method)> {
 /// The session `id` for a receiving request: the existing one, or a new one (with its STOMP
 /// session started) after the origin and handshake hook checks.
 fn open_session(
-    shared: &Arc<Shared>,
+    runtime: &Arc<Runtime>,
     endpoint: &Arc<SockJsEndpoint>,
     id: &str,
     parts: &http::request::Parts,
@@ -191,7 +191,7 @@ fn open_session(
         return Ok(session);
     }
     let mut attributes = http::Extensions::new();
-    if let Some(hook) = &shared.config.handshake_hook {
+    if let Some(hook) = &runtime.config.handshake_hook {
         if let Err(rejection) = hook.handshake(parts, &mut attributes) {
             return Err(Box::new(text(rejection.status, rejection.message)));
         }
@@ -199,7 +199,7 @@ fn open_session(
     let (session, inbound) = SockJsSession::new(
         id.to_owned(),
         endpoint.options.message_cache_size,
-        shared.config.send_buffer_size_limit,
+        runtime.config.send_buffer_size_limit,
     );
     {
         let mut sessions = endpoint.sessions();
@@ -228,12 +228,12 @@ fn open_session(
     // The session outlives this request's connection: it holds no connection slot.
     let peer = Peer { addr: peer, transport: "sockjs", attributes, slot: None };
     let transport = SessionTransport::new(session.clone(), inbound);
-    shared.tracker.spawn(stomp_session::run(shared.clone(), peer, transport));
+    runtime.tracker.spawn(stomp_session::run(runtime.clone(), peer, transport));
     // Released once no receiver has been attached for the disconnect delay.
     let reaper_endpoint = endpoint.clone();
     let reaped = session.clone();
     let delay = endpoint.options.disconnect_delay;
-    shared.tracker.spawn(async move {
+    runtime.tracker.spawn(async move {
         if reaped.idle_for(delay).await {
             tracing::debug!(session = %reaped.id, "SockJS session released: no receiving request for the disconnect delay");
         }
@@ -248,18 +248,18 @@ fn open_session(
 
 /// `GET /ws/info` (and its preflight).
 fn info(
-    shared: &Shared,
+    runtime: &Runtime,
     options: &SockJsOptions,
     parts: &http::request::Parts,
 ) -> Response<ResponseBody> {
     if parts.method == Method::OPTIONS {
-        return preflight(shared, parts, "GET");
+        return preflight(runtime, parts, "GET");
     }
     if parts.method != Method::GET {
         return method_not_allowed("GET, OPTIONS");
     }
-    if let Err(origin) = check_origin(&shared.config.allowed_origins, parts) {
-        return refuse_origin(shared, &origin, "SockJS info request");
+    if let Err(origin) = check_origin(&runtime.config.allowed_origins, parts) {
+        return refuse_origin(&origin, "SockJS info request");
     }
     let entropy = RandomState::new().hash_one(std::time::SystemTime::now()) as u32;
     let body = format!(
@@ -278,12 +278,12 @@ fn info(
 
 /// The answer to a CORS preflight (`OPTIONS`) for a resource served with `method`.
 fn preflight(
-    shared: &Shared,
+    runtime: &Runtime,
     parts: &http::request::Parts,
     method: &str,
 ) -> Response<ResponseBody> {
-    if let Err(origin) = check_origin(&shared.config.allowed_origins, parts) {
-        return refuse_origin(shared, &origin, "SockJS preflight");
+    if let Err(origin) = check_origin(&runtime.config.allowed_origins, parts) {
+        return refuse_origin(&origin, "SockJS preflight");
     }
     let mut response = Response::new(ResponseBody::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;

@@ -14,7 +14,7 @@ use super::SockJsEndpoint;
 use super::frames::{self, Close, DecodeError};
 use super::session::{Output, Receiver, SockJsSession};
 use crate::config::SockJsOptions;
-use crate::server::Shared;
+use crate::runtime::Runtime;
 use crate::transport::body::ResponseBody;
 use crate::transport::connections::ConnectionSlot;
 use crate::transport::http::{RequestBody, text};
@@ -162,7 +162,7 @@ fn js_escape(text: &str) -> String {
 /// Attached, the request carries the session's receiving side: its connection stops counting
 /// against `max_http_connections` (`slot`) until its next request.
 pub(crate) async fn respond(
-    shared: &Arc<Shared>,
+    runtime: &Arc<Runtime>,
     endpoint: &SockJsEndpoint,
     session: Arc<SockJsSession>,
     flavor: Flavor,
@@ -181,12 +181,12 @@ pub(crate) async fn respond(
     if let Some(slot) = slot {
         slot.release();
     }
-    attached(shared, options, receiver, flavor).await
+    attached(runtime, options, receiver, flavor).await
 }
 
 /// The response of a receiving request attached to its session.
 async fn attached(
-    shared: &Arc<Shared>,
+    runtime: &Arc<Runtime>,
     options: &SockJsOptions,
     receiver: Receiver,
     flavor: Flavor,
@@ -199,9 +199,9 @@ async fn attached(
     let (chunks, body) = mpsc::channel(4);
     let limit = options.streaming_bytes_limit;
     let heartbeat = options.heartbeat;
-    let shutdown = shared.shutdown.clone();
+    let shutdown = runtime.shutdown.clone();
     let writer_flavor = flavor.clone();
-    shared.tracker.spawn(async move {
+    runtime.tracker.spawn(async move {
         tokio::select! {
             () = stream(receiver, writer_flavor, chunks, heartbeat, limit) => {}
             () = shutdown.cancelled() => {}
@@ -273,7 +273,7 @@ async fn stream(
 
 /// `POST .../xhr_send`: the client's messages for the STOMP session.
 pub(crate) async fn xhr_send<B>(
-    shared: &Shared,
+    runtime: &Runtime,
     endpoint: &SockJsEndpoint,
     id: &str,
     body: B,
@@ -288,8 +288,8 @@ where
         return text(StatusCode::NOT_FOUND, format!("SockJS session {id} is closed"));
     }
     // A body may carry several frames; allow a few frames' worth.
-    let limit = shared.config.limits.max_frame_size.saturating_mul(4).saturating_add(4096);
-    let deadline = shared.config.http_body_read_timeout;
+    let limit = runtime.config.limits.max_frame_size.saturating_mul(4).saturating_add(4096);
+    let deadline = runtime.config.http_body_read_timeout;
     let Ok(collected) = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await
     else {
         let mut response = text(

@@ -14,14 +14,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use super::SockJsEndpoint;
 use super::frames;
 use super::session::{Output, SockJsSession, SockJsTransport};
-use crate::server::Shared;
+use crate::runtime::Runtime;
 use crate::session::{self as stomp_session, Peer};
 use crate::transport::websocket::{WebSocketLimits, flush_pong};
 
 /// Runs a SockJS WebSocket: starts its STOMP session, then pumps frames both ways until either
 /// side ends.
 pub(crate) async fn run<S>(
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
     endpoint: Arc<SockJsEndpoint>,
     mut ws: WebSocketStream<S>,
     peer: Peer,
@@ -32,11 +32,11 @@ pub(crate) async fn run<S>(
     let (session, inbound) = SockJsSession::new(
         String::new(),
         endpoint.options.message_cache_size,
-        shared.config.send_buffer_size_limit,
+        runtime.config.send_buffer_size_limit,
     );
     let Some(receiver) = session.attach() else { return };
-    let stomp = shared.tracker.spawn(stomp_session::run(
-        shared.clone(),
+    let stomp = runtime.tracker.spawn(stomp_session::run(
+        runtime.clone(),
         peer,
         SockJsTransport::new(session.clone(), inbound),
     ));
@@ -68,7 +68,7 @@ pub(crate) async fn run<S>(
             },
         };
         // Bounded like every write to a client: one that does not read is let go.
-        let limit = shared.config.send_time_limit;
+        let limit = runtime.config.send_time_limit;
         match tokio::time::timeout(limit, ws.send(Message::text(frame))).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {

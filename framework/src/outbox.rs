@@ -1,4 +1,5 @@
-//! A session's outbound queue, bounded in bytes.
+//! A session's outbound queue, bounded in bytes: what the broker delivers into and the
+//! session writes out. Below both, so neither reaches into the other.
 //!
 //! Publishers (the broker's fan-out, other sessions, the messaging template) push frames
 //! without ever waiting. The queue may go over its byte limit for a while: a consumer that is

@@ -1,0 +1,76 @@
+//! The runtime state every session of one server shares: the checked configuration, the
+//! broker, the handler router, the application's state, the session events, and the shutdown
+//! signal with the tasks it waits for.
+//!
+//! It sits below the session, dispatch and transport layers, which all read it, and above
+//! nothing of theirs: `server.rs` builds it and hands it down.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::dispatch::Router;
+use crate::events::SessionEvent;
+use crate::stomp::ByteStr;
+use crate::template::MessagingTemplate;
+
+/// State shared by every session and handle of one server.
+pub(crate) struct Runtime {
+    pub(crate) config: Config,
+    pub(crate) broker: Arc<Broker>,
+    /// A template on `broker`, cloned for whoever needs one.
+    pub(crate) template: MessagingTemplate,
+    pub(crate) router: Router,
+    /// The application's state, taken by handlers as `State<T>`.
+    pub(crate) state: http::Extensions,
+    pub(crate) shutdown: CancellationToken,
+    /// Every task of the server (sessions, handler workers, listeners), for a graceful stop.
+    pub(crate) tracker: TaskTracker,
+    events: broadcast::Sender<SessionEvent>,
+    sessions: AtomicU64,
+}
+
+impl Runtime {
+    pub(crate) fn new(
+        config: Config,
+        broker: Broker,
+        router: Router,
+        state: http::Extensions,
+    ) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let broker = Arc::new(broker);
+        let template =
+            MessagingTemplate::new(broker.clone(), config.broker_prefixes.clone().into());
+        Runtime {
+            config,
+            broker,
+            template,
+            router,
+            state,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            events,
+            sessions: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn next_session_id(&self) -> ByteStr {
+        let n = self.sessions.fetch_add(1, Ordering::Relaxed);
+        ByteStr::from(format!("session-{n}"))
+    }
+
+    pub(crate) fn emit(&self, event: SessionEvent) {
+        // No listener is fine: events are for those who ask.
+        let _ = self.events.send(event);
+    }
+
+    /// Session lifecycle events from now on.
+    pub(crate) fn events(&self) -> broadcast::Receiver<SessionEvent> {
+        self.events.subscribe()
+    }
+}

@@ -1,0 +1,110 @@
+//! The server's own listeners: accepting HTTP connections (each served by hyper, within the
+//! connection bound and deadlines of `connections` and `stall`) and STOMP-over-TCP ones.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use super::connections::ConnectionSlots;
+use super::http::StompService;
+use super::sockjs::SockJsEndpoint;
+use super::stall::WriteStall;
+use super::tcp::TcpTransport;
+use crate::runtime::Runtime;
+use crate::session::{self, Peer};
+
+/// Connections the kernel may hold for us before `accept` (capped by `net.core.somaxconn`).
+/// Bursts of thousands of clients reconnecting at once are normal for a pub/sub server; with
+/// a short queue the overflow waits a whole SYN retransmit (a second or more).
+const ACCEPT_BACKLOG: u32 = 4096;
+
+pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
+/// Serves HTTP (and the WebSocket upgrades) on `listener` until shutdown.
+pub(crate) async fn http(
+    runtime: Arc<Runtime>,
+    sockjs: Arc<[Arc<SockJsEndpoint>]>,
+    listener: TcpListener,
+) {
+    let config = &runtime.config;
+    // HTTP connections without a STOMP session yet (`max_http_connections`).
+    let slots = ConnectionSlots::new(config.max_http_connections);
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    // The header read deadline runs from the connection's opening, and again from the end of
+    // each response: it is the keep-alive idle timeout too (hyper re-arms it whenever it
+    // waits for a request head).
+    http1.timer(TokioTimer::new()).header_read_timeout(config.http_header_read_timeout);
+    loop {
+        // A slot first: with none free, connections wait in the kernel's backlog.
+        let (slot, accepted) = tokio::select! {
+            () = runtime.shutdown.cancelled() => return,
+            slot = slots.acquire() => {
+                tokio::select! {
+                    () = runtime.shutdown.cancelled() => return,
+                    accepted = listener.accept() => (slot, accepted),
+                }
+            }
+        };
+        let Some((stream, peer)) = accepted_or_pause(accepted).await else { continue };
+        // Writes the client does not read fail after the send time limit while the connection
+        // holds its slot (pipelined requests whose answers are never read).
+        let io = TokioIo::new(WriteStall::new(stream, config.send_time_limit, slot.clone()));
+        let service =
+            StompService::new(runtime.clone(), sockjs.clone()).with_peer(peer).with_slot(slot);
+        let shutdown = runtime.shutdown.clone();
+        let connection = http1.serve_connection(io, service).with_upgrades();
+        runtime.tracker.spawn(async move {
+            tokio::select! {
+                result = connection => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, "HTTP connection ended: {e}");
+                    }
+                }
+                () = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// Serves STOMP over plain TCP on `listener` until shutdown.
+pub(crate) async fn tcp(runtime: Arc<Runtime>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            () = runtime.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Some((stream, peer)) = accepted_or_pause(accepted).await else { continue };
+        let attributes = http::Extensions::new();
+        let peer = Peer { addr: Some(peer), transport: "tcp", attributes, slot: None };
+        runtime.tracker.spawn(session::run(runtime.clone(), peer, TcpTransport::new(stream)));
+    }
+}
+
+/// Unwraps an accepted connection. On failure (out of file descriptors, usually) logs what to
+/// do and pauses briefly, so the accept loop does not spin.
+async fn accepted_or_pause(
+    accepted: io::Result<(TcpStream, SocketAddr)>,
+) -> Option<(TcpStream, SocketAddr)> {
+    match accepted {
+        Ok((stream, peer)) => {
+            let _ = stream.set_nodelay(true);
+            Some((stream, peer))
+        }
+        Err(e) => {
+            tracing::error!(
+                "accepting a connection failed: {e} (if this says 'too many open files', raise the process's open-files limit with ulimit -n)"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
