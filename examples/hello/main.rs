@@ -65,7 +65,8 @@ async fn main() -> ExitCode {
     let running = match server.start().await {
         Ok(running) => running,
         Err(e) => {
-            eprintln!("hello: cannot listen on {addr}: {e} (pick another with --addr HOST:PORT)");
+            // The error names the address and the builder's setting; here it is --addr.
+            eprintln!("hello: {e} (with this example: --addr HOST:PORT)");
             return ExitCode::FAILURE;
         }
     };

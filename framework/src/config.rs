@@ -205,77 +205,206 @@ impl SockJsOptions {
 }
 
 /// A configuration that cannot work, found by [`ServerBuilder::build`](crate::ServerBuilder::build).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A prefix or endpoint does not start with `/`.
-    #[error("{setting} value {value:?} must start with '/'")]
+///
+/// Its `Display` says what is wrong and which settings or handlers to change, once; the
+/// queries give the data.
+///
+/// ```
+/// use stompede::Server;
+/// let error = Server::builder().enable_simple_broker(["topic"]).build().err().unwrap();
+/// assert_eq!(error.to_string(), r#"enable_simple_broker value "topic" must start with '/'"#);
+/// assert_eq!(error.setting(), Some("enable_simple_broker"));
+/// assert!(!error.is_handler_mapping());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    kind: ConfigErrorKind,
+}
+
+/// What is wrong; each variant's fields are what its message shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ConfigErrorKind {
     MissingSlash {
-        /// The setting.
         setting: &'static str,
-        /// The offending value.
         value: String,
     },
-    /// Two prefixes overlap, so a destination would belong to both.
-    #[error(
-        "{first_setting} {first:?} overlaps {second_setting} {second:?}: a destination could not tell which one it belongs to"
-    )]
     OverlappingPrefixes {
-        /// Setting of the first prefix.
         first_setting: &'static str,
-        /// The first prefix.
         first: String,
-        /// Setting of the second prefix.
         second_setting: &'static str,
-        /// The second prefix.
         second: String,
     },
-    /// No simple broker prefix: nothing could ever be subscribed to.
-    #[error("enable_simple_broker needs at least one prefix (such as \"/topic\")")]
     NoBrokerPrefix,
-    /// An endpoint that cannot work (a trailing '/', bad SockJS options).
-    #[error("{0}")]
-    Endpoint(String),
-    /// An endpoint is listed twice.
-    #[error("endpoint {0:?} is registered twice")]
-    DuplicateEndpoint(String),
-    /// A size or time limit of zero.
-    #[error("{0} must be greater than zero")]
-    Zero(&'static str),
-    /// A handler mapping that cannot work: a bad pattern, two handlers for one destination,
-    /// a reply destination outside the broker prefixes.
-    #[error("{0}")]
-    Handler(String),
-    /// A static asset that cannot be served: a path without '/', a path taken by an endpoint
-    /// or another asset, a content type that is not a valid header value.
-    #[error("{0}")]
-    Asset(String),
-    /// The body limit exceeds the frame limit, so it could never apply.
-    #[error("message_size_limit ({frame}) must be at least the body size limit ({body})")]
-    BodyOverFrame {
-        /// The frame limit.
-        frame: usize,
-        /// The body limit.
-        body: usize,
+    EndpointTrailingSlash {
+        path: String,
+    },
+    DuplicateEndpoint {
+        path: String,
+    },
+    SockJsClientUrl {
+        url: String,
+    },
+    Zero {
+        setting: &'static str,
+    },
+    AssetContentType {
+        path: String,
+        content_type: String,
+    },
+    DuplicateAsset {
+        path: String,
+    },
+    AssetIsEndpoint {
+        path: String,
+    },
+    /// A handler's `send_to` outside the broker prefixes.
+    SendToOutsideBroker {
+        handler: &'static str,
+        destination: &'static str,
+        prefixes: String,
+    },
+    /// A mapping pattern that does not parse.
+    BadPattern {
+        handler: &'static str,
+        problem: String,
+    },
+    /// A `send_to` placeholder that the mapping does not define.
+    UndefinedPlaceholder {
+        handler: &'static str,
+        destination: &'static str,
+        pattern: &'static str,
+        variable: String,
+    },
+    /// Two handlers mapped to one pattern.
+    DuplicateMapping {
+        first: &'static str,
+        second: &'static str,
+        pattern: &'static str,
+        attribute: &'static str,
+    },
+    /// Two exception handlers without a list of error types.
+    TwoCatchAllHandlers {
+        first: &'static str,
+        second: &'static str,
     },
 }
 
-/// `Err(Zero(name))` for the first setting whose value is zero (`0`, `Duration::ZERO`).
+impl ConfigError {
+    pub(crate) fn new(kind: ConfigErrorKind) -> Self {
+        ConfigError { kind }
+    }
+
+    /// The builder setting to change, when one setting is at fault (for two overlapping
+    /// prefixes, the first one's).
+    pub fn setting(&self) -> Option<&'static str> {
+        use ConfigErrorKind::*;
+        match &self.kind {
+            MissingSlash { setting, .. } | Zero { setting } => Some(setting),
+            OverlappingPrefixes { first_setting, .. } => Some(first_setting),
+            NoBrokerPrefix => Some("enable_simple_broker"),
+            EndpointTrailingSlash { .. } | DuplicateEndpoint { .. } => Some("endpoint"),
+            SockJsClientUrl { .. } => Some("SockJS client_library_url"),
+            AssetContentType { .. } | DuplicateAsset { .. } | AssetIsEndpoint { .. } => {
+                Some("static_asset")
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a handler's mapping is at fault (a pattern, a `send_to`, two handlers for one
+    /// destination) rather than a builder setting.
+    pub fn is_handler_mapping(&self) -> bool {
+        !self.handlers().is_empty()
+    }
+
+    /// The handlers at fault (their paths, as `#[message_mapping]` names them), if any.
+    pub fn handlers(&self) -> Vec<&'static str> {
+        use ConfigErrorKind::*;
+        match &self.kind {
+            SendToOutsideBroker { handler, .. }
+            | BadPattern { handler, .. }
+            | UndefinedPlaceholder { handler, .. } => vec![handler],
+            DuplicateMapping { first, second, .. } | TwoCatchAllHandlers { first, second } => {
+                vec![first, second]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use ConfigErrorKind::*;
+        match &self.kind {
+            MissingSlash { setting, value } => {
+                write!(f, "{setting} value {value:?} must start with '/'")
+            }
+            OverlappingPrefixes { first_setting, first, second_setting, second } => write!(
+                f,
+                "{first_setting} {first:?} overlaps {second_setting} {second:?}: a destination could not tell which one it belongs to"
+            ),
+            NoBrokerPrefix => {
+                f.write_str("enable_simple_broker needs at least one prefix (such as \"/topic\")")
+            }
+            EndpointTrailingSlash { path } => write!(
+                f,
+                "endpoint {path:?} ends with '/'; write it without (\"{}\")",
+                path.trim_end_matches('/')
+            ),
+            DuplicateEndpoint { path } => write!(f, "endpoint {path:?} is registered twice"),
+            SockJsClientUrl { url } => {
+                write!(f, "SockJS client_library_url {url:?} cannot contain '\"', '<' or '>'")
+            }
+            Zero { setting } => write!(f, "{setting} must be greater than zero"),
+            AssetContentType { path, content_type } => write!(
+                f,
+                "static asset {path}: content type {content_type:?} is not a valid header value"
+            ),
+            DuplicateAsset { path } => write!(f, "static asset {path} is registered twice"),
+            AssetIsEndpoint { path } => {
+                write!(f, "static asset {path} is also a STOMP endpoint; serve it at another path")
+            }
+            SendToOutsideBroker { handler, destination, prefixes } => write!(
+                f,
+                "handler {handler} sends to {destination:?}, which is not under a broker prefix ({prefixes})"
+            ),
+            BadPattern { handler, problem } => write!(f, "handler {handler}: {problem}"),
+            UndefinedPlaceholder { handler, destination, pattern, variable } => write!(
+                f,
+                "handler {handler} sends to {destination:?}, but its mapping {pattern:?} defines no {{{variable}}}"
+            ),
+            DuplicateMapping { first, second, pattern, attribute } => write!(
+                f,
+                "handlers {first} and {second} are both mapped to {pattern:?} with #[{attribute}]; a destination must have one handler"
+            ),
+            TwoCatchAllHandlers { first, second } => write!(
+                f,
+                "exception handlers {first} and {second} both handle every error; list the error types one of them handles (#[message_exception_handler(MyError)])"
+            ),
+        }
+    }
+}
+
+/// An error for the first setting whose value is zero (`0`, `Duration::ZERO`).
 fn nonzero<T: Default + PartialEq>(
     settings: impl IntoIterator<Item = (&'static str, T)>,
 ) -> Result<(), ConfigError> {
     match settings.into_iter().find(|(_, value)| *value == T::default()) {
-        Some((name, _)) => Err(ConfigError::Zero(name)),
+        Some((setting, _)) => Err(ConfigError::new(ConfigErrorKind::Zero { setting })),
         None => Ok(()),
     }
 }
 
-/// The checked configuration a running server reads.
+/// The settings as the builder collects them: every field has Spring's default, nothing is
+/// checked yet. [`Settings::check`] turns them into the [`Config`] a server runs with.
 #[derive(Clone)]
-pub(crate) struct Config {
+pub(crate) struct Settings {
     pub(crate) broker_prefixes: Vec<String>,
     pub(crate) app_prefixes: Vec<String>,
     pub(crate) user_prefix: String,
+    /// Empty means the default endpoint, `/ws`.
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) allowed_origins: AllowedOrigins,
     pub(crate) heartbeat: HeartBeat,
@@ -300,13 +429,11 @@ pub(crate) struct Config {
     pub(crate) asset_sources: Vec<(String, String, Bytes)>,
     /// Whether `/stompede.js` is served.
     pub(crate) serve_client_script: bool,
-    /// The checked assets.
-    pub(crate) assets: Vec<Asset>,
 }
 
-impl Default for Config {
+impl Default for Settings {
     fn default() -> Self {
-        Config {
+        Settings {
             broker_prefixes: vec!["/topic".into(), "/queue".into()],
             app_prefixes: vec!["/app".into()],
             user_prefix: "/user".into(),
@@ -332,61 +459,42 @@ impl Default for Config {
             reject_nul_in_bodies: false,
             asset_sources: Vec::new(),
             serve_client_script: true,
-            assets: Vec::new(),
         }
     }
 }
 
-impl Config {
-    fn check_assets(&mut self) -> Result<(), ConfigError> {
-        let mut assets = Vec::with_capacity(self.asset_sources.len() + 1);
-        for (path, content_type, body) in &self.asset_sources {
-            if !path.starts_with('/') {
-                return Err(ConfigError::MissingSlash {
-                    setting: "static asset",
-                    value: path.clone(),
-                });
-            }
-            let asset = Asset::new(path.clone(), content_type, body.clone()).ok_or_else(|| {
-                ConfigError::Asset(format!(
-                    "static asset {path}: content type {content_type:?} is not a valid header value"
-                ))
-            })?;
-            assets.push(asset);
-        }
-        // The application's own file at /stompede.js wins over the built-in client.
-        if self.serve_client_script && !assets.iter().any(|a| a.path == CLIENT_SCRIPT_PATH) {
-            assets.extend(Asset::client_script());
-        }
-        for (i, asset) in assets.iter().enumerate() {
-            if assets[..i].iter().any(|a| a.path == asset.path) {
-                return Err(ConfigError::Asset(format!(
-                    "static asset {} is registered twice",
-                    asset.path
-                )));
-            }
-            if self.endpoints.iter().any(|e| e.path == asset.path) {
-                return Err(ConfigError::Asset(format!(
-                    "static asset {} is also a STOMP endpoint; serve it at another path",
-                    asset.path
-                )));
-            }
-        }
-        self.assets = assets;
-        Ok(())
-    }
+/// The checked configuration a running server reads: the [`Settings`] (read through `Deref`)
+/// with their defaults filled in, and what checking them built. Only [`Settings::check`] makes
+/// one, so holding a `Config` means the settings were checked.
+#[derive(Clone)]
+pub(crate) struct Config {
+    settings: Settings,
+    /// The static assets, the built-in client included.
+    assets: Vec<Asset>,
+}
 
-    /// The static asset at `path`, if any.
-    pub(crate) fn asset(&self, path: &str) -> Option<&Asset> {
-        self.assets.iter().find(|a| a.path == path)
-    }
+impl std::ops::Deref for Config {
+    type Target = Settings;
 
-    pub(crate) fn check(&mut self) -> Result<(), ConfigError> {
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+fn error(kind: ConfigErrorKind) -> ConfigError {
+    ConfigError::new(kind)
+}
+
+impl Settings {
+    /// Checks every setting (the first problem found is the error), fills in the defaults
+    /// that depend on the rest, and builds the static assets.
+    pub(crate) fn check(mut self) -> Result<Config, ConfigError> {
+        use ConfigErrorKind::*;
         if self.endpoints.is_empty() {
             self.endpoints.push(Endpoint::new("/ws"));
         }
         if self.broker_prefixes.is_empty() {
-            return Err(ConfigError::NoBrokerPrefix);
+            return Err(error(NoBrokerPrefix));
         }
         let mut all: Vec<(&'static str, &String)> = Vec::new();
         all.extend(self.broker_prefixes.iter().map(|p| ("enable_simple_broker", p)));
@@ -394,34 +502,31 @@ impl Config {
         all.push(("user_destination_prefix", &self.user_prefix));
         for (setting, value) in &all {
             if !value.starts_with('/') {
-                return Err(ConfigError::MissingSlash { setting, value: value.to_string() });
+                return Err(error(MissingSlash { setting, value: value.to_string() }));
             }
         }
         for (i, (first_setting, first)) in all.iter().enumerate() {
             for (second_setting, second) in &all[i + 1..] {
                 if Config::under(first, second) || Config::under(second, first) {
-                    return Err(ConfigError::OverlappingPrefixes {
+                    return Err(error(OverlappingPrefixes {
                         first_setting,
                         first: first.to_string(),
                         second_setting,
                         second: second.to_string(),
-                    });
+                    }));
                 }
             }
         }
         for (i, endpoint) in self.endpoints.iter().enumerate() {
             let path = &endpoint.path;
             if !path.starts_with('/') {
-                return Err(ConfigError::MissingSlash { setting: "endpoint", value: path.clone() });
+                return Err(error(MissingSlash { setting: "endpoint", value: path.clone() }));
             }
             if path.len() > 1 && path.ends_with('/') {
-                return Err(ConfigError::Endpoint(format!(
-                    "endpoint {path:?} ends with '/'; write it without (\"{}\")",
-                    path.trim_end_matches('/')
-                )));
+                return Err(error(EndpointTrailingSlash { path: path.clone() }));
             }
             if self.endpoints[..i].iter().any(|e| e.path == *path) {
-                return Err(ConfigError::DuplicateEndpoint(path.clone()));
+                return Err(error(DuplicateEndpoint { path: path.clone() }));
             }
             if let Some(options) = &endpoint.sockjs {
                 nonzero([
@@ -434,14 +539,10 @@ impl Config {
                     ("SockJS max_sessions", options.max_sessions),
                 ])?;
                 if options.client_library_url.contains(['"', '<', '>']) {
-                    return Err(ConfigError::Endpoint(format!(
-                        "SockJS client_library_url {:?} cannot contain '\"', '<' or '>'",
-                        options.client_library_url
-                    )));
+                    return Err(error(SockJsClientUrl { url: options.client_library_url.clone() }));
                 }
             }
         }
-        self.check_assets()?;
         nonzero([
             ("message_size_limit", self.limits.max_frame_size),
             ("send_buffer_size_limit", self.send_buffer_size_limit),
@@ -458,13 +559,43 @@ impl Config {
             ("http_header_read_timeout", self.http_header_read_timeout),
             ("http_body_read_timeout", self.http_body_read_timeout),
         ])?;
-        if self.limits.max_body_size > self.limits.max_frame_size {
-            return Err(ConfigError::BodyOverFrame {
-                frame: self.limits.max_frame_size,
-                body: self.limits.max_body_size,
-            });
+        let assets = self.assets()?;
+        Ok(Config { settings: self, assets })
+    }
+
+    /// The static assets, checked: the application's, then the built-in client unless the
+    /// application serves its own at that path or turned it off.
+    fn assets(&self) -> Result<Vec<Asset>, ConfigError> {
+        use ConfigErrorKind::*;
+        let mut assets = Vec::with_capacity(self.asset_sources.len() + 1);
+        for (path, content_type, body) in &self.asset_sources {
+            if !path.starts_with('/') {
+                return Err(error(MissingSlash { setting: "static asset", value: path.clone() }));
+            }
+            let asset = Asset::new(path.clone(), content_type, body.clone()).ok_or_else(|| {
+                error(AssetContentType { path: path.clone(), content_type: content_type.clone() })
+            })?;
+            assets.push(asset);
         }
-        Ok(())
+        if self.serve_client_script && !assets.iter().any(|a| a.path == CLIENT_SCRIPT_PATH) {
+            assets.extend(Asset::client_script());
+        }
+        for (i, asset) in assets.iter().enumerate() {
+            if assets[..i].iter().any(|a| a.path == asset.path) {
+                return Err(error(DuplicateAsset { path: asset.path.clone() }));
+            }
+            if self.endpoints.iter().any(|e| e.path == asset.path) {
+                return Err(error(AssetIsEndpoint { path: asset.path.clone() }));
+            }
+        }
+        Ok(assets)
+    }
+}
+
+impl Config {
+    /// The static asset at `path`, if any.
+    pub(crate) fn asset(&self, path: &str) -> Option<&Asset> {
+        self.assets.iter().find(|a| a.path == path)
     }
 
     /// Whether `destination` falls under `prefix` (at a segment boundary: `/topic` covers
@@ -524,43 +655,62 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_add_the_ws_endpoint() {
-        let mut config = Config::default();
-        config.check().unwrap();
-        assert_eq!(config.endpoints, [Endpoint::new("/ws")]);
+        let config = Settings::default().check().map_err(|e| e.to_string());
+        assert_eq!(config.map(|c| c.endpoints.clone()), Ok(vec![Endpoint::new("/ws")]));
+    }
+
+    fn error_of(settings: Settings) -> ConfigError {
+        match settings.check() {
+            Ok(_) => panic!("the settings were accepted"),
+            Err(e) => e,
+        }
     }
 
     #[test]
     fn overlapping_prefixes_are_refused_naming_both_settings() {
-        let mut config = Config { app_prefixes: vec!["/topic/app".into()], ..Config::default() };
-        let err = config.check().unwrap_err();
+        let err =
+            error_of(Settings { app_prefixes: vec!["/topic/app".into()], ..Settings::default() });
         assert_eq!(
             err.to_string(),
             "enable_simple_broker \"/topic\" overlaps application_destination_prefixes \"/topic/app\": a destination could not tell which one it belongs to"
         );
+        assert_eq!(err.setting(), Some("enable_simple_broker"));
     }
 
     #[test]
     fn contradictions_are_refused() {
-        let cases: Vec<(Config, &str)> = vec![
-            (Config { broker_prefixes: vec![], ..Config::default() }, "at least one prefix"),
-            (Config { user_prefix: "user".into(), ..Config::default() }, "must start with '/'"),
-            (Config { endpoints: vec!["/ws".into(), "/ws".into()], ..Config::default() }, "twice"),
-            (Config { endpoints: vec!["/ws/".into()], ..Config::default() }, "ends with '/'"),
+        let cases: Vec<(Settings, &str, &str)> = vec![
             (
-                Config { send_time_limit: Duration::ZERO, ..Config::default() },
-                "send_time_limit must be",
+                Settings { broker_prefixes: vec![], ..Settings::default() },
+                "at least one prefix",
+                "enable_simple_broker",
             ),
             (
-                Config {
-                    limits: Limits { max_body_size: 1 << 20, ..Limits::default() },
-                    ..Config::default()
-                },
-                "at least the body size limit",
+                Settings { user_prefix: "user".into(), ..Settings::default() },
+                "must start with '/'",
+                "user_destination_prefix",
+            ),
+            (
+                Settings { endpoints: vec!["/ws".into(), "/ws".into()], ..Settings::default() },
+                "twice",
+                "endpoint",
+            ),
+            (
+                Settings { endpoints: vec!["/ws/".into()], ..Settings::default() },
+                "ends with '/'",
+                "endpoint",
+            ),
+            (
+                Settings { send_time_limit: Duration::ZERO, ..Settings::default() },
+                "send_time_limit must be",
+                "send_time_limit",
             ),
         ];
-        for (mut config, expected) in cases {
-            let err = config.check().unwrap_err().to_string();
-            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+        for (settings, expected, setting) in cases {
+            let err = error_of(settings);
+            assert!(err.to_string().contains(expected), "{err} should contain {expected:?}");
+            assert_eq!(err.setting(), Some(setting), "{err}");
+            assert!(!err.is_handler_mapping());
         }
     }
 }

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 use crate::broker::{Broker, Listener, ListenerFn, SimpleBroker, Subscriber};
-use crate::config::{AllowedOrigins, Config, ConfigError, Endpoint};
+use crate::config::{AllowedOrigins, ConfigError, Endpoint, Settings};
 use crate::dispatch::{self, Handler, Router};
 use crate::events::SessionEvent;
 use crate::runtime::Runtime;
@@ -41,7 +41,7 @@ use crate::transport::sockjs::SockJsEndpoint;
 /// ```
 #[must_use]
 pub struct ServerBuilder {
-    config: Config,
+    settings: Settings,
     discover_handlers: bool,
     handlers: Vec<&'static Handler>,
     state: http::Extensions,
@@ -54,7 +54,7 @@ impl ServerBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.broker_prefixes = prefixes.into_iter().map(Into::into).collect();
+        self.settings.broker_prefixes = prefixes.into_iter().map(Into::into).collect();
         self
     }
 
@@ -64,13 +64,13 @@ impl ServerBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.app_prefixes = prefixes.into_iter().map(Into::into).collect();
+        self.settings.app_prefixes = prefixes.into_iter().map(Into::into).collect();
         self
     }
 
     /// Prefix of user destinations (default `/user`).
     pub fn user_destination_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config.user_prefix = prefix.into();
+        self.settings.user_prefix = prefix.into();
         self
     }
 
@@ -78,7 +78,7 @@ impl ServerBuilder {
     /// (`Endpoint::new("/ws").with_sockjs()`). Without any, the endpoint is `/ws`, WebSocket
     /// only.
     pub fn endpoint(mut self, endpoint: impl Into<Endpoint>) -> Self {
-        self.config.endpoints.push(endpoint.into());
+        self.settings.endpoints.push(endpoint.into());
         self
     }
 
@@ -88,7 +88,7 @@ impl ServerBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.allowed_origins = AllowedOrigins::List(
+        self.settings.allowed_origins = AllowedOrigins::List(
             origins.into_iter().map(|o| o.into().trim_end_matches('/').to_owned()).collect(),
         );
         self
@@ -96,7 +96,7 @@ impl ServerBuilder {
 
     /// Accepts handshakes from any origin.
     pub fn allow_any_origin(mut self) -> Self {
-        self.config.allowed_origins = AllowedOrigins::Any;
+        self.settings.allowed_origins = AllowedOrigins::Any;
         self
     }
 
@@ -104,49 +104,49 @@ impl ServerBuilder {
     /// from clients (default 10 s, 10 s; zero disables a direction).
     pub fn heartbeat(mut self, send: Duration, receive: Duration) -> Self {
         let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
-        self.config.heartbeat = HeartBeat { send: ms(send), receive: ms(receive) };
+        self.settings.heartbeat = HeartBeat { send: ms(send), receive: ms(receive) };
         self
     }
 
     /// Largest inbound frame in bytes, headers included (default 64 KiB). The body limit
     /// follows it.
     pub fn message_size_limit(mut self, bytes: usize) -> Self {
-        self.config.limits.max_frame_size = bytes;
-        self.config.limits.max_body_size = bytes;
+        self.settings.limits.max_frame_size = bytes;
+        self.settings.limits.max_body_size = bytes;
         self
     }
 
     /// Bytes a session may have waiting to be sent before it counts as a slow consumer
     /// (default 512 KiB).
     pub fn send_buffer_size_limit(mut self, bytes: usize) -> Self {
-        self.config.send_buffer_size_limit = bytes;
+        self.settings.send_buffer_size_limit = bytes;
         self
     }
 
     /// How long a session may stay over its send buffer limit, or take to complete one write,
     /// before it is closed (default 10 s).
     pub fn send_time_limit(mut self, limit: Duration) -> Self {
-        self.config.send_time_limit = limit;
+        self.settings.send_time_limit = limit;
         self
     }
 
     /// Most transactions one session may have open at once (default 16). One more `BEGIN`
     /// is an `ERROR`.
     pub fn max_transactions(mut self, count: usize) -> Self {
-        self.config.max_transactions = count;
+        self.settings.max_transactions = count;
         self
     }
 
     /// Most bytes of SENDs one session may hold in its open transactions (default 1 MiB). A
     /// SEND past it is an `ERROR`.
     pub fn max_transaction_bytes(mut self, bytes: usize) -> Self {
-        self.config.max_transaction_bytes = bytes;
+        self.settings.max_transaction_bytes = bytes;
         self
     }
 
     /// Most subscriptions one session may hold (default 1,024). One more is an `ERROR`.
     pub fn max_subscriptions(mut self, count: usize) -> Self {
-        self.config.max_subscriptions = count;
+        self.settings.max_subscriptions = count;
         self
     }
 
@@ -154,7 +154,7 @@ impl ServerBuilder {
     /// allows 255). It bounds the work of matching a published destination against wildcard
     /// subscriptions; a longer one is an `ERROR` naming this setting.
     pub fn max_destination_length(mut self, bytes: usize) -> Self {
-        self.config.max_destination_length = bytes;
+        self.settings.max_destination_length = bytes;
         self
     }
 
@@ -162,7 +162,7 @@ impl ServerBuilder {
     /// has one). Matching costs time in proportion to the pattern's wildcards times the
     /// destination's length; a pattern with more is an `ERROR` naming this setting.
     pub fn max_pattern_wildcards(mut self, count: usize) -> Self {
-        self.config.max_pattern_wildcards = count;
+        self.settings.max_pattern_wildcards = count;
         self
     }
 
@@ -172,7 +172,7 @@ impl ServerBuilder {
     /// Spring guide's) does: a publisher could otherwise make it read the rest of a body as a
     /// frame of the publisher's choosing. A refused SEND is an `ERROR` naming this setting.
     pub fn reject_nul_in_bodies(mut self, reject: bool) -> Self {
-        self.config.reject_nul_in_bodies = reject;
+        self.settings.reject_nul_in_bodies = reject;
         self
     }
 
@@ -181,14 +181,14 @@ impl ServerBuilder {
     /// how long an idle keep-alive connection is kept. A connection that sends half a request
     /// line and stops is closed when it passes.
     pub fn http_header_read_timeout(mut self, limit: Duration) -> Self {
-        self.config.http_header_read_timeout = limit;
+        self.settings.http_header_read_timeout = limit;
         self
     }
 
     /// How long a request body may take to arrive whole (default 20 s): SockJS `xhr_send`
     /// bodies. A slower one is answered `408 Request Timeout` and its connection closed.
     pub fn http_body_read_timeout(mut self, limit: Duration) -> Self {
-        self.config.http_body_read_timeout = limit;
+        self.settings.http_body_read_timeout = limit;
         self
     }
 
@@ -198,37 +198,37 @@ impl ServerBuilder {
     /// SockJS session's receiving request. With all taken, new connections wait in the
     /// listen backlog until one closes (the HTTP deadlines see to that).
     pub fn max_http_connections(mut self, count: usize) -> Self {
-        self.config.max_http_connections = count;
+        self.settings.max_http_connections = count;
         self
     }
 
     /// How long a new connection has to send CONNECT (default 60 s).
     pub fn time_to_first_message(mut self, limit: Duration) -> Self {
-        self.config.time_to_first_message = limit;
+        self.settings.time_to_first_message = limit;
         self
     }
 
     /// The HTTP/WebSocket listening address (default `127.0.0.1:8080`; port 0 picks one).
     pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.config.addr = addr;
+        self.settings.addr = addr;
         self
     }
 
     /// Also serve STOMP over plain TCP at `addr` (off by default), for non-browser clients.
     pub fn tcp(mut self, addr: SocketAddr) -> Self {
-        self.config.tcp_addr = Some(addr);
+        self.settings.tcp_addr = Some(addr);
         self
     }
 
     /// Runs `hook` on every WebSocket handshake (see [`HandshakeHook`]).
     pub fn handshake_hook(mut self, hook: impl HandshakeHook) -> Self {
-        self.config.handshake_hook = Some(Arc::new(hook));
+        self.settings.handshake_hook = Some(Arc::new(hook));
         self
     }
 
     /// The `server` header of CONNECTED (default `stompede/VERSION`).
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
-        self.config.server_name = name.into();
+        self.settings.server_name = name.into();
         self
     }
 
@@ -240,7 +240,7 @@ impl ServerBuilder {
         content_type: impl Into<String>,
         body: impl Into<Bytes>,
     ) -> Self {
-        self.config.asset_sources.push((path.into(), content_type.into(), body.into()));
+        self.settings.asset_sources.push((path.into(), content_type.into(), body.into()));
         self
     }
 
@@ -261,7 +261,7 @@ impl ServerBuilder {
     /// Whether the server serves the browser client at `/stompede.js` (default `true`; see
     /// `docs/browser-client.md`). An asset registered at that path replaces it.
     pub fn serve_client_script(mut self, serve: bool) -> Self {
-        self.config.serve_client_script = serve;
+        self.settings.serve_client_script = serve;
         self
     }
 
@@ -291,12 +291,11 @@ impl ServerBuilder {
 
     /// Checks the configuration and the handler mappings, and makes the server (not yet
     /// listening).
-    pub fn build(mut self) -> Result<Server, ConfigError> {
-        self.config.check()?;
+    pub fn build(self) -> Result<Server, ConfigError> {
+        let config = self.settings.check()?;
         let discovered = self.discover_handlers.then(dispatch::discovered).into_iter().flatten();
-        let router = Router::new(discovered.chain(self.handlers), &self.config)?;
-        let sockjs = self
-            .config
+        let router = Router::new(discovered.chain(self.handlers), &config)?;
+        let sockjs = config
             .endpoints
             .iter()
             .filter_map(|e| {
@@ -305,7 +304,7 @@ impl ServerBuilder {
             })
             .collect();
         let broker = Broker::Simple(SimpleBroker::new());
-        let runtime = Runtime::new(self.config, broker, router, self.state);
+        let runtime = Runtime::new(config, broker, router, self.state);
         Ok(Server { runtime: Arc::new(runtime), sockjs })
     }
 }
@@ -324,7 +323,7 @@ impl Server {
     /// A builder with every default.
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
-            config: Config::default(),
+            settings: Settings::default(),
             discover_handlers: true,
             handlers: Vec::new(),
             state: http::Extensions::new(),
@@ -362,7 +361,7 @@ impl Server {
     /// assert_eq!(rx.recv().unwrap(), b"42");
     /// # }
     /// ```
-    pub async fn dispatch(&self, frame: Frame) -> Result<(), String> {
+    pub async fn dispatch(&self, frame: Frame) -> Result<(), dispatch::DispatchError> {
         dispatch::dispatch_send(&self.runtime, frame).await
     }
 

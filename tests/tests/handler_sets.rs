@@ -62,7 +62,12 @@ async fn next(sub: &mut stompede::client::Subscription) -> Frame {
 fn error_of(result: Result<Server, ConfigError>) -> String {
     match result {
         Ok(_) => panic!("the handler set should have been refused"),
-        Err(e) => e.to_string(),
+        Err(e) => {
+            // Every refusal of this file is a handler's mapping, and names the handlers.
+            assert!(e.is_handler_mapping() && e.setting().is_none(), "{e}");
+            assert!(e.handlers().iter().all(|h| e.to_string().contains(h)), "{e}");
+            e.to_string()
+        }
     }
 }
 

@@ -170,3 +170,57 @@ impl StdError for HandlerError {
         }
     }
 }
+
+/// Why [`Server::dispatch`](crate::Server::dispatch) did not run a handler, or what the handler
+/// call ended with that a session would have answered with an `ERROR` frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DispatchError {
+    kind: DispatchErrorKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DispatchErrorKind {
+    NoDestination,
+    NotApplication { destination: String },
+    NoHandler { destination: String },
+    Refused { message: String },
+}
+
+impl DispatchError {
+    pub(crate) fn new(kind: DispatchErrorKind) -> Self {
+        DispatchError { kind }
+    }
+
+    /// Whether a handler ran and its call ended as a session would end with an `ERROR` (an
+    /// argument that could not be extracted, with no exception handler to turn it into a
+    /// reply); otherwise no handler was found for the frame.
+    pub fn is_refused(&self) -> bool {
+        matches!(self.kind, DispatchErrorKind::Refused { .. })
+    }
+
+    /// The frame's destination, when it had one.
+    pub fn destination(&self) -> Option<&str> {
+        match &self.kind {
+            DispatchErrorKind::NotApplication { destination }
+            | DispatchErrorKind::NoHandler { destination } => Some(destination),
+            DispatchErrorKind::NoDestination | DispatchErrorKind::Refused { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for DispatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            DispatchErrorKind::NoDestination => f.write_str("the frame has no destination header"),
+            DispatchErrorKind::NotApplication { destination } => {
+                write!(f, "{destination} is not an application destination")
+            }
+            DispatchErrorKind::NoHandler { destination } => {
+                write!(f, "no #[message_mapping] matches {destination}")
+            }
+            DispatchErrorKind::Refused { message } => f.write_str(message),
+        }
+    }
+}
+
+impl StdError for DispatchError {}

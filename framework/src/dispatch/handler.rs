@@ -35,13 +35,20 @@ pub enum HandlerKind {
     Exception,
 }
 
-impl fmt::Display for HandlerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl HandlerKind {
+    /// The attribute that makes a handler of this kind (`message_mapping`...).
+    pub fn attribute(self) -> &'static str {
+        match self {
             HandlerKind::Message => "message_mapping",
             HandlerKind::Subscribe => "subscribe_mapping",
             HandlerKind::Exception => "message_exception_handler",
-        })
+        }
+    }
+}
+
+impl fmt::Display for HandlerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.attribute())
     }
 }
 

@@ -38,7 +38,7 @@ pub mod support;
 mod worker;
 
 pub use context::{Destination, FromMessage, MessageContext, SessionId, State};
-pub use error::{BoxError, ExtractError, HandlerError};
+pub use error::{BoxError, DispatchError, ExtractError, HandlerError};
 pub use handler::{Handler, HandlerKind};
 pub use reply::{IntoReply, Message};
 

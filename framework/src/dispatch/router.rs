@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::handler::{Handler, HandlerKind};
 use super::pattern::{Captures, DestinationPattern};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ConfigErrorKind};
 
 /// One mapping: a handler and one of its patterns.
 pub(crate) struct Route {
@@ -91,11 +91,11 @@ impl Router {
                 if config.broker_prefix_of(destination).is_none()
                     && config.broker_prefix_of(static_part.trim_end_matches('/')).is_none()
                 {
-                    return Err(ConfigError::Handler(format!(
-                        "handler {} sends to {destination:?}, which is not under a broker prefix ({})",
-                        handler.name,
-                        config.broker_prefixes.join(", ")
-                    )));
+                    return Err(ConfigError::new(ConfigErrorKind::SendToOutsideBroker {
+                        handler: handler.name,
+                        destination,
+                        prefixes: config.broker_prefixes.join(", "),
+                    }));
                 }
             }
             if handler.kind == HandlerKind::Exception {
@@ -107,24 +107,32 @@ impl Router {
                 _ => &mut router.messages,
             };
             for source in handler.patterns {
-                let pattern = DestinationPattern::parse(source)
-                    .map_err(|e| ConfigError::Handler(format!("handler {}: {e}", handler.name)))?;
+                let pattern = DestinationPattern::parse(source).map_err(|e| {
+                    ConfigError::new(ConfigErrorKind::BadPattern {
+                        handler: handler.name,
+                        problem: e.to_string(),
+                    })
+                })?;
                 for destination in handler.send_to {
                     for variable in placeholders(destination) {
                         if !pattern.variables().any(|v| v == variable) {
-                            return Err(ConfigError::Handler(format!(
-                                "handler {} sends to {destination:?}, but its mapping {source:?} defines no {{{variable}}}",
-                                handler.name
-                            )));
+                            return Err(ConfigError::new(ConfigErrorKind::UndefinedPlaceholder {
+                                handler: handler.name,
+                                destination,
+                                pattern: source,
+                                variable: variable.to_string(),
+                            }));
                         }
                     }
                 }
                 if let Some(first) = owners.insert((handler.kind, source.to_string()), handler.name)
                 {
-                    return Err(ConfigError::Handler(format!(
-                        "handlers {first} and {} are both mapped to {source:?} with #[{}]; a destination must have one handler",
-                        handler.name, handler.kind
-                    )));
+                    return Err(ConfigError::new(ConfigErrorKind::DuplicateMapping {
+                        first,
+                        second: handler.name,
+                        pattern: source,
+                        attribute: handler.kind.attribute(),
+                    }));
                 }
                 table.add(Route { handler, pattern });
             }
@@ -135,9 +143,7 @@ impl Router {
         let catch_alls: Vec<&str> =
             router.exceptions.iter().filter(|h| h.catches.is_none()).map(|h| h.name).collect();
         if let [first, second, ..] = catch_alls[..] {
-            return Err(ConfigError::Handler(format!(
-                "exception handlers {first} and {second} both handle every error; list the error types one of them handles (#[message_exception_handler(MyError)])"
-            )));
+            return Err(ConfigError::new(ConfigErrorKind::TwoCatchAllHandlers { first, second }));
         }
         router.log_table();
         Ok(router)

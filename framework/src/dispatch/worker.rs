@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::context::MessageContext;
-use super::error::HandlerError;
+use super::error::{DispatchError, DispatchErrorKind, HandlerError};
 use super::handler::Handler;
 use super::reply::Message;
 use super::router::fill;
@@ -124,16 +124,19 @@ impl SessionDispatch {
 /// Runs the handler of a SEND to an application destination as a session would (extraction,
 /// call, reply published to the broker), and returns once it is done: for benchmarks, through
 /// [`Server::dispatch`](crate::Server::dispatch).
-pub(crate) async fn dispatch_send(runtime: &Arc<Runtime>, frame: Frame) -> Result<(), String> {
-    let destination = frame.destination().ok_or("the frame has no destination header")?.to_owned();
-    let prefix = runtime
-        .config
-        .app_prefix_of(&destination)
-        .ok_or_else(|| format!("{destination} is not an application destination"))?;
-    let matched = runtime
-        .router
-        .find(false, prefix, &destination)
-        .ok_or_else(|| format!("no #[message_mapping] matches {destination}"))?;
+pub(crate) async fn dispatch_send(
+    runtime: &Arc<Runtime>,
+    frame: Frame,
+) -> Result<(), DispatchError> {
+    let error = DispatchError::new;
+    let destination =
+        frame.destination().ok_or(error(DispatchErrorKind::NoDestination))?.to_owned();
+    let Some(prefix) = runtime.config.app_prefix_of(&destination) else {
+        return Err(error(DispatchErrorKind::NotApplication { destination }));
+    };
+    let Some(matched) = runtime.router.find(false, prefix, &destination) else {
+        return Err(error(DispatchErrorKind::NoHandler { destination }));
+    };
     let handler = matched.handler;
     let session_id = ByteStr::from("in-process");
     let context =
@@ -142,7 +145,7 @@ pub(crate) async fn dispatch_send(runtime: &Arc<Runtime>, frame: Frame) -> Resul
     let fatal = Fatal::default();
     run(runtime, Job { handler, context, subscriber: None }, &fatal).await;
     match fatal.token.is_cancelled() {
-        true => Err(fatal.message().to_owned()),
+        true => Err(error(DispatchErrorKind::Refused { message: fatal.message().to_owned() })),
         false => Ok(()),
     }
 }
