@@ -72,6 +72,7 @@ pub mod client;
 mod config;
 pub mod dispatch;
 pub mod events;
+mod locks;
 mod log_throttle;
 mod outbox;
 mod runtime;
@@ -163,7 +164,7 @@ pub use stompede_macros::message_exception_handler;
 /// `@SendToUser`): accepted by the parser, but a compile error until user destinations exist.
 pub use stompede_macros::send_to_user;
 pub use template::{MessagingTemplate, SendError};
-pub use transport::http::{ResponseBody, StompService};
+pub use transport::service::{ResponseBody, StompService};
 
 /// What the attribute macros' generated code uses. Not a stable API.
 #[doc(hidden)]

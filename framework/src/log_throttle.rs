@@ -32,8 +32,7 @@ impl LogThrottle {
     /// `Some(held_back)` when a line may be logged now (`held_back` lines were suppressed
     /// since the previous one); `None` when this one is to be held back.
     pub(crate) fn allow(&self) -> Option<u64> {
-        // Poisoning cannot leave the pair inconsistent (two plain assignments).
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = crate::locks::lock(&self.state);
         let now = Instant::now();
         match state.0 {
             Some(last) if now.duration_since(last) < self.every => {

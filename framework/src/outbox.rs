@@ -10,12 +10,13 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::locks::lock;
 use crate::stomp::EncodedFrame;
 
 /// A queue holding more than this many frames' worth of capacity gives the excess back once it
@@ -46,12 +47,6 @@ pub(crate) struct Outbox {
 /// for a session that has ended.
 pub(crate) struct OutboxReceiver {
     outbox: Arc<Outbox>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding this lock cannot leave the queue half-changed (each operation is
-    // one push or one drain), so a poisoned lock is used as is.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Outbox {

@@ -18,7 +18,7 @@ use crate::security::HandshakeHook;
 use crate::stomp::{ByteStr, Frame, HeartBeat};
 use crate::template::{MessagingTemplate, SendError};
 use crate::transport::accept;
-use crate::transport::http::StompService;
+use crate::transport::service::StompService;
 use crate::transport::sockjs::SockJsEndpoint;
 
 /// Builds a [`Server`]. Every setting has Spring's default; [`build`](ServerBuilder::build)
@@ -426,7 +426,7 @@ impl Server {
     /// Starts listening: HTTP/WebSocket on the bound address, and TCP when configured.
     pub async fn start(self) -> io::Result<RunningServer> {
         let config = &self.runtime.config;
-        let http = accept::listen(config.addr).map_err(|e| {
+        let http = accept::bind(config.addr).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
@@ -437,7 +437,7 @@ impl Server {
         })?;
         let local_addr = http.local_addr()?;
         let tcp = match config.tcp_addr {
-            Some(addr) => Some(accept::listen(addr).map_err(|e| {
+            Some(addr) => Some(accept::bind(addr).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen for STOMP over TCP on {addr} ({e}); choose another address with tcp()"))
             })?),
             None => None,

@@ -61,7 +61,7 @@ impl MessagingTemplate {
     }
 
     /// Sends `payload`, anything a handler may return ([`IntoReply`]): a `String` or `&str` as
-    /// `text/plain;charset=UTF-8`, bytes as `application/octet-stream`, a [`Message`] with the
+    /// `text/plain;charset=UTF-8`, bytes as `application/octet-stream`, a [`Message`](crate::dispatch::Message) with the
     /// headers it carries (`Message::json(&value)?` for JSON). Returns how many subscriptions
     /// received it (0 for a payload that sends nothing, such as `()` or `None`).
     ///

@@ -14,10 +14,11 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock};
 
 use super::pattern::Pattern;
 use super::subscriber::Subscriber;
+use crate::locks::{read, write};
 use crate::stomp::ByteStr;
 
 const SHARDS: usize = 64;
@@ -46,17 +47,6 @@ struct Topic {
 struct Slots {
     list: Vec<Arc<Subscriber>>,
     position: HashMap<u64, usize>,
-}
-
-// Poisoning only records that another thread panicked while holding the lock; the registry's
-// data stays consistent across every operation (each is a single push, insert or swap-remove),
-// so a poisoned lock is used as is rather than taking the whole broker down.
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Default for Registry {

@@ -34,13 +34,13 @@ use super::{
 pub struct Decoder {
     limits: Limits,
     version: Version,
-    state: State,
+    phase: Phase,
     heart_beats: u64,
     failed: Option<DecodeError>,
 }
 
 #[derive(Debug)]
-enum State {
+enum Phase {
     /// Reading the command and header lines. Offsets are into the caller's buffer.
     Head {
         /// Bytes before this offset hold no line end we have not processed.
@@ -61,7 +61,7 @@ enum State {
     },
 }
 
-const FRESH: State = State::Head { scanned: 0, line_start: 0, lines: 0 };
+const FRESH: Phase = Phase::Head { scanned: 0, line_start: 0, lines: 0 };
 
 impl Default for Decoder {
     fn default() -> Self {
@@ -72,7 +72,7 @@ impl Default for Decoder {
 impl Decoder {
     /// A decoder enforcing `limits`, reading STOMP 1.2 escapes until told otherwise.
     pub fn new(limits: Limits) -> Self {
-        Decoder { limits, version: Version::V1_2, state: FRESH, heart_beats: 0, failed: None }
+        Decoder { limits, version: Version::V1_2, phase: FRESH, heart_beats: 0, failed: None }
     }
 
     /// Sets the negotiated version, which decides how header values are unescaped. Call it
@@ -98,7 +98,7 @@ impl Decoder {
 
     /// Whether a frame has been started but not finished: bytes of it sit in the buffer.
     pub fn is_mid_frame(&self) -> bool {
-        !matches!(self.state, State::Head { scanned: 0, lines: 0, .. })
+        !matches!(self.phase, Phase::Head { scanned: 0, lines: 0, .. })
     }
 
     /// Decodes the next frame from the front of `buf`, consuming its bytes.
@@ -118,7 +118,7 @@ impl Decoder {
     }
 
     fn step(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
-        if let State::Head { scanned, line_start, lines } = &mut self.state {
+        if let Phase::Head { scanned, line_start, lines } = &mut self.phase {
             // Before the command line, EOLs are heart-beats. A lone `\r` may be the first half
             // of a `\r\n` split across reads, so this is retried until a command starts.
             if *lines == 0 {
@@ -174,11 +174,11 @@ impl Decoder {
             let (command, headers) = parse_head(head, self.version)?;
             let content_length = content_length(&headers, limits, head_len)
                 .map_err(|e| e.in_frame(command, headers.get(names::RECEIPT)))?;
-            self.state = State::Body { command, headers, head_len, content_length, scanned: 0 };
+            self.phase = Phase::Body { command, headers, head_len, content_length, scanned: 0 };
         }
-        let State::Body { command, headers, head_len, content_length, scanned } = &mut self.state
+        let Phase::Body { command, headers, head_len, content_length, scanned } = &mut self.phase
         else {
-            unreachable!("the head branch above always leaves the decoder in the body state");
+            unreachable!("the head branch above always leaves the decoder in the body phase");
         };
         let body = match *content_length {
             Some(len) => {
@@ -218,8 +218,8 @@ impl Decoder {
                 }
             }
         };
-        let State::Body { command, headers, .. } = std::mem::replace(&mut self.state, FRESH) else {
-            unreachable!("the decoder is in the body state until the frame is taken");
+        let Phase::Body { command, headers, .. } = std::mem::replace(&mut self.phase, FRESH) else {
+            unreachable!("the decoder is in the body phase until the frame is taken");
         };
         Ok(Some(Frame { command, headers, body }))
     }

@@ -258,7 +258,7 @@ impl PreparedMessage {
     /// builds it; later deliveries with an identical head share it, without a copy.
     pub fn contiguous_for(&self, version: Version, head: &Bytes) -> EncodedFrame {
         const CACHED_HEADS: usize = 8;
-        let mut complete = self.complete.lock().unwrap_or_else(|e| e.into_inner());
+        let mut complete = crate::locks::lock(&self.complete);
         let whole = match complete.iter().find(|(h, _)| h == head) {
             Some((_, whole)) => whole.clone(),
             None => {

@@ -10,7 +10,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::connections::ConnectionSlots;
-use super::http::StompService;
+use super::service::StompService;
 use super::sockjs::SockJsEndpoint;
 use super::stall::WriteStall;
 use super::tcp::TcpTransport;
@@ -22,7 +22,7 @@ use crate::session::{self, Peer};
 /// a short queue the overflow waits a whole SYN retransmit (a second or more).
 const ACCEPT_BACKLOG: u32 = 4096;
 
-pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;

@@ -92,8 +92,7 @@ impl ConnectionSlot {
     }
 
     fn permit(&self) -> std::sync::MutexGuard<'_, Option<OwnedSemaphorePermit>> {
-        // Poisoning cannot leave an `Option` half-changed.
-        self.permit.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.permit)
     }
 }
 

@@ -1,14 +1,14 @@
 //! Transports: how STOMP bytes reach a session and leave it.
 //!
 //! A session only sees the [`Transport`] trait, so WebSocket, raw TCP (and SockJS) share every
-//! line of protocol code. `http` holds the WebSocket endpoint as a hyper/tower service.
+//! line of protocol code. `service` holds the endpoints as a hyper/tower service.
 
 pub(crate) mod accept;
 pub(crate) mod assets;
 pub(crate) mod body;
 pub(crate) mod connections;
-pub(crate) mod http;
 pub(crate) mod read_ahead;
+pub(crate) mod service;
 pub(crate) mod sockjs;
 pub(crate) mod stall;
 pub(crate) mod tcp;

@@ -83,7 +83,7 @@ fn needs_escape(c: char) -> bool {
 
 /// Why a client's message could not be read.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum DecodeError {
+pub(crate) enum BodyError {
     /// The body is empty.
     Empty,
     /// The body is not a JSON array of strings (nor a JSON string).
@@ -92,14 +92,14 @@ pub(crate) enum DecodeError {
 
 /// The messages of a client's `xhr_send` body or SockJS WebSocket message: a JSON array of
 /// strings (or, over WebSocket, a single JSON string).
-pub(crate) fn decode(body: &[u8]) -> Result<Vec<String>, DecodeError> {
+pub(crate) fn decode(body: &[u8]) -> Result<Vec<String>, BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(DecodeError::Empty);
+        return Err(BodyError::Empty);
     }
     if let Ok(messages) = serde_json::from_slice::<Vec<String>>(body) {
         return Ok(messages);
     }
-    serde_json::from_slice::<String>(body).map(|m| vec![m]).map_err(|_| DecodeError::Broken)
+    serde_json::from_slice::<String>(body).map(|m| vec![m]).map_err(|_| BodyError::Broken)
 }
 
 #[cfg(test)]
@@ -128,8 +128,8 @@ mod tests {
     fn client_messages() {
         assert_eq!(decode(br#"["a","b\u0000"]"#), Ok(vec!["a".into(), "b\0".into()]));
         assert_eq!(decode(br#""one""#), Ok(vec!["one".into()]));
-        assert_eq!(decode(b""), Err(DecodeError::Empty));
-        assert_eq!(decode(b"[\"x\""), Err(DecodeError::Broken));
-        assert_eq!(decode(b"[1]"), Err(DecodeError::Broken));
+        assert_eq!(decode(b""), Err(BodyError::Empty));
+        assert_eq!(decode(b"[\"x\""), Err(BodyError::Broken));
+        assert_eq!(decode(b"[1]"), Err(BodyError::Broken));
     }
 }

@@ -4,7 +4,7 @@
 //! `xhr_streaming`, `eventsource`, `htmlfile`. No JSONP.
 //!
 //! Every transport ends in the same place: a [`SockJsSession`] whose
-//! [`SockJsTransport`](session::SockJsTransport) carries an ordinary STOMP session.
+//! [`StompSide`](session::StompSide) carries an ordinary STOMP session.
 
 pub(crate) mod frames;
 mod receive;
@@ -15,16 +15,16 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Response, StatusCode};
 
-use self::session::{SockJsSession, SockJsTransport as SessionTransport};
+use self::session::{SockJsSession, StompSide};
 use super::assets::Asset;
 use super::body::ResponseBody;
-use super::http::{RequestBody, check_origin, refuse_origin, text};
+use super::service::{RequestBody, check_origin, refuse_origin, text};
 use crate::config::{SockJsOptions, SockJsTransport};
 use crate::log_throttle::LogThrottle;
 use crate::runtime::Runtime;
@@ -63,7 +63,7 @@ impl SockJsEndpoint {
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SockJsSession>>> {
-        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::locks::lock(&self.sessions)
     }
 
     fn session(&self, id: &str) -> Option<Arc<SockJsSession>> {
@@ -108,7 +108,7 @@ where
         "/info" => return info(runtime, options, &parts),
         "/websocket" if options.enabled(SockJsTransport::WebSocket) => {
             // Plain WebSocket, no SockJS framing (what Spring offers native clients).
-            return super::http::upgrade(runtime, parts, peer, super::http::Upgrade::Stomp);
+            return super::service::upgrade(runtime, parts, peer, super::service::Upgrade::Stomp);
         }
         _ => {}
     }
@@ -146,8 +146,8 @@ where
         return refuse_origin(&origin, "SockJS request");
     }
     if transport == "websocket" {
-        let kind = super::http::Upgrade::SockJs(endpoint.clone());
-        return super::http::upgrade(runtime, parts, peer, kind);
+        let kind = super::service::Upgrade::SockJs(endpoint.clone());
+        return super::service::upgrade(runtime, parts, peer, kind);
     }
     let response = match transport {
         "xhr_send" => receive::xhr_send(runtime, endpoint, session, body).await,
@@ -227,7 +227,7 @@ fn open_session(
     }
     // The session outlives this request's connection: it holds no connection slot.
     let peer = Peer { addr: peer, transport: "sockjs", attributes, slot: None };
-    let transport = SessionTransport::new(session.clone(), inbound);
+    let transport = StompSide::new(session.clone(), inbound);
     runtime.tracker.spawn(stomp_session::run(runtime.clone(), peer, transport));
     // Released once no receiver has been attached for the disconnect delay.
     let reaper_endpoint = endpoint.clone();

@@ -11,13 +11,13 @@ use http_body_util::{BodyExt, Limited};
 use tokio::sync::mpsc;
 
 use super::SockJsEndpoint;
-use super::frames::{self, Close, DecodeError};
+use super::frames::{self, BodyError, Close};
 use super::session::{Output, Receiver, SockJsSession};
 use crate::config::SockJsOptions;
 use crate::runtime::Runtime;
 use crate::transport::body::ResponseBody;
 use crate::transport::connections::ConnectionSlot;
-use crate::transport::http::{RequestBody, text};
+use crate::transport::service::{RequestBody, text};
 
 /// How a receiving transport wraps frames.
 #[derive(Clone, Debug)]
@@ -314,10 +314,10 @@ where
     };
     let messages = match frames::decode(&bytes) {
         Ok(messages) => messages,
-        Err(DecodeError::Empty) => {
+        Err(BodyError::Empty) => {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "Payload expected.");
         }
-        Err(DecodeError::Broken) => {
+        Err(BodyError::Broken) => {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "Broken JSON encoding.");
         }
     };

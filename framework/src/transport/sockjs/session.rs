@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -27,7 +27,7 @@ const INBOUND: usize = 8;
 pub(crate) struct SockJsSession {
     pub(crate) id: String,
     inbound: mpsc::Sender<Bytes>,
-    state: Mutex<State>,
+    state: Mutex<SessionState>,
     /// Wakes the attached receiver: messages queued, or the session closed.
     wake_receiver: Notify,
     /// Wakes the STOMP session's `send` waiting for room in the queue.
@@ -43,7 +43,7 @@ pub(crate) struct SockJsSession {
 }
 
 #[derive(Default)]
-struct State {
+struct SessionState {
     queue: VecDeque<Bytes>,
     queued_bytes: usize,
     receiver: Option<u64>,
@@ -88,7 +88,7 @@ impl SockJsSession {
         let session = SockJsSession {
             id,
             inbound,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(SessionState::default()),
             wake_receiver: Notify::new(),
             wake_sender: Notify::new(),
             attached: watch::Sender::new(false),
@@ -99,10 +99,10 @@ impl SockJsSession {
         (Arc::new(session), receiver)
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, SessionState> {
         // The state stays consistent under every panic-free path; a poisoned lock only means
         // another request panicked, which must not take this session down too.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::locks::lock(&self.state)
     }
 
     /// Attaches a receiver, unless one already is.
@@ -240,14 +240,14 @@ impl Drop for Receiver {
 }
 
 /// The STOMP session's side of a SockJS session.
-pub(crate) struct SockJsTransport {
+pub(crate) struct StompSide {
     session: Arc<SockJsSession>,
     inbound: mpsc::Receiver<Bytes>,
 }
 
-impl SockJsTransport {
+impl StompSide {
     pub(crate) fn new(session: Arc<SockJsSession>, inbound: mpsc::Receiver<Bytes>) -> Self {
-        SockJsTransport { session, inbound }
+        StompSide { session, inbound }
     }
 
     /// Queues one message, waiting while the queue is full (the session's send time limit
@@ -277,7 +277,7 @@ impl SockJsTransport {
     }
 }
 
-impl Transport for SockJsTransport {
+impl Transport for StompSide {
     async fn recv(&mut self, buf: &mut BytesMut) -> Result<usize, TransportError> {
         loop {
             let message = tokio::select! {
@@ -312,7 +312,7 @@ impl Transport for SockJsTransport {
     }
 }
 
-impl Drop for SockJsTransport {
+impl Drop for StompSide {
     fn drop(&mut self) {
         // However the STOMP session ended, its receivers say goodbye.
         self.session.close(Close::GO_AWAY);
@@ -334,7 +334,7 @@ mod tests {
     #[tokio::test]
     async fn the_queue_is_bounded_in_messages_and_bytes_and_loses_nothing() {
         let (session, inbound) = SockJsSession::new("s".into(), 100, 40);
-        let mut transport = SockJsTransport::new(session.clone(), inbound);
+        let mut transport = StompSide::new(session.clone(), inbound);
         let receiver = session.attach().expect("first receiver");
         assert!(matches!(receiver.next(), Output::Open));
         assert!(session.attach().is_none(), "one receiver at a time");

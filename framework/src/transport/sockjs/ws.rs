@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::SockJsEndpoint;
 use super::frames;
-use super::session::{Output, SockJsSession, SockJsTransport};
+use super::session::{Output, SockJsSession, StompSide};
 use crate::runtime::Runtime;
 use crate::session::{self as stomp_session, Peer};
 use crate::transport::websocket::{WebSocketLimits, flush_pong};
@@ -38,7 +38,7 @@ pub(crate) async fn run<S>(
     let stomp = runtime.tracker.spawn(stomp_session::run(
         runtime.clone(),
         peer,
-        SockJsTransport::new(session.clone(), inbound),
+        StompSide::new(session.clone(), inbound),
     ));
     // At shutdown the STOMP session sends its ERROR and closes: this loop sees the close.
     let heartbeat = endpoint.options.heartbeat;
@@ -113,8 +113,8 @@ async fn inbound_message<E>(session: &SockJsSession, message: Option<Result<Mess
     match frames::decode(text.as_bytes()) {
         Ok(messages) => session.push_inbound(messages).await.is_ok(),
         // Empty messages are ignored, as the protocol says.
-        Err(frames::DecodeError::Empty) => true,
-        Err(frames::DecodeError::Broken) => {
+        Err(frames::BodyError::Empty) => true,
+        Err(frames::BodyError::Broken) => {
             tracing::debug!("SockJS WebSocket sent a message that is not a JSON array of strings");
             false
         }
