@@ -3,7 +3,35 @@
 //! attributes. A [`Principal`] among them becomes the session's user, which handlers take as
 //! `Option<Principal>`; other attributes are not readable by handlers yet.
 
+mod origin;
+
 use http::StatusCode;
+
+pub(crate) use origin::check_origin;
+
+use crate::config::Config;
+
+/// Why a handshake (a WebSocket upgrade, a new SockJS session) was refused.
+pub(crate) enum Refusal {
+    /// The page's origin is not allowed (the value of its `Origin` header).
+    Origin(String),
+    /// The application's hook refused it.
+    Hook(HandshakeRejection),
+}
+
+/// The one place a handshake is judged: the origin policy, then the application's hook.
+/// Returns the attributes the hook attached (a [`Principal`] among them, perhaps).
+pub(crate) fn admit(
+    config: &Config,
+    request: &http::request::Parts,
+) -> Result<http::Extensions, Refusal> {
+    check_origin(&config.allowed_origins, request).map_err(Refusal::Origin)?;
+    let mut attributes = http::Extensions::new();
+    if let Some(hook) = &config.handshake_hook {
+        hook.handshake(request, &mut attributes).map_err(Refusal::Hook)?;
+    }
+    Ok(attributes)
+}
 
 /// Decides whether a WebSocket handshake may proceed, and attaches attributes (a
 /// [`Principal`] is the one the session keeps).

@@ -7,20 +7,21 @@
 
 mod protocol;
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, Sleep, sleep_until, timeout};
 use tracing::Instrument;
 
 use protocol::{Flow, Protocol};
 
 use crate::events::{DisconnectReason, SessionEvent};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, OutboxReceiver};
 use crate::runtime::Runtime;
 use crate::security::Principal;
-use crate::stomp::{ByteStr, Decoder, EncodedFrame, Frame, HeartBeat};
+use crate::stomp::{ByteStr, Decoder, EncodedFrame, Frame, HeartBeat, Version};
 use crate::transport::connections::ConnectionSlot;
 use crate::transport::{Transport, TransportError};
 
@@ -62,180 +63,320 @@ pub(crate) async fn run<T: Transport>(runtime: Arc<Runtime>, peer: Peer, transpo
     runtime.emit(SessionEvent::Disconnected { session_id, reason });
 }
 
+/// What one turn of the session loop decided.
+enum Step {
+    Continue,
+    /// Send `last` after everything queued (MESSAGEs, RECEIPTs), then close.
+    Close(Option<Frame>, DisconnectReason),
+    /// Close without sending anything more: the client does not read (a slow consumer).
+    Abandon(DisconnectReason),
+}
+
+impl From<Flow> for Step {
+    fn from(flow: Flow) -> Step {
+        match flow {
+            Flow::Close { last, reason } => Step::Close(last, reason),
+            Flow::Continue | Flow::Connected { .. } => Step::Continue,
+        }
+    }
+}
+
+/// When the session last read and wrote, and what the heart-beat negotiation asked for: the
+/// timers are re-armed from these lazily (reads and writes only record the time, and a timer
+/// that fires early because traffic moved its deadline re-arms itself; creating fresh timers
+/// on every loop turn costs a timer-wheel registration per frame).
+struct Clock {
+    opened: Instant,
+    last_read: Instant,
+    last_write: Instant,
+    /// How long the client may stay silent, once negotiated.
+    read_allowance: Option<Duration>,
+    /// How often we must send something, once negotiated.
+    beat_every: Option<Duration>,
+}
+
+impl Clock {
+    /// When silence from the client becomes fatal: before CONNECT, `time_to_first_message`
+    /// after the connection opened; after it, the heart-beat allowance after the last read,
+    /// or never.
+    fn read_deadline(&self, connected: bool, time_to_first_message: Duration) -> Instant {
+        match (connected, self.read_allowance) {
+            (false, _) => self.opened + time_to_first_message,
+            (true, Some(allowance)) => self.last_read + allowance,
+            (true, None) => far_future(),
+        }
+    }
+}
+
+/// One session's state between turns of its loop; each event the loop waits for has its own
+/// method.
+struct Session<T> {
+    runtime: Arc<Runtime>,
+    transport: T,
+    protocol: Protocol,
+    outbox: Arc<Outbox>,
+    decoder: Decoder,
+    /// Bytes read and not yet decoded.
+    inbound: BytesMut,
+    /// Frames taken from the outbox for one write.
+    batch: Vec<EncodedFrame>,
+    /// The connection's slot among `max_http_connections`, given up at CONNECT.
+    slot: Option<ConnectionSlot>,
+    clock: Clock,
+}
+
 async fn drive<T: Transport>(
     runtime: Arc<Runtime>,
     session_id: ByteStr,
     principal: Option<Principal>,
     slot: Option<ConnectionSlot>,
-    mut transport: T,
+    transport: T,
 ) -> DisconnectReason {
     let config = &runtime.config;
     let (outbox, mut outbound) = Outbox::new(config.send_buffer_size_limit, config.send_time_limit);
-    let mut protocol = Protocol::new(runtime.clone(), session_id, outbox.clone(), principal);
-    let mut decoder = Decoder::new(config.limits);
-    let mut inbound = BytesMut::new();
-    let mut batch: Vec<EncodedFrame> = Vec::new();
-
-    // Timers are created once and re-armed lazily: reads and writes only record the time, and
-    // a timer that fires early (because traffic moved its deadline) re-arms itself. Creating
-    // fresh timers on every loop turn costs a timer-wheel registration per frame.
+    let protocol = Protocol::new(runtime.clone(), session_id, outbox.clone(), principal);
     let opened = Instant::now();
-    let mut read_allowance: Option<Duration> = None;
-    let mut beat_every: Option<Duration> = None;
-    let mut last_read = opened;
-    let mut last_write = opened;
     let read_timer = sleep_until(opened + config.time_to_first_message);
     let beat_timer = sleep_until(far_future());
-    // Likewise the cancellation futures: registered once, not once per loop turn. A child
-    // token per session: polling it locks only this session's node, not the server-wide one
-    // every session would otherwise contend on.
+    // The cancellation futures are registered once, not once per loop turn. A child token per
+    // session: polling it locks only this session's node, not the server-wide one every
+    // session would otherwise contend on.
     let shutdown = runtime.shutdown.child_token();
     let shutting_down = shutdown.cancelled();
     let outbox_closed = outbox.closed();
     let fatal = protocol.fatal();
     let fatal_raised = fatal.raised();
     tokio::pin!(read_timer, beat_timer, shutting_down, outbox_closed, fatal_raised);
+    let mut session = Session {
+        decoder: Decoder::new(config.limits),
+        runtime: runtime.clone(),
+        transport,
+        protocol,
+        outbox: outbox.clone(),
+        inbound: BytesMut::new(),
+        batch: Vec::new(),
+        slot,
+        clock: Clock {
+            opened,
+            last_read: opened,
+            last_write: opened,
+            read_allowance: None,
+            beat_every: None,
+        },
+    };
 
-    let (last, reason) = loop {
+    let step = loop {
+        let s = &mut session;
         // Unbiased on purpose: a session under a constant stream of outbound messages must
         // still read its client's frames (an UNSUBSCRIBE, a DISCONNECT) and heart-beats.
-        tokio::select! {
+        let step = tokio::select! {
             () = &mut shutting_down => {
                 let error = Frame::error("server is shutting down", None, "Reconnect to another instance, or later.");
-                break (Some(error), DisconnectReason::ServerShutdown);
+                Step::Close(Some(error), DisconnectReason::ServerShutdown)
             }
             () = &mut outbox_closed => {
-                let why = outbox.close_reason().unwrap_or("closed").to_owned();
-                // A slow consumer's queue is dropped, not flushed: it is why we close.
-                let _ = timeout(config.send_time_limit, transport.close()).await;
-                protocol.finish();
-                return DisconnectReason::SlowConsumer(why.into());
+                let why = s.outbox.close_reason().unwrap_or("closed").to_owned();
+                Step::Abandon(DisconnectReason::SlowConsumer(why.into()))
             }
             () = &mut fatal_raised => {
                 // The body repeats the message: some clients show only one of the two.
                 let message = fatal.message().to_owned();
                 let error = Frame::error(message.clone(), None, &message);
-                break (Some(error), DisconnectReason::ProtocolError(message.into()));
+                Step::Close(Some(error), DisconnectReason::ProtocolError(message.into()))
             }
-            () = protocol.unblock(), if protocol.is_blocked() => {
-                // The handler queue has room again: handle the frames read before it filled.
-                last_read = Instant::now();
-                if let Flow::Close { last, reason } = decode_and_handle(&mut decoder, &mut inbound, &mut protocol) {
-                    break (last, reason);
-                }
+            () = s.protocol.unblock(), if s.protocol.is_blocked() => s.unblocked(),
+            n = outbound.recv_many(&mut s.batch, WRITE_BATCH) => s.write_batch(n).await,
+            received = s.transport.recv(&mut s.inbound), if !s.protocol.is_blocked() => {
+                s.received(received, read_timer.as_mut(), beat_timer.as_mut())
             }
-            n = outbound.recv_many(&mut batch, WRITE_BATCH) => {
-                if n == 0 {
-                    break (None, DisconnectReason::ConnectionLost("outbound queue closed".into()));
-                }
-                let bytes: usize = batch.iter().map(EncodedFrame::len).sum();
-                match send_within(config.send_time_limit, transport.send(&batch)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => break (None, DisconnectReason::ConnectionLost(e.to_string().into())),
-                    Err(_) => {
-                        let why = format!(
-                            "slow consumer: a write did not complete within the {:?} send time limit",
-                            config.send_time_limit
-                        );
-                        outbox.close(why.clone());
-                        break (None, DisconnectReason::SlowConsumer(why.into()));
-                    }
-                }
-                outbox.written(bytes);
-                batch.clear();
-                // A session that has gone quiet gives back what a burst made the batch grow to.
-                if n < SMALL_BATCH {
-                    batch.shrink_to(SMALL_BATCH);
-                }
-                // The clock is read only when a timer needs it (a read per write showed in
-                // fan-out profiles).
-                if beat_every.is_some() {
-                    last_write = Instant::now();
-                }
+            () = &mut read_timer => s.read_timer_fired(read_timer.as_mut()),
+            () = &mut beat_timer, if s.clock.beat_every.is_some() => {
+                s.beat_timer_fired(beat_timer.as_mut()).await
             }
-            received = transport.recv(&mut inbound), if !protocol.is_blocked() => {
-                match received {
-                    Ok(0) => break (None, DisconnectReason::ConnectionLost("the client closed the connection without DISCONNECT".into())),
-                    Ok(_) => {}
-                    Err(TransportError::Io(e)) => break (None, DisconnectReason::ConnectionLost(e.to_string().into())),
-                    // Like a slow consumer's queue: nothing more is sent to a peer that does not read.
-                    Err(TransportError::SlowConsumer(why)) => {
-                        outbox.close(why.clone());
-                        let _ = timeout(config.send_time_limit, transport.close()).await;
-                        protocol.finish();
-                        return DisconnectReason::SlowConsumer(why.into());
-                    }
-                    Err(e) => {
-                        let message = e.to_string();
-                        break (Some(Frame::error(message.clone(), None, "")), DisconnectReason::ProtocolError(message.into()));
-                    }
-                }
-                if protocol.version().is_none() || read_allowance.is_some() {
-                    last_read = Instant::now();
-                }
-                match decode_and_handle(&mut decoder, &mut inbound, &mut protocol) {
-                    Flow::Continue => {}
-                    Flow::Connected { version, outgoing, incoming } => {
-                        if let Some(slot) = &slot {
-                            slot.release();
-                        }
-                        decoder.set_version(version);
-                        beat_every = outgoing;
-                        read_allowance = incoming.map(HeartBeat::silence_allowance);
-                        read_timer.as_mut().reset(read_deadline(true, opened, last_read, read_allowance, config.time_to_first_message));
-                        if let Some(every) = beat_every {
-                            beat_timer.as_mut().reset(last_write + every);
-                        }
-                        // Frames pipelined behind CONNECT (same read) are decoded now.
-                        if let Flow::Close { last, reason } =
-                            decode_and_handle(&mut decoder, &mut inbound, &mut protocol)
-                        {
-                            break (last, reason);
-                        }
-                    }
-                    Flow::Close { last, reason } => break (last, reason),
-                }
-            }
-            () = &mut read_timer => {
-                if protocol.is_blocked() {
-                    // Not reading is our choice, not the client's silence.
-                    last_read = Instant::now();
-                }
-                let deadline = read_deadline(protocol.version().is_some(), opened, last_read, read_allowance, config.time_to_first_message);
-                if Instant::now() < deadline {
-                    read_timer.as_mut().reset(deadline);
-                    continue;
-                }
-                let message = match protocol.version() {
-                    None => format!("no CONNECT frame within {:?} of opening the connection", config.time_to_first_message),
-                    Some(_) => format!("no frame or heart-beat from the client for {:?} (more than the negotiated heart-beat interval)", read_allowance.unwrap_or_default()),
-                };
-                break (Some(Frame::error(message.clone(), None, "")), DisconnectReason::Timeout(message.into()));
-            }
-            () = &mut beat_timer, if beat_every.is_some() => {
-                let due = last_write + beat_every.unwrap_or_default();
-                if Instant::now() < due {
-                    beat_timer.as_mut().reset(due);
-                    continue;
-                }
-                if let Err(e) = timeout(config.send_time_limit, transport.send_heartbeat()).await.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
-                    break (None, DisconnectReason::ConnectionLost(e.to_string().into()));
-                }
-                last_write = Instant::now();
-                beat_timer.as_mut().reset(last_write + beat_every.unwrap_or_default());
-            }
+        };
+        if !matches!(step, Step::Continue) {
+            break step;
         }
     };
-    protocol.finish();
-    if let Some(frame) = last {
-        // Everything queued before the last frame goes first (MESSAGEs, RECEIPTs), in order.
-        batch.clear();
-        outbound.drain_now(&mut batch);
-        batch.push(protocol.encode(&frame));
-        let _ = timeout(config.send_time_limit, transport.send(&batch)).await;
+    session.finish(step, &mut outbound).await
+}
+
+impl<T: Transport> Session<T> {
+    /// The handler queue has room again: handles the frames read before it filled.
+    fn unblocked(&mut self) -> Step {
+        self.clock.last_read = Instant::now();
+        decode_and_handle(&mut self.decoder, &mut self.inbound, &mut self.protocol).into()
     }
-    let _ = timeout(config.send_time_limit, transport.close()).await;
-    reason
+
+    /// Writes the `n` frames taken from the outbox, within the send time limit.
+    async fn write_batch(&mut self, n: usize) -> Step {
+        if n == 0 {
+            return Step::Close(
+                None,
+                DisconnectReason::ConnectionLost("outbound queue closed".into()),
+            );
+        }
+        let limit = self.runtime.config.send_time_limit;
+        let bytes: usize = self.batch.iter().map(EncodedFrame::len).sum();
+        match send_within(limit, self.transport.send(&self.batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()));
+            }
+            Err(_) => {
+                let why = format!(
+                    "slow consumer: a write did not complete within the {limit:?} send time limit"
+                );
+                self.outbox.close(why.clone());
+                return Step::Close(None, DisconnectReason::SlowConsumer(why.into()));
+            }
+        }
+        self.outbox.written(bytes);
+        self.batch.clear();
+        // A session that has gone quiet gives back what a burst made the batch grow to.
+        if n < SMALL_BATCH {
+            self.batch.shrink_to(SMALL_BATCH);
+        }
+        // The clock is read only when a timer needs it (a read per write showed in fan-out
+        // profiles).
+        if self.clock.beat_every.is_some() {
+            self.clock.last_write = Instant::now();
+        }
+        Step::Continue
+    }
+
+    /// Bytes arrived (or the transport ended): decodes and handles every complete frame.
+    fn received(
+        &mut self,
+        received: Result<usize, TransportError>,
+        read_timer: Pin<&mut Sleep>,
+        beat_timer: Pin<&mut Sleep>,
+    ) -> Step {
+        match received {
+            Ok(0) => {
+                let why = "the client closed the connection without DISCONNECT";
+                return Step::Close(None, DisconnectReason::ConnectionLost(why.into()));
+            }
+            Ok(_) => {}
+            Err(TransportError::Io(e)) => {
+                return Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()));
+            }
+            // Like a slow consumer's queue: nothing more is sent to a peer that does not read.
+            Err(TransportError::SlowConsumer(why)) => {
+                self.outbox.close(why.clone());
+                return Step::Abandon(DisconnectReason::SlowConsumer(why.into()));
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let error = Frame::error(message.clone(), None, "");
+                return Step::Close(Some(error), DisconnectReason::ProtocolError(message.into()));
+            }
+        }
+        if self.protocol.version().is_none() || self.clock.read_allowance.is_some() {
+            self.clock.last_read = Instant::now();
+        }
+        match decode_and_handle(&mut self.decoder, &mut self.inbound, &mut self.protocol) {
+            Flow::Connected { version, outgoing, incoming } => {
+                self.connected(version, outgoing, incoming, read_timer, beat_timer);
+                // Frames pipelined behind CONNECT (same read) are decoded now.
+                decode_and_handle(&mut self.decoder, &mut self.inbound, &mut self.protocol).into()
+            }
+            flow => flow.into(),
+        }
+    }
+
+    /// CONNECT succeeded: decode in its version, and start the heart-beat timers.
+    fn connected(
+        &mut self,
+        version: Version,
+        outgoing: Option<Duration>,
+        incoming: Option<Duration>,
+        read_timer: Pin<&mut Sleep>,
+        beat_timer: Pin<&mut Sleep>,
+    ) {
+        // A session now: the connection no longer counts against max_http_connections.
+        if let Some(slot) = &self.slot {
+            slot.release();
+        }
+        self.decoder.set_version(version);
+        self.clock.beat_every = outgoing;
+        self.clock.read_allowance = incoming.map(HeartBeat::silence_allowance);
+        let config = &self.runtime.config;
+        read_timer.reset(self.clock.read_deadline(true, config.time_to_first_message));
+        if let Some(every) = outgoing {
+            beat_timer.reset(self.clock.last_write + every);
+        }
+    }
+
+    /// The read deadline passed, or traffic moved it: closes a silent client, or re-arms.
+    fn read_timer_fired(&mut self, read_timer: Pin<&mut Sleep>) -> Step {
+        if self.protocol.is_blocked() {
+            // Not reading is our choice, not the client's silence.
+            self.clock.last_read = Instant::now();
+        }
+        let config = &self.runtime.config;
+        let connected = self.protocol.version().is_some();
+        let deadline = self.clock.read_deadline(connected, config.time_to_first_message);
+        if Instant::now() < deadline {
+            read_timer.reset(deadline);
+            return Step::Continue;
+        }
+        let message = match connected {
+            false => format!(
+                "no CONNECT frame within {:?} of opening the connection",
+                config.time_to_first_message
+            ),
+            true => format!(
+                "no frame or heart-beat from the client for {:?} (more than the negotiated heart-beat interval)",
+                self.clock.read_allowance.unwrap_or_default()
+            ),
+        };
+        let error = Frame::error(message.clone(), None, "");
+        Step::Close(Some(error), DisconnectReason::Timeout(message.into()))
+    }
+
+    /// A heart-beat is due, unless a write since moved it: sends one, or re-arms.
+    async fn beat_timer_fired(&mut self, mut beat_timer: Pin<&mut Sleep>) -> Step {
+        let every = self.clock.beat_every.unwrap_or_default();
+        let due = self.clock.last_write + every;
+        if Instant::now() < due {
+            beat_timer.as_mut().reset(due);
+            return Step::Continue;
+        }
+        let limit = self.runtime.config.send_time_limit;
+        let sent = timeout(limit, self.transport.send_heartbeat()).await;
+        if let Err(e) = sent.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
+            return Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()));
+        }
+        self.clock.last_write = Instant::now();
+        beat_timer.reset(self.clock.last_write + every);
+        Step::Continue
+    }
+
+    /// Ends the session as `step` says, and returns why it ended.
+    async fn finish(mut self, step: Step, outbound: &mut OutboxReceiver) -> DisconnectReason {
+        let limit = self.runtime.config.send_time_limit;
+        let (last, reason) = match step {
+            Step::Close(last, reason) => (last, reason),
+            Step::Abandon(reason) => {
+                // A slow consumer's queue is dropped, not flushed: it is why we close.
+                let _ = timeout(limit, self.transport.close()).await;
+                self.protocol.finish();
+                return reason;
+            }
+            Step::Continue => unreachable!("the loop ends only on a closing step"),
+        };
+        self.protocol.finish();
+        if let Some(frame) = last {
+            // Everything queued before the last frame goes first (MESSAGEs, RECEIPTs), in order.
+            self.batch.clear();
+            outbound.drain_now(&mut self.batch);
+            self.batch.push(self.protocol.encode(&frame));
+            let _ = timeout(limit, self.transport.send(&self.batch)).await;
+        }
+        let _ = timeout(limit, self.transport.close()).await;
+        reason
+    }
 }
 
 /// Runs `send`, failing with `Elapsed` if it takes longer than `limit`. Most writes complete
@@ -279,22 +420,6 @@ fn decode_and_handle(
             },
             Err(e) => return protocol.error(e.to_string(), e.receipt()),
         }
-    }
-}
-
-/// When silence from the client becomes fatal: before CONNECT, `time_to_first_message` after
-/// the connection opened; after it, the heart-beat allowance after the last read, or never.
-fn read_deadline(
-    connected: bool,
-    opened: Instant,
-    last_read: Instant,
-    allowance: Option<Duration>,
-    time_to_first_message: Duration,
-) -> Instant {
-    match (connected, allowance) {
-        (false, _) => opened + time_to_first_message,
-        (true, Some(allowance)) => last_read + allowance,
-        (true, None) => far_future(),
     }
 }
 

@@ -24,9 +24,10 @@ use super::connections::ConnectionSlot;
 use super::read_ahead::ReadAhead;
 use super::sockjs::{self, SockJsEndpoint};
 use super::websocket::{self, WebSocketTransport};
-use crate::config::AllowedOrigins;
+use crate::config::Config;
 use crate::log_throttle::{EVERY, LogThrottle};
 use crate::runtime::Runtime;
+use crate::security::{self, Refusal};
 use crate::session::{self, Peer};
 use crate::stomp::Version;
 
@@ -240,78 +241,120 @@ pub(crate) enum Upgrade {
     SockJs(Arc<SockJsEndpoint>),
 }
 
-/// The WebSocket handshake: upgrade headers, origin, the application's hook, subprotocol;
-/// then a session on the upgraded connection.
+/// A WebSocket upgrade request that passed every check (axum's `WebSocketUpgrade` as the
+/// model): what [`accept`](WebSocketHandshake::accept) needs to answer it and, once hyper has
+/// handed the connection over, to run its session.
+pub(crate) struct WebSocketHandshake {
+    key: HeaderValue,
+    subprotocol: Option<Version>,
+    attributes: http::Extensions,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    slot: Option<ConnectionSlot>,
+    kind: Upgrade,
+}
+
+/// The WebSocket handshake: checked, then accepted, with a session on the upgraded
+/// connection; or the response that refuses it.
 pub(crate) fn upgrade(
     runtime: &Arc<Runtime>,
-    mut parts: http::request::Parts,
+    parts: http::request::Parts,
     peer: Option<SocketAddr>,
     kind: Upgrade,
 ) -> Response<ResponseBody> {
-    let config = &runtime.config;
-    if parts.method != Method::GET
-        || !header_has_token(&parts, header::UPGRADE, "websocket")
-        || !header_has_token(&parts, header::CONNECTION, "upgrade")
-    {
-        return text(StatusCode::BAD_REQUEST, "Can \"Upgrade\" only to \"WebSocket\".");
+    match WebSocketHandshake::extract(&runtime.config, parts, kind) {
+        Ok(handshake) => handshake.accept(runtime, peer),
+        Err(refusal) => *refusal,
     }
-    if parts.headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
-        let mut response =
-            text(StatusCode::UPGRADE_REQUIRED, "Only WebSocket version 13 is supported.");
-        response
-            .headers_mut()
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        return response;
-    }
-    let Some(key) = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
-        return text(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key header is missing.");
-    };
-    if let Err(origin) = check_origin(&config.allowed_origins, &parts) {
-        return refuse_origin(&origin, "WebSocket handshake");
-    }
-    let mut attributes = http::Extensions::new();
-    if let Some(hook) = &config.handshake_hook {
-        if let Err(rejection) = hook.handshake(&parts, &mut attributes) {
-            return text(rejection.status, rejection.message);
-        }
-    }
-    // SockJS framing is not STOMP's subprotocol.
-    let subprotocol = match kind {
-        Upgrade::Stomp => negotiate_subprotocol(&parts),
-        Upgrade::SockJs(_) => None,
-    };
+}
 
-    // hyper leaves the upgrade handle in the request's extensions (axum keeps it there too).
-    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
-        return text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "this connection cannot be upgraded: serve StompService with hyper's upgrades enabled (serve_connection(..).with_upgrades())",
-        );
-    };
-    let session_runtime = runtime.clone();
-    let limits = websocket::WebSocketLimits::server(config);
-    let slot = parts.extensions.remove::<ConnectionSlot>();
-    // The 101 response is small: hyper hands the connection over as soon as it is written.
-    let upgrade_deadline = config.http_header_read_timeout;
-    runtime.tracker.spawn(async move {
-        let upgraded = match tokio::time::timeout(upgrade_deadline, on_upgrade).await {
+impl WebSocketHandshake {
+    /// Checks the upgrade headers, the origin and the application's hook; picks the STOMP
+    /// subprotocol.
+    fn extract(
+        config: &Config,
+        mut parts: http::request::Parts,
+        kind: Upgrade,
+    ) -> Result<Self, Box<Response<ResponseBody>>> {
+        let refuse = |response| Err(Box::new(response));
+        if parts.method != Method::GET
+            || !header_has_token(&parts, header::UPGRADE, "websocket")
+            || !header_has_token(&parts, header::CONNECTION, "upgrade")
+        {
+            return refuse(text(StatusCode::BAD_REQUEST, "Can \"Upgrade\" only to \"WebSocket\"."));
+        }
+        if parts.headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes)
+            != Some(b"13")
+        {
+            let mut response =
+                text(StatusCode::UPGRADE_REQUIRED, "Only WebSocket version 13 is supported.");
+            response
+                .headers_mut()
+                .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            return refuse(response);
+        }
+        let Some(key) = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
+            return refuse(text(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key header is missing."));
+        };
+        let attributes = match security::admit(config, &parts) {
+            Ok(attributes) => attributes,
+            Err(refusal) => return refuse(refusal_response(refusal, "WebSocket handshake")),
+        };
+        // SockJS framing is not STOMP's subprotocol.
+        let subprotocol = match kind {
+            Upgrade::Stomp => negotiate_subprotocol(&parts),
+            Upgrade::SockJs(_) => None,
+        };
+        // hyper leaves the upgrade handle in the request's extensions (axum keeps it there too).
+        let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+            return refuse(text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "this connection cannot be upgraded: serve StompService with hyper's upgrades enabled (serve_connection(..).with_upgrades())",
+            ));
+        };
+        let slot = parts.extensions.remove::<ConnectionSlot>();
+        Ok(WebSocketHandshake { key, subprotocol, attributes, on_upgrade, slot, kind })
+    }
+
+    /// Answers `101 Switching Protocols` and spawns what runs once hyper hands the
+    /// connection over.
+    fn accept(self, runtime: &Arc<Runtime>, peer: Option<SocketAddr>) -> Response<ResponseBody> {
+        let mut response = Response::new(ResponseBody::empty());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(self.key.as_bytes())) {
+            headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        if let Some(version) = self.subprotocol {
+            headers.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(version.subprotocol()),
+            );
+        }
+        runtime.tracker.spawn(self.on_upgrade(runtime.clone(), peer));
+        response
+    }
+
+    /// Waits for the upgraded connection (bounded: the 101 response is small, hyper hands the
+    /// connection over as soon as it is written), then runs its session.
+    async fn on_upgrade(self, runtime: Arc<Runtime>, peer: Option<SocketAddr>) {
+        let deadline = runtime.config.http_header_read_timeout;
+        let upgraded = match tokio::time::timeout(deadline, self.on_upgrade).await {
             Ok(Ok(upgraded)) => upgraded,
             Ok(Err(e)) => {
                 tracing::debug!(?peer, "WebSocket upgrade failed: {e}");
                 return;
             }
             Err(_) => {
-                tracing::debug!(
-                    ?peer,
-                    "WebSocket upgrade not completed within {upgrade_deadline:?}"
-                );
+                tracing::debug!(?peer, "WebSocket upgrade not completed within {deadline:?}");
                 return;
             }
         };
-
-        let limits = match kind {
+        let limits = websocket::WebSocketLimits::server(&runtime.config);
+        let limits = match self.kind {
             Upgrade::Stomp => limits,
-            Upgrade::SockJs(_) => limits.sockjs(session_runtime.config.send_buffer_size_limit),
+            Upgrade::SockJs(_) => limits.sockjs(runtime.config.send_buffer_size_limit),
         };
         let ws = WebSocketStream::from_raw_socket(
             ReadAhead::new(TokioIo::new(upgraded)),
@@ -319,33 +362,26 @@ pub(crate) fn upgrade(
             Some(websocket::config(limits)),
         )
         .await;
-        match kind {
+        let (attributes, slot) = (self.attributes, self.slot);
+        match self.kind {
             Upgrade::Stomp => {
                 let peer = Peer { addr: peer, transport: "websocket", attributes, slot };
-                session::run(session_runtime, peer, WebSocketTransport::new(ws, limits)).await;
+                session::run(runtime, peer, WebSocketTransport::new(ws, limits)).await;
             }
             Upgrade::SockJs(endpoint) => {
                 let peer = Peer { addr: peer, transport: "sockjs-websocket", attributes, slot };
-                sockjs::run_websocket(session_runtime, endpoint, ws, peer, limits).await;
+                sockjs::run_websocket(runtime, endpoint, ws, peer, limits).await;
             }
         }
-    });
+    }
+}
 
-    let mut response = Response::new(ResponseBody::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+/// The response refusing a handshake (`what`): 403 for the origin, the hook's own otherwise.
+pub(crate) fn refusal_response(refusal: Refusal, what: &str) -> Response<ResponseBody> {
+    match refusal {
+        Refusal::Origin(origin) => refuse_origin(&origin, what),
+        Refusal::Hook(rejection) => text(rejection.status, rejection.message),
     }
-    if let Some(version) = subprotocol {
-        headers.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(version.subprotocol()),
-        );
-    }
-    response
 }
 
 /// The highest STOMP version the client offers as a subprotocol (`v12.stomp`…), if any.
@@ -361,40 +397,6 @@ fn negotiate_subprotocol(parts: &http::request::Parts) -> Option<Version> {
         .max()
 }
 
-/// `Err(origin)` when the request's `Origin` is not allowed.
-pub(crate) fn check_origin(
-    allowed: &AllowedOrigins,
-    parts: &http::request::Parts,
-) -> Result<(), String> {
-    let Some(origin) = parts.headers.get(header::ORIGIN) else {
-        return Ok(()); // not a browser: nothing to protect against cross-site use
-    };
-    let origin = origin.to_str().map_err(|_| "(not text)".to_owned())?.trim_end_matches('/');
-    if *allowed == AllowedOrigins::Any {
-        return Ok(());
-    }
-    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    if same_origin(origin, host) {
-        return Ok(());
-    }
-    match allowed {
-        AllowedOrigins::List(list) if list.iter().any(|o| o.eq_ignore_ascii_case(origin)) => Ok(()),
-        _ => Err(origin.to_owned()),
-    }
-}
-
-/// Whether `origin` (`scheme://host[:port]`) names the same host and port as `host`.
-fn same_origin(origin: &str, host: &str) -> bool {
-    let Some((scheme, authority)) = origin.split_once("://") else { return false };
-    let default_port = match scheme {
-        "http" | "ws" => ":80",
-        "https" | "wss" => ":443",
-        _ => "",
-    };
-    let strip = |a: &str| a.strip_suffix(default_port).unwrap_or(a).to_ascii_lowercase();
-    !host.is_empty() && strip(authority) == strip(host)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,25 +407,6 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         builder.body(()).unwrap().into_parts().0
-    }
-
-    #[test]
-    fn same_origin_compares_host_and_port() {
-        assert!(same_origin("http://localhost:8080", "localhost:8080"));
-        assert!(same_origin("http://Example.com", "example.com:80"));
-        assert!(!same_origin("http://evil.com", "example.com"));
-        assert!(!same_origin("http://localhost:8081", "localhost:8080"));
-        assert!(!same_origin("null", "localhost"));
-    }
-
-    #[test]
-    fn origin_policy() {
-        let list = AllowedOrigins::List(vec!["https://app.example.com".into()]);
-        let cross = parts(&[("origin", "https://app.example.com"), ("host", "api.example.com")]);
-        assert!(check_origin(&list, &cross).is_ok());
-        assert!(check_origin(&AllowedOrigins::SameOrigin, &cross).is_err());
-        assert!(check_origin(&AllowedOrigins::Any, &cross).is_ok());
-        assert!(check_origin(&AllowedOrigins::SameOrigin, &parts(&[("host", "x")])).is_ok());
     }
 
     #[test]

@@ -24,10 +24,11 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use self::session::{SockJsSession, StompSide};
 use super::assets::Asset;
 use super::body::ResponseBody;
-use super::service::{RequestBody, check_origin, refuse_origin, text};
+use super::service::{RequestBody, refusal_response, refuse_origin, text};
 use crate::config::{SockJsOptions, SockJsTransport};
 use crate::log_throttle::LogThrottle;
 use crate::runtime::Runtime;
+use crate::security::{self, check_origin};
 use crate::session::{self as stomp_session, Peer};
 use crate::transport::connections::ConnectionSlot;
 
@@ -190,12 +191,10 @@ fn open_session(
     if let Some(session) = endpoint.session(id) {
         return Ok(session);
     }
-    let mut attributes = http::Extensions::new();
-    if let Some(hook) = &runtime.config.handshake_hook {
-        if let Err(rejection) = hook.handshake(parts, &mut attributes) {
-            return Err(Box::new(text(rejection.status, rejection.message)));
-        }
-    }
+    // The same judgement as a WebSocket handshake (the origin was checked for every SockJS
+    // request already, and passes again here).
+    let attributes = security::admit(&runtime.config, parts)
+        .map_err(|refusal| Box::new(refusal_response(refusal, "SockJS session")))?;
     let (session, inbound) = SockJsSession::new(
         id.to_owned(),
         endpoint.options.message_cache_size,
