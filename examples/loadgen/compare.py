@@ -3,6 +3,7 @@
 Web-STOMP, run in alternation (A B C A B C ...) under the same load generator.
 
     python3 examples/loadgen/compare.py [--rounds 3] [--subscribers 10,100,1000] [--out target/bench]
+                                        [--before path/to/an/older/broker]
 
 What it does, in order:
   1. builds the release binaries of examples/broker, examples/baseline and examples/loadgen;
@@ -139,7 +140,7 @@ def median(results, key):
 
 def svg_plot(rows, path):
     """Two line charts side by side: deliveries/s and p99 latency against subscribers."""
-    colors = {"ours": "#d62728", "baseline": "#1f77b4", "rabbitmq": "#ff7f0e"}
+    colors = {"ours": "#d62728", "baseline": "#1f77b4", "rabbitmq": "#ff7f0e", "before": "#7f7f7f"}
     counts = sorted({r["subscribers"] for r in rows})
     width, height, pad = 420, 300, 50
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width}" height="{height + 40}" font-family="sans-serif" font-size="11">']
@@ -181,12 +182,17 @@ def main():
     ap.add_argument("--servers", default="ours,baseline,rabbitmq", help="which servers to run")
     ap.add_argument("--no-fixed-rate", action="store_true", help="skip the fixed-rate runs")
     ap.add_argument("--only-fixed-rate", action="store_true", help="skip the full-speed runs")
+    ap.add_argument("--before", default=None, metavar="BINARY",
+                    help="also run this broker binary (examples/broker built from an earlier commit) as "
+                         "server 'before', on port 61616: a before/after comparison in one run")
     ap.add_argument("--server-cpu", type=float, default=None,
                     help="cap each server at this fraction of a core (cgroup v1 CFS quota)")
     o = ap.parse_args()
     for name in list(SERVERS):
         if name not in o.servers.split(","):
             del SERVERS[name]
+    if o.before:
+        SERVERS["before"] = {"url": "ws://127.0.0.1:61616/ws", "extra": []}
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
     counts = [int(c) for c in o.subscribers.split(",")]
@@ -200,6 +206,10 @@ def main():
     pids["ours"], pids["baseline"] = procs[0].pid, procs[1].pid
     wait_port(61614)
     wait_port(61615)
+    if o.before:
+        procs.append(subprocess.Popen([o.before, "--addr", "127.0.0.1:61616"], stdout=subprocess.DEVNULL))
+        pids["before"] = procs[-1].pid
+        wait_port(61616)
     for pid in pids.values():
         pin(pid, 0)
     pids = {name: pid for name, pid in pids.items() if name in SERVERS}
