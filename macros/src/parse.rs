@@ -505,6 +505,21 @@ fn generic_of<'a>(ty: &'a Type, wrapper: &str) -> Option<&'a Type> {
     })
 }
 
+/// Where an error about a `Result`'s error type points: at `E` in `Result<T, E>`, or at the
+/// whole type for an alias such as `anyhow::Result<T>`.
+fn error_span(ty: &Type) -> proc_macro2::Span {
+    let Type::Path(path) = ty else { return ty.span() };
+    let Some(PathArguments::AngleBracketed(args)) = path.path.segments.last().map(|s| &s.arguments)
+    else {
+        return ty.span();
+    };
+    let mut types = args.args.iter().filter_map(|a| match a {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    });
+    types.nth(1).map_or_else(|| ty.span(), Spanned::span)
+}
+
 /// How the return type is turned into a reply.
 fn shape(ty: &Type) -> Shape {
     match ty {
@@ -514,7 +529,7 @@ fn shape(ty: &Type) -> Shape {
             if let Some(inner) = generic_of(ty, "Option") {
                 Shape::Option(Box::new(shape(inner)))
             } else if let Some(inner) = generic_of(ty, "Result") {
-                Shape::Result(Box::new(shape(inner)), ty.span())
+                Shape::Result(Box::new(shape(inner)), error_span(ty))
             } else {
                 Shape::Value(Box::new(ty.clone()))
             }

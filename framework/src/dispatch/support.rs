@@ -52,15 +52,42 @@ impl<T: FromMessage> ViaFromMessage<T> for &Extract<T> {
     }
 }
 
-/// Arguments that implement `Deserialize`: the payload as JSON.
+/// The fallback of argument extraction: the payload as JSON. Its impl applies to every type so
+/// that a type which is neither [`FromMessage`] nor `Deserialize` fails on the
+/// [`PayloadArgument`] bound of `extract`, whose message names both traits at the argument's
+/// span (an impl-level bound would give rustc's raw "method exists but its trait bounds were
+/// not satisfied" instead).
 pub trait ViaDeserialize<T> {
     /// Extracts the argument.
-    fn extract(&self, context: &MessageContext) -> Result<T, Failure>;
+    fn extract(&self, context: &MessageContext) -> Result<T, Failure>
+    where
+        T: PayloadArgument;
 }
 
-impl<T: DeserializeOwned> ViaDeserialize<T> for Extract<T> {
-    fn extract(&self, context: &MessageContext) -> Result<T, Failure> {
-        context::json_payload(context).map_err(Failure::Extract)
+impl<T> ViaDeserialize<T> for Extract<T> {
+    fn extract(&self, context: &MessageContext) -> Result<T, Failure>
+    where
+        T: PayloadArgument,
+    {
+        T::from_payload(context).map_err(Failure::Extract)
+    }
+}
+
+/// An argument taken from the payload as JSON: every `Deserialize` type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler argument",
+    label = "neither `FromMessage` nor `Deserialize`",
+    note = "an argument's type implements `stompede::dispatch::FromMessage` (String, Vec<u8>, Bytes, Headers, Frame, SessionId, Destination, MessagingTemplate, State<T>, Option<Principal>, HandlerError, or your own) or serde's `Deserialize` (the payload as JSON)",
+    note = "a destination placeholder or a header takes `#[destination_variable]` or `#[header(\"name\")]` and any `FromStr` type"
+)]
+pub trait PayloadArgument: Sized {
+    /// The argument, from the payload as JSON.
+    fn from_payload(context: &MessageContext) -> Result<Self, ExtractError>;
+}
+
+impl<T: DeserializeOwned> PayloadArgument for T {
+    fn from_payload(context: &MessageContext) -> Result<Self, ExtractError> {
+        context::json_payload(context)
     }
 }
 
@@ -120,22 +147,62 @@ impl<T: IntoReply> ViaIntoReply for &Reply<T> {
     }
 }
 
-/// Return values that implement `Serialize`: JSON.
-pub trait ViaSerialize {
+/// The fallback of reply conversion: JSON. Like [`ViaDeserialize`], its impl applies to every
+/// type and the [`JsonReply`] bound on the method carries the message.
+pub trait ViaSerialize<T> {
     /// Converts the return value.
-    fn take_message(&self) -> Outcome;
+    fn take_message(&self) -> Outcome
+    where
+        T: JsonReply;
 }
 
-impl<T: Serialize> ViaSerialize for Reply<T> {
-    fn take_message(&self) -> Outcome {
+impl<T> ViaSerialize<T> for Reply<T> {
+    fn take_message(&self) -> Outcome
+    where
+        T: JsonReply,
+    {
         match self.0.take() {
-            Some(value) => Message::json(&value).map(Some).map_err(|e| Failure::Reply(e.into())),
+            Some(value) => value.into_json().map(Some).map_err(Failure::Reply),
             None => Ok(None),
         }
     }
 }
 
+/// A return value sent as JSON: every `Serialize` type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned by a handler",
+    label = "neither `IntoReply` nor `Serialize`",
+    note = "a handler returns a type that implements `stompede::dispatch::IntoReply` ((), String, &'static str, Vec<u8>, Bytes, Message) or serde's `Serialize` (sent as JSON), or an Option or Result of one"
+)]
+pub trait JsonReply {
+    /// The value as an `application/json` message.
+    fn into_json(self) -> Result<Message, BoxError>;
+}
+
+impl<T: Serialize> JsonReply for T {
+    fn into_json(self) -> Result<Message, BoxError> {
+        Message::json(&self).map_err(Into::into)
+    }
+}
+
+/// An error a handler may return in `Err`: anything that converts into a boxed error.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler's error",
+    label = "not an error type",
+    note = "a handler's `Err` holds a type that implements `std::error::Error + Send + Sync + 'static`, or a `String`, `&'static str`, `Box<dyn Error + Send + Sync>` or `anyhow::Error`"
+)]
+pub trait HandlerErrorType {
+    /// The error, boxed.
+    fn boxed(self) -> BoxError;
+}
+
+impl<E: Into<BoxError>> HandlerErrorType for E {
+    fn boxed(self) -> BoxError {
+        self.into()
+    }
+}
+
 /// The error of a handler that returned `Err`.
-pub fn failed<E: Into<BoxError>>(error: E) -> Failure {
-    Failure::Handler(error.into())
+pub fn failed<E: HandlerErrorType>(error: E) -> Failure {
+    Failure::Handler(error.boxed())
 }
