@@ -35,15 +35,21 @@ pub enum AllowedOrigins {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub(crate) path: String,
+    #[cfg(feature = "sockjs")]
     pub(crate) sockjs: Option<SockJsOptions>,
 }
 
 impl Endpoint {
     /// A WebSocket endpoint at `path`.
     pub fn new(path: impl Into<String>) -> Self {
-        Endpoint { path: path.into(), sockjs: None }
+        Endpoint {
+            path: path.into(),
+            #[cfg(feature = "sockjs")]
+            sockjs: None,
+        }
     }
 
+    #[cfg(feature = "sockjs")]
     /// Serves the SockJS protocol under this endpoint too, with the default options
     /// (see [`SockJsOptions`]): `new SockJS("/ws")` then works, and so do plain WebSocket
     /// clients at `/ws` and `/ws/websocket`.
@@ -51,6 +57,7 @@ impl Endpoint {
         self.sockjs(SockJsOptions::default())
     }
 
+    #[cfg(feature = "sockjs")]
     /// Serves the SockJS protocol under this endpoint with these options.
     pub fn sockjs(mut self, options: SockJsOptions) -> Self {
         self.sockjs = Some(options);
@@ -75,6 +82,7 @@ impl From<String> for Endpoint {
     }
 }
 
+#[cfg(feature = "sockjs")]
 /// A SockJS transport, to switch off with [`SockJsOptions::without`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -91,6 +99,7 @@ pub enum SockJsTransport {
     HtmlFile,
 }
 
+#[cfg(feature = "sockjs")]
 /// How an endpoint speaks SockJS (protocol 0.3.3, what `sockjs-client` 1.x speaks). The
 /// defaults are Spring's. JSONP transports are not offered at all (a security risk; Spring
 /// removed them too).
@@ -121,6 +130,7 @@ pub struct SockJsOptions {
     pub(crate) disabled: Vec<SockJsTransport>,
 }
 
+#[cfg(feature = "sockjs")]
 impl Default for SockJsOptions {
     fn default() -> Self {
         SockJsOptions {
@@ -137,6 +147,7 @@ impl Default for SockJsOptions {
     }
 }
 
+#[cfg(feature = "sockjs")]
 impl SockJsOptions {
     /// The SockJS client the iframe page (`/ws/iframe.html`, used by iframe-based transports)
     /// loads; default: `sockjs-client` 1.5.0 from a public CDN, as Spring. Serve a copy
@@ -241,6 +252,7 @@ pub(crate) enum ConfigErrorKind {
     DuplicateEndpoint {
         path: String,
     },
+    #[cfg_attr(not(feature = "sockjs"), allow(dead_code))]
     SockJsClientUrl {
         url: String,
     },
@@ -528,6 +540,7 @@ impl Settings {
             if self.endpoints[..i].iter().any(|e| e.path == *path) {
                 return Err(error(DuplicateEndpoint { path: path.clone() }));
             }
+            #[cfg(feature = "sockjs")]
             if let Some(options) = &endpoint.sockjs {
                 nonzero([
                     ("SockJS heartbeat", options.heartbeat),

@@ -68,6 +68,7 @@
 extern crate self as stompede;
 
 pub mod broker;
+#[cfg(feature = "client")]
 pub mod client;
 mod config;
 pub mod dispatch;
@@ -83,7 +84,9 @@ pub mod stomp;
 mod template;
 mod transport;
 
-pub use config::{AllowedOrigins, ConfigError, Endpoint, SockJsOptions, SockJsTransport};
+pub use config::{AllowedOrigins, ConfigError, Endpoint};
+#[cfg(feature = "sockjs")]
+pub use config::{SockJsOptions, SockJsTransport};
 pub use dispatch::{HandlerError, Message, State};
 pub use security::{HandshakeHook, HandshakeRejection, Principal};
 pub use server::{RunningServer, Server, ServerBuilder};

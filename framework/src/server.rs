@@ -17,9 +17,9 @@ use crate::runtime::Runtime;
 use crate::security::HandshakeHook;
 use crate::stomp::{ByteStr, Frame, HeartBeat};
 use crate::template::{MessagingTemplate, SendError};
+use crate::transport::Endpoints;
 use crate::transport::accept;
 use crate::transport::service::StompService;
-use crate::transport::sockjs::SockJsEndpoint;
 
 /// Builds a [`Server`]. Every setting has Spring's default; [`build`](ServerBuilder::build)
 /// checks the whole configuration.
@@ -215,6 +215,7 @@ impl ServerBuilder {
     }
 
     /// Also serve STOMP over plain TCP at `addr` (off by default), for non-browser clients.
+    #[cfg(feature = "tcp")]
     pub fn tcp(mut self, addr: SocketAddr) -> Self {
         self.settings.tcp_addr = Some(addr);
         self
@@ -295,17 +296,10 @@ impl ServerBuilder {
         let config = self.settings.check()?;
         let discovered = self.discover_handlers.then(dispatch::discovered).into_iter().flatten();
         let router = Router::new(discovered.chain(self.handlers), &config)?;
-        let sockjs = config
-            .endpoints
-            .iter()
-            .filter_map(|e| {
-                let options = e.sockjs.clone()?;
-                Some(Arc::new(SockJsEndpoint::new(e.path.clone(), options)))
-            })
-            .collect();
+        let endpoints = Arc::new(Endpoints::new(&config));
         let broker = Broker::Simple(SimpleBroker::new());
         let runtime = Runtime::new(config, broker, router, self.state);
-        Ok(Server { runtime: Arc::new(runtime), sockjs })
+        Ok(Server { runtime: Arc::new(runtime), endpoints })
     }
 }
 
@@ -316,7 +310,7 @@ impl ServerBuilder {
 pub struct Server {
     runtime: Arc<Runtime>,
     /// The SockJS endpoints and their sessions (the transport's state, not the runtime's).
-    sockjs: Arc<[Arc<SockJsEndpoint>]>,
+    endpoints: Arc<Endpoints>,
 }
 
 impl Server {
@@ -332,7 +326,7 @@ impl Server {
 
     /// The WebSocket endpoint(s) as a service, for mounting in an existing HTTP server.
     pub fn service(&self) -> StompService {
-        StompService::new(self.runtime.clone(), self.sockjs.clone())
+        StompService::new(self.runtime.clone(), self.endpoints.clone())
     }
 
     /// Dispatches `frame`, a SEND to an application destination, as if a client had sent it:
@@ -446,14 +440,18 @@ impl Server {
         let endpoints: Vec<String> = config
             .endpoints
             .iter()
-            .map(|e| match e.sockjs {
-                Some(_) => format!("{} (+SockJS)", e.path),
-                None => e.path.clone(),
+            .map(|e| {
+                #[cfg(feature = "sockjs")]
+                if e.sockjs.is_some() {
+                    return format!("{} (+SockJS)", e.path);
+                }
+                e.path.clone()
             })
             .collect();
         tracing::info!(%local_addr, ?endpoints, ?tcp_addr, "stompede listening");
         let runtime = &self.runtime;
-        runtime.tracker.spawn(accept::http(runtime.clone(), self.sockjs.clone(), http));
+        runtime.tracker.spawn(accept::http(runtime.clone(), self.endpoints.clone(), http));
+        #[cfg(feature = "tcp")]
         if let Some(listener) = tcp {
             runtime.tracker.spawn(accept::tcp(runtime.clone(), listener));
         }

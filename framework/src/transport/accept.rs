@@ -9,12 +9,14 @@ use std::time::Duration;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+use super::Endpoints;
 use super::connections::ConnectionSlots;
 use super::service::StompService;
-use super::sockjs::SockJsEndpoint;
 use super::stall::WriteStall;
+#[cfg(feature = "tcp")]
 use super::tcp::TcpTransport;
 use crate::runtime::Runtime;
+#[cfg(feature = "tcp")]
 use crate::session::{self, Peer};
 
 /// Connections the kernel may hold for us before `accept` (capped by `net.core.somaxconn`).
@@ -30,11 +32,7 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Serves HTTP (and the WebSocket upgrades) on `listener` until shutdown.
-pub(crate) async fn http(
-    runtime: Arc<Runtime>,
-    sockjs: Arc<[Arc<SockJsEndpoint>]>,
-    listener: TcpListener,
-) {
+pub(crate) async fn http(runtime: Arc<Runtime>, endpoints: Arc<Endpoints>, listener: TcpListener) {
     let config = &runtime.config;
     // HTTP connections without a STOMP session yet (`max_http_connections`).
     let slots = ConnectionSlots::new(config.max_http_connections);
@@ -59,7 +57,7 @@ pub(crate) async fn http(
         // holds its slot (pipelined requests whose answers are never read).
         let io = TokioIo::new(WriteStall::new(stream, config.send_time_limit, slot.clone()));
         let service =
-            StompService::new(runtime.clone(), sockjs.clone()).with_peer(peer).with_slot(slot);
+            StompService::new(runtime.clone(), endpoints.clone()).with_peer(peer).with_slot(slot);
         let shutdown = runtime.shutdown.clone();
         let connection = http1.serve_connection(io, service).with_upgrades();
         runtime.tracker.spawn(async move {
@@ -76,6 +74,7 @@ pub(crate) async fn http(
 }
 
 /// Serves STOMP over plain TCP on `listener` until shutdown.
+#[cfg(feature = "tcp")]
 pub(crate) async fn tcp(runtime: Arc<Runtime>, listener: TcpListener) {
     loop {
         let accepted = tokio::select! {

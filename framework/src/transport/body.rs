@@ -18,6 +18,8 @@ pub struct ResponseBody {
 
 enum Kind {
     Full(Option<Bytes>),
+    // SockJS's streaming transports are the only streamed responses.
+    #[cfg_attr(not(feature = "sockjs"), allow(dead_code))]
     Stream(mpsc::Receiver<Bytes>),
 }
 
@@ -34,6 +36,7 @@ impl ResponseBody {
     }
 
     /// A body made of the chunks sent on the channel, ending when every sender is gone.
+    #[cfg_attr(not(feature = "sockjs"), allow(dead_code))]
     pub(crate) fn stream(chunks: mpsc::Receiver<Bytes>) -> Self {
         ResponseBody { kind: Kind::Stream(chunks) }
     }

@@ -9,17 +9,47 @@ pub(crate) mod body;
 pub(crate) mod connections;
 pub(crate) mod read_ahead;
 pub(crate) mod service;
+#[cfg(feature = "sockjs")]
 pub(crate) mod sockjs;
 pub(crate) mod stall;
+#[cfg(any(feature = "tcp", feature = "client"))]
 pub(crate) mod tcp;
 pub(crate) mod websocket;
 
 use std::future::Future;
 use std::io;
+#[cfg(feature = "sockjs")]
+use std::sync::Arc;
 
 use bytes::BytesMut;
 
+use crate::config::Config;
 use crate::stomp::EncodedFrame;
+
+/// The HTTP side's own state, apart from the runtime: the SockJS endpoints and their sessions
+/// (nothing without the `sockjs` feature).
+pub(crate) struct Endpoints {
+    #[cfg(feature = "sockjs")]
+    pub(crate) sockjs: Vec<Arc<sockjs::SockJsEndpoint>>,
+}
+
+impl Endpoints {
+    pub(crate) fn new(config: &Config) -> Self {
+        #[cfg(not(feature = "sockjs"))]
+        let _ = config;
+        Endpoints {
+            #[cfg(feature = "sockjs")]
+            sockjs: config
+                .endpoints
+                .iter()
+                .filter_map(|e| {
+                    let options = e.sockjs.clone()?;
+                    Some(Arc::new(sockjs::SockJsEndpoint::new(e.path.clone(), options)))
+                })
+                .collect(),
+        }
+    }
+}
 
 /// Why a transport stopped delivering bytes.
 #[derive(Debug, thiserror::Error)]

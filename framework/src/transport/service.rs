@@ -19,9 +19,11 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use super::Endpoints;
 pub use super::body::ResponseBody;
 use super::connections::ConnectionSlot;
 use super::read_ahead::ReadAhead;
+#[cfg(feature = "sockjs")]
 use super::sockjs::{self, SockJsEndpoint};
 use super::websocket::{self, WebSocketTransport};
 use crate::config::Config;
@@ -58,7 +60,7 @@ use crate::stomp::Version;
 pub struct StompService {
     runtime: Arc<Runtime>,
     /// The SockJS endpoints and their sessions.
-    sockjs: Arc<[Arc<SockJsEndpoint>]>,
+    endpoints: Arc<Endpoints>,
     peer: Option<SocketAddr>,
     /// The connection's slot among `max_http_connections`, for connections the server
     /// accepted itself.
@@ -66,8 +68,8 @@ pub struct StompService {
 }
 
 impl StompService {
-    pub(crate) fn new(runtime: Arc<Runtime>, sockjs: Arc<[Arc<SockJsEndpoint>]>) -> Self {
-        StompService { runtime, sockjs, peer: None, slot: None }
+    pub(crate) fn new(runtime: Arc<Runtime>, endpoints: Arc<Endpoints>) -> Self {
+        StompService { runtime, endpoints, peer: None, slot: None }
     }
 
     pub(crate) fn with_peer(mut self, peer: SocketAddr) -> Self {
@@ -85,7 +87,7 @@ impl StompService {
         B: RequestBody,
     {
         let runtime = self.runtime.clone();
-        let sockjs = self.sockjs.clone();
+        let endpoints = self.endpoints.clone();
         let peer = self.peer;
         if let Some(slot) = &self.slot {
             // Where a request becomes a session, the slot is released (see ConnectionSlot);
@@ -102,7 +104,7 @@ impl StompService {
             }
             request.extensions_mut().insert(slot.clone());
         }
-        Box::pin(async move { Ok(route(&runtime, &sockjs, request, peer).await) })
+        Box::pin(async move { Ok(route(&runtime, &endpoints, request, peer).await) })
     }
 }
 
@@ -199,7 +201,7 @@ fn header_has_token(request: &http::request::Parts, name: header::HeaderName, to
 /// greeting), a SockJS resource under an endpoint, or 404.
 async fn route<B>(
     runtime: &Arc<Runtime>,
-    endpoints: &[Arc<SockJsEndpoint>],
+    endpoints: &Endpoints,
     request: Request<B>,
     peer: Option<SocketAddr>,
 ) -> Response<ResponseBody>
@@ -207,25 +209,33 @@ where
     B: RequestBody,
 {
     let config = &runtime.config;
+    #[cfg_attr(not(feature = "sockjs"), allow(unused_variables))]
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     if let Some(asset) = config.asset(path) {
         return asset.respond(&parts.method, &parts.headers);
     }
     if config.endpoints.iter().any(|e| e.path == path) {
-        let sockjs = endpoints.iter().any(|s| s.path == path);
-        if sockjs && !header_has_token(&parts, header::UPGRADE, "websocket") {
+        #[cfg(feature = "sockjs")]
+        if endpoints.sockjs.iter().any(|s| s.path == path)
+            && !header_has_token(&parts, header::UPGRADE, "websocket")
+        {
             return sockjs::greeting(&parts.method);
         }
         return upgrade(runtime, parts, peer, Upgrade::Stomp);
     }
-    let under = endpoints.iter().find_map(|endpoint| {
-        let rest = path.strip_prefix(endpoint.path.as_str())?;
-        rest.starts_with('/').then(|| (endpoint.clone(), rest.to_owned()))
-    });
-    if let Some((endpoint, rest)) = under {
-        return sockjs::handle(runtime, &endpoint, &rest, parts, body, peer).await;
+    #[cfg(feature = "sockjs")]
+    {
+        let under = endpoints.sockjs.iter().find_map(|endpoint| {
+            let rest = path.strip_prefix(endpoint.path.as_str())?;
+            rest.starts_with('/').then(|| (endpoint.clone(), rest.to_owned()))
+        });
+        if let Some((endpoint, rest)) = under {
+            return sockjs::handle(runtime, &endpoint, &rest, parts, body, peer).await;
+        }
     }
+    #[cfg(not(feature = "sockjs"))]
+    let _ = (endpoints, body);
     let endpoints: Vec<&str> = config.endpoints.iter().map(|e| e.path.as_str()).collect();
     text(
         StatusCode::NOT_FOUND,
@@ -238,6 +248,7 @@ pub(crate) enum Upgrade {
     /// STOMP frames, one per message (the endpoint itself, or SockJS's `/websocket`).
     Stomp,
     /// SockJS framing (`/ws/{server}/{session}/websocket`).
+    #[cfg(feature = "sockjs")]
     SockJs(Arc<SockJsEndpoint>),
 }
 
@@ -302,6 +313,7 @@ impl WebSocketHandshake {
         // SockJS framing is not STOMP's subprotocol.
         let subprotocol = match kind {
             Upgrade::Stomp => negotiate_subprotocol(&parts),
+            #[cfg(feature = "sockjs")]
             Upgrade::SockJs(_) => None,
         };
         // hyper leaves the upgrade handle in the request's extensions (axum keeps it there too).
@@ -354,6 +366,7 @@ impl WebSocketHandshake {
         let limits = websocket::WebSocketLimits::server(&runtime.config);
         let limits = match self.kind {
             Upgrade::Stomp => limits,
+            #[cfg(feature = "sockjs")]
             Upgrade::SockJs(_) => limits.sockjs(runtime.config.send_buffer_size_limit),
         };
         let ws = WebSocketStream::from_raw_socket(
@@ -368,6 +381,7 @@ impl WebSocketHandshake {
                 let peer = Peer { addr: peer, transport: "websocket", attributes, slot };
                 session::run(runtime, peer, WebSocketTransport::new(ws, limits)).await;
             }
+            #[cfg(feature = "sockjs")]
             Upgrade::SockJs(endpoint) => {
                 let peer = Peer { addr: peer, transport: "sockjs-websocket", attributes, slot };
                 sockjs::run_websocket(runtime, endpoint, ws, peer, limits).await;

@@ -51,6 +51,7 @@ impl WebSocketLimits {
     }
 }
 
+#[cfg(feature = "sockjs")]
 impl WebSocketLimits {
     /// For SockJS framing over the WebSocket: one `a[...]` frame carries what the session's
     /// cache holds (at most `cache_bytes`, or one larger message) as JSON strings, which may be
