@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::destination::under;
 use crate::security::HandshakeHook;
 use crate::stomp::{HeartBeat, Limits};
 use crate::transport::assets::{Asset, CLIENT_SCRIPT_PATH};
@@ -519,7 +520,7 @@ impl Settings {
         }
         for (i, (first_setting, first)) in all.iter().enumerate() {
             for (second_setting, second) in &all[i + 1..] {
-                if Config::under(first, second) || Config::under(second, first) {
+                if under(first, second) || under(second, first) {
                     return Err(error(OverlappingPrefixes {
                         first_setting,
                         first: first.to_string(),
@@ -611,22 +612,12 @@ impl Config {
         self.assets.iter().find(|a| a.path == path)
     }
 
-    /// Whether `destination` falls under `prefix` (at a segment boundary: `/topic` covers
-    /// `/topic/a` and `/topic.a`, not `/topics`).
-    pub(crate) fn under(prefix: &str, destination: &str) -> bool {
-        let prefix = prefix.trim_end_matches(['/', '.']);
-        match destination.strip_prefix(prefix) {
-            Some(rest) => rest.is_empty() || rest.starts_with(['/', '.']) || prefix.is_empty(),
-            None => false,
-        }
-    }
-
     pub(crate) fn broker_prefix_of(&self, destination: &str) -> Option<&str> {
-        self.broker_prefixes.iter().map(String::as_str).find(|p| Config::under(p, destination))
+        self.broker_prefixes.iter().map(String::as_str).find(|p| under(p, destination))
     }
 
     pub(crate) fn app_prefix_of(&self, destination: &str) -> Option<&str> {
-        self.app_prefixes.iter().map(String::as_str).find(|p| Config::under(p, destination))
+        self.app_prefixes.iter().map(String::as_str).find(|p| under(p, destination))
     }
 
     /// Where replies go when a handler names no destination: `/topic` when it is a broker
@@ -638,7 +629,7 @@ impl Config {
     }
 
     pub(crate) fn is_user_destination(&self, destination: &str) -> bool {
-        Config::under(&self.user_prefix, destination)
+        under(&self.user_prefix, destination)
     }
 
     /// The prefixes, for error messages: `broker: /topic, /queue; application: /app`.
@@ -655,16 +646,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefixes_match_at_segment_boundaries() {
-        assert!(Config::under("/topic", "/topic/a"));
-        assert!(Config::under("/topic/", "/topic/a"));
-        assert!(Config::under("/topic", "/topic.prices"));
-        assert!(Config::under("/topic", "/topic"));
-        assert!(!Config::under("/topic", "/topics/a"));
-        assert!(!Config::under("/topic", "/queue/a"));
-    }
 
     #[test]
     fn defaults_are_valid_and_add_the_ws_endpoint() {

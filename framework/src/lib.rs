@@ -71,6 +71,7 @@ pub mod broker;
 #[cfg(feature = "client")]
 pub mod client;
 mod config;
+mod destination;
 pub mod dispatch;
 pub mod events;
 mod locks;

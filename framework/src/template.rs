@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::destination::under;
 use crate::dispatch::{BoxError, IntoReply};
 use crate::stomp::{ByteStr, Headers};
 
@@ -102,7 +102,7 @@ impl MessagingTemplate {
     /// Refuses a destination that no broker prefix covers (sending or listening there could
     /// never reach a subscriber).
     pub(crate) fn require_broker_destination(&self, destination: &str) -> Result<(), SendError> {
-        if self.prefixes.iter().any(|prefix| Config::under(prefix, destination)) {
+        if self.prefixes.iter().any(|prefix| under(prefix, destination)) {
             return Ok(());
         }
         Err(SendError::NotABrokerDestination {

@@ -9,6 +9,11 @@
 //! removes them, checks the whole set and generates one handler. Every misuse it can see is a
 //! compile error pointing at the attribute, destination or argument at fault.
 
+/// The destination grammar, the runtime's own file (serde_derive's internals as the model):
+/// the attributes check patterns and templates with the code the server runs.
+#[path = "../../framework/src/destination.rs"]
+#[allow(dead_code)]
+mod destination;
 mod expand;
 mod model;
 mod parse;

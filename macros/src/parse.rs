@@ -10,6 +10,7 @@ use syn::{
     Path, PathArguments, ReturnType, Token, Type,
 };
 
+use crate::destination::{DestinationPattern, template_placeholders};
 use crate::model::{Arg, Attr, Found, Handler, Shape, Source};
 
 /// Errors gathered while checking, reported together.
@@ -94,9 +95,9 @@ pub(crate) fn handler(
         }
     }
     let variables: Vec<(&LitStr, Vec<String>)> =
-        patterns.iter().map(|p| (p, placeholders(p, true, &mut errors))).collect();
+        patterns.iter().map(|p| (p, mapping_variables(p, &mut errors))).collect();
     for destination in &send_to {
-        for name in placeholders(destination, false, &mut errors) {
+        for name in template_variables(destination, &mut errors) {
             if kind == Some(Attr::ExceptionHandler) {
                 errors.at(
                     destination.span(),
@@ -296,52 +297,33 @@ fn destinations(found: &Found, errors: &mut Errors) -> Vec<LitStr> {
     out
 }
 
-/// The `{name}` placeholders of a destination (`{*name}` too in a mapping), reporting
-/// unbalanced braces and bad names.
-fn placeholders(destination: &LitStr, mapping: bool, errors: &mut Errors) -> Vec<String> {
-    let value = destination.value();
-    let mut names: Vec<String> = Vec::new();
-    let mut open: Option<usize> = None;
-    let mut fail =
-        |why: String| errors.at(destination.span(), format!("destination {value:?} {why}"));
-    for (at, c) in value.char_indices() {
-        match (c, open) {
-            ('{', Some(_)) => {
-                fail("has a '{' inside a placeholder; placeholders do not nest".into());
-                return names;
-            }
-            ('{', None) => open = Some(at),
-            ('}', None) => {
-                fail("has a '}' without a matching '{'".into());
-                return names;
-            }
-            ('}', Some(start)) => {
-                open = None;
-                let raw = &value[start + 1..at];
-                let name = if mapping { raw.strip_prefix('*').unwrap_or(raw) } else { raw };
-                if name.is_empty() {
-                    fail("has an empty placeholder '{}'; name it, like {room}".into());
-                } else if let Some((name, _)) = name.split_once(':') {
-                    fail(format!(
-                        "constrains {{{name}}} with a regular expression, which is not supported; match with {{{name}}} and check the value in the handler"
-                    ));
-                } else if !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
-                    fail(format!(
-                        "has the placeholder {{{name}}}; names are letters, digits, '_' and '-'"
-                    ));
-                } else if mapping && names.iter().any(|n| n == name) {
-                    fail(format!("defines the placeholder {{{name}}} twice"));
-                } else {
-                    names.push(name.to_owned());
-                }
-            }
-            _ => {}
+/// The variables a mapping pattern captures, or nothing after reporting why it is not a
+/// pattern: parsed by the runtime's own grammar (`framework/src/destination.rs`), so the
+/// attribute accepts exactly what the server does.
+fn mapping_variables(pattern: &LitStr, errors: &mut Errors) -> Vec<String> {
+    let value = pattern.value();
+    if !value.starts_with('/') {
+        return Vec::new(); // reported with its own advice by `destinations`
+    }
+    match DestinationPattern::parse(&value) {
+        Ok(parsed) => parsed.variables().map(str::to_owned).collect(),
+        Err(e) => {
+            errors.at(pattern.span(), e.to_string());
+            Vec::new()
         }
     }
-    if open.is_some() {
-        fail("has an unbalanced '{': close the placeholder with '}'".into());
+}
+
+/// The placeholders of a reply template, or nothing after reporting why it is not one (the
+/// runtime's grammar again).
+fn template_variables(template: &LitStr, errors: &mut Errors) -> Vec<String> {
+    match template_placeholders(&template.value()) {
+        Ok(names) => names.into_iter().map(str::to_owned).collect(),
+        Err(e) => {
+            errors.at(template.span(), e.to_string());
+            Vec::new()
+        }
     }
-    names
 }
 
 /// The error types an exception handler lists.

@@ -30,7 +30,6 @@
 mod context;
 mod error;
 mod handler;
-mod pattern;
 mod reply;
 mod router;
 #[doc(hidden)]
@@ -43,5 +42,5 @@ pub use handler::{Handler, HandlerKind};
 pub use reply::{IntoReply, Message};
 
 pub(crate) use handler::discovered;
-pub(crate) use router::{Matched, Router, lookup_destination};
+pub(crate) use router::{Matched, Router};
 pub(crate) use worker::{Fatal, Job, SessionDispatch, dispatch_send};

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use super::handler::{Handler, HandlerKind};
-use super::pattern::{Captures, DestinationPattern};
 use crate::config::{Config, ConfigError, ConfigErrorKind};
+use crate::destination::{self, Captures, DestinationPattern};
 
 /// One mapping: a handler and one of its patterns.
 pub(crate) struct Route {
@@ -114,7 +114,14 @@ impl Router {
                     })
                 })?;
                 for destination in handler.send_to {
-                    for variable in placeholders(destination) {
+                    for variable in
+                        destination::template_placeholders(destination).map_err(|e| {
+                            ConfigError::new(ConfigErrorKind::BadPattern {
+                                handler: handler.name,
+                                problem: e.to_string(),
+                            })
+                        })?
+                    {
                         if !pattern.variables().any(|v| v == variable) {
                             return Err(ConfigError::new(ConfigErrorKind::UndefinedPlaceholder {
                                 handler: handler.name,
@@ -174,7 +181,7 @@ impl Router {
     /// with the application prefix `prefix`.
     pub(crate) fn find(&self, subscribe: bool, prefix: &str, destination: &str) -> Option<Matched> {
         let table = if subscribe { &self.subscriptions } else { &self.messages };
-        let lookup = lookup_destination(prefix, destination);
+        let lookup = destination::strip_prefix(prefix, destination);
         let (route, variables) = table.find(&lookup)?;
         Some(Matched { handler: route.handler, lookup: lookup.into(), variables })
     }
@@ -185,53 +192,5 @@ impl Router {
         error: &super::HandlerError,
     ) -> Option<&'static Handler> {
         self.exceptions.iter().copied().find(|h| h.catches.is_none_or(|catches| catches(error)))
-    }
-}
-
-/// `destination` without its application prefix `prefix` (`/app/chat/1` → `/chat/1`; with a
-/// dotted prefix, `app.chat` → `/chat`): what mapping patterns match.
-pub(crate) fn lookup_destination(prefix: &str, destination: &str) -> String {
-    let rest = &destination[prefix.trim_end_matches(['/', '.']).len()..];
-    if rest.starts_with('/') {
-        rest.to_owned()
-    } else {
-        format!("/{}", rest.trim_start_matches('.'))
-    }
-}
-
-/// The `{name}` placeholders of a `send_to` destination.
-pub(crate) fn placeholders(destination: &str) -> impl Iterator<Item = &str> {
-    destination.split('{').skip(1).filter_map(|s| s.split_once('}').map(|(name, _)| name))
-}
-
-/// `destination` with each `{name}` replaced by its captured value.
-pub(crate) fn fill(destination: &str, captures: &[(Box<str>, String)]) -> String {
-    let mut out = String::with_capacity(destination.len() + 16);
-    let mut rest = destination;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let Some(close) = rest[open..].find('}') else { break };
-        let name = &rest[open + 1..open + close];
-        match captures.iter().find(|(n, _)| &**n == name) {
-            Some((_, value)) => out.push_str(value),
-            None => out.push_str(&rest[open..=open + close]),
-        }
-        rest = &rest[open + close + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fill_replaces_placeholders() {
-        let captures = vec![("room".into(), "42".to_owned())];
-        assert_eq!(fill("/topic/chat/{room}", &captures), "/topic/chat/42");
-        assert_eq!(fill("/topic/{room}.{room}", &captures), "/topic/42.42");
-        assert_eq!(fill("/topic/plain", &captures), "/topic/plain");
-        assert_eq!(placeholders("/topic/{a}/{b}").collect::<Vec<_>>(), ["a", "b"]);
     }
 }

@@ -16,8 +16,8 @@ use super::context::MessageContext;
 use super::error::{DispatchError, DispatchErrorKind, HandlerError};
 use super::handler::Handler;
 use super::reply::Message;
-use super::router::fill;
 use crate::broker::Subscriber;
+use crate::destination::fill;
 use crate::runtime::Runtime;
 use crate::stomp::{ByteStr, Frame};
 

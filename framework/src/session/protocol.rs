@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::{AckMode, Pattern, Subscriber};
-use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch, lookup_destination};
+use crate::destination::strip_prefix;
+use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch};
 use crate::events::{DisconnectReason, SessionEvent};
 use crate::outbox::Outbox;
 use crate::runtime::Runtime;
@@ -283,7 +284,7 @@ impl Protocol {
                 };
                 violation(format!(
                     "no {what} handler is registered for destination {destination} (no #[{attribute}] matches {})",
-                    lookup_destination(prefix, destination)
+                    strip_prefix(prefix, destination)
                 ))
             });
         }

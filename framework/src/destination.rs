@@ -1,8 +1,16 @@
-//! Destination patterns of handler mappings: `/hello`, `/chat/{room}`, `/files/*.json`,
-//! `/audit/**`, `/docs/{*path}`.
+//! The destination grammar, in one place: which prefix a destination falls under, the
+//! patterns of handler mappings, and the reply templates of `send_to`. Both the runtime and the
+//! `stompede-macros` crate use this file (the macro crate includes it by path, as
+//! serde_derive shares its internals), so a pattern the attribute accepts is a pattern the
+//! server accepts, and their error messages are the same.
 //!
-//! A pattern is matched against the destination *after* the application prefix is removed
-//! (`/app/chat/42` is looked up as `/chat/42`), segment by segment, `/` separating segments:
+//! It depends on nothing but `std`, so that the macro crate can include it.
+//!
+//! **Prefixes** match at a segment boundary: `/topic` covers `/topic/a` and `/topic.a`, not
+//! `/topics` ([`under`]); a handler's patterns are matched against the destination with the
+//! application prefix removed ([`strip_prefix`]: `/app/chat/42` is looked up as `/chat/42`).
+//!
+//! **Mapping patterns** are matched segment by segment, `/` separating segments:
 //! - a literal matches itself;
 //! - `{name}` matches one or more characters within a segment and captures them, and may sit
 //!   between literals (`room-{id}`, `chat.{room}`);
@@ -10,6 +18,13 @@
 //! - `**`, a whole segment, matches zero or more segments;
 //! - `{*name}`, a whole last segment, matches the rest of the destination (zero or more
 //!   segments) and captures it without its leading `/`.
+//!
+//! **Reply templates** (`#[send_to("/topic/chat/{room}")]`) hold `{name}` placeholders that the
+//! mapping captured, and nothing else that is special ([`template_placeholders`], [`fill`]).
+//!
+//! Subscription patterns are the broker's (`broker/pattern.rs`): there `*` and `**` follow the
+//! simple broker's rules, with `.` separating segments as well as `/`, because brokers name
+//! destinations both ways (`/topic/stocks.*`).
 
 use std::fmt;
 
@@ -52,6 +67,78 @@ impl fmt::Display for PatternError {
 
 /// Captured variables: `(name, value)` in pattern order.
 pub(crate) type Captures = Vec<(Box<str>, String)>;
+
+/// Whether `destination` falls under `prefix`, at a segment boundary (`/topic` covers
+/// `/topic/a` and `/topic.a`, not `/topics`).
+pub(crate) fn under(prefix: &str, destination: &str) -> bool {
+    let prefix = prefix.trim_end_matches(['/', '.']);
+    match destination.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with(['/', '.']) || prefix.is_empty(),
+        None => false,
+    }
+}
+
+/// `destination` without `prefix` (which it falls under), as a mapping pattern sees it: with a
+/// leading `/` (`/app/chat/42` and `/app.chat.42` give `/chat/42` and `/chat.42`).
+pub(crate) fn strip_prefix(prefix: &str, destination: &str) -> String {
+    let rest = destination.get(prefix.trim_end_matches(['/', '.']).len()..).unwrap_or_default();
+    if rest.starts_with('/') {
+        rest.to_owned()
+    } else {
+        format!("/{}", rest.trim_start_matches('.'))
+    }
+}
+
+/// The `{name}` placeholders of a reply template, in order; an error for braces that do not
+/// pair up, a bad name, or a capture-the-rest `{*name}` (a template only fills in).
+pub(crate) fn template_placeholders(template: &str) -> Result<Vec<&str>, PatternError> {
+    let fail = |why: String| Err(PatternError(format!("destination {template:?} {why}")));
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find(['{', '}']) {
+        if rest[open..].starts_with('}') {
+            return fail("has a '}' without a matching '{'".into());
+        }
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(['{', '}']) else {
+            return fail("has an unbalanced '{': close the placeholder with '}'".into());
+        };
+        if after[close..].starts_with('{') {
+            return fail("has a '{' inside a placeholder; placeholders do not nest".into());
+        }
+        let name = &after[..close];
+        if let Some(rest_name) = name.strip_prefix('*') {
+            return fail(format!(
+                "has {{*{rest_name}}}, which captures in a mapping; a reply destination uses {{{rest_name}}}"
+            ));
+        }
+        if let Err(why) = check_name(name, &[]) {
+            return fail(why);
+        }
+        names.push(name);
+        rest = &after[close + 1..];
+    }
+    Ok(names)
+}
+
+/// `template` with each `{name}` replaced by its captured value (a placeholder nothing
+/// captured stays as written).
+pub(crate) fn fill(template: &str, captures: &[(Box<str>, String)]) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else { break };
+        let name = &rest[open + 1..open + close];
+        match captures.iter().find(|(n, _)| &**n == name) {
+            Some((_, value)) => out.push_str(value),
+            None => out.push_str(&rest[open..=open + close]),
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
 
 impl DestinationPattern {
     /// Parses `source`, which must start with `/`.
@@ -269,6 +356,32 @@ mod tests {
 
     fn pairs(list: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
         Some(list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn templates_name_their_placeholders_and_fill_them() {
+        assert_eq!(template_placeholders("/topic/{a}/x-{b}"), Ok(vec!["a", "b"]));
+        assert_eq!(template_placeholders("/topic/plain"), Ok(vec![]));
+        for bad in ["/t/{a", "/t/a}", "/t/{a{b}}", "/t/{}", "/t/{*rest}", "/t/{a:\\d+}"] {
+            assert!(template_placeholders(bad).is_err(), "{bad}");
+        }
+        let captures = vec![("room".into(), "42".to_owned())];
+        assert_eq!(fill("/topic/chat/{room}", &captures), "/topic/chat/42");
+        assert_eq!(fill("/topic/{room}.{room}", &captures), "/topic/42.42");
+        assert_eq!(fill("/topic/plain", &captures), "/topic/plain");
+    }
+
+    #[test]
+    fn prefixes_match_at_segment_boundaries() {
+        assert!(under("/topic", "/topic/a"));
+        assert!(under("/topic/", "/topic/a"));
+        assert!(under("/topic", "/topic.prices"));
+        assert!(under("/topic", "/topic"));
+        assert!(!under("/topic", "/topics/a"));
+        assert!(!under("/topic", "/queue/a"));
+        assert_eq!(strip_prefix("/app", "/app/chat/42"), "/chat/42");
+        assert_eq!(strip_prefix("/app/", "/app/chat"), "/chat");
+        assert_eq!(strip_prefix("/app", "/app.chat.42"), "/chat.42");
     }
 
     #[test]
