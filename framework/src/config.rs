@@ -559,6 +559,8 @@ impl Settings {
         }
         nonzero([
             ("message_size_limit", self.limits.max_frame_size),
+            ("max_header_count", self.limits.max_header_count),
+            ("max_header_line", self.limits.max_header_line),
             ("send_buffer_size_limit", self.send_buffer_size_limit),
             ("max_transactions", self.max_transactions),
             ("max_transaction_bytes", self.max_transaction_bytes),

@@ -116,6 +116,20 @@ impl ServerBuilder {
         self
     }
 
+    /// Most header entries in one inbound frame, repeats included (default 128). A frame with
+    /// more is an `ERROR` naming this setting.
+    pub fn max_header_count(mut self, count: usize) -> Self {
+        self.settings.limits.max_header_count = count;
+        self
+    }
+
+    /// Longest command or header line of an inbound frame, in bytes (default 16 KiB, room
+    /// for large tokens in a CONNECT frame). A longer one is an `ERROR` naming this setting.
+    pub fn max_header_line(mut self, bytes: usize) -> Self {
+        self.settings.limits.max_header_line = bytes;
+        self
+    }
+
     /// Bytes a session may have waiting to be sent before it counts as a slow consumer
     /// (default 512 KiB).
     pub fn send_buffer_size_limit(mut self, bytes: usize) -> Self {

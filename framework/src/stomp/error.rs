@@ -83,13 +83,17 @@ pub enum DecodeErrorKind {
     #[error("frame body of content-length {0} is not followed by a NUL byte")]
     MissingNul(usize),
     /// The frame is larger than `max_frame_size`.
-    #[error("frame exceeds the {limit}-byte limit (set max_frame_size to raise it)")]
+    #[error(
+        "frame exceeds the {limit}-byte limit (raise it with the server's message_size_limit, or Limits::max_frame_size)"
+    )]
     FrameTooLarge {
         /// The limit in force.
         limit: usize,
     },
     /// The body is larger than `max_body_size`.
-    #[error("frame body exceeds the {limit}-byte limit (set max_body_size to raise it)")]
+    #[error(
+        "frame body exceeds the {limit}-byte limit (raise it with the server's message_size_limit, or Limits::max_body_size)"
+    )]
     BodyTooLarge {
         /// The limit in force.
         limit: usize,

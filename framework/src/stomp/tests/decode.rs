@@ -285,7 +285,7 @@ fn streaming_body_past_the_body_limit_fails_before_buffering_more() {
     assert_eq!(err.receipt(), Some("r"));
     assert_eq!(
         err.to_string(),
-        "frame body exceeds the 512-byte limit (set max_body_size to raise it)"
+        "frame body exceeds the 512-byte limit (raise it with the server's message_size_limit, or Limits::max_body_size)"
     );
 }
 
@@ -298,7 +298,7 @@ fn whole_frame_limit_counts_headers_and_body() {
     assert_eq!(err.kind(), &DecodeErrorKind::FrameTooLarge { limit: 1024 });
     assert_eq!(
         err.to_string(),
-        "frame exceeds the 1024-byte limit (set max_frame_size to raise it)"
+        "frame exceeds the 1024-byte limit (raise it with the server's message_size_limit, or Limits::max_frame_size)"
     );
 }
 
