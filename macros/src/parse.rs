@@ -397,6 +397,22 @@ fn arguments(
                 source = new;
             }
         }
+        // A parameter named like a placeholder almost always means the placeholder: taking the
+        // payload instead would be a silent surprise (`fn post(room: String, m: M)`).
+        if let (Source::Extract, Pat::Ident(ident)) = (&source, &*param.pat) {
+            let name = ident.ident.to_string();
+            if let Some((pattern, _)) =
+                variables.iter().find(|(_, defined)| defined.contains(&name))
+            {
+                errors.at(
+                    ident.ident.span(),
+                    format!(
+                        "the parameter `{name}` is named like the placeholder {{{name}}} of {:?} but would take the payload; mark it #[destination_variable] to take the placeholder, or rename it to take the payload",
+                        pattern.value()
+                    ),
+                );
+            }
+        }
         match &*param.ty {
             Type::ImplTrait(ty) => errors.spanned(
                 ty,
