@@ -295,6 +295,11 @@ pub(crate) enum ConfigErrorKind {
         pattern: &'static str,
         attribute: &'static str,
     },
+    /// A handler takes `State<T>` and no `T` was registered with `ServerBuilder::state`.
+    MissingState {
+        handler: &'static str,
+        type_name: &'static str,
+    },
     /// Two exception handlers without a list of error types.
     TwoCatchAllHandlers {
         first: &'static str,
@@ -336,7 +341,8 @@ impl ConfigError {
         match &self.kind {
             SendToOutsideBroker { handler, .. }
             | BadPattern { handler, .. }
-            | UndefinedPlaceholder { handler, .. } => vec![handler],
+            | UndefinedPlaceholder { handler, .. }
+            | MissingState { handler, .. } => vec![handler],
             DuplicateMapping { first, second, .. } | TwoCatchAllHandlers { first, second } => {
                 vec![first, second]
             }
@@ -391,6 +397,10 @@ impl std::fmt::Display for ConfigError {
             DuplicateMapping { first, second, pattern, attribute } => write!(
                 f,
                 "handlers {first} and {second} are both mapped to {pattern:?} with #[{attribute}]; a destination must have one handler"
+            ),
+            MissingState { handler, type_name } => write!(
+                f,
+                "handler {handler} takes State<{type_name}>, but no {type_name} is registered: add it with ServerBuilder::state(value)"
             ),
             TwoCatchAllHandlers { first, second } => write!(
                 f,

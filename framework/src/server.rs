@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 use crate::broker::{Broker, Listener, ListenerFn, SimpleBroker, Subscriber};
-use crate::config::{AllowedOrigins, ConfigError, Endpoint, Settings};
+use crate::config::{AllowedOrigins, ConfigError, ConfigErrorKind, Endpoint, Settings};
 use crate::dispatch::{self, Handler, Router};
 use crate::events::SessionEvent;
 use crate::runtime::Runtime;
@@ -309,7 +309,15 @@ impl ServerBuilder {
     pub fn build(self) -> Result<Server, ConfigError> {
         let config = self.settings.check()?;
         let discovered = self.discover_handlers.then(dispatch::discovered).into_iter().flatten();
-        let router = Router::new(discovered.chain(self.handlers), &config)?;
+        let handlers: Vec<&'static Handler> = discovered.chain(self.handlers).collect();
+        // A handler's State<T> with no T registered would fail at its first call: fail now.
+        for handler in &handlers {
+            if let Some(type_name) = (handler.missing_state)(&self.state) {
+                let kind = ConfigErrorKind::MissingState { handler: handler.name, type_name };
+                return Err(ConfigError::new(kind));
+            }
+        }
+        let router = Router::new(handlers, &config)?;
         let endpoints = Arc::new(Endpoints::new(&config));
         let broker = Broker::Simple(SimpleBroker::new());
         let runtime = Runtime::new(config, broker, router, self.state);

@@ -72,6 +72,18 @@ fn generate(handler: &Handler) -> TokenStream {
     );
 
     let uses = mark_used(&handler.consumed);
+    // Each argument taken by extraction may be a `State<T>`: checked at `build()`.
+    let state_checks =
+        handler.args.iter().filter(|arg| matches!(arg.source, Source::Extract)).map(|arg| {
+            let ty = &arg.ty;
+            quote! {
+                if let ::std::option::Option::Some(missing) =
+                    (&&#private::Requires::<#ty>::new()).missing(state)
+                {
+                    return ::std::option::Option::Some(missing);
+                }
+            }
+        });
 
     quote! {
         #function
@@ -100,6 +112,14 @@ fn generate(handler: &Handler) -> TokenStream {
                 })
             }
             #catches_fn
+            fn __stompede_missing_state(
+                state: &#private::Extensions,
+            ) -> ::std::option::Option<&'static str> {
+                #[allow(unused_imports)]
+                use #private::{ViaNoState as _, ViaState as _};
+                #(#state_checks)*
+                ::std::option::Option::None
+            }
             static __STOMPEDE_HANDLER: #private::Handler = #private::Handler::__new(
                 ::std::concat!(::std::module_path!(), "::", ::std::stringify!(#name)),
                 #private::HandlerKind::#kind,
@@ -107,6 +127,7 @@ fn generate(handler: &Handler) -> TokenStream {
                 &[#(#send_to),*],
                 #catches,
                 __stompede_call,
+                __stompede_missing_state,
             );
             #private::inventory::submit! {
                 #private::Registration(&__STOMPEDE_HANDLER)

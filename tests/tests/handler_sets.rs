@@ -123,7 +123,8 @@ fn two_catch_all_exception_handlers_are_a_start_up_error() {
 #[test]
 fn discovery_finds_every_handler_of_the_program() {
     // This file's handlers conflict, so discovering them all must fail, naming the pair.
-    let error = error_of(Server::builder().enable_simple_broker(["/topic", "/elsewhere"]).build());
+    let builder = Server::builder().enable_simple_broker(["/topic", "/elsewhere"]);
+    let error = error_of(builder.state(stateful::Ledger).build());
     assert!(error.contains("one::join") && error.contains("two::enter"), "{error}");
 }
 
@@ -157,4 +158,27 @@ async fn a_catch_all_exception_handler_answers_bad_payloads_instead_of_an_error_
         reason.contains("no application handler is registered for destination /app/outside"),
         "{reason}"
     );
+}
+
+mod stateful {
+    use stompede::dispatch::State;
+    use stompede::message_mapping;
+
+    #[derive(Clone)]
+    pub(crate) struct Ledger;
+
+    #[message_mapping("/ledger")]
+    pub(crate) fn ledger(_ledger: State<Ledger>) {}
+}
+
+#[test]
+fn a_state_no_handler_can_get_is_a_start_up_error_naming_handler_and_type() {
+    let builder =
+        || Server::builder().discover_handlers(false).handlers(handlers![stateful::ledger]);
+    let error = error_of(builder().build());
+    assert_eq!(
+        error,
+        "handler handler_sets::stateful::ledger takes State<handler_sets::stateful::Ledger>, but no handler_sets::stateful::Ledger is registered: add it with ServerBuilder::state(value)"
+    );
+    assert!(builder().state(stateful::Ledger).build().is_ok());
 }

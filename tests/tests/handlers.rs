@@ -402,7 +402,8 @@ async fn calls_of_one_session_run_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_whose_handlers_lag_is_held_back_and_loses_nothing() {
     let gate = Gate(Arc::new(Semaphore::new(0)));
-    let server = start(Server::builder().state(gate.clone())).await;
+    // Every discovered handler's state is required at build(), counter's too.
+    let server = start(Server::builder().state(gate.clone()).state(Counter::default())).await;
     let url = ws_url(&server);
     let (busy, other) = (client(&url).await, client(&url).await);
     let mut slow = other.subscribe("/topic/slow").await.unwrap();

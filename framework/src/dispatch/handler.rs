@@ -67,6 +67,8 @@ pub struct Handler {
     pub(crate) send_to: &'static [&'static str],
     pub(crate) catches: Option<fn(&HandlerError) -> bool>,
     pub(crate) call: CallFn,
+    /// The type name of a `State<T>` argument whose `T` the given state lacks, if any.
+    pub(crate) missing_state: fn(&http::Extensions) -> Option<&'static str>,
 }
 
 impl Handler {
@@ -80,8 +82,9 @@ impl Handler {
         send_to: &'static [&'static str],
         catches: Option<fn(&HandlerError) -> bool>,
         call: CallFn,
+        missing_state: fn(&http::Extensions) -> Option<&'static str>,
     ) -> Self {
-        Handler { name, kind, patterns, send_to, catches, call }
+        Handler { name, kind, patterns, send_to, catches, call, missing_state }
     }
 
     /// The function's path (`my_app::chat::send`).

@@ -202,6 +202,43 @@ impl<E: Into<BoxError>> HandlerErrorType for E {
     }
 }
 
+/// The state probe: finds the `State<T>` arguments whose `T` was not registered.
+pub struct Requires<T>(PhantomData<fn() -> T>);
+
+impl<T> Requires<T> {
+    /// A probe for `T`.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Requires(PhantomData)
+    }
+}
+
+/// A `State<T>` argument: needs a `T` among the application's state.
+pub trait ViaState {
+    /// The type name of `T` when `state` has none.
+    fn missing(&self, state: &http::Extensions) -> Option<&'static str>;
+}
+
+impl<T: Clone + Send + Sync + 'static> ViaState for &Requires<super::State<T>> {
+    fn missing(&self, state: &http::Extensions) -> Option<&'static str> {
+        state.get::<T>().is_none().then(std::any::type_name::<T>)
+    }
+}
+
+/// Any other argument: needs no state.
+pub trait ViaNoState {
+    /// Always `None`.
+    fn missing(&self, state: &http::Extensions) -> Option<&'static str>;
+}
+
+impl<T> ViaNoState for Requires<T> {
+    fn missing(&self, _: &http::Extensions) -> Option<&'static str> {
+        None
+    }
+}
+
+pub use http::Extensions;
+
 /// The error of a handler that returned `Err`.
 pub fn failed<E: HandlerErrorType>(error: E) -> Failure {
     Failure::Handler(error.boxed())
