@@ -313,6 +313,19 @@ async fn a_closed_session_says_go_away() {
     assert_eq!(again, "c[3000,\"Go away!\"]\n");
 }
 
+/// A polling client between two polls holds no connection: at shutdown its session is
+/// released at once, not after the disconnect delay (a minute here, longer than the grace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_idle_polling_sessions() {
+    let options = SockJsOptions::default().disconnect_delay(Duration::from_secs(60));
+    let server = sockjs_server(options).await;
+    connected_polling(&server, "idle").await;
+    assert!(
+        server.shutdown(Duration::from_secs(10)).await,
+        "every task ended within the grace, the idle SockJS session's too"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_past_max_sessions_are_refused() {
     let server = sockjs_server(SockJsOptions::default().max_sessions(2)).await;

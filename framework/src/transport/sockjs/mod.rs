@@ -228,13 +228,22 @@ fn open_session(
     let peer = Peer { addr: peer, transport: "sockjs", attributes, slot: None };
     let transport = StompSide::new(session.clone(), inbound);
     runtime.tracker.spawn(stomp_session::run(runtime.clone(), peer, transport));
-    // Released once no receiver has been attached for the disconnect delay.
+    // Released once no receiver has been attached for the disconnect delay; at shutdown, as
+    // soon as no receiver is attached (one that is gets the close frame first), so a server
+    // with polling clients between two polls stops at once rather than after the delay (the
+    // client's next poll finds no session, and it reconnects elsewhere).
     let reaper_endpoint = endpoint.clone();
     let reaped = session.clone();
     let delay = endpoint.options.disconnect_delay;
+    let shutdown = runtime.shutdown.clone();
     runtime.tracker.spawn(async move {
-        if reaped.idle_for(delay).await {
-            tracing::debug!(session = %reaped.id, "SockJS session released: no receiving request for the disconnect delay");
+        tokio::select! {
+            idle = reaped.idle_for(delay) => if idle {
+                tracing::debug!(session = %reaped.id, "SockJS session released: no receiving request for the disconnect delay");
+            },
+            () = shutdown.cancelled() => {
+                reaped.idle_for(std::time::Duration::ZERO).await;
+            }
         }
         reaped.expire();
         let mut sessions = reaper_endpoint.sessions();
