@@ -170,6 +170,28 @@ pub use stompede_macros::send_to_user;
 pub use template::{MessagingTemplate, SendError};
 pub use transport::service::{ResponseBody, StompService};
 
+/// The guide's pages, compiled (and where they can run, run) as doctests, so that their code
+/// cannot drift from the crate's.
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../../README.md")]
+    struct Readme;
+    #[doc = include_str!("../../docs/client.md")]
+    struct Client;
+    #[doc = include_str!("../../docs/getting-started.md")]
+    struct GettingStarted;
+    #[doc = include_str!("../../docs/handlers.md")]
+    struct Handlers;
+    #[doc = include_str!("../../docs/configuration.md")]
+    struct Configuration;
+    #[doc = include_str!("../../docs/protocol.md")]
+    struct Protocol;
+    #[doc = include_str!("../../docs/sockjs.md")]
+    struct SockJs;
+    #[doc = include_str!("../../docs/browser-client.md")]
+    struct BrowserClient;
+}
+
 /// What the attribute macros' generated code uses. Not a stable API.
 #[doc(hidden)]
 pub mod __private {

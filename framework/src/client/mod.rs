@@ -106,10 +106,13 @@ pub enum ClientError {
 }
 
 /// The ERROR frame's body, where servers put the details (RabbitMQ: "Virtual host 'x' access
-/// denied"), for the error message.
+/// denied"), for the error message; nothing when the body only repeats the `message` header
+/// (stompede's own ERROR frames do, for clients that show only one of the two).
 fn detail(frame: &Frame) -> String {
     match frame.body_str().map(str::trim) {
-        Some(text) if !text.is_empty() => format!(" ({})", text.replace('\n', " ")),
+        Some(text) if !text.is_empty() && Some(text) != frame.get(names::MESSAGE) => {
+            format!(" ({})", text.replace('\n', " "))
+        }
         _ => String::new(),
     }
 }
