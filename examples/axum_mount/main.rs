@@ -1,12 +1,13 @@
-//! Mounting stompede's WebSocket endpoint inside an existing axum application, next to its
-//! own routes: the STOMP endpoint is just another service.
+//! Mounting stompede inside an existing axum application, next to its own routes: one
+//! `.merge(server.router())` (feature `axum`) serves the endpoint, SockJS below it and
+//! `/stompede.js`.
 //!
 //! ```text
 //! cargo run --example axum_mount -- --addr 127.0.0.1:3000
 //! curl http://127.0.0.1:3000/api/health             # the app's own route
 //! curl -X POST -d 'hello' http://127.0.0.1:3000/api/announce   # publishes to /topic/announcements
 //! ```
-//! STOMP clients connect to `ws://127.0.0.1:3000/ws`.
+//! STOMP clients connect to `ws://127.0.0.1:3000/ws` (or with SockJS to `/ws`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,15 +15,15 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
-use stompede::{MessagingTemplate, Server};
+use stompede::{Endpoint, MessagingTemplate, Server};
 
-/// The application: its own HTTP routes plus the STOMP endpoint at `/ws`.
+/// The application: its own HTTP routes plus everything stompede serves.
 pub fn app(server: &Server) -> Router {
     Router::new()
         .route("/api/health", get(|| async { "ok" }))
         .route("/api/announce", post(announce))
         .with_state(server.template())
-        .route_service("/ws", server.service())
+        .merge(server.router())
 }
 
 /// An HTTP handler that publishes to STOMP subscribers.
@@ -44,7 +45,10 @@ async fn main() -> std::io::Result<()> {
             std::process::exit(2);
         }
     };
-    let server = Server::builder().build().map_err(std::io::Error::other)?;
+    let server = Server::builder()
+        .endpoint(Endpoint::new("/ws").with_sockjs())
+        .build()
+        .map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("axum app with STOMP at ws://{}/ws", listener.local_addr()?);
     let stomp = server.clone();

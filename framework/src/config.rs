@@ -624,6 +624,12 @@ impl Config {
         self.assets.iter().find(|a| a.path == path)
     }
 
+    /// Every static asset, the built-in client included.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn assets(&self) -> &[Asset] {
+        &self.assets
+    }
+
     pub(crate) fn broker_prefix_of(&self, destination: &str) -> Option<&str> {
         self.broker_prefixes.iter().map(String::as_str).find(|p| under(p, destination))
     }

@@ -351,6 +351,31 @@ impl Server {
         StompService::new(self.runtime.clone(), self.endpoints.clone())
     }
 
+    /// Everything the server serves over HTTP, as an axum [`Router`](axum::Router) to merge
+    /// into an application (feature `axum`): the endpoints, everything SockJS needs below them,
+    /// `/stompede.js` and the static pages. Mounting is one line:
+    ///
+    /// ```
+    /// use axum::routing::get;
+    /// use stompede::{Endpoint, Server};
+    ///
+    /// let server = Server::builder().endpoint(Endpoint::new("/ws").with_sockjs()).build()?;
+    /// let app: axum::Router = axum::Router::new()
+    ///     .route("/api/health", get(|| async { "ok" }))
+    ///     .merge(server.router());
+    /// # Ok::<(), stompede::ConfigError>(())
+    /// ```
+    ///
+    /// Serve the app with `axum::serve` (which supports the WebSocket upgrade); call
+    /// [`shutdown`](Server::shutdown) when it stops.
+    #[cfg(feature = "axum")]
+    pub fn router<S>(&self) -> axum::Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        crate::transport::mount::router(&self.runtime.config, self.service())
+    }
+
     /// Dispatches `frame`, a SEND to an application destination, as if a client had sent it:
     /// its handler runs and its reply is published to the broker. Resolves once done, with
     /// the error a session would have sent in an ERROR frame, if any (an argument that cannot

@@ -15,9 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_mounted_in_axum_serves_stomp_next_to_other_routes() {
     let server = Server::builder().build().unwrap();
-    let app = Router::new()
-        .route("/api/health", get(|| async { "ok" }))
-        .route_service("/ws", server.service());
+    let app = Router::new().route("/api/health", get(|| async { "ok" })).merge(server.router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });

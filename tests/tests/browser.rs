@@ -159,3 +159,48 @@ async fn guide_page_on_every_sockjs_transport() {
         assert!(screenshot.exists(), "the screenshot {} was taken", screenshot.display());
     }
 }
+
+/// Serves `builder`'s server inside an axum application (its routes merged with
+/// `Server::router()`, beside a route of the application's own) on an ephemeral port.
+async fn start_in_axum(
+    builder: stompede::ServerBuilder,
+) -> (std::net::SocketAddr, stompede::Server) {
+    let server = builder.build().expect("valid test configuration");
+    let app: axum::Router = axum::Router::new()
+        .route("/api/health", axum::routing::get(|| async { "ok" }))
+        .merge(server.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, server)
+}
+
+/// The browser suites again, through an axum app that mounted the server with one
+/// `.merge(server.router())`: the hello page, the guide's page on every SockJS transport,
+/// sockjs-client 1.6 with both STOMP clients on every transport, and the third-party clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_suites_pass_through_an_axum_mount() {
+    const TEST: &str = "the_browser_suites_pass_through_an_axum_mount";
+    let path = guide_page();
+    let Ok(page) = std::fs::read(&path) else {
+        skip(TEST, &format!("the guide's page {} is missing", path.display()));
+        return;
+    };
+    let (addr, _server) =
+        start_in_axum(hello::builder().static_asset("/guide.html", "text/html", page)).await;
+    let url = format!("http://{addr}/");
+    run_script(TEST, "hello_page.mjs", &url).await;
+    run_script(TEST, "guide_page.mjs", &url).await;
+    run_script(TEST, "third_party_clients.mjs", &url).await;
+
+    let client = browser_dir().join("node_modules/sockjs-client/dist/sockjs.min.js");
+    let Ok(script) = std::fs::read(&client) else {
+        skip(TEST, "npm packages missing");
+        return;
+    };
+    let options = SockJsOptions::default().client_library_url("/sockjs.min.js");
+    let builder =
+        hello::builder_with(options).static_asset("/sockjs.min.js", "text/javascript", script);
+    let (addr, _server) = start_in_axum(builder).await;
+    run_script(TEST, "sockjs_clients.mjs", &format!("http://{addr}/")).await;
+}

@@ -7,6 +7,8 @@ pub(crate) mod accept;
 pub(crate) mod assets;
 pub(crate) mod body;
 pub(crate) mod connections;
+#[cfg(feature = "axum")]
+pub(crate) mod mount;
 pub(crate) mod read_ahead;
 pub(crate) mod service;
 #[cfg(feature = "sockjs")]

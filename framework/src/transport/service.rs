@@ -35,21 +35,19 @@ use crate::stomp::Version;
 
 /// The STOMP WebSocket endpoint(s) of a [`Server`](crate::Server) as an HTTP service.
 ///
-/// Mount it in axum next to your own routes:
+/// In axum, [`Server::router`](crate::Server::router) (feature `axum`) routes everything to
+/// it in one `merge`. Routed by hand, every path it serves must reach it: the endpoints, the
+/// paths below a SockJS endpoint, the static assets. The simplest is the fallback:
 ///
 /// ```
 /// fn app(server: &stompede::Server) -> axum::Router {
 ///     axum::Router::new()
 ///         .route("/api/health", axum::routing::get(|| async { "ok" }))
-///         .route_service("/ws", server.service())
+///         .fallback_service(server.service())
 /// }
 /// # let server = stompede::Server::builder().build().unwrap();
 /// # let _ = app(&server);
 /// ```
-///
-/// `route_service("/ws", ..)` routes the WebSocket endpoint only; an endpoint with SockJS, and
-/// `/stompede.js`, also need the paths below it (`.fallback_service(server.service())` routes
-/// everything your own routes do not).
 ///
 /// (See `examples/axum_mount` for the complete program.) The service also answers the
 /// server's static assets (`/stompede.js`, pages registered with
