@@ -6,7 +6,6 @@
 //! everything in memory in one process; it is the only implementation today.
 
 mod listener;
-mod pattern;
 mod registry;
 mod simple;
 mod subscriber;
@@ -15,7 +14,7 @@ pub use listener::Listener;
 pub use simple::SimpleBroker;
 pub use subscriber::AckMode;
 
-pub(crate) use pattern::Pattern;
+pub(crate) use crate::destination::subscription::Pattern;
 pub(crate) use subscriber::{ListenerFn, Subscriber};
 
 use std::sync::Arc;

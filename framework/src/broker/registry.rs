@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use super::pattern::Pattern;
+use super::Pattern;
 use super::subscriber::Subscriber;
 use crate::locks::{read, write};
 use crate::stomp::ByteStr;

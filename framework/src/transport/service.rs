@@ -35,7 +35,7 @@ use crate::stomp::Version;
 
 /// The STOMP WebSocket endpoint(s) of a [`Server`](crate::Server) as an HTTP service.
 ///
-/// In axum, [`Server::router`](crate::Server::router) (feature `axum`) routes everything to
+/// In axum, `Server::router()` (feature `axum`) routes everything to
 /// it in one `merge`. Routed by hand, every path it serves must reach it: the endpoints, the
 /// paths below a SockJS endpoint, the static assets. The simplest is the fallback:
 ///
