@@ -2,6 +2,7 @@
 // stompjs 2.3.3, each transport forced in turn, through /app/hello; and the hello page itself
 // over SockJS. The server serves sockjs.min.js (also to the iframe page) from node_modules.
 
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { assert, assertEqual, check, finish, launch, openPage } from "./lib.mjs";
 
@@ -58,6 +59,21 @@ try {
       assertEqual(result, { transport, content: `Hello, guide ${transport}!` }, "round trip");
     });
   }
+
+  await check("the snippet of docs/sockjs.md builds its three clients", async () => {
+    const doc = readFileSync(fileURLToPath(new URL("../../docs/sockjs.md", import.meta.url)), "utf8");
+    const snippet = doc.split("```js\n")[1].split("```")[0];
+    // As written; only the import its comment names is added, and the clients are kept.
+    const content = `import { Client } from "/stompede.js";\n${snippet}\nwindow.snippet = { client, legacy, ours };`;
+    await page.addScriptTag({ type: "module", content });
+    await page.waitForFunction(() => window.snippet !== undefined);
+    const kinds = await page.evaluate(() => ({
+      client: typeof window.snippet.client.activate,
+      legacy: typeof window.snippet.legacy.connect,
+      ours: typeof window.snippet.ours.activate,
+    }));
+    assertEqual(kinds, { client: "function", legacy: "function", ours: "function" }, "the three clients");
+  });
 
   await check("no errors in the page", async () => {
     assertEqual(page.problems, [], "page problems");

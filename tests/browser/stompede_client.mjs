@@ -153,6 +153,20 @@ try {
   await check("no unexpected errors in the page", async () => {
     assertEqual(page.problems, [], "page problems");
   });
+  await check("the page of docs/browser-client.md, served as written, logs the greeting", async () => {
+    // A page without an icon link: Chromium asks for /favicon.ico, which is not served (404).
+    const page = await openPage(browser, "/snippet.html", { allowErrors: /status of 404/ });
+    const greeting = await page.waitForEvent("console", {
+      predicate: (m) => m.type() === "log",
+      timeout: 8000,
+    });
+    assertEqual(greeting.text(), "Hello, Ada!", "what the snippet logged");
+    assertEqual(page.problems, [], "page problems");
+    const paths = page.requests.map((u) => new URL(u).pathname).filter((p) => p !== "/favicon.ico");
+    // (The WebSocket is not a request in Playwright's sense; the greeting proves it.)
+    assertEqual([...new Set(paths)].sort(), ["/snippet.html", "/stompede.js"], "what the page loaded");
+    await page.context().close();
+  });
 } finally {
   await browser.close();
 }

@@ -2,8 +2,9 @@
 // completes a round trip through /app/hello to /topic/greetings,
 // a plain-text name in and a plain-text greeting out, as the guide has it.
 
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { assertEqual, check, finish, launch, openPage } from "./lib.mjs";
+import { URL_UNDER_TEST, assert, assertEqual, check, finish, launch, openPage } from "./lib.mjs";
 
 /** A file of an installed package (read from disk: these packages' exports hide their bundles). */
 const installed = (path) => fileURLToPath(new URL(`./node_modules/${path}`, import.meta.url));
@@ -45,6 +46,34 @@ try {
     }));
     // stomp.js 2.3.3 offers STOMP 1.0 and 1.1 only.
     assertEqual(result, { version: "1.1", content: "Hello, stomp.js!" }, "round trip");
+    assertEqual(page.problems, [], "page problems");
+  });
+  await check("the guide's @stomp/stompjs snippet (docs/getting-started.md), as written but for the address, logs the ticks", async () => {
+    const page = await openPage(browser);
+    const doc = readFileSync(fileURLToPath(new URL("../../docs/getting-started.md", import.meta.url)), "utf8");
+    const snippet = doc.split("```js\n")[1].split("```")[0];
+    assert(snippet.includes("ws://127.0.0.1:8080/ws"), "the snippet names the address");
+    const url = new URL("/ws", URL_UNDER_TEST).href.replace(/^http/, "ws");
+    await page.addScriptTag({ path: installed("@stomp/stompjs/bundles/stomp.umd.min.js") });
+    await page.addScriptTag({ content: snippet.replace("ws://127.0.0.1:8080/ws", url) });
+    await page.waitForFunction(() => client.connected);
+    const logged = page.waitForEvent("console", {
+      predicate: (m) => m.type() === "log" && m.text().startsWith("tick "),
+      timeout: 8000,
+    });
+    // A ticker publishes until the snippet's subscription (made once it connected) logs one.
+    await page.evaluate((url) => {
+      const ticker = new StompJs.Client({ brokerURL: url, reconnectDelay: 0 });
+      let n = 0;
+      ticker.onConnect = () => {
+        window.tickTimer = setInterval(() => ticker.publish({ destination: "/topic/ticks", body: `tick ${n++}` }), 50);
+      };
+      window.ticker = ticker;
+      ticker.activate();
+    }, url);
+    const message = await logged;
+    await page.evaluate(() => { clearInterval(window.tickTimer); return window.ticker.deactivate(); });
+    assert(/^tick \d+$/.test(message.text()), `logged: ${message.text()}`);
     assertEqual(page.problems, [], "page problems");
   });
 } finally {

@@ -107,7 +107,19 @@ async fn stompede_js_client_in_chromium() {
     let beat = Duration::from_millis(100);
     // Binary bodies with NUL bytes are part of what stompede.js must carry: allowed here (the
     // hello app refuses them for the sake of the guide's stompjs 2.3.3).
-    let server = start(hello::builder().heartbeat(beat, beat).reject_nul_in_bodies(false)).await;
+    // The page of docs/browser-client.md, served as written: the script checks what it logs.
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/browser-client.md"),
+    )
+    .expect("docs/browser-client.md");
+    let snippet =
+        doc.split("```html\n").nth(1).and_then(|s| s.split("```").next()).expect("its html block");
+    let builder = hello::builder().heartbeat(beat, beat).reject_nul_in_bodies(false).static_asset(
+        "/snippet.html",
+        "text/html; charset=utf-8",
+        snippet.to_owned(),
+    );
+    let server = start(builder).await;
     let url = format!("http://{}/", server.local_addr());
     run_script("stompede_js_client_in_chromium", "stompede_client.mjs", &url).await;
 }

@@ -72,3 +72,49 @@ async fn stomp_py_over_tcp() {
 async fn stomp_py_over_websocket() {
     round_trip("ws").await;
 }
+
+/// The Python snippet of docs/getting-started.md, as written but for the address, against a
+/// server publishing ticks: it prints them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guide_python_snippet_prints_ticks() {
+    const TEST: &str = "the_guide_python_snippet_prints_ticks";
+    let Some(python) = python() else {
+        return skip(TEST, "python3 with stomp.py and websocket-client is not installed");
+    };
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/getting-started.md"))
+            .unwrap();
+    let snippet = page.split("```python\n").nth(1).and_then(|s| s.split("```").next()).unwrap();
+    assert!(snippet.contains(r#"("127.0.0.1", 8080)"#), "the snippet names the address");
+    let server = start(Server::builder()).await;
+    let mut events = server.events();
+    let snippet = snippet.replace(
+        r#"("127.0.0.1", 8080)"#,
+        &format!(r#"("127.0.0.1", {})"#, server.local_addr().port()),
+    );
+    let mut child = Command::new(python)
+        .args(["-c", &snippet])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Subscribed: the server says so.
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(stompede::events::SessionEvent::Subscribed { .. }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the snippet subscribed");
+    for tick in 0..3 {
+        server.template().convert_and_send("/topic/ticks", format!("tick {tick}")).unwrap();
+    }
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for tick in 0..3 {
+        let line = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap();
+        assert_eq!(line.as_deref(), Some(format!("tick {tick}").as_str()));
+    }
+    child.kill().await.unwrap();
+}
