@@ -353,6 +353,14 @@ impl ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// So that `Server::builder().build()?.start().await?` works in a function returning
+/// `std::io::Result`, as `main` often does (kind `InvalidInput`).
+impl From<ConfigError> for std::io::Error {
+    fn from(error: ConfigError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, error)
+    }
+}
+
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use ConfigErrorKind::*;
@@ -676,6 +684,14 @@ mod tests {
             Ok(_) => panic!("the settings were accepted"),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn a_config_error_becomes_an_io_error_for_io_result_mains() {
+        let error = error_of(Settings { broker_prefixes: vec![], ..Settings::default() });
+        let message = error.to_string();
+        let io: std::io::Error = error.into();
+        assert_eq!((io.kind(), io.to_string()), (std::io::ErrorKind::InvalidInput, message));
     }
 
     #[test]

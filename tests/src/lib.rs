@@ -30,6 +30,18 @@ pub fn skip(test: &str, what: &str) {
     eprintln!("SKIPPED {test}: {what}");
 }
 
+/// A server under test, whatever serves it: its HTTP address.
+pub trait Addressed {
+    /// The address its HTTP endpoints listen on.
+    fn local_addr(&self) -> std::net::SocketAddr;
+}
+
+impl Addressed for RunningServer {
+    fn local_addr(&self) -> std::net::SocketAddr {
+        RunningServer::local_addr(self)
+    }
+}
+
 /// Starts `builder`'s server on an ephemeral loopback port.
 pub async fn start(builder: ServerBuilder) -> RunningServer {
     builder

@@ -9,17 +9,16 @@ use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use stompede::RunningServer;
 use tokio::net::TcpStream;
 
-use crate::WAIT;
+use crate::{Addressed, WAIT};
 
 /// A STOMP 1.2 CONNECT without heart-beats.
 pub const CONNECT: &str = "CONNECT\naccept-version:1.2\nhost:test\nheart-beat:0,0\n\n\u{0}";
 
 /// One HTTP/1.1 request on a fresh connection; the response with its body still to read.
 pub async fn request(
-    server: &RunningServer,
+    server: &impl Addressed,
     method: Method,
     path: &str,
     headers: &[(&str, &str)],
@@ -42,7 +41,7 @@ pub async fn request(
 
 /// A request whose whole body is read.
 pub async fn fetch(
-    server: &RunningServer,
+    server: &impl Addressed,
     method: Method,
     path: &str,
     headers: &[(&str, &str)],
@@ -96,7 +95,7 @@ pub fn json(frames: &[&str]) -> String {
 }
 
 /// Opens a polling session and completes CONNECT; returns the CONNECTED frame's text.
-pub async fn connected_polling(server: &RunningServer, session: &str) -> String {
+pub async fn connected_polling(server: &impl Addressed, session: &str) -> String {
     let path = format!("/ws/000/{session}/xhr");
     assert_eq!(fetch(server, Method::POST, &path, &[], "").await.2, "o\n");
     let send = format!("/ws/000/{session}/xhr_send");
