@@ -56,12 +56,17 @@ fn missing_tools() -> Option<String> {
     None
 }
 
+/// One Chromium at a time: on two cores, several at once starve each other (and the servers
+/// under test) enough to miss 100 ms heart-beats.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs `script` against the server at `url`; panics with its report if a check failed.
 async fn run_script(test: &str, script: &str, url: &str) {
     if let Some(missing) = missing_tools() {
         skip(test, &missing);
         return;
     }
+    let _turn = ONE_BROWSER.lock().await;
     let child = tokio::process::Command::new("node")
         .arg(script)
         .arg(url)
