@@ -322,6 +322,7 @@ impl ConfigError {
             NoBrokerPrefix => Some("enable_simple_broker"),
             EndpointTrailingSlash { .. } | DuplicateEndpoint { .. } => Some("endpoint"),
             SockJsClientUrl { .. } => Some("SockJS client_library_url"),
+            MissingState { .. } => Some("state"),
             AssetContentType { .. } | DuplicateAsset { .. } | AssetIsEndpoint { .. } => {
                 Some("static_asset")
             }
@@ -604,7 +605,7 @@ impl Settings {
         let mut assets = Vec::with_capacity(self.asset_sources.len() + 1);
         for (path, content_type, body) in &self.asset_sources {
             if !path.starts_with('/') {
-                return Err(error(MissingSlash { setting: "static asset", value: path.clone() }));
+                return Err(error(MissingSlash { setting: "static_asset", value: path.clone() }));
             }
             let asset = Asset::new(path.clone(), content_type, body.clone()).ok_or_else(|| {
                 error(AssetContentType { path: path.clone(), content_type: content_type.clone() })

@@ -176,18 +176,18 @@ pub use transport::service::{ResponseBody, StompService};
 mod guide {
     #[doc = include_str!("../../README.md")]
     struct Readme;
-    #[doc = include_str!("../../docs/client.md")]
+    #[cfg_attr(feature = "client", doc = include_str!("../../docs/client.md"))]
     struct Client;
-    #[doc = include_str!("../../docs/getting-started.md")]
+    #[cfg_attr(feature = "client", doc = include_str!("../../docs/getting-started.md"))]
     struct GettingStarted;
     #[doc = include_str!("../../docs/handlers.md")]
     struct Handlers;
     // Its axum section needs the `axum` feature (the workspace's tests turn it on).
-    #[cfg_attr(feature = "axum", doc = include_str!("../../docs/configuration.md"))]
+    #[cfg_attr(all(feature = "axum", feature = "sockjs"), doc = include_str!("../../docs/configuration.md"))]
     struct Configuration;
     #[doc = include_str!("../../docs/protocol.md")]
     struct Protocol;
-    #[doc = include_str!("../../docs/sockjs.md")]
+    #[cfg_attr(feature = "sockjs", doc = include_str!("../../docs/sockjs.md"))]
     struct SockJs;
     #[doc = include_str!("../../docs/browser-client.md")]
     struct BrowserClient;

@@ -357,9 +357,9 @@ impl Server {
     ///
     /// ```
     /// use axum::routing::get;
-    /// use stompede::{Endpoint, Server};
+    /// use stompede::Server;
     ///
-    /// let server = Server::builder().endpoint(Endpoint::new("/ws").with_sockjs()).build()?;
+    /// let server = Server::builder().build()?;
     /// let app: axum::Router = axum::Router::new()
     ///     .route("/api/health", get(|| async { "ok" }))
     ///     .merge(server.router());

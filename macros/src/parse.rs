@@ -399,7 +399,9 @@ fn arguments(
         }
         // A parameter named like a placeholder almost always means the placeholder: taking the
         // payload instead would be a silent surprise (`fn post(room: String, m: M)`).
-        if let (Source::Extract, Pat::Ident(ident)) = (&source, &*param.pat) {
+        if let (Source::Extract, Pat::Ident(ident), false) =
+            (&source, &*param.pat, is_known_extractor(&param.ty))
+        {
             let name = ident.ident.to_string();
             if let Some((pattern, _)) =
                 variables.iter().find(|(_, defined)| defined.contains(&name))
@@ -516,6 +518,25 @@ fn error_span(ty: &Type) -> proc_macro2::Span {
         _ => None,
     });
     types.nth(1).map_or_else(|| ty.span(), Spanned::span)
+}
+
+/// Whether `ty` is one of stompede's extractors that take something other than the payload
+/// (`State<T>`, `Option<Principal>`...): a parameter of such a type named like a placeholder is
+/// not a mistake. Matched by name, the only thing a macro can see.
+fn is_known_extractor(ty: &Type) -> bool {
+    const KNOWN: [&str; 8] = [
+        "State",
+        "Principal",
+        "Headers",
+        "Frame",
+        "SessionId",
+        "Destination",
+        "MessagingTemplate",
+        "HandlerError",
+    ];
+    let ty = generic_of(ty, "Option").unwrap_or(ty);
+    let Type::Path(path) = ty else { return false };
+    path.path.segments.last().is_some_and(|s| KNOWN.iter().any(|k| s.ident == k))
 }
 
 /// How the return type is turned into a reply.

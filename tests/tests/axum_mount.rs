@@ -41,3 +41,16 @@ async fn endpoint_mounted_in_axum_serves_stomp_next_to_other_routes() {
     let reason = tokio::time::timeout(WAIT, client.closed()).await.unwrap().unwrap();
     assert!(reason.contains("server is shutting down"), "{reason}");
 }
+
+/// Every path once, even where an endpoint's and its SockJS paths coincide (axum panics on a
+/// route registered twice).
+#[test]
+fn the_router_registers_each_path_once() {
+    let server = Server::builder()
+        .endpoint(stompede::Endpoint::new("/").with_sockjs())
+        .endpoint(stompede::Endpoint::new("/ws").with_sockjs())
+        .static_page("/ws/", "<p>a page where SockJS greets</p>")
+        .build()
+        .unwrap();
+    let _app: Router = Router::new().merge(server.router());
+}

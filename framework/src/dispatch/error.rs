@@ -183,7 +183,7 @@ pub(crate) enum DispatchErrorKind {
     NoDestination,
     NotApplication { destination: String },
     NoHandler { destination: String },
-    Refused { message: String },
+    Refused { destination: String, message: String },
 }
 
 impl DispatchError {
@@ -202,8 +202,9 @@ impl DispatchError {
     pub fn destination(&self) -> Option<&str> {
         match &self.kind {
             DispatchErrorKind::NotApplication { destination }
-            | DispatchErrorKind::NoHandler { destination } => Some(destination),
-            DispatchErrorKind::NoDestination | DispatchErrorKind::Refused { .. } => None,
+            | DispatchErrorKind::NoHandler { destination }
+            | DispatchErrorKind::Refused { destination, .. } => Some(destination),
+            DispatchErrorKind::NoDestination => None,
         }
     }
 }
@@ -218,7 +219,7 @@ impl fmt::Display for DispatchError {
             DispatchErrorKind::NoHandler { destination } => {
                 write!(f, "no #[message_mapping] matches {destination}")
             }
-            DispatchErrorKind::Refused { message } => f.write_str(message),
+            DispatchErrorKind::Refused { message, .. } => f.write_str(message),
         }
     }
 }

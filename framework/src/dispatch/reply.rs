@@ -89,9 +89,18 @@ impl IntoReply for String {
     }
 }
 
-impl IntoReply for &'static str {
+impl IntoReply for &str {
     fn into_reply(self) -> Result<Option<Message>, BoxError> {
         Ok(Some(Message::text(self)))
+    }
+}
+
+impl<T: IntoReply> IntoReply for Option<T> {
+    fn into_reply(self) -> Result<Option<Message>, BoxError> {
+        match self {
+            Some(value) => value.into_reply(),
+            None => Ok(None),
+        }
     }
 }
 

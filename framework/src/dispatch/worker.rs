@@ -139,13 +139,22 @@ pub(crate) async fn dispatch_send(
     };
     let handler = matched.handler;
     let session_id = ByteStr::from("in-process");
-    let context =
-        MessageContext::new(runtime.clone(), session_id, None, frame, destination.into(), matched);
+    let context = MessageContext::new(
+        runtime.clone(),
+        session_id,
+        None,
+        frame,
+        destination.clone().into(),
+        matched,
+    );
     let context = Arc::new(context);
     let fatal = Fatal::default();
     run(runtime, Job { handler, context, subscriber: None }, &fatal).await;
     match fatal.token.is_cancelled() {
-        true => Err(error(DispatchErrorKind::Refused { message: fatal.message().to_owned() })),
+        true => {
+            let message = fatal.message().to_owned();
+            Err(error(DispatchErrorKind::Refused { destination, message }))
+        }
         false => Ok(()),
     }
 }

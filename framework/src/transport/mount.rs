@@ -13,19 +13,24 @@ pub(crate) fn router<S>(config: &Config, service: StompService) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    let mut router = Router::new();
+    // Each path once: axum refuses (panics on) a route registered twice, as `/` would be for
+    // a SockJS endpoint at `/`, or a page registered at `/ws/`.
+    let mut paths: Vec<String> = Vec::new();
     for endpoint in &config.endpoints {
-        router = router.route_service(&endpoint.path, service.clone());
+        paths.push(endpoint.path.clone());
         #[cfg(feature = "sockjs")]
         if endpoint.sockjs.is_some() {
             let base = endpoint.path.trim_end_matches('/');
-            router = router
-                .route_service(&format!("{base}/"), service.clone())
-                .route_service(&format!("{base}/{{*sockjs}}"), service.clone());
+            paths.push(format!("{base}/"));
+            paths.push(format!("{base}/{{*sockjs}}"));
         }
     }
-    for asset in config.assets() {
-        router = router.route_service(&asset.path, service.clone());
+    paths.extend(config.assets().iter().map(|asset| asset.path.clone()));
+    let mut router = Router::new();
+    for (i, path) in paths.iter().enumerate() {
+        if !paths[..i].contains(path) {
+            router = router.route_service(path, service.clone());
+        }
     }
     router
 }

@@ -76,6 +76,11 @@ fn whole(
     Bytes::new()
 }
 
+#[message_mapping("/as/{user}/{settings}")]
+fn named_like_placeholders(user: Option<Principal>, settings: State<Settings>) {
+    let _ = (user, settings);
+}
+
 #[message_mapping("/message")]
 fn message() -> Message {
     Message::text("hi").header("x-count", "1")

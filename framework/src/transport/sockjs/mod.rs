@@ -229,9 +229,10 @@ fn open_session(
     let transport = StompSide::new(session.clone(), inbound);
     runtime.tracker.spawn(stomp_session::run(runtime.clone(), peer, transport));
     // Released once no receiver has been attached for the disconnect delay; at shutdown, as
-    // soon as no receiver is attached (one that is gets the close frame first), so a server
-    // with polling clients between two polls stops at once rather than after the delay (the
-    // client's next poll finds no session, and it reconnects elsewhere).
+    // soon as no receiver is attached (a polling one is answered first; a streaming one ends
+    // with the shutdown), so a server with polling clients between two polls stops at once
+    // rather than after the delay (the client's next poll finds no session, and it reconnects
+    // elsewhere).
     let reaper_endpoint = endpoint.clone();
     let reaped = session.clone();
     let delay = endpoint.options.disconnect_delay;
