@@ -94,9 +94,19 @@ impl MessagingTemplate {
         headers: Headers,
         body: Bytes,
     ) -> Result<usize, SendError> {
-        self.require_broker_destination(destination)?;
-        let destination = ByteStr::from(destination.to_owned());
-        Ok(self.broker.publish(&destination, &headers, body))
+        self.publish(ByteStr::from(destination.to_owned()), &headers, body)
+    }
+
+    /// Publishes to `destination` if a broker prefix covers it: what `send` does, and what a
+    /// handler's reply does (which has its destination as a `String` and its headers borrowed).
+    pub(crate) fn publish(
+        &self,
+        destination: ByteStr,
+        headers: &Headers,
+        body: Bytes,
+    ) -> Result<usize, SendError> {
+        self.require_broker_destination(&destination)?;
+        Ok(self.broker.publish(&destination, headers, body))
     }
 
     /// Refuses a destination that no broker prefix covers (sending or listening there could

@@ -273,11 +273,11 @@ fn publish(
     headers: &crate::stomp::Headers,
     body: bytes::Bytes,
 ) {
-    if let Err(e) = runtime.template.require_broker_destination(&destination) {
-        tracing::error!(handler = handler.name, "the reply was not sent: {e}");
-        return;
-    }
     let destination = ByteStr::from(destination);
-    let delivered = runtime.broker.publish(&destination, headers, body);
-    tracing::debug!(handler = handler.name, %destination, delivered, "reply sent");
+    match runtime.template.publish(destination.clone(), headers, body) {
+        Ok(delivered) => {
+            tracing::debug!(handler = handler.name, %destination, delivered, "reply sent")
+        }
+        Err(e) => tracing::error!(handler = handler.name, "the reply was not sent: {e}"),
+    }
 }
