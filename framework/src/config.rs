@@ -11,9 +11,11 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::destination::under;
-use crate::security::HandshakeHook;
+use crate::security::rate::FrameRate;
+use crate::security::{AccessRules, ConnectAuthenticator, Csrf, HandshakeHook};
 use crate::stomp::{HeartBeat, Limits};
 use crate::transport::assets::{Asset, CLIENT_SCRIPT_PATH};
+use crate::users::SessionLimits;
 
 /// Which `Origin` headers the WebSocket handshake accepts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -270,6 +272,10 @@ pub(crate) enum ConfigErrorKind {
     AssetIsEndpoint {
         path: String,
     },
+    BadHeaderName {
+        setting: &'static str,
+        name: String,
+    },
     /// A handler's `send_to` outside the broker prefixes.
     SendToOutsideBroker {
         handler: &'static str,
@@ -317,7 +323,9 @@ impl ConfigError {
     pub fn setting(&self) -> Option<&'static str> {
         use ConfigErrorKind::*;
         match &self.kind {
-            MissingSlash { setting, .. } | Zero { setting } => Some(setting),
+            MissingSlash { setting, .. } | Zero { setting } | BadHeaderName { setting, .. } => {
+                Some(setting)
+            }
             OverlappingPrefixes { first_setting, .. } => Some(first_setting),
             NoBrokerPrefix => Some("enable_simple_broker"),
             EndpointTrailingSlash { .. } | DuplicateEndpoint { .. } => Some("endpoint"),
@@ -391,6 +399,9 @@ impl std::fmt::Display for ConfigError {
                 "static asset {path}: content type {content_type:?} is not a valid header value"
             ),
             DuplicateAsset { path } => write!(f, "static asset {path} is registered twice"),
+            BadHeaderName { setting, name } => {
+                write!(f, "{setting}: {name:?} is not a valid header name")
+            }
             AssetIsEndpoint { path } => {
                 write!(f, "static asset {path} is also a STOMP endpoint; serve it at another path")
             }
@@ -457,6 +468,13 @@ pub(crate) struct Settings {
     pub(crate) http_body_read_timeout: Duration,
     pub(crate) max_http_connections: usize,
     pub(crate) reject_nul_in_bodies: bool,
+    pub(crate) authenticator: Option<Arc<dyn ConnectAuthenticator>>,
+    pub(crate) authentication_timeout: Duration,
+    pub(crate) access_rules: AccessRules,
+    pub(crate) csrf: Csrf,
+    pub(crate) csrf_header: String,
+    pub(crate) session_limits: SessionLimits,
+    pub(crate) inbound_frame_rate: Option<FrameRate>,
     /// Static assets as registered: path, content type, body.
     pub(crate) asset_sources: Vec<(String, String, Bytes)>,
     /// Whether `/stompede.js` is served.
@@ -489,6 +507,13 @@ impl Default for Settings {
             http_body_read_timeout: Duration::from_secs(20),
             max_http_connections: 10_000,
             reject_nul_in_bodies: false,
+            authenticator: None,
+            authentication_timeout: Duration::from_secs(10),
+            access_rules: AccessRules::default(),
+            csrf: Csrf::Auto,
+            csrf_header: "X-CSRF-TOKEN".into(),
+            session_limits: SessionLimits::default(),
+            inbound_frame_rate: None,
             asset_sources: Vec::new(),
             serve_client_script: true,
         }
@@ -593,7 +618,30 @@ impl Settings {
             ("time_to_first_message", self.time_to_first_message),
             ("http_header_read_timeout", self.http_header_read_timeout),
             ("http_body_read_timeout", self.http_body_read_timeout),
+            ("authentication_timeout", self.authentication_timeout),
         ])?;
+        let limits = &self.session_limits;
+        nonzero(
+            [
+                ("max_sessions", limits.total),
+                ("max_sessions_per_user", limits.per_user),
+                ("max_sessions_per_address", limits.per_address),
+            ]
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|v| (name, v))),
+        )?;
+        if let Some(rate) = self.inbound_frame_rate {
+            nonzero([
+                ("inbound_frame_rate (frames per second)", rate.per_second),
+                ("inbound_frame_rate (burst)", rate.burst),
+            ])?;
+        }
+        if http::HeaderName::from_bytes(self.csrf_header.as_bytes()).is_err() {
+            return Err(error(BadHeaderName {
+                setting: "csrf_header",
+                name: self.csrf_header.clone(),
+            }));
+        }
         let assets = self.assets()?;
         Ok(Config { settings: self, assets })
     }

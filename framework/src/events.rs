@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::security::Principal;
 use crate::stomp::{ByteStr, Version};
 
 /// Something that happened to a session. Listen with
@@ -21,6 +22,8 @@ pub enum SessionEvent {
         version: Version,
         /// The CONNECT frame's `login` header, if any.
         login: Option<String>,
+        /// The session's principal (`None`: anonymous).
+        principal: Option<Principal>,
     },
     /// A client subscribed.
     Subscribed {
@@ -30,6 +33,8 @@ pub enum SessionEvent {
         subscription_id: ByteStr,
         /// The destination or pattern subscribed to.
         destination: ByteStr,
+        /// The session's principal (`None`: anonymous).
+        principal: Option<Principal>,
     },
     /// A subscription ended (UNSUBSCRIBE, or the session ending).
     Unsubscribed {
@@ -39,6 +44,8 @@ pub enum SessionEvent {
         subscription_id: ByteStr,
         /// The destination or pattern it was for.
         destination: ByteStr,
+        /// The session's principal (`None`: anonymous).
+        principal: Option<Principal>,
     },
     /// A session ended.
     Disconnected {
@@ -46,6 +53,8 @@ pub enum SessionEvent {
         session_id: ByteStr,
         /// Why it ended.
         reason: DisconnectReason,
+        /// The session's principal (`None`: anonymous).
+        principal: Option<Principal>,
     },
 }
 
@@ -65,4 +74,33 @@ pub enum DisconnectReason {
     Timeout(Arc<str>),
     /// The server shut down.
     ServerShutdown,
+    /// The session was refused or stopped by security: authentication failed, an access rule
+    /// denied a frame, a CSRF token was missing, or a limit (sessions, frame rate) was
+    /// reached. The text is the ERROR frame's message.
+    AccessDenied(Arc<str>),
+    /// The application closed it ([`Server::disconnect_user`](crate::Server::disconnect_user));
+    /// the text is the reason it gave.
+    Closed(Arc<str>),
+}
+
+impl SessionEvent {
+    /// The session the event is about.
+    pub fn session_id(&self) -> &str {
+        match self {
+            SessionEvent::Connected { session_id, .. }
+            | SessionEvent::Subscribed { session_id, .. }
+            | SessionEvent::Unsubscribed { session_id, .. }
+            | SessionEvent::Disconnected { session_id, .. } => session_id,
+        }
+    }
+
+    /// The session's principal (`None`: anonymous).
+    pub fn principal(&self) -> Option<&Principal> {
+        match self {
+            SessionEvent::Connected { principal, .. }
+            | SessionEvent::Subscribed { principal, .. }
+            | SessionEvent::Unsubscribed { principal, .. }
+            | SessionEvent::Disconnected { principal, .. } => principal.as_ref(),
+        }
+    }
 }

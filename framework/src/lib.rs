@@ -78,18 +78,22 @@ mod locks;
 mod log_throttle;
 mod outbox;
 mod runtime;
-mod security;
+pub mod security;
 mod server;
 mod session;
 pub mod stomp;
 mod template;
 mod transport;
+pub mod users;
 
 pub use config::{AllowedOrigins, ConfigError, Endpoint};
 #[cfg(feature = "sockjs")]
 pub use config::{SockJsOptions, SockJsTransport};
 pub use dispatch::{HandlerError, Message, State};
-pub use security::{HandshakeHook, HandshakeRejection, Principal};
+pub use security::{
+    AuthenticationFailed, ConnectAuthenticator, ConnectRequest, HandshakeHook, HandshakeRejection,
+    Principal,
+};
 pub use server::{RunningServer, Server, ServerBuilder};
 /// Maps a function to SEND frames sent to matching application destinations (Spring's
 /// `@MessageMapping`).
@@ -164,9 +168,48 @@ pub use stompede_macros::send_to;
 /// ```
 pub use stompede_macros::message_exception_handler;
 
-/// Reserved for user destinations (a reply to the sending user's sessions, Spring's
-/// `@SendToUser`): accepted by the parser, but a compile error until user destinations exist.
+/// Sends a handler's return value to the calling user's user destinations (Spring's
+/// `@SendToUser`): `#[send_to_user("/queue/reply")]` reaches every session of the caller's
+/// principal that subscribed to `/user/queue/reply`; with `broadcast = false`, the calling
+/// session only. A session without a principal gets it on its own session. Destinations are
+/// broker destinations written without the user prefix, and may use the mapping's
+/// placeholders. Goes with [`message_mapping`] or [`message_exception_handler`]; the standard
+/// way to tell a caller that its message failed:
+///
+/// ```rust,standalone_crate
+/// use stompede::{HandlerError, message_exception_handler, message_mapping, send_to_user};
+///
+/// #[message_mapping("/orders")]
+/// #[send_to_user("/queue/orders", broadcast = false)]
+/// fn place(order: String) -> Result<String, std::num::ParseIntError> {
+///     let quantity: u32 = order.parse()?;
+///     Ok(format!("ordered {quantity}"))
+/// }
+///
+/// #[message_exception_handler]
+/// #[send_to_user("/queue/errors", broadcast = false)]
+/// fn report(error: HandlerError) -> String {
+///     format!("{} failed: {}", error.destination(), error.reason())
+/// }
+/// ```
 pub use stompede_macros::send_to_user;
+
+/// Calls the handler only for callers whose principal has one of the roles (Spring's
+/// `@PreAuthorize("hasRole(...)")`): anyone else gets an `ERROR` frame
+/// (`access denied: SEND to /app/admin/purge requires role admin`) and is disconnected, before
+/// the handler is called. Goes with [`message_mapping`] or [`subscribe_mapping`].
+///
+/// ```rust,standalone_crate
+/// use stompede::{message_mapping, requires_role, send_to};
+///
+/// #[message_mapping("/admin/announce")]
+/// #[requires_role("admin", "moderator")]
+/// #[send_to("/topic/announcements")]
+/// fn announce(text: String) -> String {
+///     text
+/// }
+/// ```
+pub use stompede_macros::requires_role;
 pub use template::{MessagingTemplate, SendError};
 pub use transport::service::{ResponseBody, StompService};
 

@@ -18,6 +18,7 @@ use crate::dispatch::Router;
 use crate::events::SessionEvent;
 use crate::stomp::ByteStr;
 use crate::template::MessagingTemplate;
+use crate::users::SessionRegistry;
 
 /// State shared by every session and handle of one server.
 pub(crate) struct Runtime {
@@ -26,13 +27,16 @@ pub(crate) struct Runtime {
     /// A template on `broker`, cloned for whoever needs one.
     pub(crate) template: MessagingTemplate,
     pub(crate) router: Router,
+    /// Every connected session, by id and by user.
+    pub(crate) sessions: Arc<SessionRegistry>,
     /// The application's state, taken by handlers as `State<T>`.
     pub(crate) state: http::Extensions,
     pub(crate) shutdown: CancellationToken,
     /// Every task of the server (sessions, handler workers, listeners), for a graceful stop.
     pub(crate) tracker: TaskTracker,
     events: broadcast::Sender<SessionEvent>,
-    sessions: AtomicU64,
+    /// How many sessions were started, for their ids.
+    session_counter: AtomicU64,
 }
 
 impl Runtime {
@@ -44,23 +48,29 @@ impl Runtime {
     ) -> Self {
         let (events, _) = broadcast::channel(1024);
         let broker = Arc::new(broker);
-        let template =
-            MessagingTemplate::new(broker.clone(), config.broker_prefixes.clone().into());
+        let sessions = Arc::new(SessionRegistry::default());
+        let template = MessagingTemplate::new(
+            broker.clone(),
+            config.broker_prefixes.clone().into(),
+            sessions.clone(),
+            config.user_prefix.as_str().into(),
+        );
         Runtime {
             config,
             broker,
             template,
             router,
+            sessions,
             state,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             events,
-            sessions: AtomicU64::new(0),
+            session_counter: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn next_session_id(&self) -> ByteStr {
-        let n = self.sessions.fetch_add(1, Ordering::Relaxed);
+        let n = self.session_counter.fetch_add(1, Ordering::Relaxed);
         ByteStr::from(format!("session-{n}"))
     }
 

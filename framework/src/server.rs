@@ -14,12 +14,14 @@ use crate::config::{AllowedOrigins, ConfigError, ConfigErrorKind, Endpoint, Sett
 use crate::dispatch::{self, Handler, Router};
 use crate::events::SessionEvent;
 use crate::runtime::Runtime;
-use crate::security::HandshakeHook;
+use crate::security::rate::FrameRate;
+use crate::security::{AccessRules, ConnectAuthenticator, Csrf, HandshakeHook};
 use crate::stomp::{ByteStr, Frame, HeartBeat};
 use crate::template::{MessagingTemplate, SendError};
 use crate::transport::Endpoints;
 use crate::transport::accept;
 use crate::transport::service::StompService;
+use crate::users::User;
 
 /// Builds a [`Server`]. Every setting has Spring's default; [`build`](ServerBuilder::build)
 /// checks the whole configuration.
@@ -241,6 +243,72 @@ impl ServerBuilder {
         self
     }
 
+    /// Authenticates every session at CONNECT (see [`ConnectAuthenticator`]): its result is
+    /// the session's principal. Without one, a session keeps the principal of its handshake.
+    pub fn authenticator(mut self, authenticator: impl ConnectAuthenticator) -> Self {
+        self.settings.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+
+    /// How long the [`authenticator`](Self::authenticator) may take for one CONNECT (default
+    /// 10 s). Past it the session is refused as if the authenticator had refused it, and the
+    /// server logs the timeout.
+    pub fn authentication_timeout(mut self, limit: Duration) -> Self {
+        self.settings.authentication_timeout = limit;
+        self
+    }
+
+    /// The authorization rules every client frame is checked against (see [`AccessRules`]).
+    /// Default: none, everything is allowed.
+    pub fn access_rules(mut self, rules: AccessRules) -> Self {
+        self.settings.access_rules = rules;
+        self
+    }
+
+    /// When CONNECT must carry a CSRF token (default [`Csrf::Auto`]: for cookie-authenticated
+    /// sessions). See [`CsrfToken`](crate::security::CsrfToken).
+    pub fn csrf(mut self, csrf: Csrf) -> Self {
+        self.settings.csrf = csrf;
+        self
+    }
+
+    /// The CONNECT header that carries the CSRF token (default `X-CSRF-TOKEN`, Spring
+    /// Security's).
+    pub fn csrf_header(mut self, name: impl Into<String>) -> Self {
+        self.settings.csrf_header = name.into();
+        self
+    }
+
+    /// Most sessions connected at once (default: no limit beyond the operating system's). A
+    /// CONNECT past it gets an `ERROR` naming this setting.
+    pub fn max_sessions(mut self, count: usize) -> Self {
+        self.settings.session_limits.total = Some(count);
+        self
+    }
+
+    /// Most sessions one user (principal name) may have connected at once (default: no
+    /// limit). A CONNECT past it gets an `ERROR` naming this setting.
+    pub fn max_sessions_per_user(mut self, count: usize) -> Self {
+        self.settings.session_limits.per_user = Some(count);
+        self
+    }
+
+    /// Most sessions one remote IP address may have connected at once (default: no limit;
+    /// behind a reverse proxy every client shares the proxy's address, so set it there). A
+    /// CONNECT past it gets an `ERROR` naming this setting.
+    pub fn max_sessions_per_address(mut self, count: usize) -> Self {
+        self.settings.session_limits.per_address = Some(count);
+        self
+    }
+
+    /// Most frames a session may send: `per_second` on average, `burst` at once (a token
+    /// bucket; default: no limit, as Spring). A session that sends faster gets an `ERROR`
+    /// naming this setting and is closed. Heart-beats do not count.
+    pub fn inbound_frame_rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.settings.inbound_frame_rate = Some(FrameRate { per_second, burst });
+        self
+    }
+
     /// The `server` header of CONNECTED (default `stompede/VERSION`).
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.settings.server_name = name.into();
@@ -454,6 +522,24 @@ impl Server {
         &self.runtime.broker
     }
 
+    /// The connected users (sessions with a principal), by name, each with its sessions and
+    /// their subscriptions (Spring's `SimpUserRegistry`).
+    pub fn users(&self) -> Vec<User> {
+        self.runtime.sessions.users()
+    }
+
+    /// How many sessions are connected (anonymous ones included).
+    pub fn session_count(&self) -> usize {
+        self.runtime.sessions.session_count()
+    }
+
+    /// Closes every session of `user`: each gets an `ERROR` frame whose message is `reason`
+    /// (say, `"logged out"`), then its connection closes. Returns how many sessions it closed.
+    /// Call it when the user logs out, or when their rights change.
+    pub fn disconnect_user(&self, user: &str, reason: &str) -> usize {
+        self.runtime.sessions.close_user(user, reason)
+    }
+
     /// Closes every session (each gets an ERROR frame, "server is shutting down"), stops any
     /// listener started by [`start`](Server::start), and waits up to `grace` for sessions to
     /// finish. Returns whether everything finished in time. For a service mounted in your own
@@ -537,6 +623,16 @@ impl RunningServer {
     /// Session lifecycle events from now on.
     pub fn events(&self) -> broadcast::Receiver<SessionEvent> {
         self.server.events()
+    }
+
+    /// The connected users (see [`Server::users`]).
+    pub fn users(&self) -> Vec<User> {
+        self.server.users()
+    }
+
+    /// Closes every session of `user` (see [`Server::disconnect_user`]).
+    pub fn disconnect_user(&self, user: &str, reason: &str) -> usize {
+        self.server.disconnect_user(user, reason)
     }
 
     /// Stops accepting connections, sends every session an ERROR frame ("server is shutting

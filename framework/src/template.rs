@@ -8,6 +8,7 @@ use crate::broker::Broker;
 use crate::destination::under;
 use crate::dispatch::{BoxError, IntoReply};
 use crate::stomp::{ByteStr, Headers};
+use crate::users::SessionRegistry;
 
 /// A cheap, cloneable handle that publishes to broker destinations (`/topic/...`,
 /// `/queue/...`) from any task: background jobs, HTTP handlers, timers. Spring's
@@ -33,6 +34,10 @@ pub struct MessagingTemplate {
     broker: Arc<Broker>,
     /// The broker prefixes, to refuse destinations no subscriber could ever see.
     prefixes: Arc<[String]>,
+    /// Who is connected, for user destinations.
+    sessions: Arc<SessionRegistry>,
+    /// The user destination prefix (`/user`).
+    user_prefix: Arc<str>,
 }
 
 /// Why a [`MessagingTemplate`] send (or a [`Server::listen`](crate::Server::listen)) was
@@ -56,8 +61,13 @@ pub enum SendError {
 }
 
 impl MessagingTemplate {
-    pub(crate) fn new(broker: Arc<Broker>, prefixes: Arc<[String]>) -> Self {
-        MessagingTemplate { broker, prefixes }
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        prefixes: Arc<[String]>,
+        sessions: Arc<SessionRegistry>,
+        user_prefix: Arc<str>,
+    ) -> Self {
+        MessagingTemplate { broker, prefixes, sessions, user_prefix }
     }
 
     /// Sends `payload`, anything a handler may return ([`IntoReply`]): a `String` or `&str` as
@@ -109,6 +119,82 @@ impl MessagingTemplate {
         Ok(self.broker.publish(&destination, headers, body))
     }
 
+    /// Sends `payload` to every session of `user` subscribed to the user destination
+    /// `destination` (Spring's `convertAndSendToUser`): `("ada", "/queue/reply", ..)` reaches
+    /// each of Ada's sessions that subscribed to `/user/queue/reply`, and only those; the
+    /// MESSAGE frames say `destination:/user/queue/reply`. `destination` is a broker
+    /// destination, without the user prefix. Returns how many subscriptions received it (0
+    /// when the user is not connected).
+    ///
+    /// ```
+    /// use stompede::Server;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let template = Server::builder().build()?.template();
+    /// template.convert_and_send_to_user("ada", "/queue/notifications", "Your export is ready")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn convert_and_send_to_user(
+        &self,
+        user: &str,
+        destination: &str,
+        payload: impl IntoReply,
+    ) -> Result<usize, SendError> {
+        self.require_broker_destination(destination)?;
+        match payload.into_reply().map_err(SendError::Payload)? {
+            Some(message) => {
+                Ok(self.publish_to_user(user, destination, &message.headers, message.body))
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Publishes to the user destination `destination` (checked to be a broker destination)
+    /// of every session of `user`.
+    pub(crate) fn publish_to_user(
+        &self,
+        user: &str,
+        destination: &str,
+        headers: &Headers,
+        body: Bytes,
+    ) -> usize {
+        let shown = self.shown(destination);
+        self.sessions
+            .sessions_of(user)
+            .iter()
+            .map(|session| {
+                self.deliver_to_session(session, destination, &shown, headers, body.clone())
+            })
+            .sum()
+    }
+
+    /// Publishes to the user destination `destination` of one session only.
+    pub(crate) fn publish_to_session(
+        &self,
+        session: &str,
+        destination: &str,
+        headers: &Headers,
+        body: Bytes,
+    ) -> usize {
+        let shown = self.shown(destination);
+        self.deliver_to_session(session, destination, &shown, headers, body)
+    }
+
+    fn shown(&self, destination: &str) -> ByteStr {
+        ByteStr::from(format!("{}{destination}", self.user_prefix))
+    }
+
+    fn deliver_to_session(
+        &self,
+        session: &str,
+        destination: &str,
+        shown: &ByteStr,
+        headers: &Headers,
+        body: Bytes,
+    ) -> usize {
+        let resolved = ByteStr::from(resolve_user_destination(destination, session));
+        self.broker.publish_to_user(&resolved, shown, headers, body)
+    }
+
     /// Refuses a destination that no broker prefix covers (sending or listening there could
     /// never reach a subscriber).
     pub(crate) fn require_broker_destination(&self, destination: &str) -> Result<(), SendError> {
@@ -120,4 +206,10 @@ impl MessagingTemplate {
             prefixes: self.prefixes.join(", "),
         })
     }
+}
+
+/// The broker-side name of a session's user destination (Spring's): `/queue/reply` of session
+/// `s1` is `/queue/reply-users1`.
+pub(crate) fn resolve_user_destination(destination: &str, session: &str) -> String {
+    format!("{destination}-user{session}")
 }

@@ -53,6 +53,9 @@ fn generate(handler: &Handler) -> TokenStream {
     };
     let patterns = &handler.patterns;
     let send_to = &handler.send_to;
+    let send_to_user = &handler.send_to_user;
+    let broadcast = handler.broadcast;
+    let roles = &handler.roles;
     let (catches_fn, catches) = if handler.catches.is_empty() {
         (quote!(), quote!(::std::option::Option::None))
     } else {
@@ -124,7 +127,12 @@ fn generate(handler: &Handler) -> TokenStream {
                 ::std::concat!(::std::module_path!(), "::", ::std::stringify!(#name)),
                 #private::HandlerKind::#kind,
                 &[#(#patterns),*],
-                &[#(#send_to),*],
+                #private::Replies {
+                    send_to: &[#(#send_to),*],
+                    send_to_user: &[#(#send_to_user),*],
+                    broadcast: #broadcast,
+                },
+                &[#(#roles),*],
                 #catches,
                 __stompede_call,
                 __stompede_missing_state,

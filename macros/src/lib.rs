@@ -48,9 +48,14 @@ pub fn send_to(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::handler(Attr::SendTo, args.into(), item.into()).into()
 }
 
-/// Reserved for user destinations (a reply to the sending user's sessions): parsed, but a
-/// compile error until user destinations exist.
+/// Where a handler's return value is sent among the calling user's user destinations.
 #[proc_macro_attribute]
 pub fn send_to_user(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::handler(Attr::SendToUser, args.into(), item.into()).into()
+}
+
+/// The roles, one of which the caller's principal must have for the handler to be called.
+#[proc_macro_attribute]
+pub fn requires_role(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::handler(Attr::RequiresRole, args.into(), item.into()).into()
 }

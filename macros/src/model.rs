@@ -11,15 +11,17 @@ pub(crate) enum Attr {
     ExceptionHandler,
     SendTo,
     SendToUser,
+    RequiresRole,
 }
 
 impl Attr {
-    pub(crate) const ALL: [Attr; 5] = [
+    pub(crate) const ALL: [Attr; 6] = [
         Attr::MessageMapping,
         Attr::SubscribeMapping,
         Attr::ExceptionHandler,
         Attr::SendTo,
         Attr::SendToUser,
+        Attr::RequiresRole,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -29,6 +31,7 @@ impl Attr {
             Attr::ExceptionHandler => "message_exception_handler",
             Attr::SendTo => "send_to",
             Attr::SendToUser => "send_to_user",
+            Attr::RequiresRole => "requires_role",
         }
     }
 
@@ -60,6 +63,12 @@ pub(crate) struct Handler {
     pub(crate) kind: Attr,
     pub(crate) patterns: Vec<LitStr>,
     pub(crate) send_to: Vec<LitStr>,
+    /// `#[send_to_user]` destinations.
+    pub(crate) send_to_user: Vec<LitStr>,
+    /// `#[send_to_user(.., broadcast = false)]` makes this false.
+    pub(crate) broadcast: bool,
+    /// `#[requires_role]` roles.
+    pub(crate) roles: Vec<LitStr>,
     /// For an exception handler: the error types it handles (empty: all).
     pub(crate) catches: Vec<Path>,
     /// The function, with the handler and parameter attributes removed.

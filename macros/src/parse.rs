@@ -77,6 +77,9 @@ pub(crate) fn handler(
 
     let mut patterns = Vec::new();
     let mut send_to = Vec::new();
+    let mut send_to_user = Vec::new();
+    let mut broadcast = true;
+    let mut roles = Vec::new();
     let mut catches = Vec::new();
     for f in &found {
         match f.attr {
@@ -85,18 +88,17 @@ pub(crate) fn handler(
             }
             Attr::SendTo => send_to = destinations(f, &mut errors),
             Attr::SendToUser => {
-                destinations(f, &mut errors);
-                errors.at(
-                    f.span,
-                    "#[send_to_user] is reserved for user destinations, which stompede does not have yet; reply with #[send_to] for now",
-                );
+                let (list, flag) = user_destinations(f, &mut errors);
+                send_to_user = list;
+                broadcast = flag;
             }
+            Attr::RequiresRole => roles = role_names(f, &mut errors),
             Attr::ExceptionHandler => catches = error_types(f, &mut errors),
         }
     }
     let variables: Vec<(&LitStr, Vec<String>)> =
         patterns.iter().map(|p| (p, mapping_variables(p, &mut errors))).collect();
-    for destination in &send_to {
+    for destination in send_to.iter().chain(&send_to_user) {
         for name in template_variables(destination, &mut errors) {
             if kind == Some(Attr::ExceptionHandler) {
                 errors.at(
@@ -134,9 +136,19 @@ pub(crate) fn handler(
         Some(_) => Vec::new(),
     };
     match (errors.into_error(), kind) {
-        (None, Some(kind)) => {
-            Ok(Handler { kind, patterns, send_to, catches, function, args, output, consumed })
-        }
+        (None, Some(kind)) => Ok(Handler {
+            kind,
+            patterns,
+            send_to,
+            send_to_user,
+            broadcast,
+            roles,
+            catches,
+            function,
+            args,
+            output,
+            consumed,
+        }),
         (error, _) => Err(Failed {
             error: error.unwrap_or_else(|| Error::new(Span::call_site(), "not a handler")),
             item: quote::quote!(#function),
@@ -225,6 +237,52 @@ fn check_combination(found: &[Found], errors: &mut Errors) -> Option<Attr> {
         }
     }
     let mut send_to_seen = false;
+    let mut send_to_user_seen = false;
+    let mut roles_seen = false;
+    for f in found.iter().filter(|f| f.attr == Attr::RequiresRole) {
+        if roles_seen {
+            errors.at(
+                f.span,
+                "a function takes one #[requires_role]; list the roles in it (any one of them is enough): #[requires_role(\"admin\", \"moderator\")]",
+            );
+        }
+        roles_seen = true;
+        match kind {
+            None => errors.at(
+                f.span,
+                "#[requires_role] needs #[message_mapping] or #[subscribe_mapping] on the same function: it guards that handler",
+            ),
+            Some(Attr::ExceptionHandler) => errors.at(
+                f.span,
+                "#[requires_role] cannot guard a #[message_exception_handler]: it runs for errors of handlers the caller was already allowed to call",
+            ),
+            _ => {}
+        }
+    }
+    let has = |attr: Attr| found.iter().any(|f| f.attr == attr);
+    if has(Attr::SendTo) && has(Attr::SendToUser) {
+        if let Some(f) = found.iter().find(|f| f.attr == Attr::SendToUser) {
+            errors.at(
+                f.span,
+                "#[send_to_user] cannot be combined with #[send_to]: a reply goes either to broker destinations or to the caller's user destinations (publish the other with a MessagingTemplate argument)",
+            );
+        }
+    }
+    for f in found.iter().filter(|f| f.attr == Attr::SendToUser) {
+        if send_to_user_seen {
+            errors.at(
+                f.span,
+                "a function takes one #[send_to_user]; list several destinations in it: #[send_to_user(\"/queue/a\", \"/queue/b\")]",
+            );
+        }
+        send_to_user_seen = true;
+        if kind == Some(Attr::SubscribeMapping) {
+            errors.at(
+                f.span,
+                "#[send_to_user] cannot be combined with #[subscribe_mapping]: a subscribe mapping's reply already goes to the subscribing session only",
+            );
+        }
+    }
     for f in found.iter().filter(|f| matches!(f.attr, Attr::SendTo | Attr::SendToUser)) {
         if kind.is_none() {
             errors.at(
@@ -251,7 +309,8 @@ fn check_combination(found: &[Found], errors: &mut Errors) -> Option<Attr> {
 /// The destination strings of a mapping or `send_to` attribute, each checked.
 fn destinations(found: &Found, errors: &mut Errors) -> Vec<LitStr> {
     let example = match found.attr {
-        Attr::SendTo | Attr::SendToUser => "\"/topic/greetings\"",
+        Attr::SendTo => "\"/topic/greetings\"",
+        Attr::SendToUser => "\"/queue/reply\"",
         _ => "\"/hello\"",
     };
     let list = match Punctuated::<Expr, Token![,]>::parse_terminated.parse2(found.args.clone()) {
@@ -295,6 +354,78 @@ fn destinations(found: &Found, errors: &mut Errors) -> Vec<LitStr> {
         out.push(lit);
     }
     out
+}
+
+/// The destinations of `#[send_to_user]` and its `broadcast` flag (true when absent).
+fn user_destinations(found: &Found, errors: &mut Errors) -> (Vec<LitStr>, bool) {
+    let list = match Punctuated::<Expr, Token![,]>::parse_terminated.parse2(found.args.clone()) {
+        Ok(list) => list,
+        Err(e) => {
+            errors.push(e);
+            return (Vec::new(), true);
+        }
+    };
+    let mut broadcast = None;
+    let mut rest = Punctuated::<Expr, Token![,]>::new();
+    for expr in list {
+        let Expr::Assign(assign) = &expr else {
+            rest.push(expr);
+            continue;
+        };
+        let is_broadcast = matches!(&*assign.left, Expr::Path(p) if p.path.is_ident("broadcast"));
+        if !is_broadcast {
+            errors.spanned(
+                &assign.left,
+                "#[send_to_user] takes destinations and `broadcast = true` or `broadcast = false`",
+            );
+            continue;
+        }
+        match &*assign.right {
+            Expr::Lit(ExprLit { lit: Lit::Bool(flag), .. }) => {
+                if broadcast.is_some() {
+                    errors.spanned(&assign.left, "`broadcast` is given twice");
+                }
+                broadcast = Some(flag.value);
+            }
+            other => errors.spanned(
+                other,
+                "`broadcast` is `true` (every session of the user, the default) or `false` (the calling session only)",
+            ),
+        }
+    }
+    let found =
+        Found { attr: found.attr, span: found.span, path: None, args: quote::quote!(#rest) };
+    (destinations(&found, errors), broadcast.unwrap_or(true))
+}
+
+/// The roles of `#[requires_role]`: string literals, at least one.
+fn role_names(found: &Found, errors: &mut Errors) -> Vec<LitStr> {
+    let list = match Punctuated::<Expr, Token![,]>::parse_terminated.parse2(found.args.clone()) {
+        Ok(list) => list,
+        Err(e) => {
+            errors.push(e);
+            return Vec::new();
+        }
+    };
+    if list.is_empty() {
+        errors.at(found.span, "#[requires_role] needs a role: #[requires_role(\"admin\")]");
+    }
+    let mut roles = Vec::new();
+    for expr in list {
+        match expr {
+            Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) if !lit.value().is_empty() => {
+                roles.push(lit)
+            }
+            Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => {
+                errors.at(lit.span(), "a role cannot be empty")
+            }
+            other => errors.spanned(
+                other,
+                "expected a role as a string literal, like #[requires_role(\"admin\")]",
+            ),
+        }
+    }
+    roles
 }
 
 /// The variables a mapping pattern captures, or nothing after reporting why it is not a

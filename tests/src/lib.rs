@@ -81,10 +81,20 @@ pub enum Event {
 impl RawPeer {
     /// Opens a WebSocket to `url` offering `v12.stomp`.
     pub async fn connect(url: &str) -> RawPeer {
+        RawPeer::connect_with(url, &[]).await
+    }
+
+    /// Opens a WebSocket to `url` offering `v12.stomp`, with these handshake headers (a
+    /// cookie, say).
+    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> RawPeer {
         let mut request = url.into_client_request().expect("url");
         request
             .headers_mut()
             .insert("sec-websocket-protocol", "v12.stomp".parse().expect("header"));
+        for (name, value) in headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).expect("header name");
+            request.headers_mut().insert(name, value.parse().expect("header value"));
+        }
         let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("handshake");
         assert_eq!(
             response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap_or("")),

@@ -53,6 +53,20 @@ impl Broker {
         }
     }
 
+    /// Delivers a message to one session's user destination (see
+    /// [`SimpleBroker::publish_to_user`]).
+    pub(crate) fn publish_to_user(
+        &self,
+        resolved: &ByteStr,
+        shown: &ByteStr,
+        headers: &Headers,
+        body: Bytes,
+    ) -> usize {
+        match self {
+            Broker::Simple(broker) => broker.publish_to_user(resolved, shown, headers, body),
+        }
+    }
+
     pub(crate) fn subscribe(&self, subscriber: Arc<Subscriber>) {
         match self {
             Broker::Simple(broker) => broker.subscribe(subscriber),

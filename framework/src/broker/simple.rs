@@ -31,6 +31,10 @@ const NOT_FORWARDED: [&str; 7] = [
 #[derive(Default)]
 pub struct SimpleBroker {
     registry: Registry,
+    /// Subscriptions to user destinations, by their resolved name (`/queue/reply-user{session}`):
+    /// apart from `registry`, so that no client subscription (a pattern such as `/queue/**`, or
+    /// the resolved name itself) can ever receive another session's user messages.
+    users: Registry,
     next_message_id: AtomicU64,
 }
 
@@ -87,21 +91,47 @@ impl SimpleBroker {
         (PreparedMessage::new(shared, body), message_id)
     }
 
+    /// Delivers a message to the subscriptions of one session's user destination: `resolved`
+    /// is its resolved name (`/queue/reply-user{session}`), `shown` the destination its
+    /// MESSAGE frames carry (`/user/queue/reply`).
+    pub(crate) fn publish_to_user(
+        &self,
+        resolved: &ByteStr,
+        shown: &ByteStr,
+        headers: &Headers,
+        body: Bytes,
+    ) -> usize {
+        let (message, message_id) = self.prepare(shown, headers, body);
+        let mut delivered = 0;
+        self.users.for_each_match(resolved, |subscriber| {
+            subscriber.deliver(&message, &message_id);
+            delivered += 1;
+        });
+        delivered
+    }
+
     pub(crate) fn subscribe(&self, subscriber: Arc<Subscriber>) {
-        self.registry.add(subscriber);
+        match subscriber.user {
+            true => self.users.add(subscriber),
+            false => self.registry.add(subscriber),
+        }
     }
 
     pub(crate) fn unsubscribe(&self, subscriber: &Subscriber) {
-        self.registry.remove(subscriber);
+        match subscriber.user {
+            true => self.users.remove(subscriber),
+            false => self.registry.remove(subscriber),
+        }
     }
 
-    /// How many subscriptions are registered.
+    /// How many subscriptions are registered (user destinations included).
     pub fn subscription_count(&self) -> usize {
-        self.registry.len()
+        self.registry.len() + self.users.len()
     }
 
-    /// How many exact destinations have at least one subscriber.
+    /// How many exact destinations have at least one subscriber (each session's resolved
+    /// user destinations included).
     pub fn destination_count(&self) -> usize {
-        self.registry.destinations()
+        self.registry.destinations() + self.users.destinations()
     }
 }

@@ -59,7 +59,11 @@ pub(crate) struct Subscriber {
     /// Unique among all subscriptions of the process.
     pub(crate) uid: u64,
     pub(crate) subscription_id: ByteStr,
+    /// What the broker matches: the destination subscribed to, or for a user destination its
+    /// resolved name (`/queue/reply-user{session}`).
     pub(crate) destination: ByteStr,
+    /// Whether this is a session's user destination (held apart from other subscriptions).
+    pub(crate) user: bool,
     delivery: Delivery,
 }
 
@@ -88,8 +92,15 @@ impl Subscriber {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             subscription_id,
             destination,
+            user: false,
             delivery,
         }
+    }
+
+    /// The same subscription, as a session's user destination.
+    pub(crate) fn for_user(mut self) -> Subscriber {
+        self.user = true;
+        self
     }
 
     /// Delivers `message`. Never blocks: a session that cannot keep up is dealt with by its

@@ -119,7 +119,8 @@ impl MessageContext {
 ///
 /// Implemented for the payload as [`String`] (UTF-8), [`Vec<u8>`] and [`Bytes`];
 /// [`Headers`], [`Frame`], [`SessionId`], [`Destination`], [`MessagingTemplate`],
-/// [`State<T>`], `Option<`[`Principal`]`>` and [`HandlerError`] (in exception handlers).
+/// [`State<T>`], [`Principal`] (a session without one gets an ERROR frame),
+/// `Option<`[`Principal`]`>` and [`HandlerError`] (in exception handlers).
 /// Any other argument type that implements serde's `Deserialize` is the payload decoded as
 /// JSON. Destination variables and single headers are taken with the parameter attributes
 /// `#[destination_variable]` and `#[header("name")]`.
@@ -184,6 +185,17 @@ impl FromMessage for Frame {
 impl FromMessage for MessagingTemplate {
     fn from_message(context: &MessageContext) -> Result<Self, ExtractError> {
         Ok(context.template())
+    }
+}
+
+impl FromMessage for Principal {
+    fn from_message(context: &MessageContext) -> Result<Self, ExtractError> {
+        context.principal.clone().ok_or_else(|| {
+            ExtractError::new(format!(
+                "{} needs an authenticated user, and this session has none (sign in before connecting)",
+                context.destination
+            ))
+        })
     }
 }
 

@@ -65,6 +65,12 @@ pub struct Handler {
     pub(crate) kind: HandlerKind,
     pub(crate) patterns: &'static [&'static str],
     pub(crate) send_to: &'static [&'static str],
+    /// `#[send_to_user]`: user destinations of the calling user (or session).
+    pub(crate) send_to_user: &'static [&'static str],
+    /// `#[send_to_user(.., broadcast = false)]` makes this false: the calling session only.
+    pub(crate) broadcast: bool,
+    /// `#[requires_role]`: the roles, one of which the caller's principal must have.
+    pub(crate) roles: &'static [&'static str],
     pub(crate) catches: Option<fn(&HandlerError) -> bool>,
     pub(crate) call: CallFn,
     /// The type name of a `State<T>` argument whose `T` the given state lacks, if any.
@@ -74,17 +80,30 @@ pub struct Handler {
 impl Handler {
     /// Used by the attribute macros; not a stable API.
     #[doc(hidden)]
-    #[allow(private_interfaces)]
+    #[allow(private_interfaces, clippy::too_many_arguments)]
     pub const fn __new(
         name: &'static str,
         kind: HandlerKind,
         patterns: &'static [&'static str],
-        send_to: &'static [&'static str],
+        replies: Replies,
+        roles: &'static [&'static str],
         catches: Option<fn(&HandlerError) -> bool>,
         call: CallFn,
         missing_state: fn(&http::Extensions) -> Option<&'static str>,
     ) -> Self {
-        Handler { name, kind, patterns, send_to, catches, call, missing_state }
+        let Replies { send_to, send_to_user, broadcast } = replies;
+        Handler {
+            name,
+            kind,
+            patterns,
+            send_to,
+            send_to_user,
+            broadcast,
+            roles,
+            catches,
+            call,
+            missing_state,
+        }
     }
 
     /// The function's path (`my_app::chat::send`).
@@ -106,6 +125,16 @@ impl Handler {
     pub fn send_to(&self) -> &'static [&'static str] {
         self.send_to
     }
+
+    /// The `send_to_user` destinations of its replies.
+    pub fn send_to_user(&self) -> &'static [&'static str] {
+        self.send_to_user
+    }
+
+    /// The roles of `#[requires_role]` (empty: anyone the access rules let through).
+    pub fn required_roles(&self) -> &'static [&'static str] {
+        self.roles
+    }
 }
 
 impl fmt::Debug for Handler {
@@ -115,8 +144,21 @@ impl fmt::Debug for Handler {
             .field("kind", &self.kind)
             .field("patterns", &self.patterns)
             .field("send_to", &self.send_to)
+            .field("send_to_user", &self.send_to_user)
+            .field("roles", &self.roles)
             .finish_non_exhaustive()
     }
+}
+
+/// Where a handler's replies go, as the attributes say. Not a stable API.
+#[doc(hidden)]
+pub struct Replies {
+    /// `#[send_to]`.
+    pub send_to: &'static [&'static str],
+    /// `#[send_to_user]`.
+    pub send_to_user: &'static [&'static str],
+    /// `#[send_to_user]`'s `broadcast` (true without one).
+    pub broadcast: bool,
 }
 
 /// The registration an attribute submits through `inventory`.

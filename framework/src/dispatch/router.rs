@@ -86,7 +86,7 @@ impl Router {
                 continue;
             }
             seen.push(handler);
-            for destination in handler.send_to {
+            for destination in handler.send_to.iter().chain(handler.send_to_user) {
                 let static_part = destination.split('{').next().unwrap_or_default();
                 if config.broker_prefix_of(destination).is_none()
                     && config.broker_prefix_of(static_part.trim_end_matches('/')).is_none()
@@ -113,7 +113,7 @@ impl Router {
                         problem: e.to_string(),
                     })
                 })?;
-                for destination in handler.send_to {
+                for destination in handler.send_to.iter().chain(handler.send_to_user) {
                     for variable in
                         destination::template_placeholders(destination).map_err(|e| {
                             ConfigError::new(ConfigErrorKind::BadPattern {

@@ -20,7 +20,7 @@ use super::reply::{IntoReply, Message};
 pub use super::context::MessageContext as Context;
 pub use super::error::HandlerError;
 pub use super::handler::{
-    Handler, HandlerFuture, HandlerKind, HandlerMarker, Outcome, Registration,
+    Handler, HandlerFuture, HandlerKind, HandlerMarker, Outcome, Registration, Replies,
 };
 pub use inventory;
 
@@ -77,7 +77,7 @@ impl<T> ViaDeserialize<T> for Extract<T> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a handler argument",
     label = "neither `FromMessage` nor `Deserialize`",
-    note = "an argument's type implements `stompede::dispatch::FromMessage` (String, Vec<u8>, Bytes, Headers, Frame, SessionId, Destination, MessagingTemplate, State<T>, Option<Principal>, HandlerError, or your own) or serde's `Deserialize` (the payload as JSON)",
+    note = "an argument's type implements `stompede::dispatch::FromMessage` (String, Vec<u8>, Bytes, Headers, Frame, SessionId, Destination, MessagingTemplate, State<T>, Principal, Option<Principal>, HandlerError, or your own) or serde's `Deserialize` (the payload as JSON)",
     note = "a destination placeholder or a header takes `#[destination_variable]` or `#[header(\"name\")]` and any `FromStr` type"
 )]
 pub trait PayloadArgument: Sized {

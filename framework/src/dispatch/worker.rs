@@ -41,7 +41,7 @@ pub(crate) struct Fatal {
 }
 
 impl Fatal {
-    fn raise(&self, message: String) {
+    pub(crate) fn raise(&self, message: String) {
         let _ = self.message.set(message);
         self.token.cancel();
     }
@@ -251,6 +251,26 @@ fn deliver(
     message: Message,
 ) {
     let Message { headers, body } = message;
+    if !handler.send_to_user.is_empty() {
+        for destination in handler.send_to_user {
+            let destination = fill(destination, &context.variables);
+            let template = &runtime.template;
+            // Spring's rule: without a principal, the calling session only.
+            let delivered = match (handler.broadcast, &context.principal) {
+                (true, Some(user)) => {
+                    template.publish_to_user(user.name(), &destination, &headers, body.clone())
+                }
+                _ => template.publish_to_session(
+                    &context.session_id,
+                    &destination,
+                    &headers,
+                    body.clone(),
+                ),
+            };
+            tracing::debug!(handler = handler.name, %destination, delivered, "reply sent to user");
+        }
+        return;
+    }
     if handler.send_to.is_empty() {
         if let Some(subscriber) = subscriber {
             runtime.broker.deliver_to(subscriber, &context.destination, &headers, body);

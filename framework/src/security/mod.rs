@@ -1,9 +1,34 @@
-//! Security hooks. The handshake hook sees every WebSocket upgrade request (and every new
-//! SockJS session's first request) before it is accepted: it can refuse it, or attach
-//! attributes. A [`Principal`] among them becomes the session's user, which handlers take as
-//! `Option<Principal>`; other attributes are not readable by handlers yet.
+//! Security: who a session is, and what it may do.
+//!
+//! - **Authentication.** At the handshake: a [`HandshakeHook`] (or, when the server is mounted
+//!   in axum, the host application's own middleware putting a [`Principal`] in the request's
+//!   extensions). At CONNECT: a [`ConnectAuthenticator`] that sees the frame's headers
+//!   (`login`/`passcode`, `Authorization: Bearer ...`).
+//! - **Authorization.** [`AccessRules`], checked for every client frame before the broker or a
+//!   handler sees it, and `#[requires_role("admin")]` on handlers.
+//! - **Browser safety.** The origin allow-list (WebSocket and SockJS alike) and a
+//!   [`CsrfToken`] at CONNECT for cookie-authenticated sessions.
+//! - **Limits.** Sessions per server, per user and per remote address, and an inbound frame
+//!   rate per session (see [`ServerBuilder`](crate::ServerBuilder)).
+//!
+//! `docs/security.md` is the guide, with Spring Security's features side by side.
 
+mod authenticate;
+mod csrf;
 mod origin;
+mod principal;
+pub(crate) mod rate;
+mod rules;
+
+pub use authenticate::{
+    AuthenticationFailed, AuthenticationFuture, AuthenticationResult, ConnectAuthenticator,
+    ConnectRequest,
+};
+pub(crate) use csrf::CookieAuthenticated;
+pub use csrf::{Csrf, CsrfToken};
+pub use principal::Principal;
+pub(crate) use rules::FrameKind;
+pub use rules::{Access, AccessRules};
 
 use http::StatusCode;
 
@@ -20,15 +45,27 @@ pub(crate) enum Refusal {
 }
 
 /// The one place a handshake is judged: the origin policy, then the application's hook.
-/// Returns the attributes the hook attached (a [`Principal`] among them, perhaps).
+/// Returns the session's attributes: a [`Principal`] and a [`CsrfToken`] that the host
+/// application's middleware put in the request's extensions, then whatever the hook attached
+/// (which may replace them).
 pub(crate) fn admit(
     config: &Config,
     request: &http::request::Parts,
 ) -> Result<http::Extensions, Refusal> {
     check_origin(&config.allowed_origins, request).map_err(Refusal::Origin)?;
     let mut attributes = http::Extensions::new();
+    if let Some(principal) = request.extensions.get::<Principal>() {
+        attributes.insert(principal.clone());
+    }
+    if let Some(token) = request.extensions.get::<CsrfToken>() {
+        attributes.insert(token.clone());
+    }
     if let Some(hook) = &config.handshake_hook {
         hook.handshake(request, &mut attributes).map_err(Refusal::Hook)?;
+    }
+    if attributes.get::<Principal>().is_some() && request.headers.contains_key(http::header::COOKIE)
+    {
+        attributes.insert(CookieAuthenticated);
     }
     Ok(attributes)
 }
@@ -91,41 +128,5 @@ impl HandshakeRejection {
     /// A rejection with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         HandshakeRejection { status, message: message.into() }
-    }
-}
-
-/// The authenticated user of a session (Spring's `Principal`).
-///
-/// A [`HandshakeHook`] authenticates the upgrade request and inserts one into the session's
-/// attributes; handlers then take it as an `Option<Principal>` argument (`None` for
-/// anonymous sessions).
-///
-/// ```
-/// use stompede::{HandshakeRejection, Principal, Server};
-/// let server = Server::builder()
-///     .handshake_hook(|request: &http::request::Parts, attributes: &mut http::Extensions| {
-///         let user = request.headers.get("x-user").and_then(|v| v.to_str().ok())
-///             .ok_or_else(|| HandshakeRejection::new(http::StatusCode::UNAUTHORIZED, "sign in first"))?;
-///         attributes.insert(Principal::new(user));
-///         Ok(())
-///     })
-///     .build()
-///     .unwrap();
-/// # drop(server);
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Principal {
-    name: String,
-}
-
-impl Principal {
-    /// A principal with this user name.
-    pub fn new(name: impl Into<String>) -> Self {
-        Principal { name: name.into() }
-    }
-
-    /// The user name.
-    pub fn name(&self) -> &str {
-        &self.name
     }
 }

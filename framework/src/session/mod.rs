@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use tokio::time::{Instant, Sleep, sleep_until, timeout};
 use tracing::Instrument;
 
-use protocol::{Flow, Protocol};
+use protocol::{Flow, PeerIdentity, Protocol};
 
 use crate::events::{DisconnectReason, SessionEvent};
 use crate::outbox::{Outbox, OutboxReceiver};
@@ -49,18 +49,27 @@ pub(crate) async fn run<T: Transport>(runtime: Arc<Runtime>, peer: Peer, transpo
     let session_id = runtime.next_session_id();
     let span =
         tracing::debug_span!("session", %session_id, peer = ?peer.addr, transport = peer.transport);
-    let principal = peer.attributes.get::<Principal>().cloned();
-    let reason = drive(runtime.clone(), session_id.clone(), principal, peer.slot, transport)
-        .instrument(span.clone())
-        .await;
+    let identity = PeerIdentity {
+        principal: peer.attributes.get::<Principal>().cloned(),
+        attributes: peer.attributes,
+        addr: peer.addr,
+    };
+    let (reason, principal) =
+        drive(runtime.clone(), session_id.clone(), identity, peer.slot, transport)
+            .instrument(span.clone())
+            .await;
     span.in_scope(|| match &reason {
-        DisconnectReason::ClientDisconnected | DisconnectReason::ServerShutdown => {
+        DisconnectReason::ClientDisconnected
+        | DisconnectReason::ServerShutdown
+        | DisconnectReason::Closed(_) => {
             tracing::debug!(?reason, "session ended")
         }
         DisconnectReason::ConnectionLost(why) => tracing::debug!(%why, "connection lost"),
+        // Logged with the principal where it was decided.
+        DisconnectReason::AccessDenied(_) => tracing::debug!(?reason, "session refused"),
         other => tracing::warn!(reason = ?other, "session closed"),
     });
-    runtime.emit(SessionEvent::Disconnected { session_id, reason });
+    runtime.emit(SessionEvent::Disconnected { session_id, reason, principal });
 }
 
 /// What one turn of the session loop decided.
@@ -125,16 +134,17 @@ struct Session<T> {
     clock: Clock,
 }
 
+/// Runs the session loop; returns why the session ended, and who it was.
 async fn drive<T: Transport>(
     runtime: Arc<Runtime>,
     session_id: ByteStr,
-    principal: Option<Principal>,
+    identity: PeerIdentity,
     slot: Option<ConnectionSlot>,
     transport: T,
-) -> DisconnectReason {
+) -> (DisconnectReason, Option<Principal>) {
     let config = &runtime.config;
     let (outbox, mut outbound) = Outbox::new(config.send_buffer_size_limit, config.send_time_limit);
-    let protocol = Protocol::new(runtime.clone(), session_id, outbox.clone(), principal);
+    let protocol = Protocol::new(runtime.clone(), session_id, outbox.clone(), identity);
     let opened = Instant::now();
     let read_timer = sleep_until(opened + config.time_to_first_message);
     let beat_timer = sleep_until(far_future());
@@ -146,7 +156,9 @@ async fn drive<T: Transport>(
     let outbox_closed = outbox.closed();
     let fatal = protocol.fatal();
     let fatal_raised = fatal.raised();
-    tokio::pin!(read_timer, beat_timer, shutting_down, outbox_closed, fatal_raised);
+    let closer = protocol.closer();
+    let closed_by_app = closer.raised();
+    tokio::pin!(read_timer, beat_timer, shutting_down, outbox_closed, fatal_raised, closed_by_app);
     let mut session = Session {
         decoder: Decoder::new(config.limits),
         runtime: runtime.clone(),
@@ -184,7 +196,14 @@ async fn drive<T: Transport>(
                 let error = Frame::error(message.clone(), None, &message);
                 Step::Close(Some(error), DisconnectReason::ProtocolError(message.into()))
             }
-            () = s.protocol.unblock(), if s.protocol.is_blocked() => s.unblocked(),
+            () = &mut closed_by_app => {
+                let message = closer.message().to_owned();
+                let error = Frame::error(message.clone(), None, &message);
+                Step::Close(Some(error), DisconnectReason::Closed(message.into()))
+            }
+            flow = s.protocol.unblock(), if s.protocol.is_blocked() => {
+                s.unblocked(flow, read_timer.as_mut(), beat_timer.as_mut())
+            }
             n = outbound.recv_many(&mut s.batch, WRITE_BATCH) => s.write_batch(n).await,
             received = s.transport.recv(&mut s.inbound), if !s.protocol.is_blocked() => {
                 s.received(received, read_timer.as_mut(), beat_timer.as_mut())
@@ -198,13 +217,27 @@ async fn drive<T: Transport>(
             break step;
         }
     };
-    session.finish(step, &mut outbound).await
+    let principal = session.protocol.principal().cloned();
+    (session.finish(step, &mut outbound).await, principal)
 }
 
 impl<T: Transport> Session<T> {
-    /// The handler queue has room again: handles the frames read before it filled.
-    fn unblocked(&mut self) -> Step {
+    /// The handler queue has room again, or CONNECT's authentication completed (`flow`):
+    /// handles the frames read meanwhile.
+    fn unblocked(
+        &mut self,
+        flow: Option<Flow>,
+        read_timer: Pin<&mut Sleep>,
+        beat_timer: Pin<&mut Sleep>,
+    ) -> Step {
         self.clock.last_read = Instant::now();
+        match flow {
+            Some(Flow::Connected { version, outgoing, incoming }) => {
+                self.connected(version, outgoing, incoming, read_timer, beat_timer);
+            }
+            Some(flow @ Flow::Close { .. }) => return flow.into(),
+            Some(Flow::Continue) | None => {}
+        }
         decode_and_handle(&mut self.decoder, &mut self.inbound, &mut self.protocol).into()
     }
 
@@ -310,6 +343,11 @@ impl<T: Transport> Session<T> {
 
     /// The read deadline passed, or traffic moved it: closes a silent client, or re-arms.
     fn read_timer_fired(&mut self, read_timer: Pin<&mut Sleep>) -> Step {
+        if self.protocol.is_authenticating() {
+            // The authenticator has its own deadline (authentication_timeout).
+            read_timer.reset(Instant::now() + self.runtime.config.authentication_timeout);
+            return Step::Continue;
+        }
         if self.protocol.is_blocked() {
             // Not reading is our choice, not the client's silence.
             self.clock.last_read = Instant::now();

@@ -3,6 +3,8 @@
 //! replies in the session's outbox; the run loop in `mod.rs` moves bytes.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +14,13 @@ use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch};
 use crate::events::{DisconnectReason, SessionEvent};
 use crate::outbox::Outbox;
 use crate::runtime::Runtime;
-use crate::security::Principal;
+use crate::security::rate::TokenBucket;
+use crate::security::{
+    AuthenticationResult, ConnectRequest, CookieAuthenticated, Csrf, CsrfToken, FrameKind,
+    Principal,
+};
 use crate::stomp::{ByteStr, Command, EncodedFrame, Frame, HeartBeat, Version, encode, names};
+use crate::template::resolve_user_destination;
 
 const SUPPORTED: [Version; 3] = [Version::V1_0, Version::V1_1, Version::V1_2];
 
@@ -34,13 +41,48 @@ pub(crate) enum Flow {
     },
 }
 
-/// A protocol violation: becomes an ERROR frame, then the connection closes.
-struct Violation(String);
+/// A frame the session cannot accept: becomes an ERROR frame, then the connection closes.
+enum Violation {
+    /// The client broke the protocol.
+    Protocol(String),
+    /// Security refused it (a rule, a role, a limit): logged with the principal.
+    Denied(String),
+}
 
 type Handled = Result<Flow, Violation>;
 
 fn violation(message: impl Into<String>) -> Violation {
-    Violation(message.into())
+    Violation::Protocol(message.into())
+}
+
+/// What a session knows of its peer when it starts: from the handshake.
+pub(crate) struct PeerIdentity {
+    pub(crate) principal: Option<Principal>,
+    pub(crate) attributes: http::Extensions,
+    pub(crate) addr: Option<SocketAddr>,
+}
+
+/// A CONNECT waiting for the authenticator.
+struct PendingConnect {
+    outcome: Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<AuthenticationResult, tokio::time::error::Elapsed>,
+                > + Send,
+        >,
+    >,
+    version: Version,
+    client_beat: HeartBeat,
+    login: Option<String>,
+    receipt: Option<String>,
+}
+
+/// One subscription of the session.
+struct Subscription {
+    subscriber: Arc<Subscriber>,
+    /// The destination as the client subscribed to it (for a user destination, not the
+    /// resolved name the broker matches).
+    destination: ByteStr,
 }
 
 pub(crate) struct Protocol {
@@ -50,17 +92,33 @@ pub(crate) struct Protocol {
     version: Option<Version>,
     /// Broker subscriptions, and subscriptions to subscribe mappings (which the broker never
     /// sees), by id.
-    subscriptions: HashMap<ByteStr, Arc<Subscriber>>,
+    subscriptions: HashMap<ByteStr, Subscription>,
     transactions: HashMap<ByteStr, Vec<Frame>>,
     transaction_bytes: usize,
     principal: Option<Principal>,
+    /// What the handshake attached (a CSRF token, the application's values).
+    attributes: http::Extensions,
+    addr: Option<SocketAddr>,
     dispatch: SessionDispatch,
+    /// A CONNECT whose authentication is under way: nothing more is read meanwhile.
+    pending: Option<PendingConnect>,
+    /// The inbound frame rate limit, when configured.
+    rate: Option<TokenBucket>,
+    /// Raised to close the session from outside (`Server::disconnect_user`).
+    closer: Arc<Fatal>,
+    /// Whether the session is in the session registry (from a successful CONNECT).
+    registered: bool,
 }
 
 /// Where a SEND or SUBSCRIBE goes.
 enum Target {
     Broker,
     Handler(Matched),
+    /// A SEND to `/user/{name}/...`: `destination` of each of `user`'s sessions.
+    User {
+        user: String,
+        destination: String,
+    },
 }
 
 impl Protocol {
@@ -68,8 +126,9 @@ impl Protocol {
         runtime: Arc<Runtime>,
         session_id: ByteStr,
         outbox: Arc<Outbox>,
-        principal: Option<Principal>,
+        peer: PeerIdentity,
     ) -> Self {
+        let rate = runtime.config.inbound_frame_rate.map(TokenBucket::new);
         Protocol {
             dispatch: SessionDispatch::new(runtime.clone()),
             runtime,
@@ -79,7 +138,13 @@ impl Protocol {
             subscriptions: HashMap::new(),
             transactions: HashMap::new(),
             transaction_bytes: 0,
-            principal,
+            principal: peer.principal,
+            attributes: peer.attributes,
+            addr: peer.addr,
+            pending: None,
+            rate,
+            closer: Arc::new(Fatal::default()),
+            registered: false,
         }
     }
 
@@ -88,15 +153,37 @@ impl Protocol {
         self.dispatch.fatal()
     }
 
-    /// Whether handler calls wait for room in the session's queue: no frame may be read
-    /// until [`unblock`](Self::unblock) completes.
-    pub(crate) fn is_blocked(&self) -> bool {
-        self.dispatch.is_blocked()
+    /// The signal of the application closing the session (a logout).
+    pub(crate) fn closer(&self) -> Arc<Fatal> {
+        self.closer.clone()
     }
 
-    /// Waits until the waiting handler calls are queued.
-    pub(crate) async fn unblock(&mut self) {
+    /// The session's principal, once known.
+    pub(crate) fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// Whether no frame may be read until [`unblock`](Self::unblock) completes: handler
+    /// calls wait for room in the session's queue, or CONNECT waits for its authentication.
+    pub(crate) fn is_blocked(&self) -> bool {
+        self.pending.is_some() || self.dispatch.is_blocked()
+    }
+
+    /// Whether CONNECT waits for the authenticator.
+    pub(crate) fn is_authenticating(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Waits until the authentication of CONNECT completes (returning how the session goes
+    /// on), or until the waiting handler calls are queued. Cancel-safe.
+    pub(crate) async fn unblock(&mut self) -> Option<Flow> {
+        if let Some(pending) = &mut self.pending {
+            let outcome = pending.outcome.as_mut().await;
+            let pending = self.pending.take()?;
+            return Some(self.authenticated(pending, outcome));
+        }
         self.dispatch.unblock().await;
+        None
     }
 
     pub(crate) fn version(&self) -> Option<Version> {
@@ -116,8 +203,27 @@ impl Protocol {
     /// Handles one client frame.
     pub(crate) fn handle(&mut self, frame: Frame) -> Flow {
         let receipt = frame.receipt().map(str::to_owned);
+        if let Some(bucket) = &mut self.rate {
+            if !bucket.take() {
+                let rate = self
+                    .runtime
+                    .config
+                    .inbound_frame_rate
+                    .unwrap_or(crate::security::rate::FrameRate { per_second: 0, burst: 0 });
+                let message = format!(
+                    "inbound frame rate exceeded: more than {} frames per second (bursts of {}) from this session (inbound_frame_rate)",
+                    rate.per_second, rate.burst
+                );
+                return self.denied(message, receipt.as_deref());
+            }
+        }
+        if self.version.is_some() {
+            if let Err(message) = self.authorize(&frame) {
+                return self.denied(message, receipt.as_deref());
+            }
+        }
         let result = match (self.version, frame.command) {
-            (None, Command::Connect | Command::Stomp) => self.connect(&frame),
+            (None, Command::Connect | Command::Stomp) => return self.connect(&frame, receipt),
             (None, command) => Err(violation(format!(
                 "expected CONNECT or STOMP as the first frame, got {command}"
             ))),
@@ -150,8 +256,43 @@ impl Protocol {
                 }
                 flow
             }
-            Err(Violation(message)) => self.error(message, receipt.as_deref()),
+            Err(Violation::Protocol(message)) => self.error(message, receipt.as_deref()),
+            Err(Violation::Denied(message)) => self.denied(message, receipt.as_deref()),
         }
+    }
+
+    /// Checks a frame against the access rules: `Err` is the ERROR frame's message.
+    fn authorize(&self, frame: &Frame) -> Result<(), String> {
+        let rules = &self.runtime.config.access_rules;
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let kind = match frame.command {
+            Command::Connect | Command::Stomp => FrameKind::Connect,
+            Command::Send => FrameKind::Send,
+            Command::Subscribe => FrameKind::Subscribe,
+            _ => FrameKind::Other,
+        };
+        let destination = match kind {
+            FrameKind::Send | FrameKind::Subscribe => frame.destination(),
+            _ => None,
+        };
+        if rules.allows(kind, destination, self.principal.as_ref()) {
+            return Ok(());
+        }
+        Err(match destination {
+            Some(destination) => format!("access denied: {} to {destination}", frame.command),
+            None => format!("access denied: {}", frame.command),
+        })
+    }
+
+    /// The flow for a frame security refused: an ERROR frame, then close, and a WARN line
+    /// with the principal.
+    fn denied(&self, message: String, receipt: Option<&str>) -> Flow {
+        let principal = self.principal.as_ref().map(Principal::name);
+        tracing::warn!(session_id = %self.session_id, principal, peer = ?self.addr, "{message}");
+        let frame = Frame::error(message.clone(), receipt, "");
+        Flow::Close { last: Some(frame), reason: DisconnectReason::AccessDenied(message.into()) }
     }
 
     /// The flow for a protocol error: an ERROR frame, then close.
@@ -161,7 +302,7 @@ impl Protocol {
         Flow::Close { last: Some(frame), reason: DisconnectReason::ProtocolError(message.into()) }
     }
 
-    fn connect(&mut self, frame: &Frame) -> Handled {
+    fn connect(&mut self, frame: &Frame, receipt: Option<String>) -> Flow {
         let accept = frame.get(names::ACCEPT_VERSION);
         let Some(version) = Version::negotiate(accept, &SUPPORTED) else {
             // The specification's reply: the versions we do speak, in a `version` header.
@@ -171,41 +312,158 @@ impl Protocol {
                 &format!("accept-version was {:?}", accept.unwrap_or_default()),
             );
             error.headers.push(names::VERSION, "1.2,1.1,1.0");
-            return Ok(Flow::Close {
+            return Flow::Close {
                 last: Some(error),
                 reason: DisconnectReason::ProtocolError("no common protocol version".into()),
-            });
+            };
         };
         let client_beat = match (version, frame.get(names::HEART_BEAT)) {
             (Version::V1_0, _) | (_, None) => HeartBeat::NONE,
-            (_, Some(value)) => HeartBeat::parse(value).ok_or_else(|| {
-                violation(format!(
-                    "heart-beat header {value:?} must be two comma-separated non-negative numbers (such as 10000,10000)"
-                ))
-            })?,
+            (_, Some(value)) => match HeartBeat::parse(value) {
+                Some(beat) => beat,
+                None => {
+                    let message = format!(
+                        "heart-beat header {value:?} must be two comma-separated non-negative numbers (such as 10000,10000)"
+                    );
+                    return self.error(message, receipt.as_deref());
+                }
+            },
         };
-        let server_beat =
-            if version == Version::V1_0 { HeartBeat::NONE } else { self.runtime.config.heartbeat };
+        if let Err(message) = self.check_csrf(frame) {
+            return self.denied(message, receipt.as_deref());
+        }
+        let login = frame.get(names::LOGIN).map(str::to_owned);
+        let Some(authenticator) = self.runtime.config.authenticator.clone() else {
+            let principal = self.principal.clone();
+            return self.complete_connect(version, client_beat, login, principal, receipt);
+        };
+        let request = ConnectRequest {
+            headers: frame.headers.clone(),
+            principal: self.principal.clone(),
+            session_id: self.session_id.to_string(),
+            remote_addr: self.addr,
+        };
+        let limit = self.runtime.config.authentication_timeout;
+        let outcome = Box::pin(tokio::time::timeout(limit, authenticator.authenticate(request)));
+        self.pending = Some(PendingConnect { outcome, version, client_beat, login, receipt });
+        Flow::Continue
+    }
+
+    /// The authenticator answered (or timed out): the session connects, or is refused with
+    /// `authentication failed` and nothing more.
+    fn authenticated(
+        &mut self,
+        pending: PendingConnect,
+        outcome: Result<AuthenticationResult, tokio::time::error::Elapsed>,
+    ) -> Flow {
+        let PendingConnect { version, client_beat, login, receipt, .. } = pending;
+        let why = match outcome {
+            Ok(Ok(principal)) => {
+                return self.complete_connect(version, client_beat, login, principal, receipt);
+            }
+            Ok(Err(failed)) => failed.to_string(),
+            Err(_) => format!(
+                "the authenticator did not answer within {:?} (authentication_timeout)",
+                self.runtime.config.authentication_timeout
+            ),
+        };
+        tracing::warn!(
+            session_id = %self.session_id,
+            login,
+            peer = ?self.addr,
+            "authentication failed: {why}"
+        );
+        let message = "authentication failed";
+        let frame = Frame::error(message, receipt.as_deref(), "");
+        Flow::Close { last: Some(frame), reason: DisconnectReason::AccessDenied(message.into()) }
+    }
+
+    /// The CSRF check of CONNECT (see [`Csrf`]): `Err` is the ERROR frame's message.
+    fn check_csrf(&self, frame: &Frame) -> Result<(), String> {
+        let config = &self.runtime.config;
+        let expected = self.attributes.get::<CsrfToken>();
+        let required = match config.csrf {
+            Csrf::Disabled => false,
+            Csrf::Required => true,
+            _ => expected.is_some() || self.attributes.get::<CookieAuthenticated>().is_some(),
+        };
+        if !required {
+            return Ok(());
+        }
+        let header = &config.csrf_header;
+        let given = frame.get(header).or_else(|| frame.get(&header.to_ascii_lowercase()));
+        match (expected, given) {
+            (Some(expected), Some(given)) if expected.matches(given) => Ok(()),
+            (None, _) => {
+                tracing::error!(
+                    session_id = %self.session_id,
+                    "CONNECT refused: the session needs a CSRF token (it was authenticated by a cookie), but the handshake attached none: insert a stompede::security::CsrfToken in the handshake hook or the request's extensions, or set csrf(Csrf::Disabled) if no cookie authenticates sessions"
+                );
+                Err(format!(
+                    "CSRF token missing or invalid: CONNECT must carry the {header} header that the page was given"
+                ))
+            }
+            _ => Err(format!(
+                "CSRF token missing or invalid: CONNECT must carry the {header} header that the page was given"
+            )),
+        }
+    }
+
+    /// CONNECT succeeded as far as authentication goes: checks the CONNECT rule and the
+    /// session limits, then answers CONNECTED.
+    fn complete_connect(
+        &mut self,
+        version: Version,
+        client_beat: HeartBeat,
+        login: Option<String>,
+        principal: Option<Principal>,
+        receipt: Option<String>,
+    ) -> Flow {
+        self.principal = principal;
+        let config = &self.runtime.config;
+        if !config.access_rules.allows(FrameKind::Connect, None, self.principal.as_ref()) {
+            return self.denied("access denied: CONNECT".to_owned(), receipt.as_deref());
+        }
+        let registered = self.runtime.sessions.register(
+            self.session_id.clone(),
+            self.principal.clone(),
+            self.addr.map(|a| a.ip()),
+            self.closer.clone(),
+            config.session_limits,
+        );
+        if let Err(message) = registered {
+            return self.denied(message, receipt.as_deref());
+        }
+        self.registered = true;
+        let server_beat = if version == Version::V1_0 { HeartBeat::NONE } else { config.heartbeat };
         self.version = Some(version);
         let mut connected = Frame::new(Command::Connected)
             .header(names::VERSION, version.as_str())
             .header(names::HEART_BEAT, server_beat.to_header_value())
             .header(names::SESSION, self.session_id.clone())
-            .header(names::SERVER, self.runtime.config.server_name.clone());
-        if let Some(login) = frame.get(names::LOGIN) {
-            connected.headers.push("user-name", login.to_owned());
+            .header(names::SERVER, config.server_name.clone());
+        match (&self.principal, &login) {
+            (Some(principal), _) => {
+                connected.headers.push("user-name", principal.name().to_owned())
+            }
+            (None, Some(login)) => connected.headers.push("user-name", login.clone()),
+            (None, None) => {}
         }
         self.reply(&connected);
+        if let Some(id) = receipt {
+            self.reply(&Frame::receipt_for(id));
+        }
         self.runtime.emit(SessionEvent::Connected {
             session_id: self.session_id.clone(),
             version,
-            login: frame.get(names::LOGIN).map(str::to_owned),
+            login,
+            principal: self.principal.clone(),
         });
-        Ok(Flow::Connected {
+        Flow::Connected {
             version,
             outgoing: server_beat.outgoing(client_beat),
             incoming: server_beat.incoming(client_beat),
-        })
+        }
     }
 
     /// The frame's destination, required and no longer than `max_destination_length` (which
@@ -255,6 +513,12 @@ impl Protocol {
     fn deliver_send(&mut self, target: Target, destination: ByteStr, frame: Frame) {
         match target {
             Target::Broker => self.publish(&destination, frame),
+            Target::User { user, destination } => {
+                let template = &self.runtime.template;
+                let delivered =
+                    template.publish_to_user(&user, &destination, &frame.headers, frame.body);
+                tracing::debug!(session_id = %self.session_id, user, destination, delivered, "sent to user");
+            }
             Target::Handler(matched) => {
                 let handler = matched.handler;
                 let context = self.context(frame, destination, matched);
@@ -277,7 +541,7 @@ impl Protocol {
             return Ok(Target::Broker);
         }
         if let Some(prefix) = config.app_prefix_of(destination) {
-            return self.handler_target(subscribe, prefix, destination).ok_or_else(|| {
+            let target = self.handler_target(subscribe, prefix, destination).ok_or_else(|| {
                 let (what, attribute) = match subscribe {
                     false => ("application", "message_mapping"),
                     true => ("subscription", "subscribe_mapping"),
@@ -286,10 +550,58 @@ impl Protocol {
                     "no {what} handler is registered for destination {destination} (no #[{attribute}] matches {})",
                     strip_prefix(prefix, destination)
                 ))
-            });
+            })?;
+            if let Target::Handler(matched) = &target {
+                self.check_roles(matched.handler.roles, subscribe, destination)?;
+            }
+            return Ok(target);
+        }
+        if !subscribe && config.is_user_destination(destination) {
+            return self.user_target(destination);
         }
         let what = if subscribe { "cannot subscribe to" } else { "destination" };
         Err(self.outside_prefixes(destination, what))
+    }
+
+    /// `#[requires_role]`: the handler's roles against the session's principal.
+    fn check_roles(
+        &self,
+        roles: &[&str],
+        subscribe: bool,
+        destination: &str,
+    ) -> Result<(), Violation> {
+        if roles.is_empty()
+            || self.principal.as_ref().is_some_and(|p| roles.iter().any(|r| p.has_role(r)))
+        {
+            return Ok(());
+        }
+        let command = if subscribe { "SUBSCRIBE" } else { "SEND" };
+        Err(Violation::Denied(format!(
+            "access denied: {command} to {destination} requires role {}",
+            roles.join(" or ")
+        )))
+    }
+
+    /// A SEND to `/user/{name}/queue/x`: to `/queue/x` of each of `name`'s sessions.
+    fn user_target(&self, destination: &str) -> Result<Target, Violation> {
+        let config = &self.runtime.config;
+        let rest = strip_prefix(&config.user_prefix, destination);
+        let (user, inner) = match rest.trim_start_matches('/').split_once('/') {
+            Some((user, inner)) if !user.is_empty() => (user, format!("/{inner}")),
+            _ => {
+                return Err(violation(format!(
+                    "user destination {destination} names no user: send to {}/{{user}}/queue/..., as in {}/ada/queue/messages",
+                    config.user_prefix, config.user_prefix
+                )));
+            }
+        };
+        if config.broker_prefix_of(&inner).is_none() {
+            return Err(violation(format!(
+                "user destination {destination}: {inner} is not under a broker prefix ({})",
+                config.broker_prefixes.join(", ")
+            )));
+        }
+        Ok(Target::User { user: user.to_owned(), destination: inner })
     }
 
     fn handler_target(&self, subscribe: bool, prefix: &str, destination: &str) -> Option<Target> {
@@ -297,18 +609,10 @@ impl Protocol {
     }
 
     fn outside_prefixes(&self, destination: &str, what: &str) -> Violation {
-        let config = &self.runtime.config;
-        if config.is_user_destination(destination) {
-            violation(format!(
-                "user destinations ({}) are not enabled on this server",
-                config.user_prefix
-            ))
-        } else {
-            violation(format!(
-                "{what} {destination} is not covered by any configured prefix ({})",
-                config.describe_prefixes()
-            ))
-        }
+        violation(format!(
+            "{what} {destination} is not covered by any configured prefix ({})",
+            self.runtime.config.describe_prefixes()
+        ))
     }
 
     fn publish(&self, destination: &ByteStr, frame: Frame) {
@@ -335,6 +639,9 @@ impl Protocol {
             return Err(violation(format!(
                 "a session may hold at most {max} subscriptions (unsubscribe first, or set max_subscriptions to raise it)"
             )));
+        }
+        if self.runtime.config.is_user_destination(&destination) {
+            return self.subscribe_user(id, destination, ack);
         }
         let target = self.target(true, &destination)?;
         if matches!(target, Target::Broker) && Pattern::is_pattern(&destination) {
@@ -364,34 +671,81 @@ impl Protocol {
                 let job = Job { handler, context, subscriber: Some(subscriber.clone()) };
                 self.dispatch.submit(job);
             }
+            // Routed by `subscribe_user`; `target` gives it for SENDs only.
+            Target::User { .. } => {}
         }
-        self.subscriptions.insert(id.clone(), subscriber);
+        self.subscribed(id, destination, subscriber);
+        Ok(Flow::Continue)
+    }
+
+    /// A SUBSCRIBE to `/user/queue/x`: the broker holds it under a name unique to this
+    /// session (`/queue/x-user{session}`), apart from every other subscription, and its
+    /// MESSAGEs say `destination:/user/queue/x`.
+    fn subscribe_user(&mut self, id: ByteStr, destination: ByteStr, ack: AckMode) -> Handled {
+        let config = &self.runtime.config;
+        if Pattern::is_pattern(&destination) {
+            return Err(violation(format!(
+                "user destination {destination} cannot be a pattern: subscribe to each destination ({}/queue/...) by its name",
+                config.user_prefix
+            )));
+        }
+        let inner = strip_prefix(&config.user_prefix, &destination);
+        if config.broker_prefix_of(&inner).is_none() {
+            return Err(violation(format!(
+                "cannot subscribe to user destination {destination}: {inner} is not under a broker prefix ({}); to receive what is sent to your user, subscribe to {}/queue/... without a user name",
+                config.broker_prefixes.join(", "),
+                config.user_prefix
+            )));
+        }
+        let resolved = ByteStr::from(resolve_user_destination(&inner, &self.session_id));
+        let version = self.version.unwrap_or(Version::V1_2);
+        let subscriber = Arc::new(
+            Subscriber::session(id.clone(), resolved, version, ack, self.outbox.clone()).for_user(),
+        );
+        self.runtime.broker.subscribe(subscriber.clone());
+        self.subscribed(id, destination, subscriber);
+        Ok(Flow::Continue)
+    }
+
+    /// Records a new subscription, for the session, the user registry and the events.
+    fn subscribed(&mut self, id: ByteStr, destination: ByteStr, subscriber: Arc<Subscriber>) {
+        if self.principal.is_some() {
+            self.runtime.sessions.subscribed(&self.session_id, id.clone(), destination.clone());
+        }
         self.runtime.emit(SessionEvent::Subscribed {
             session_id: self.session_id.clone(),
-            subscription_id: id,
-            destination,
+            subscription_id: id.clone(),
+            destination: destination.clone(),
+            principal: self.principal.clone(),
         });
-        Ok(Flow::Continue)
+        self.subscriptions.insert(id, Subscription { subscriber, destination });
     }
 
     fn unsubscribe(&mut self, frame: &Frame) -> Handled {
         let id = required(frame, names::ID)?;
         // An unknown id is not an error: the client may race its own UNSUBSCRIBE with a
         // server-side clean-up, and the outcome it wants holds either way.
-        if let Some(subscriber) = self.subscriptions.remove(id.as_str()) {
-            self.drop_subscription(&subscriber);
+        if let Some(subscription) = self.subscriptions.remove(id.as_str()) {
+            self.drop_subscription(&subscription);
         }
         Ok(Flow::Continue)
     }
 
-    fn drop_subscription(&self, subscriber: &Subscriber) {
-        if self.runtime.config.broker_prefix_of(&subscriber.destination).is_some() {
+    fn drop_subscription(&self, subscription: &Subscription) {
+        let subscriber = &subscription.subscriber;
+        if subscriber.user
+            || self.runtime.config.broker_prefix_of(&subscriber.destination).is_some()
+        {
             self.runtime.broker.unsubscribe(subscriber);
+        }
+        if self.principal.is_some() {
+            self.runtime.sessions.unsubscribed(&self.session_id, &subscriber.subscription_id);
         }
         self.runtime.emit(SessionEvent::Unsubscribed {
             session_id: self.session_id.clone(),
             subscription_id: subscriber.subscription_id.clone(),
-            destination: subscriber.destination.clone(),
+            destination: subscription.destination.clone(),
+            principal: self.principal.clone(),
         });
     }
 
@@ -468,10 +822,13 @@ impl Protocol {
 
     /// Releases everything the session holds in the broker. Called once, when it ends.
     pub(crate) fn finish(&mut self) {
-        for (_, subscriber) in std::mem::take(&mut self.subscriptions) {
-            self.drop_subscription(&subscriber);
+        for (_, subscription) in std::mem::take(&mut self.subscriptions) {
+            self.drop_subscription(&subscription);
         }
         self.transactions.clear();
+        if std::mem::take(&mut self.registered) {
+            self.runtime.sessions.unregister(&self.session_id);
+        }
     }
 }
 

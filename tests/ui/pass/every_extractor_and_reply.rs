@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use stompede::dispatch::{Destination, HandlerError, Message, SessionId, State};
 use stompede::stomp::{Frame, Headers};
 use stompede::{
-    MessagingTemplate, Principal, message_exception_handler, message_mapping, send_to,
-    subscribe_mapping,
+    MessagingTemplate, Principal, message_exception_handler, message_mapping, requires_role,
+    send_to, send_to_user, subscribe_mapping,
 };
 
 #[derive(Deserialize)]
@@ -123,6 +123,34 @@ fn rejected(error: HandlerError) -> String {
 #[message_exception_handler]
 fn everything_else(error: HandlerError) {
     let _ = error;
+}
+
+/// A required principal, a role, and a reply to the caller's sessions.
+#[message_mapping("/private/{room}")]
+#[requires_role("member", "admin")]
+#[send_to_user("/queue/rooms/{room}")]
+fn private(#[destination_variable] room: String, user: Principal) -> String {
+    format!("{room}: {}", user.name())
+}
+
+/// The calling session only; a subscribe mapping guarded by a role.
+#[message_mapping("/ping-me")]
+#[send_to_user("/queue/pong", broadcast = false)]
+fn ping_me() -> &'static str {
+    "pong"
+}
+
+#[subscribe_mapping("/admin/snapshot")]
+#[requires_role("admin")]
+fn admin_snapshot() -> &'static str {
+    "snapshot"
+}
+
+/// Errors back to the caller.
+#[message_exception_handler(Rejected)]
+#[send_to_user("/queue/errors", broadcast = false)]
+fn rejected_to_caller(error: HandlerError) -> String {
+    error.to_string()
 }
 
 fn main() {}
