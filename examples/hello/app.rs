@@ -34,10 +34,16 @@ pub(crate) fn builder() -> ServerBuilder {
 
 /// [`builder`] with these SockJS options.
 pub(crate) fn builder_with(sockjs: SockJsOptions) -> ServerBuilder {
+    configured(sockjs).static_page("/", PAGE)
+}
+
+/// The app's configuration without its page (for serving another page at `/`, such as the
+/// guide's own).
+#[allow(dead_code)] // not every includer of this file serves another page
+pub(crate) fn configured(sockjs: SockJsOptions) -> ServerBuilder {
     Server::builder()
         .enable_simple_broker(["/topic", "/queue"])
         .application_destination_prefixes(["/app"])
         .endpoint(Endpoint::new("/ws").sockjs(sockjs))
         .reject_nul_in_bodies(true)
-        .static_page("/", PAGE)
 }

@@ -19,6 +19,9 @@ use stompede_tests::{skip, start};
 #[path = "../../examples/hello/app.rs"]
 mod hello;
 
+#[path = "../../examples/hello/secure.rs"]
+mod secure;
+
 /// How long one script may take (it launches Chromium and runs several checks).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -175,6 +178,34 @@ async fn guide_page_on_every_sockjs_transport() {
     if missing_tools().is_none() {
         assert!(screenshot.exists(), "the screenshot {} was taken", screenshot.display());
     }
+}
+
+/// The guide's optional security step, as `cargo run --example hello -- --secure` runs it,
+/// with the guide's own page at `/`: no connection before the form login, greetings after it,
+/// and the page's session closed by a logout on another tab.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guide_page_behind_the_guides_security_step() {
+    const TEST: &str = "guide_page_behind_the_guides_security_step";
+    let path = guide_page();
+    let Ok(page) = std::fs::read(&path) else {
+        skip(TEST, &format!("the guide's page {} is missing", path.display()));
+        return;
+    };
+    let app =
+        hello::configured(stompede::SockJsOptions::default()).static_asset("/", "text/html", page);
+    let server = secure::builder(app).build().expect("valid configuration");
+    let accounts =
+        secure::Accounts::new(server.clone(), [("user".to_owned(), "password".to_owned())]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move { axum::serve(listener, secure::router(accounts)).await });
+    let screenshot = artifacts_dir().join("secure.png");
+    let _ = std::fs::remove_file(&screenshot);
+    run_script(TEST, "secure_hello.mjs", &format!("http://{addr}/")).await;
+    if missing_tools().is_none() {
+        assert!(screenshot.exists(), "the screenshot {} was taken", screenshot.display());
+    }
+    server.shutdown(Duration::from_secs(5)).await;
 }
 
 /// Serves `builder`'s server inside an axum application (its routes merged with

@@ -28,7 +28,7 @@ impl CsrfToken {
     }
 
     /// Whether `candidate` is this token, compared in constant time.
-    pub(crate) fn matches(&self, candidate: &str) -> bool {
+    pub fn matches(&self, candidate: &str) -> bool {
         let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
         if a.len() != b.len() {
             return false;
