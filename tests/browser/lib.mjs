@@ -16,7 +16,9 @@ if (!URL_UNDER_TEST) {
 }
 mkdirSync(ARTIFACTS, { recursive: true });
 
-export async function launch() {
+/** Launches Chromium; `extraArgs` adds flags (a test that injects a foreign page needs
+ * `--disable-features=LocalNetworkAccessChecks`). */
+export async function launch(extraArgs = []) {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -29,6 +31,7 @@ export async function launch() {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      ...extraArgs,
     ],
   });
 }

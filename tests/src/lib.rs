@@ -1,6 +1,7 @@
 //! Support code shared by stompede's integration tests (in `tests/tests/`): starting a real
 //! server on an ephemeral port, and a raw WebSocket peer for sending exact bytes.
 
+pub mod browser;
 pub mod sockjs;
 
 use std::time::Duration;
