@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use stompede::SockJsOptions;
-use stompede_tests::browser::{artifacts_dir, missing_tools, run_script};
+use stompede_tests::browser::{artifacts_dir, browser_dir, missing_tools, run_script};
 use stompede_tests::{skip, start};
 
 #[path = "../../examples/hello/app.rs"]
