@@ -230,6 +230,8 @@ mod guide {
     struct Configuration;
     #[doc = include_str!("../../docs/protocol.md")]
     struct Protocol;
+    #[cfg_attr(feature = "axum", doc = include_str!("../../docs/security.md"))]
+    struct Security;
     #[cfg_attr(feature = "sockjs", doc = include_str!("../../docs/sockjs.md"))]
     struct SockJs;
     #[doc = include_str!("../../docs/browser-client.md")]

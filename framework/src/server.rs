@@ -237,7 +237,8 @@ impl ServerBuilder {
         self
     }
 
-    /// Runs `hook` on every WebSocket handshake (see [`HandshakeHook`]).
+    /// Runs `hook` on every WebSocket handshake and on the request that opens each SockJS
+    /// session (see [`HandshakeHook`]).
     pub fn handshake_hook(mut self, hook: impl HandshakeHook) -> Self {
         self.settings.handshake_hook = Some(Arc::new(hook));
         self

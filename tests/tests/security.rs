@@ -460,6 +460,17 @@ async fn access_rules_on_every_transport() {
     assert_eq!(&*denied.0, "access denied: SUBSCRIBE to /topic/admin/audit");
     assert_eq!(denied.1.name(), "bob");
 
+    // Nor can bob reach the admin topic through a wildcard that covers it.
+    let bob = connect(&server, "bob").await;
+    let _ = bob.subscribe("/topic/**").await;
+    assert_eq!(closed_with(&bob).await, "access denied: SUBSCRIBE to /topic/**");
+    let bob = connect(&server, "bob").await;
+    let mut chat = bob.subscribe("/topic/chat/*").await.unwrap();
+    let mut everything = ada.subscribe("/topic/**").await.unwrap();
+    server.template().convert_and_send("/topic/chat/rust", "a wildcard of bob's").unwrap();
+    assert_eq!(next(&mut chat).await.body_str(), Some("a wildcard of bob's"));
+    assert_eq!(next(&mut everything).await.body_str(), Some("a wildcard of bob's"));
+
     // Only the server publishes to /topic: even the admin may not SEND there.
     server.template().convert_and_send("/topic/admin/audit", "from the server").unwrap();
     assert_eq!(next(&mut audit).await.body_str(), Some("from the server"));

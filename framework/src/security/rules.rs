@@ -165,6 +165,67 @@ impl AccessRules {
         }
         !matches!(kind, FrameKind::Send | FrameKind::Subscribe)
     }
+
+    /// Whether `principal` may SUBSCRIBE to the wildcard `pattern`: only if every destination
+    /// it covers would be allowed on its own. Rules are read in order: one that may overlap
+    /// the pattern and denies refuses it (conservatively: overlap is assumed unless the literal
+    /// beginnings differ); one that covers the whole pattern decides for the rest; one that
+    /// overlaps and allows leaves the rest of the pattern to the next rules. So `/topic/**` is
+    /// refused to a user whom `/topic/admin/**` is refused to.
+    pub(crate) fn allows_pattern(&self, pattern: &str, principal: Option<&Principal>) -> bool {
+        if self.rules.is_empty() {
+            return true;
+        }
+        for rule in &self.rules {
+            if !matches!(rule.frames, Frames::Subscribe | Frames::WithDestination | Frames::Any) {
+                continue;
+            }
+            let (overlaps, covers) = match &rule.destinations {
+                None => (true, true),
+                Some(patterns) => patterns.iter().fold((false, false), |(o, c), (text, _)| {
+                    (o || overlaps(text, pattern), c || covers(text, pattern))
+                }),
+            };
+            if !overlaps {
+                continue;
+            }
+            if !rule.access.grants(principal) {
+                return false;
+            }
+            if covers {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// The text before a pattern's first wildcard.
+fn literal_prefix(pattern: &str) -> &str {
+    &pattern[..pattern.find('*').unwrap_or(pattern.len())]
+}
+
+/// Whether some destination may match both the rule pattern `rule` and the subscription
+/// `pattern` (true unless their literal beginnings prove otherwise).
+fn overlaps(rule: &str, pattern: &str) -> bool {
+    if !Pattern::is_pattern(rule) {
+        return Pattern::parse(pattern).matches(rule);
+    }
+    let (a, b) = (literal_prefix(rule), literal_prefix(pattern));
+    a.starts_with(b) || b.starts_with(a)
+}
+
+/// Whether every destination the subscription `pattern` matches also matches `rule`: when
+/// they are the same text, or `rule` is a literal followed by `**` that begins the pattern's
+/// own literal beginning.
+fn covers(rule: &str, pattern: &str) -> bool {
+    if rule == pattern {
+        return true;
+    }
+    match rule.strip_suffix("**") {
+        Some(literal) if !literal.contains('*') => literal_prefix(pattern).starts_with(literal),
+        _ => false,
+    }
 }
 
 /// What a rule requires of the session's principal.
@@ -274,6 +335,23 @@ mod tests {
         assert!(!rules.allows(Send, Some("/queue/x"), Some(&ada)));
         // `any` is the last rule: it catches frames without a destination too.
         assert!(!rules.allows(Other, None, Some(&ada)));
+    }
+
+    #[test]
+    fn wildcard_subscriptions_cannot_reach_past_a_rule() {
+        let (rules, ada, bob) =
+            (rules(), Principal::new("ada").with_role("admin"), Principal::new("bob"));
+        assert!(!rules.allows_pattern("/topic/**", Some(&bob)), "covers /topic/admin/**");
+        assert!(
+            !rules.allows_pattern("/topic/*/audit", Some(&bob)),
+            "may reach /topic/admin/audit"
+        );
+        assert!(!rules.allows_pattern("/**", Some(&ada)), "reaches past every rule");
+        assert!(rules.allows_pattern("/topic/**", Some(&ada)));
+        assert!(rules.allows_pattern("/topic/chat/*", Some(&bob)), "disjoint from the admin area");
+        assert!(!rules.allows_pattern("/topic/chat/*", None), "needs a user");
+        assert!(!rules.allows_pattern("/queue/*", Some(&ada)), "no rule allows /queue");
+        assert!(AccessRules::new().allows_pattern("/**", None), "no rules, no limits");
     }
 
     #[test]

@@ -277,7 +277,13 @@ impl Protocol {
             FrameKind::Send | FrameKind::Subscribe => frame.destination(),
             _ => None,
         };
-        if rules.allows(kind, destination, self.principal.as_ref()) {
+        let allowed = match (kind, destination) {
+            (FrameKind::Subscribe, Some(pattern)) if Pattern::is_pattern(pattern) => {
+                rules.allows_pattern(pattern, self.principal.as_ref())
+            }
+            _ => rules.allows(kind, destination, self.principal.as_ref()),
+        };
+        if allowed {
             return Ok(());
         }
         Err(match destination {
@@ -397,7 +403,7 @@ impl Protocol {
             (None, _) => {
                 tracing::error!(
                     session_id = %self.session_id,
-                    "CONNECT refused: the session needs a CSRF token (it was authenticated by a cookie), but the handshake attached none: insert a stompede::security::CsrfToken in the handshake hook or the request's extensions, or set csrf(Csrf::Disabled) if no cookie authenticates sessions"
+                    "CONNECT refused: the session needs a CSRF token (csrf is Required, or the session was authenticated by a cookie), but its handshake attached none: insert a stompede::security::CsrfToken in the handshake hook or the request's extensions, or set csrf(Csrf::Disabled) if no cookie authenticates sessions"
                 );
                 Err(format!(
                     "CSRF token missing or invalid: CONNECT must carry the {header} header that the page was given"
@@ -442,12 +448,9 @@ impl Protocol {
             .header(names::HEART_BEAT, server_beat.to_header_value())
             .header(names::SESSION, self.session_id.clone())
             .header(names::SERVER, config.server_name.clone());
-        match (&self.principal, &login) {
-            (Some(principal), _) => {
-                connected.headers.push("user-name", principal.name().to_owned())
-            }
-            (None, Some(login)) => connected.headers.push("user-name", login.clone()),
-            (None, None) => {}
+        // Spring's header: the authenticated user's name (never an unverified `login`).
+        if let Some(principal) = &self.principal {
+            connected.headers.push("user-name", principal.name().to_owned());
         }
         self.reply(&connected);
         if let Some(id) = receipt {
@@ -636,7 +639,7 @@ impl Protocol {
         }
         let max = self.runtime.config.max_subscriptions;
         if self.subscriptions.len() >= max {
-            return Err(violation(format!(
+            return Err(Violation::Denied(format!(
                 "a session may hold at most {max} subscriptions (unsubscribe first, or set max_subscriptions to raise it)"
             )));
         }
