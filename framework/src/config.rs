@@ -475,6 +475,8 @@ pub(crate) struct Settings {
     pub(crate) csrf_header: String,
     pub(crate) session_limits: SessionLimits,
     pub(crate) inbound_frame_rate: Option<FrameRate>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::transport::tls::TlsConfig>,
     /// Static assets as registered: path, content type, body.
     pub(crate) asset_sources: Vec<(String, String, Bytes)>,
     /// Whether `/stompede.js` is served.
@@ -514,6 +516,8 @@ impl Default for Settings {
             csrf_header: "X-CSRF-TOKEN".into(),
             session_limits: SessionLimits::default(),
             inbound_frame_rate: None,
+            #[cfg(feature = "tls")]
+            tls: None,
             asset_sources: Vec::new(),
             serve_client_script: true,
         }

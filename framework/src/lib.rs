@@ -212,6 +212,8 @@ pub use stompede_macros::send_to_user;
 pub use stompede_macros::requires_role;
 pub use template::{MessagingTemplate, SendError};
 pub use transport::service::{ResponseBody, StompService};
+#[cfg(feature = "tls")]
+pub use transport::tls::TlsConfig;
 
 /// The guide's pages, compiled (and where they can run, run) as doctests, so that their code
 /// cannot drift from the crate's.
@@ -230,7 +232,7 @@ mod guide {
     struct Configuration;
     #[doc = include_str!("../../docs/protocol.md")]
     struct Protocol;
-    #[cfg_attr(feature = "axum", doc = include_str!("../../docs/security.md"))]
+    #[cfg_attr(all(feature = "axum", feature = "tls"), doc = include_str!("../../docs/security.md"))]
     struct Security;
     #[cfg_attr(feature = "sockjs", doc = include_str!("../../docs/sockjs.md"))]
     struct SockJs;

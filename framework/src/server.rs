@@ -310,6 +310,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves TLS on the built-in listener (feature `tls`): `wss://` WebSocket endpoints and
+    /// `https://` SockJS. The STOMP-over-TCP listener ([`tcp`](Self::tcp)) stays plain. A
+    /// server mounted in your own HTTP server uses that server's TLS instead.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::transport::tls::TlsConfig) -> Self {
+        self.settings.tls = Some(tls);
+        self
+    }
+
     /// The `server` header of CONNECTED (default `stompede/VERSION`).
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.settings.server_name = name.into();
@@ -582,7 +591,11 @@ impl Server {
                 e.path.clone()
             })
             .collect();
-        tracing::info!(%local_addr, ?endpoints, ?tcp_addr, "stompede listening");
+        #[cfg(feature = "tls")]
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        #[cfg(not(feature = "tls"))]
+        let scheme = "http";
+        tracing::info!(%local_addr, scheme, ?endpoints, ?tcp_addr, "stompede listening");
         let runtime = &self.runtime;
         runtime.tracker.spawn(accept::http(runtime.clone(), self.endpoints.clone(), http));
         #[cfg(feature = "tcp")]

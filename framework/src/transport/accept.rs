@@ -53,23 +53,55 @@ pub(crate) async fn http(runtime: Arc<Runtime>, endpoints: Arc<Endpoints>, liste
             }
         };
         let Some((stream, peer)) = accepted_or_pause(accepted).await else { continue };
+        let service = StompService::new(runtime.clone(), endpoints.clone())
+            .with_peer(peer)
+            .with_slot(slot.clone());
+        let shutdown = runtime.shutdown.clone();
+        let limit = config.send_time_limit;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &config.tls {
+            let (acceptor, http1) = (tls.acceptor.clone(), http1.clone());
+            let deadline = config.http_header_read_timeout;
+            runtime.tracker.spawn(async move {
+                // The handshake counts as the first request's head: same deadline.
+                let stream = match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                    Err(_) => {
+                        return tracing::debug!(%peer, "TLS handshake not completed within {deadline:?}");
+                    }
+                };
+                let io = TokioIo::new(WriteStall::new(stream, limit, slot));
+                serve(&http1, io, service, shutdown, peer).await;
+            });
+            continue;
+        }
         // Writes the client does not read fail after the send time limit while the connection
         // holds its slot (pipelined requests whose answers are never read).
-        let io = TokioIo::new(WriteStall::new(stream, config.send_time_limit, slot.clone()));
-        let service =
-            StompService::new(runtime.clone(), endpoints.clone()).with_peer(peer).with_slot(slot);
-        let shutdown = runtime.shutdown.clone();
-        let connection = http1.serve_connection(io, service).with_upgrades();
-        runtime.tracker.spawn(async move {
-            tokio::select! {
-                result = connection => {
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, "HTTP connection ended: {e}");
-                    }
-                }
-                () = shutdown.cancelled() => {}
+        let io = TokioIo::new(WriteStall::new(stream, limit, slot));
+        let http1 = http1.clone();
+        runtime.tracker.spawn(async move { serve(&http1, io, service, shutdown, peer).await });
+    }
+}
+
+/// Serves one HTTP connection (with its upgrades) until it ends or the server shuts down.
+async fn serve<I>(
+    http1: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: StompService,
+    shutdown: tokio_util::sync::CancellationToken,
+    peer: SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let connection = http1.serve_connection(io, service).with_upgrades();
+    tokio::select! {
+        result = connection => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, "HTTP connection ended: {e}");
             }
-        });
+        }
+        () = shutdown.cancelled() => {}
     }
 }
 

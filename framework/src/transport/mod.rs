@@ -16,6 +16,8 @@ pub(crate) mod sockjs;
 pub(crate) mod stall;
 #[cfg(any(feature = "tcp", feature = "client"))]
 pub(crate) mod tcp;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
 pub(crate) mod websocket;
 
 use std::future::Future;
