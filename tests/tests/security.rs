@@ -696,3 +696,57 @@ async fn disconnect_user_closes_each_of_their_sessions() {
     assert_eq!(names, ["bob"]);
     server.shutdown(WAIT).await;
 }
+
+// --- Origins ---------------------------------------------------------------------------
+
+/// The origin allow-list guards every way into a session: the WebSocket endpoint, and each
+/// SockJS request that opens or carries a session, on every transport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origins_are_checked_on_every_sockjs_transport() {
+    let server = start(
+        Server::builder()
+            .endpoint(Endpoint::new("/ws").with_sockjs())
+            .allowed_origins(["http://app.example"]),
+    )
+    .await;
+    let upgrade = [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let requests: [(Method, &str, &[(&str, &str)]); 8] = [
+        (Method::GET, "/ws", &upgrade),
+        (Method::GET, "/ws/info", &[]),
+        (Method::GET, "/ws/000/s1/websocket", &upgrade),
+        (Method::POST, "/ws/000/s2/xhr", &[]),
+        (Method::POST, "/ws/000/s3/xhr_streaming", &[]),
+        (Method::GET, "/ws/000/s4/eventsource", &[]),
+        (Method::GET, "/ws/000/s5/htmlfile?c=callback", &[]),
+        (Method::POST, "/ws/000/s6/xhr_send", &[]),
+    ];
+    for (method, path, headers) in requests {
+        let mut with_origin = headers.to_vec();
+        with_origin.push(("origin", "http://evil.example"));
+        let response =
+            stompede_tests::sockjs::request(&server, method.clone(), path, &with_origin, "[]")
+                .await;
+        assert_eq!(
+            response.status(),
+            http::StatusCode::FORBIDDEN,
+            "{method} {path} from evil.example"
+        );
+        // The allowed origin gets past the check (a 403 would mean the origin was refused).
+        let mut allowed = headers.to_vec();
+        allowed.push(("origin", "http://app.example"));
+        let response =
+            stompede_tests::sockjs::request(&server, method.clone(), path, &allowed, "[]").await;
+        assert_ne!(
+            response.status(),
+            http::StatusCode::FORBIDDEN,
+            "{method} {path} from app.example"
+        );
+    }
+    assert_eq!(server.server().session_count(), 0, "no refused request opened a session");
+    server.shutdown(WAIT).await;
+}
