@@ -166,7 +166,7 @@ pub(crate) async fn watch_sessions(server: Server, presence: Presence) {
                 format!("{user} connected ({session_id})")
             }
             SessionEvent::Disconnected { session_id, reason, .. } => {
-                format!("{user} disconnected ({session_id}): {reason:?}")
+                format!("{user} disconnected ({session_id}): {reason}")
             }
             _ => continue,
         };

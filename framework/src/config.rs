@@ -640,6 +640,9 @@ impl Settings {
                 ("inbound_frame_rate (burst)", rate.burst),
             ])?;
         }
+        if let Some(pattern) = self.access_rules.malformed_pattern() {
+            return Err(error(MissingSlash { setting: "access_rules", value: pattern.to_owned() }));
+        }
         if http::HeaderName::from_bytes(self.csrf_header.as_bytes()).is_err() {
             return Err(error(BadHeaderName {
                 setting: "csrf_header",

@@ -83,6 +83,21 @@ pub enum DisconnectReason {
     Closed(Arc<str>),
 }
 
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DisconnectReason::ClientDisconnected => f.write_str("the client disconnected"),
+            DisconnectReason::ConnectionLost(why) => write!(f, "connection lost: {why}"),
+            DisconnectReason::ProtocolError(why) => write!(f, "protocol error: {why}"),
+            DisconnectReason::SlowConsumer(why) => write!(f, "slow consumer: {why}"),
+            DisconnectReason::Timeout(why) => write!(f, "timeout: {why}"),
+            DisconnectReason::ServerShutdown => f.write_str("the server shut down"),
+            DisconnectReason::AccessDenied(why) => write!(f, "refused by security: {why}"),
+            DisconnectReason::Closed(why) => write!(f, "closed by the application: {why}"),
+        }
+    }
+}
+
 impl SessionEvent {
     /// The session the event is about.
     pub fn session_id(&self) -> &str {

@@ -521,6 +521,14 @@ async fn requires_role_guards_the_handler() {
     server.shutdown(WAIT).await;
 }
 
+#[test]
+fn an_access_rule_pattern_without_a_leading_slash_is_a_configuration_error() {
+    let rules = AccessRules::new().subscribe(["topic/admin/**"], Access::role("admin"));
+    let error = Server::builder().access_rules(rules).build().err().unwrap();
+    assert_eq!(error.setting(), Some("access_rules"));
+    assert!(error.to_string().contains("\"topic/admin/**\" must start with '/'"), "{error}");
+}
+
 // --- CSRF ------------------------------------------------------------------------------
 
 /// A cookie-authenticated handshake: the hook reads the session cookie and attaches the
@@ -715,7 +723,8 @@ async fn origins_are_checked_on_every_sockjs_transport() {
         ("sec-websocket-version", "13"),
         ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
     ];
-    let requests: [(Method, &str, &[(&str, &str)]); 8] = [
+    type Request<'a> = (Method, &'a str, &'a [(&'a str, &'a str)]);
+    let requests: [Request<'_>; 8] = [
         (Method::GET, "/ws", &upgrade),
         (Method::GET, "/ws/info", &[]),
         (Method::GET, "/ws/000/s1/websocket", &upgrade),

@@ -28,7 +28,7 @@ pub(crate) use csrf::CookieAuthenticated;
 pub use csrf::{Csrf, CsrfToken};
 pub use principal::Principal;
 pub(crate) use rules::FrameKind;
-pub use rules::{Access, AccessRules};
+pub use rules::{Access, AccessRequest, AccessRules};
 
 use http::StatusCode;
 

@@ -133,6 +133,16 @@ impl AccessRules {
         self.rules.is_empty()
     }
 
+    /// The first destination pattern that does not start with `/` (a typo that would never
+    /// match), for the configuration check.
+    pub(crate) fn malformed_pattern(&self) -> Option<&str> {
+        self.rules
+            .iter()
+            .flat_map(|rule| rule.destinations.iter().flatten())
+            .map(|(text, _)| text.as_str())
+            .find(|text| !text.starts_with('/'))
+    }
+
     /// Whether `principal` may send a frame of `kind` to `destination`.
     pub(crate) fn allows(
         &self,
@@ -160,7 +170,13 @@ impl AccessRules {
                 (Some(_), None) => false,
             };
             if frames && destinations {
-                return rule.access.grants(principal);
+                let command = match kind {
+                    FrameKind::Connect => "CONNECT",
+                    FrameKind::Send => "SEND",
+                    FrameKind::Subscribe => "SUBSCRIBE",
+                    FrameKind::Other => "",
+                };
+                return rule.access.grants(&AccessRequest { principal, destination, command });
             }
         }
         !matches!(kind, FrameKind::Send | FrameKind::Subscribe)
@@ -189,7 +205,9 @@ impl AccessRules {
             if !overlaps {
                 continue;
             }
-            if !rule.access.grants(principal) {
+            let request =
+                AccessRequest { principal, destination: Some(pattern), command: "SUBSCRIBE" };
+            if !rule.access.grants(&request) {
                 return false;
             }
             if covers {
@@ -233,7 +251,35 @@ fn covers(rule: &str, pattern: &str) -> bool {
 pub struct Access(AccessKind);
 
 /// A custom access decision.
-type Decide = dyn Fn(Option<&Principal>) -> bool + Send + Sync;
+type Decide = dyn Fn(&AccessRequest<'_>) -> bool + Send + Sync;
+
+/// What an [`Access::custom`] rule decides on: the session's principal, the frame's command
+/// and its destination.
+#[derive(Clone, Copy, Debug)]
+pub struct AccessRequest<'a> {
+    principal: Option<&'a Principal>,
+    destination: Option<&'a str>,
+    command: &'static str,
+}
+
+impl<'a> AccessRequest<'a> {
+    /// The session's principal (`None`: anonymous).
+    pub fn principal(&self) -> Option<&'a Principal> {
+        self.principal
+    }
+
+    /// The destination of a SEND or SUBSCRIBE, as the client wrote it: for a wildcard
+    /// SUBSCRIBE, the pattern itself (`/topic/acme/**`), so a rule that allows a subtree must
+    /// check that the pattern stays inside it.
+    pub fn destination(&self) -> Option<&'a str> {
+        self.destination
+    }
+
+    /// `CONNECT`, `SEND` or `SUBSCRIBE`; empty for the frames without a destination.
+    pub fn command(&self) -> &'static str {
+        self.command
+    }
+}
 
 #[derive(Clone)]
 enum AccessKind {
@@ -274,12 +320,30 @@ impl Access {
         Access(AccessKind::AnyRole(roles.into_iter().map(Into::into).collect()))
     }
 
-    /// Whatever `decide` says of the principal (`None`: an anonymous session).
-    pub fn custom(decide: impl Fn(Option<&Principal>) -> bool + Send + Sync + 'static) -> Self {
+    /// Whatever `decide` says of the request: its principal, command and destination. A
+    /// tenant's own topics, say:
+    ///
+    /// ```
+    /// use stompede::security::{Access, AccessRequest, AccessRules};
+    ///
+    /// // /topic/tenant/{id}/** for the users whose `tenant` attribute is {id}.
+    /// let own_tenant = Access::custom(|request: &AccessRequest<'_>| {
+    ///     let (Some(user), Some(destination)) = (request.principal(), request.destination()) else {
+    ///         return false;
+    ///     };
+    ///     let Some(tenant) = user.attribute("tenant") else { return false };
+    ///     destination.strip_prefix("/topic/tenant/").and_then(|rest| rest.strip_prefix(tenant))
+    ///         .is_some_and(|rest| rest.starts_with('/'))
+    /// });
+    /// let rules = AccessRules::new().destinations(["/topic/tenant/**"], own_tenant);
+    /// # drop(rules);
+    /// ```
+    pub fn custom(decide: impl Fn(&AccessRequest<'_>) -> bool + Send + Sync + 'static) -> Self {
         Access(AccessKind::Custom(Arc::new(decide)))
     }
 
-    fn grants(&self, principal: Option<&Principal>) -> bool {
+    fn grants(&self, request: &AccessRequest<'_>) -> bool {
+        let principal = request.principal;
         match &self.0 {
             AccessKind::PermitAll => true,
             AccessKind::DenyAll => false,
@@ -287,7 +351,7 @@ impl Access {
             AccessKind::AnyRole(roles) => {
                 principal.is_some_and(|p| roles.iter().any(|r| p.has_role(r)))
             }
-            AccessKind::Custom(decide) => decide(principal),
+            AccessKind::Custom(decide) => decide(request),
         }
     }
 }
@@ -352,6 +416,29 @@ mod tests {
         assert!(!rules.allows_pattern("/topic/chat/*", None), "needs a user");
         assert!(!rules.allows_pattern("/queue/*", Some(&ada)), "no rule allows /queue");
         assert!(AccessRules::new().allows_pattern("/**", None), "no rules, no limits");
+    }
+
+    #[test]
+    fn custom_rules_see_the_destination() {
+        let rules = AccessRules::new()
+            .destinations(
+                ["/topic/tenant/**"],
+                Access::custom(|request| {
+                    let tenant = request.principal().and_then(|p| p.attribute("tenant"));
+                    match (tenant, request.destination()) {
+                        (Some(t), Some(d)) => d.starts_with(&format!("/topic/tenant/{t}/")),
+                        _ => false,
+                    }
+                }),
+            )
+            .any(Access::deny_all());
+        let acme = Principal::new("ada").with_attribute("tenant", "acme");
+        use FrameKind::*;
+        assert!(rules.allows(Subscribe, Some("/topic/tenant/acme/orders"), Some(&acme)));
+        assert!(!rules.allows(Subscribe, Some("/topic/tenant/globex/orders"), Some(&acme)));
+        assert!(rules.allows_pattern("/topic/tenant/acme/**", Some(&acme)));
+        assert!(!rules.allows_pattern("/topic/tenant/**", Some(&acme)), "reaches other tenants");
+        assert!(!rules.allows(Send, Some("/topic/tenant/acme/x"), None));
     }
 
     #[test]
