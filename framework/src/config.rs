@@ -475,6 +475,8 @@ pub(crate) struct Settings {
     pub(crate) csrf_header: String,
     pub(crate) session_limits: SessionLimits,
     pub(crate) inbound_frame_rate: Option<FrameRate>,
+    /// The broker relay, when broker destinations live in an external broker.
+    pub(crate) relay: Option<crate::broker::StompBrokerRelay>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::transport::tls::TlsConfig>,
     /// Static assets as registered: path, content type, body.
@@ -516,6 +518,7 @@ impl Default for Settings {
             csrf_header: "X-CSRF-TOKEN".into(),
             session_limits: SessionLimits::default(),
             inbound_frame_rate: None,
+            relay: None,
             #[cfg(feature = "tls")]
             tls: None,
             asset_sources: Vec::new(),

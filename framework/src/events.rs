@@ -47,6 +47,13 @@ pub enum SessionEvent {
         /// The session's principal (`None`: anonymous).
         principal: Option<Principal>,
     },
+    /// The external broker became available, or stopped being available (the relay's system
+    /// connection connected or was lost; Spring's `BrokerAvailabilityEvent`). While it is not,
+    /// CONNECTs are refused with `broker not available`.
+    BrokerAvailability {
+        /// Whether it is available now.
+        available: bool,
+    },
     /// A session ended.
     Disconnected {
         /// The session id.
@@ -78,6 +85,9 @@ pub enum DisconnectReason {
     /// denied a frame, a CSRF token was missing, or a limit (sessions, frame rate) was
     /// reached. The text is the ERROR frame's message.
     AccessDenied(Arc<str>),
+    /// The external broker went away (the relay's connection for the session was lost), or
+    /// could not be reached at CONNECT; the client got `ERROR message:broker not available`.
+    BrokerUnavailable(Arc<str>),
     /// The application closed it ([`Server::disconnect_user`](crate::Server::disconnect_user));
     /// the text is the reason it gave.
     Closed(Arc<str>),
@@ -94,28 +104,31 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::ServerShutdown => f.write_str("the server shut down"),
             DisconnectReason::AccessDenied(why) => write!(f, "refused by security: {why}"),
             DisconnectReason::Closed(why) => write!(f, "closed by the application: {why}"),
+            DisconnectReason::BrokerUnavailable(why) => write!(f, "broker not available: {why}"),
         }
     }
 }
 
 impl SessionEvent {
-    /// The session the event is about.
-    pub fn session_id(&self) -> &str {
+    /// The session the event is about (`None` for the broker's availability).
+    pub fn session_id(&self) -> Option<&str> {
         match self {
             SessionEvent::Connected { session_id, .. }
             | SessionEvent::Subscribed { session_id, .. }
             | SessionEvent::Unsubscribed { session_id, .. }
-            | SessionEvent::Disconnected { session_id, .. } => session_id,
+            | SessionEvent::Disconnected { session_id, .. } => Some(session_id),
+            SessionEvent::BrokerAvailability { .. } => None,
         }
     }
 
-    /// The session's principal (`None`: anonymous).
+    /// The session's principal (`None`: anonymous, or not about a session).
     pub fn principal(&self) -> Option<&Principal> {
         match self {
             SessionEvent::Connected { principal, .. }
             | SessionEvent::Subscribed { principal, .. }
             | SessionEvent::Unsubscribed { principal, .. }
             | SessionEvent::Disconnected { principal, .. } => principal.as_ref(),
+            SessionEvent::BrokerAvailability { .. } => None,
         }
     }
 }

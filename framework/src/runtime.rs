@@ -37,6 +37,9 @@ pub(crate) struct Runtime {
     events: broadcast::Sender<SessionEvent>,
     /// How many sessions were started, for their ids.
     session_counter: AtomicU64,
+    /// This node's part of session ids: unique among the nodes that share an external broker
+    /// (user destinations there are named after session ids).
+    node: String,
 }
 
 impl Runtime {
@@ -66,12 +69,13 @@ impl Runtime {
             tracker: TaskTracker::new(),
             events,
             session_counter: AtomicU64::new(0),
+            node: node_id(),
         }
     }
 
     pub(crate) fn next_session_id(&self) -> ByteStr {
         let n = self.session_counter.fetch_add(1, Ordering::Relaxed);
-        ByteStr::from(format!("session-{n}"))
+        ByteStr::from(format!("{}-{n}", self.node))
     }
 
     pub(crate) fn emit(&self, event: SessionEvent) {
@@ -79,8 +83,32 @@ impl Runtime {
         let _ = self.events.send(event);
     }
 
+    /// Starts the relay's system connection, if the server has a relay (once; needs a Tokio
+    /// runtime, so it is called when the server starts serving and when a session starts).
+    pub(crate) fn start_broker(self: &Arc<Self>) {
+        if let Some(relay) = self.broker.relay() {
+            let events = self.events.clone();
+            relay.start(
+                self.shutdown.clone(),
+                Arc::new(move |available| {
+                    let _ = events.send(SessionEvent::BrokerAvailability { available });
+                }),
+            );
+        }
+    }
+
     /// Session lifecycle events from now on.
     pub(crate) fn events(&self) -> broadcast::Receiver<SessionEvent> {
         self.events.subscribe()
     }
+}
+
+/// 8 hex digits that differ from one process (and server) to the next: from the standard
+/// library's randomly keyed hasher.
+fn node_id() -> String {
+    use std::hash::BuildHasher;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let hash = std::collections::hash_map::RandomState::new().hash_one((std::process::id(), now));
+    format!("{:08x}", hash as u32)
 }

@@ -50,6 +50,16 @@ pub struct ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// Relays broker destinations to an external STOMP broker, RabbitMQ with its STOMP plugin
+    /// (Spring's `enableStompBrokerRelay`), instead of the in-memory broker: several nodes
+    /// then share them. See [`StompBrokerRelay`](crate::broker::StompBrokerRelay) and
+    /// `docs/scaling.md`.
+    pub fn enable_stomp_broker_relay(mut self, relay: crate::broker::StompBrokerRelay) -> Self {
+        self.settings.broker_prefixes = relay.prefixes.clone();
+        self.settings.relay = Some(relay);
+        self
+    }
+
     /// Destination prefixes served by the in-memory broker (default `/topic`, `/queue`).
     pub fn enable_simple_broker<I, S>(mut self, prefixes: I) -> Self
     where
@@ -397,7 +407,10 @@ impl ServerBuilder {
         }
         let router = Router::new(handlers, &config)?;
         let endpoints = Arc::new(Endpoints::new(&config));
-        let broker = Broker::Simple(SimpleBroker::new());
+        let broker = match config.relay.clone() {
+            Some(relay) => Broker::Relay(crate::broker::RelayBroker::new(relay)),
+            None => Broker::Simple(SimpleBroker::new()),
+        };
         let runtime = Runtime::new(config, broker, router, self.state);
         Ok(Server { runtime: Arc::new(runtime), endpoints })
     }
@@ -426,6 +439,7 @@ impl Server {
 
     /// The WebSocket endpoint(s) as a service, for mounting in an existing HTTP server.
     pub fn service(&self) -> StompService {
+        self.runtime.start_broker();
         StompService::new(self.runtime.clone(), self.endpoints.clone())
     }
 
@@ -532,6 +546,13 @@ impl Server {
         &self.runtime.broker
     }
 
+    /// Whether the broker can take messages: always with the in-memory broker; with the relay,
+    /// whether its system connection to the external broker is up (see also
+    /// `SessionEvent::BrokerAvailability`).
+    pub fn broker_available(&self) -> bool {
+        self.runtime.broker.is_available()
+    }
+
     /// The connected users (sessions with a principal), by name, each with its sessions and
     /// their subscriptions (Spring's `SimpUserRegistry`).
     pub fn users(&self) -> Vec<User> {
@@ -597,6 +618,7 @@ impl Server {
         let scheme = "http";
         tracing::info!(%local_addr, scheme, ?endpoints, ?tcp_addr, "stompede listening");
         let runtime = &self.runtime;
+        runtime.start_broker();
         runtime.tracker.spawn(accept::http(runtime.clone(), self.endpoints.clone(), http));
         #[cfg(feature = "tcp")]
         if let Some(listener) = tcp {

@@ -55,6 +55,12 @@ pub enum SendError {
         /// The configured prefixes.
         prefixes: String,
     },
+    /// The external broker is not available: the relay's system connection is down (it is
+    /// reconnecting), or backed up. Nothing was sent.
+    #[error(
+        "the message broker is not available (the relay's system connection is down or backed up); nothing was sent"
+    )]
+    BrokerUnavailable,
     /// The payload could not be made into a message (its JSON serialization failed).
     #[error("the payload cannot be sent: {0}")]
     Payload(#[source] BoxError),
@@ -116,7 +122,9 @@ impl MessagingTemplate {
         body: Bytes,
     ) -> Result<usize, SendError> {
         self.require_broker_destination(&destination)?;
-        Ok(self.broker.publish(&destination, headers, body))
+        self.broker
+            .try_publish(&destination, headers, body)
+            .map_err(|_| SendError::BrokerUnavailable)
     }
 
     /// Sends `payload` to every session of `user` subscribed to the user destination
@@ -140,6 +148,9 @@ impl MessagingTemplate {
         payload: impl IntoReply,
     ) -> Result<usize, SendError> {
         self.require_broker_destination(destination)?;
+        if !self.broker.is_available() {
+            return Err(SendError::BrokerUnavailable);
+        }
         match payload.into_reply().map_err(SendError::Payload)? {
             Some(message) => {
                 Ok(self.publish_to_user(user, destination, &message.headers, message.body))
@@ -191,8 +202,16 @@ impl MessagingTemplate {
         headers: &Headers,
         body: Bytes,
     ) -> usize {
-        let resolved = ByteStr::from(resolve_user_destination(destination, session));
-        self.broker.publish_to_user(&resolved, shown, headers, body)
+        // In an external broker, a SEND to a queue nobody subscribed to creates it, and it
+        // would stay: only to sessions that subscribed.
+        if self.broker.relay().is_some() && !self.sessions.is_subscribed(session, shown) {
+            return 0;
+        }
+        let resolved = match self.broker.relay() {
+            Some(_) => crate::broker::relay::user_destination(destination, session),
+            None => resolve_user_destination(destination, session),
+        };
+        self.broker.publish_to_user(&ByteStr::from(resolved), shown, headers, body)
     }
 
     /// Refuses a destination that no broker prefix covers (sending or listening there could
@@ -209,7 +228,30 @@ impl MessagingTemplate {
 }
 
 /// The broker-side name of a session's user destination (Spring's): `/queue/reply` of session
-/// `s1` is `/queue/reply-users1`.
+/// `3fa2b1c9-7` is `/queue/reply-user3fa2b1c9-7`.
 pub(crate) fn resolve_user_destination(destination: &str, session: &str) -> String {
     format!("{destination}-user{session}")
+}
+
+/// Whether `destination` is such a name (`...-user` then a session id: 8 hex digits, `-`,
+/// digits), which clients may not use directly.
+pub(crate) fn is_resolved_user_destination(destination: &str) -> bool {
+    let Some((_, session)) = destination.rsplit_once("-user") else { return false };
+    let Some((node, n)) = session.split_once('-') else { return false };
+    node.len() == 8
+        && node.bytes().all(|b| b.is_ascii_hexdigit())
+        && !n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn resolved_user_destinations_are_recognised() {
+        let resolved = super::resolve_user_destination("/queue/reply", "3fa2b1c9-7");
+        assert!(super::is_resolved_user_destination(&resolved));
+        assert!(!super::is_resolved_user_destination("/queue/power-users"));
+        assert!(!super::is_resolved_user_destination("/queue/reply-userX-7"));
+        assert!(!super::is_resolved_user_destination("/queue/reply"));
+    }
 }

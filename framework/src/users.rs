@@ -55,7 +55,7 @@ struct Entry {
     addr: Option<IpAddr>,
     /// Raised to close the session from outside (logout).
     closer: Arc<Fatal>,
-    /// Kept for sessions with a principal only (what `users()` lists).
+    /// Its subscriptions: id and destination as the client wrote it.
     subscriptions: Vec<(ByteStr, ByteStr)>,
     /// Order of connection, for stable listings.
     seq: u64,
@@ -159,6 +159,14 @@ impl SessionRegistry {
         if let Some(entry) = inner.sessions.get_mut(id) {
             entry.subscriptions.retain(|(s, _)| &**s != subscription);
         }
+    }
+
+    /// Whether session `id` holds a subscription to `destination` (as the client wrote it).
+    pub(crate) fn is_subscribed(&self, id: &str, destination: &str) -> bool {
+        lock(&self.inner)
+            .sessions
+            .get(id)
+            .is_some_and(|entry| entry.subscriptions.iter().any(|(_, d)| &**d == destination))
     }
 
     /// The sessions of `user`, in the order they connected.

@@ -7,10 +7,12 @@
 
 mod listener;
 mod registry;
+pub(crate) mod relay;
 mod simple;
 mod subscriber;
 
 pub use listener::Listener;
+pub use relay::{RelayBroker, StompBrokerRelay};
 pub use simple::SimpleBroker;
 pub use subscriber::AckMode;
 
@@ -28,14 +30,53 @@ use crate::stomp::{ByteStr, Headers};
 pub enum Broker {
     /// The in-memory broker, Spring's simple broker.
     Simple(SimpleBroker),
+    /// The relay to an external STOMP broker (RabbitMQ), Spring's broker relay.
+    Relay(RelayBroker),
 }
 
+/// The external broker is not available (the relay's system connection is down), or the
+/// system connection cannot take more for now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Unavailable;
+
 impl Broker {
-    /// Delivers a message to every matching subscription; returns how many received it.
+    /// Delivers a message to every matching subscription; returns how many received it (with
+    /// the relay, which cannot know: 0, and nothing is sent while the broker is unavailable).
     /// `headers` are the publisher's: all but the per-SEND ones are forwarded.
     pub fn publish(&self, destination: &ByteStr, headers: &Headers, body: Bytes) -> usize {
+        self.try_publish(destination, headers, body).unwrap_or(0)
+    }
+
+    /// [`publish`](Self::publish), failing when the external broker is not available.
+    pub(crate) fn try_publish(
+        &self,
+        destination: &ByteStr,
+        headers: &Headers,
+        body: Bytes,
+    ) -> Result<usize, Unavailable> {
         match self {
-            Broker::Simple(broker) => broker.publish(destination, headers, body),
+            Broker::Simple(broker) => Ok(broker.publish(destination, headers, body)),
+            Broker::Relay(relay) => match relay.publish(destination, headers, body) {
+                true => Ok(0),
+                false => Err(Unavailable),
+            },
+        }
+    }
+
+    /// The relay, when the server has one.
+    pub(crate) fn relay(&self) -> Option<&RelayBroker> {
+        match self {
+            Broker::Relay(relay) => Some(relay),
+            Broker::Simple(_) => None,
+        }
+    }
+
+    /// Whether the broker can take messages: always for the simple broker; for the relay,
+    /// whether its system connection is up.
+    pub fn is_available(&self) -> bool {
+        match self {
+            Broker::Simple(_) => true,
+            Broker::Relay(relay) => relay.is_available(),
         }
     }
 
@@ -50,6 +91,10 @@ impl Broker {
     ) {
         match self {
             Broker::Simple(broker) => broker.deliver_to(subscriber, destination, headers, body),
+            // The subscription of a subscribe mapping is the session's own: no broker involved.
+            Broker::Relay(_) => {
+                SimpleBroker::default().deliver_to(subscriber, destination, headers, body)
+            }
         }
     }
 
@@ -64,32 +109,39 @@ impl Broker {
     ) -> usize {
         match self {
             Broker::Simple(broker) => broker.publish_to_user(resolved, shown, headers, body),
+            // The session's broker connection shows the destination it subscribed to.
+            Broker::Relay(relay) => usize::from(relay.publish(resolved, headers, body)),
         }
     }
 
     pub(crate) fn subscribe(&self, subscriber: Arc<Subscriber>) {
         match self {
             Broker::Simple(broker) => broker.subscribe(subscriber),
+            Broker::Relay(relay) => relay.subscribe(subscriber),
         }
     }
 
     pub(crate) fn unsubscribe(&self, subscriber: &Subscriber) {
         match self {
             Broker::Simple(broker) => broker.unsubscribe(subscriber),
+            Broker::Relay(relay) => relay.unsubscribe(subscriber),
         }
     }
 
-    /// How many subscriptions are registered.
+    /// How many subscriptions are registered (0 with the relay: they live in the external
+    /// broker).
     pub fn subscription_count(&self) -> usize {
         match self {
             Broker::Simple(broker) => broker.subscription_count(),
+            Broker::Relay(_) => 0,
         }
     }
 
-    /// How many exact destinations have at least one subscriber.
+    /// How many exact destinations have at least one subscriber (0 with the relay).
     pub fn destination_count(&self) -> usize {
         match self {
             Broker::Simple(broker) => broker.destination_count(),
+            Broker::Relay(_) => 0,
         }
     }
 }

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use protocol::{Flow, PeerIdentity, Protocol};
 
+use crate::broker::relay::Ended;
 use crate::events::{DisconnectReason, SessionEvent};
 use crate::outbox::{Outbox, OutboxReceiver};
 use crate::runtime::Runtime;
@@ -46,6 +47,7 @@ pub(crate) struct Peer {
 
 /// Runs a session to its end.
 pub(crate) async fn run<T: Transport>(runtime: Arc<Runtime>, peer: Peer, transport: T) {
+    runtime.start_broker();
     let session_id = runtime.next_session_id();
     let span =
         tracing::debug_span!("session", %session_id, peer = ?peer.addr, transport = peer.transport);
@@ -158,7 +160,17 @@ async fn drive<T: Transport>(
     let fatal_raised = fatal.raised();
     let closer = protocol.closer();
     let closed_by_app = closer.raised();
-    tokio::pin!(read_timer, beat_timer, shutting_down, outbox_closed, fatal_raised, closed_by_app);
+    let upstream_end = protocol.upstream_end();
+    let upstream_ended = upstream_end.ended();
+    tokio::pin!(
+        read_timer,
+        beat_timer,
+        shutting_down,
+        outbox_closed,
+        fatal_raised,
+        closed_by_app,
+        upstream_ended
+    );
     let mut session = Session {
         decoder: Decoder::new(config.limits),
         runtime: runtime.clone(),
@@ -201,6 +213,7 @@ async fn drive<T: Transport>(
                 let error = Frame::error(message.clone(), None, &message);
                 Step::Close(Some(error), DisconnectReason::Closed(message.into()))
             }
+            () = &mut upstream_ended => upstream_step(upstream_end.take()),
             flow = s.protocol.unblock(), if s.protocol.is_blocked() => {
                 s.unblocked(flow, read_timer.as_mut(), beat_timer.as_mut())
             }
@@ -414,6 +427,31 @@ impl<T: Transport> Session<T> {
         }
         let _ = timeout(limit, self.transport.close()).await;
         reason
+    }
+}
+
+/// How a session ends when its connection to the external broker (relay) ended.
+fn upstream_step(ended: Option<&Ended>) -> Step {
+    match ended {
+        Some(Ended::Disconnected(receipt)) => {
+            Step::Close(receipt.clone(), DisconnectReason::ClientDisconnected)
+        }
+        Some(Ended::Refused(error)) => {
+            let message = error.get(crate::stomp::names::MESSAGE).unwrap_or("broker error");
+            let reason =
+                DisconnectReason::ProtocolError(format!("the broker refused: {message}").into());
+            Step::Close(Some(error.clone()), reason)
+        }
+        Some(Ended::Lost(why)) => {
+            tracing::warn!("broker not available: {why}");
+            let error = Frame::error(
+                "broker not available",
+                None,
+                "The connection to the message broker was lost; reconnect to try again.",
+            );
+            Step::Close(Some(error), DisconnectReason::BrokerUnavailable(why.as_str().into()))
+        }
+        None => Step::Continue,
     }
 }
 

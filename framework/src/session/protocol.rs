@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::broker::relay::{Link, UpstreamEnd};
 use crate::broker::{AckMode, Pattern, Subscriber};
 use crate::destination::strip_prefix;
 use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch};
@@ -15,10 +16,7 @@ use crate::events::{DisconnectReason, SessionEvent};
 use crate::outbox::Outbox;
 use crate::runtime::Runtime;
 use crate::security::rate::TokenBucket;
-use crate::security::{
-    AuthenticationResult, ConnectRequest, CookieAuthenticated, Csrf, CsrfToken, FrameKind,
-    Principal,
-};
+use crate::security::{ConnectRequest, CookieAuthenticated, Csrf, CsrfToken, FrameKind, Principal};
 use crate::stomp::{ByteStr, Command, EncodedFrame, Frame, HeartBeat, Version, encode, names};
 use crate::template::resolve_user_destination;
 
@@ -62,15 +60,20 @@ pub(crate) struct PeerIdentity {
     pub(crate) addr: Option<SocketAddr>,
 }
 
-/// A CONNECT waiting for the authenticator.
+/// Why a CONNECT waiting for the authenticator or the broker relay was refused.
+enum Refusal {
+    /// The authenticator refused (or timed out): the text is for the log only.
+    Authentication(String),
+    /// The relay could not open the session's connection to the external broker.
+    Broker(String),
+}
+
+/// What a CONNECT waits for: the session's principal, and its relay connection if any.
+type ConnectOutcome = Result<(Option<Principal>, Option<Link>), Refusal>;
+
+/// A CONNECT waiting for the authenticator, the broker relay, or both.
 struct PendingConnect {
-    outcome: Pin<
-        Box<
-            dyn std::future::Future<
-                    Output = Result<AuthenticationResult, tokio::time::error::Elapsed>,
-                > + Send,
-        >,
-    >,
+    outcome: Pin<Box<dyn std::future::Future<Output = ConnectOutcome> + Send>>,
     version: Version,
     client_beat: HeartBeat,
     login: Option<String>,
@@ -79,7 +82,8 @@ struct PendingConnect {
 
 /// One subscription of the session.
 struct Subscription {
-    subscriber: Arc<Subscriber>,
+    /// `None` for a subscription held by the external broker (relay).
+    subscriber: Option<Arc<Subscriber>>,
     /// The destination as the client subscribed to it (for a user destination, not the
     /// resolved name the broker matches).
     destination: ByteStr,
@@ -108,6 +112,14 @@ pub(crate) struct Protocol {
     closer: Arc<Fatal>,
     /// Whether the session is in the session registry (from a successful CONNECT).
     registered: bool,
+    /// The session's connection to the external broker, with the relay.
+    relay: Option<Link>,
+    /// Raised when that connection ends.
+    upstream_end: Arc<UpstreamEnd>,
+    /// Set while handling a frame whose receipt the external broker will answer.
+    receipt_forwarded: bool,
+    /// DISCONNECT went to the external broker: nothing more is read.
+    disconnecting: bool,
 }
 
 /// Where a SEND or SUBSCRIBE goes.
@@ -145,7 +157,16 @@ impl Protocol {
             rate,
             closer: Arc::new(Fatal::default()),
             registered: false,
+            relay: None,
+            upstream_end: Arc::default(),
+            receipt_forwarded: false,
+            disconnecting: false,
         }
+    }
+
+    /// The signal of the session's relay connection ending.
+    pub(crate) fn upstream_end(&self) -> Arc<UpstreamEnd> {
+        self.upstream_end.clone()
     }
 
     /// The signal of a handler call that must end the session.
@@ -166,7 +187,10 @@ impl Protocol {
     /// Whether no frame may be read until [`unblock`](Self::unblock) completes: handler
     /// calls wait for room in the session's queue, or CONNECT waits for its authentication.
     pub(crate) fn is_blocked(&self) -> bool {
-        self.pending.is_some() || self.dispatch.is_blocked()
+        self.pending.is_some()
+            || self.disconnecting
+            || self.dispatch.is_blocked()
+            || self.relay.as_ref().is_some_and(Link::is_blocked)
     }
 
     /// Whether CONNECT waits for the authenticator.
@@ -182,7 +206,18 @@ impl Protocol {
             let pending = self.pending.take()?;
             return Some(self.authenticated(pending, outcome));
         }
-        self.dispatch.unblock().await;
+        if self.dispatch.is_blocked() {
+            self.dispatch.unblock().await;
+            return None;
+        }
+        if let Some(link) = self.relay.as_mut().filter(|link| link.is_blocked()) {
+            link.unblock().await;
+            return None;
+        }
+        if self.disconnecting {
+            // The broker's RECEIPT for DISCONNECT ends the session (`upstream_end`).
+            std::future::pending::<()>().await;
+        }
         None
     }
 
@@ -238,6 +273,13 @@ impl Protocol {
             (Some(_), Command::Commit) => self.commit(&frame),
             (Some(_), Command::Abort) => self.abort(&frame),
             (Some(_), Command::Disconnect) => {
+                if let Some(link) = &mut self.relay {
+                    // Everything sent before reaches the broker first; its RECEIPT ends the
+                    // session.
+                    link.disconnect(receipt.as_deref());
+                    self.disconnecting = true;
+                    return Flow::Continue;
+                }
                 return Flow::Close {
                     last: receipt.map(Frame::receipt_for),
                     reason: DisconnectReason::ClientDisconnected,
@@ -247,10 +289,11 @@ impl Protocol {
                 Err(violation(format!("{command} is a server frame; a client may not send it")))
             }
         };
+        let forwarded = std::mem::take(&mut self.receipt_forwarded);
         match result {
             Ok(flow) => {
                 if let Some(id) = receipt {
-                    if !matches!(flow, Flow::Close { .. }) {
+                    if !matches!(flow, Flow::Close { .. }) && !forwarded {
                         self.reply(&Frame::receipt_for(id));
                     }
                 }
@@ -339,39 +382,82 @@ impl Protocol {
             return self.denied(message, receipt.as_deref());
         }
         let login = frame.get(names::LOGIN).map(str::to_owned);
-        let Some(authenticator) = self.runtime.config.authenticator.clone() else {
+        let authenticator = self.runtime.config.authenticator.clone();
+        if authenticator.is_none() && self.runtime.broker.relay().is_none() {
             let principal = self.principal.clone();
-            return self.complete_connect(version, client_beat, login, principal, receipt);
-        };
+            return self.complete_connect(version, client_beat, login, principal, None, receipt);
+        }
         let request = ConnectRequest {
             headers: frame.headers.clone(),
             principal: self.principal.clone(),
             session_id: self.session_id.to_string(),
             remote_addr: self.addr,
         };
-        let limit = self.runtime.config.authentication_timeout;
-        let outcome = Box::pin(tokio::time::timeout(limit, authenticator.authenticate(request)));
-        self.pending = Some(PendingConnect { outcome, version, client_beat, login, receipt });
+        let (runtime, outbox, end) =
+            (self.runtime.clone(), self.outbox.clone(), self.upstream_end.clone());
+        let outcome = async move {
+            let principal = match authenticator {
+                None => request.principal.clone(),
+                Some(authenticator) => {
+                    let limit = runtime.config.authentication_timeout;
+                    match tokio::time::timeout(limit, authenticator.authenticate(request)).await {
+                        Ok(Ok(principal)) => principal,
+                        Ok(Err(failed)) => return Err(Refusal::Authentication(failed.to_string())),
+                        Err(_) => {
+                            return Err(Refusal::Authentication(format!(
+                                "the authenticator did not answer within {limit:?} (authentication_timeout)"
+                            )));
+                        }
+                    }
+                }
+            };
+            let link = match runtime.broker.relay() {
+                Some(relay) => {
+                    Some(relay.open_session(version, outbox, end).await.map_err(Refusal::Broker)?)
+                }
+                None => None,
+            };
+            Ok((principal, link))
+        };
+        self.pending = Some(PendingConnect {
+            outcome: Box::pin(outcome),
+            version,
+            client_beat,
+            login,
+            receipt,
+        });
         Flow::Continue
     }
 
     /// The authenticator answered (or timed out): the session connects, or is refused with
     /// `authentication failed` and nothing more.
-    fn authenticated(
-        &mut self,
-        pending: PendingConnect,
-        outcome: Result<AuthenticationResult, tokio::time::error::Elapsed>,
-    ) -> Flow {
+    fn authenticated(&mut self, pending: PendingConnect, outcome: ConnectOutcome) -> Flow {
         let PendingConnect { version, client_beat, login, receipt, .. } = pending;
         let why = match outcome {
-            Ok(Ok(principal)) => {
-                return self.complete_connect(version, client_beat, login, principal, receipt);
+            Ok((principal, link)) => {
+                return self.complete_connect(
+                    version,
+                    client_beat,
+                    login,
+                    principal,
+                    link,
+                    receipt,
+                );
             }
-            Ok(Err(failed)) => failed.to_string(),
-            Err(_) => format!(
-                "the authenticator did not answer within {:?} (authentication_timeout)",
-                self.runtime.config.authentication_timeout
-            ),
+            Err(Refusal::Authentication(why)) => why,
+            Err(Refusal::Broker(why)) => {
+                tracing::warn!(session_id = %self.session_id, peer = ?self.addr, "CONNECT refused: broker not available: {why}");
+                let message = "broker not available";
+                let frame = Frame::error(
+                    message,
+                    receipt.as_deref(),
+                    "The message broker cannot be reached; try again later.",
+                );
+                return Flow::Close {
+                    last: Some(frame),
+                    reason: DisconnectReason::BrokerUnavailable(why.into()),
+                };
+            }
         };
         tracing::warn!(
             session_id = %self.session_id,
@@ -423,9 +509,11 @@ impl Protocol {
         client_beat: HeartBeat,
         login: Option<String>,
         principal: Option<Principal>,
+        link: Option<Link>,
         receipt: Option<String>,
     ) -> Flow {
         self.principal = principal;
+        self.relay = link;
         let config = &self.runtime.config;
         if !config.access_rules.allows(FrameKind::Connect, None, self.principal.as_ref()) {
             return self.denied("access denied: CONNECT".to_owned(), receipt.as_deref());
@@ -509,12 +597,27 @@ impl Protocol {
             buffered.push(frame);
             return Ok(Flow::Continue);
         }
+        if let (Target::Broker, Some(link)) = (&target, &mut self.relay) {
+            // The broker answers the receipt, once it has the message.
+            self.receipt_forwarded = frame.receipt().is_some();
+            link.forward(frame);
+            return Ok(Flow::Continue);
+        }
         self.deliver_send(target, destination, frame);
         Ok(Flow::Continue)
     }
 
-    fn deliver_send(&mut self, target: Target, destination: ByteStr, frame: Frame) {
+    fn deliver_send(&mut self, target: Target, destination: ByteStr, mut frame: Frame) {
         match target {
+            Target::Broker if self.relay.is_some() => {
+                // A SEND of a committed transaction: its receipt was answered when it was
+                // buffered.
+                frame.headers.remove(names::RECEIPT);
+                frame.headers.remove(names::TRANSACTION);
+                if let Some(link) = &mut self.relay {
+                    link.forward(frame);
+                }
+            }
             Target::Broker => self.publish(&destination, frame),
             Target::User { user, destination } => {
                 let template = &self.runtime.template;
@@ -541,6 +644,14 @@ impl Protocol {
     fn target(&self, subscribe: bool, destination: &str) -> Result<Target, Violation> {
         let config = &self.runtime.config;
         if config.broker_prefix_of(destination).is_some() {
+            // Another session's user destination, by its resolved name: in the external
+            // broker that is a shared queue, which must stay that session's alone.
+            if crate::template::is_resolved_user_destination(destination) {
+                return Err(Violation::Denied(format!(
+                    "access denied: {destination} is reserved for user destinations (use {}/queue/...)",
+                    config.user_prefix
+                )));
+            }
             return Ok(Target::Broker);
         }
         if let Some(prefix) = config.app_prefix_of(destination) {
@@ -644,7 +755,7 @@ impl Protocol {
             )));
         }
         if self.runtime.config.is_user_destination(&destination) {
-            return self.subscribe_user(id, destination, ack);
+            return self.subscribe_user(frame, id, destination, ack);
         }
         let target = self.target(true, &destination)?;
         if matches!(target, Target::Broker) && Pattern::is_pattern(&destination) {
@@ -655,6 +766,14 @@ impl Protocol {
                     "subscription pattern has {wildcards} wildcards, more than the {max} allowed (set max_pattern_wildcards to raise it)"
                 )));
             }
+        }
+        if let (Target::Broker, Some(link)) = (&target, &mut self.relay) {
+            // The broker holds the subscription, with the client's id and ack mode, and
+            // answers the receipt.
+            self.receipt_forwarded = frame.receipt().is_some();
+            link.forward(frame.clone());
+            self.subscribed(id, destination, None);
+            return Ok(Flow::Continue);
         }
         let version = self.version.unwrap_or(Version::V1_2);
         let subscriber = Arc::new(Subscriber::session(
@@ -677,14 +796,20 @@ impl Protocol {
             // Routed by `subscribe_user`; `target` gives it for SENDs only.
             Target::User { .. } => {}
         }
-        self.subscribed(id, destination, subscriber);
+        self.subscribed(id, destination, Some(subscriber));
         Ok(Flow::Continue)
     }
 
     /// A SUBSCRIBE to `/user/queue/x`: the broker holds it under a name unique to this
     /// session (`/queue/x-user{session}`), apart from every other subscription, and its
     /// MESSAGEs say `destination:/user/queue/x`.
-    fn subscribe_user(&mut self, id: ByteStr, destination: ByteStr, ack: AckMode) -> Handled {
+    fn subscribe_user(
+        &mut self,
+        frame: &Frame,
+        id: ByteStr,
+        destination: ByteStr,
+        ack: AckMode,
+    ) -> Handled {
         let config = &self.runtime.config;
         if Pattern::is_pattern(&destination) {
             return Err(violation(format!(
@@ -701,20 +826,34 @@ impl Protocol {
             )));
         }
         let resolved = ByteStr::from(resolve_user_destination(&inner, &self.session_id));
+        if let Some(link) = &mut self.relay {
+            // A queue of the session's own in the external broker, gone with the session.
+            let mut upstream = frame.clone();
+            let key = crate::broker::relay::user_destination(&inner, &self.session_id);
+            upstream.headers.set(names::DESTINATION, key);
+            link.user_subscription(id.clone(), destination.clone());
+            self.receipt_forwarded = frame.receipt().is_some();
+            link.forward(upstream);
+            self.subscribed(id, destination, None);
+            return Ok(Flow::Continue);
+        }
         let version = self.version.unwrap_or(Version::V1_2);
         let subscriber = Arc::new(
             Subscriber::session(id.clone(), resolved, version, ack, self.outbox.clone()).for_user(),
         );
         self.runtime.broker.subscribe(subscriber.clone());
-        self.subscribed(id, destination, subscriber);
+        self.subscribed(id, destination, Some(subscriber));
         Ok(Flow::Continue)
     }
 
     /// Records a new subscription, for the session, the user registry and the events.
-    fn subscribed(&mut self, id: ByteStr, destination: ByteStr, subscriber: Arc<Subscriber>) {
-        if self.principal.is_some() {
-            self.runtime.sessions.subscribed(&self.session_id, id.clone(), destination.clone());
-        }
+    fn subscribed(
+        &mut self,
+        id: ByteStr,
+        destination: ByteStr,
+        subscriber: Option<Arc<Subscriber>>,
+    ) {
+        self.runtime.sessions.subscribed(&self.session_id, id.clone(), destination.clone());
         self.runtime.emit(SessionEvent::Subscribed {
             session_id: self.session_id.clone(),
             subscription_id: id.clone(),
@@ -729,24 +868,28 @@ impl Protocol {
         // An unknown id is not an error: the client may race its own UNSUBSCRIBE with a
         // server-side clean-up, and the outcome it wants holds either way.
         if let Some(subscription) = self.subscriptions.remove(id.as_str()) {
-            self.drop_subscription(&subscription);
+            if let (None, Some(link)) = (&subscription.subscriber, &mut self.relay) {
+                self.receipt_forwarded = frame.receipt().is_some();
+                link.forward(frame.clone());
+            }
+            self.drop_subscription(id, &subscription);
         }
         Ok(Flow::Continue)
     }
 
-    fn drop_subscription(&self, subscription: &Subscription) {
-        let subscriber = &subscription.subscriber;
-        if subscriber.user
-            || self.runtime.config.broker_prefix_of(&subscriber.destination).is_some()
-        {
-            self.runtime.broker.unsubscribe(subscriber);
+    /// Forgets a subscription (the external broker's end is the caller's business).
+    fn drop_subscription(&self, id: &ByteStr, subscription: &Subscription) {
+        if let Some(subscriber) = &subscription.subscriber {
+            if subscriber.user
+                || self.runtime.config.broker_prefix_of(&subscriber.destination).is_some()
+            {
+                self.runtime.broker.unsubscribe(subscriber);
+            }
         }
-        if self.principal.is_some() {
-            self.runtime.sessions.unsubscribed(&self.session_id, &subscriber.subscription_id);
-        }
+        self.runtime.sessions.unsubscribed(&self.session_id, id);
         self.runtime.emit(SessionEvent::Unsubscribed {
             session_id: self.session_id.clone(),
-            subscription_id: subscriber.subscription_id.clone(),
+            subscription_id: id.clone(),
             destination: subscription.destination.clone(),
             principal: self.principal.clone(),
         });
@@ -775,6 +918,15 @@ impl Protocol {
                     frame.command
                 )));
             }
+        }
+        if let Some(link) = &mut self.relay {
+            // The external broker keeps the acknowledgement books (a transaction's ACKs go
+            // at once: transactions are the session's own, not the broker's).
+            let mut ack = frame.clone();
+            ack.headers.remove(names::TRANSACTION);
+            self.receipt_forwarded = ack.receipt().is_some();
+            link.forward(ack);
+            return Ok(Flow::Continue);
         }
         // The simple broker counts every delivery as acknowledged (as Spring's does).
         Ok(Flow::Continue)
@@ -825,9 +977,11 @@ impl Protocol {
 
     /// Releases everything the session holds in the broker. Called once, when it ends.
     pub(crate) fn finish(&mut self) {
-        for (_, subscription) in std::mem::take(&mut self.subscriptions) {
-            self.drop_subscription(&subscription);
+        for (id, subscription) in std::mem::take(&mut self.subscriptions) {
+            self.drop_subscription(&id, &subscription);
         }
+        // Its broker connection closes when the link goes.
+        self.relay = None;
         self.transactions.clear();
         if std::mem::take(&mut self.registered) {
             self.runtime.sessions.unregister(&self.session_id);

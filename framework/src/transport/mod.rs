@@ -14,7 +14,7 @@ pub(crate) mod service;
 #[cfg(feature = "sockjs")]
 pub(crate) mod sockjs;
 pub(crate) mod stall;
-#[cfg(any(feature = "tcp", feature = "client"))]
+// Also the relay's connections to the external broker.
 pub(crate) mod tcp;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;

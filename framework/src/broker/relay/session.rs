@@ -1,0 +1,223 @@
+//! A client session's own connection to the external broker: the session forwards its
+//! broker frames through a bounded queue; a task writes them, and sends what the broker
+//! answers (MESSAGE, RECEIPT) straight to the session's outbox.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::StompBrokerRelay;
+use super::upstream::{self, Upstream};
+use crate::locks::lock;
+use crate::outbox::Outbox;
+use crate::stomp::{ByteStr, Command, Frame, HeartBeat, Version, encode, names};
+
+/// Frames a session may have on their way to the broker before it stops reading its client.
+const QUEUE: usize = 256;
+
+/// How a session's broker connection ended.
+pub(crate) enum Ended {
+    /// After the client's DISCONNECT: the broker's RECEIPT for it, if the client asked for one.
+    Disconnected(Option<Frame>),
+    /// The broker went away: the session must end with `broker not available`; the text says
+    /// why, for the log.
+    Lost(String),
+    /// The broker sent this ERROR (a destination it refuses, say): the client gets it.
+    Refused(Frame),
+}
+
+/// Raised once, when the session's broker connection ends.
+#[derive(Default)]
+pub(crate) struct UpstreamEnd {
+    token: CancellationToken,
+    outcome: OnceLock<Ended>,
+}
+
+impl UpstreamEnd {
+    fn raise(&self, ended: Ended) {
+        let _ = self.outcome.set(ended);
+        self.token.cancel();
+    }
+
+    /// Completes when the connection has ended.
+    pub(crate) fn ended(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.token.cancelled()
+    }
+
+    /// How it ended (once it has).
+    pub(crate) fn take(&self) -> Option<&Ended> {
+        self.outcome.get()
+    }
+}
+
+/// The session's side of its broker connection.
+pub(crate) struct Link {
+    tx: mpsc::Sender<Frame>,
+    /// Frames that did not fit in the queue; while any wait, the session reads nothing.
+    waiting: VecDeque<Frame>,
+    /// Subscriptions to user destinations: id → the destination the client subscribed to,
+    /// which their MESSAGEs must show (the broker knows only the resolved name).
+    user_destinations: Arc<Mutex<HashMap<ByteStr, ByteStr>>>,
+}
+
+/// The receipt id the relay gives a client's DISCONNECT that asked for none.
+const DISCONNECT_RECEIPT: &str = "stompede-relay-disconnect";
+
+pub(super) async fn open(
+    options: &StompBrokerRelay,
+    version: Version,
+    outbox: Arc<Outbox>,
+    end: Arc<UpstreamEnd>,
+) -> Result<Link, String> {
+    let (upstream, _) = upstream::connect(
+        options,
+        &options.client_login,
+        &options.client_passcode,
+        HeartBeat::NONE,
+    )
+    .await?;
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let user_destinations = Arc::new(Mutex::new(HashMap::new()));
+    let task =
+        Task { upstream, rx, outbox, version, end, user_destinations: user_destinations.clone() };
+    tokio::spawn(task.run());
+    Ok(Link { tx, waiting: VecDeque::new(), user_destinations })
+}
+
+impl Link {
+    /// Sends a frame to the broker, in order with the session's others.
+    pub(crate) fn forward(&mut self, frame: Frame) {
+        if !self.waiting.is_empty() {
+            self.waiting.push_back(frame);
+            return;
+        }
+        match self.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(frame)) => self.waiting.push_back(frame),
+            // The task has ended: the session hears of it through its `UpstreamEnd`.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Forwards a client's DISCONNECT: the broker's RECEIPT ends the connection.
+    pub(crate) fn disconnect(&mut self, receipt: Option<&str>) {
+        let receipt = receipt.unwrap_or(DISCONNECT_RECEIPT).to_owned();
+        self.forward(Frame::new(Command::Disconnect).header(names::RECEIPT, receipt));
+    }
+
+    /// Records that subscription `id` is to a user destination shown as `shown`.
+    pub(crate) fn user_subscription(&self, id: ByteStr, shown: ByteStr) {
+        lock(&self.user_destinations).insert(id, shown);
+    }
+
+    /// Whether frames wait for room in the queue.
+    pub(crate) fn is_blocked(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Moves waiting frames into the queue as room frees up. Cancel-safe.
+    pub(crate) async fn unblock(&mut self) {
+        while !self.waiting.is_empty() {
+            let Ok(permit) = self.tx.reserve().await else {
+                self.waiting.clear();
+                return;
+            };
+            if let Some(frame) = self.waiting.pop_front() {
+                permit.send(frame);
+            }
+        }
+    }
+}
+
+struct Task {
+    upstream: Upstream,
+    rx: mpsc::Receiver<Frame>,
+    outbox: Arc<Outbox>,
+    version: Version,
+    end: Arc<UpstreamEnd>,
+    user_destinations: Arc<Mutex<HashMap<ByteStr, ByteStr>>>,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let ended = self.serve().await;
+        if matches!(ended, Ended::Lost(_)) {
+            // Still polite to the broker if it is there.
+            let bye = encode(&Frame::new(Command::Disconnect), Version::V1_2);
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(1), self.upstream.send(&[bye]))
+                    .await;
+        }
+        self.upstream.close().await;
+        self.end.raise(ended);
+    }
+
+    async fn serve(&mut self) -> Ended {
+        let mut disconnect: Option<String> = None;
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                frame = self.rx.recv() => {
+                    // The session ended without DISCONNECT: leave quietly.
+                    let Some(frame) = frame else { return Ended::Disconnected(None) };
+                    batch.clear();
+                    let mut next = Some(frame);
+                    while let Some(frame) = next.take() {
+                        if frame.command == Command::Disconnect {
+                            disconnect = frame.get(names::RECEIPT).map(str::to_owned);
+                        }
+                        batch.push(encode(&frame, Version::V1_2));
+                        if batch.len() < 64 {
+                            next = self.rx.try_recv().ok();
+                        }
+                    }
+                    if let Err(e) = self.upstream.send(&batch).await {
+                        return Ended::Lost(format!("writing to the broker failed: {e}"));
+                    }
+                }
+                frame = self.upstream.next() => match frame {
+                    Ok(Some(frame)) => {
+                        if let Some(ended) = self.received(frame, disconnect.as_deref()) {
+                            return ended;
+                        }
+                    }
+                    Ok(None) => return Ended::Lost("the broker closed the connection".into()),
+                    Err(why) => return Ended::Lost(why),
+                },
+            }
+        }
+    }
+
+    /// A frame from the broker: to the client, in the client's version.
+    fn received(&mut self, mut frame: Frame, disconnect: Option<&str>) -> Option<Ended> {
+        match frame.command {
+            Command::Message => {
+                let shown = frame
+                    .get(names::SUBSCRIPTION)
+                    .and_then(|id| lock(&self.user_destinations).get(id).cloned());
+                if let Some(shown) = shown {
+                    frame.headers.set(names::DESTINATION, shown);
+                }
+                frame.headers.remove(names::CONTENT_LENGTH);
+                self.outbox.push(encode(&frame, self.version));
+                None
+            }
+            Command::Receipt => {
+                let id = frame.get(names::RECEIPT_ID).map(str::to_owned);
+                if id.is_some() && id.as_deref() == disconnect {
+                    let receipt = (id.as_deref() != Some(DISCONNECT_RECEIPT)).then_some(frame);
+                    return Some(Ended::Disconnected(receipt));
+                }
+                self.outbox.push(encode(&frame, self.version));
+                None
+            }
+            Command::Error => {
+                frame.headers.remove(names::CONTENT_LENGTH);
+                Some(Ended::Refused(frame))
+            }
+            _ => None,
+        }
+    }
+}

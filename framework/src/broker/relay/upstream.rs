@@ -1,0 +1,114 @@
+//! One STOMP connection to the external broker: connecting (TCP, CONNECT, CONNECTED within
+//! a deadline), then frames both ways.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+use super::StompBrokerRelay;
+use crate::stomp::{
+    Command, Decoder, EncodedFrame, Frame, HeartBeat, Limits, Version, encode, names,
+};
+use crate::transport::tcp::TcpTransport;
+use crate::transport::{Transport, TransportError};
+
+/// A connected upstream session.
+pub(crate) struct Upstream {
+    transport: TcpTransport<TcpStream>,
+    decoder: Decoder,
+    buf: BytesMut,
+    /// Frames decoded and not yet handed out.
+    ready: std::collections::VecDeque<Frame>,
+}
+
+/// Opens a STOMP session with the external broker as `login`/`passcode`. The error says what
+/// failed, for the log.
+pub(crate) async fn connect(
+    relay: &StompBrokerRelay,
+    login: &str,
+    passcode: &str,
+    heartbeat: HeartBeat,
+) -> Result<(Upstream, Frame), String> {
+    let address = format!("{}:{}", relay.host, relay.port);
+    let attempt = async {
+        let stream = TcpStream::connect(&address)
+            .await
+            .map_err(|e| format!("cannot reach the broker at {address}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let mut upstream = Upstream {
+            transport: TcpTransport::new(stream),
+            decoder: Decoder::new(Limits::UNLIMITED),
+            buf: BytesMut::new(),
+            ready: Default::default(),
+        };
+        // The virtual host if one is set, else `/`, RabbitMQ's default (RabbitMQ reads `host`
+        // as the virtual host: the relay's host name there would be refused).
+        let host = relay.virtual_host.clone().unwrap_or_else(|| "/".into());
+        let connect = Frame::new(Command::Connect)
+            .header(names::ACCEPT_VERSION, "1.2")
+            .header(names::HOST, host)
+            .header(names::LOGIN, login.to_owned())
+            .header(names::PASSCODE, passcode.to_owned())
+            .header(names::HEART_BEAT, heartbeat.to_header_value());
+        upstream.send(&[encode(&connect, Version::V1_2)]).await.map_err(|e| e.to_string())?;
+        match upstream.next().await? {
+            Some(frame) if frame.command == Command::Connected => Ok((upstream, frame)),
+            Some(frame) if frame.command == Command::Error => Err(format!(
+                "the broker at {address} refused the connection: {}",
+                frame.get(names::MESSAGE).unwrap_or("(no message)")
+            )),
+            Some(frame) => {
+                Err(format!("the broker at {address} answered CONNECT with {}", frame.command))
+            }
+            None => Err(format!("the broker at {address} closed the connection at CONNECT")),
+        }
+    };
+    tokio::time::timeout(relay.connect_timeout, attempt).await.unwrap_or_else(|_| {
+        Err(format!(
+            "the broker at {address} did not answer CONNECT within {:?}",
+            relay.connect_timeout
+        ))
+    })
+}
+
+impl Upstream {
+    /// Writes frames.
+    pub(crate) async fn send(&mut self, frames: &[EncodedFrame]) -> std::io::Result<()> {
+        self.transport.send(frames).await
+    }
+
+    /// Writes a heart-beat.
+    pub(crate) async fn beat(&mut self) -> std::io::Result<()> {
+        self.transport.send_heartbeat().await
+    }
+
+    /// The next frame from the broker; `None` when it closed the connection. Cancel-safe.
+    pub(crate) async fn next(&mut self) -> Result<Option<Frame>, String> {
+        loop {
+            if let Some(frame) = self.ready.pop_front() {
+                return Ok(Some(frame));
+            }
+            match self.transport.recv(&mut self.buf).await {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(TransportError::Io(e)) => {
+                    return Err(format!("connection to the broker lost: {e}"));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+            while let Some(frame) = self
+                .decoder
+                .decode(&mut self.buf)
+                .map_err(|e| format!("the broker sent a bad frame: {e}"))?
+            {
+                self.ready.push_back(frame);
+            }
+        }
+    }
+
+    /// Closes the connection.
+    pub(crate) async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.transport.close()).await;
+    }
+}

@@ -1,0 +1,276 @@
+//! The STOMP broker relay against the real RabbitMQ of the machine (its STOMP plugin on
+//! 61613: `rabbitmq-plugins enable rabbitmq_stomp`): two stompede nodes in one process share
+//! topics and queues through it, over WebSocket and SockJS; handlers' replies and user
+//! destinations go through it; receipts and errors come from it. Without RabbitMQ's STOMP
+//! port each test says so and skips (a failure under `STOMPEDE_REQUIRE_ALL=1`).
+//! The broker restart is in `relay_restart.rs`, a binary of its own.
+
+// A failed unwrap in a test is a failed assertion.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use stompede::broker::StompBrokerRelay;
+use stompede::client::{Client, ClientError, ClientOptions, Subscription};
+use stompede::events::SessionEvent;
+use stompede::{Endpoint, Principal, RunningServer, Server, message_mapping, send_to};
+use stompede_tests::{WAIT, skip, ws_url};
+use tokio_tungstenite::tungstenite::Message;
+
+#[message_mapping("/relay/echo")]
+#[send_to("/topic/relay-echo")]
+fn echo(body: String) -> String {
+    format!("echo: {body}")
+}
+
+/// Whether RabbitMQ's STOMP port answers; if not, the test skips (saying why).
+async fn rabbitmq(test: &str) -> bool {
+    match tokio::net::TcpStream::connect("127.0.0.1:61613").await {
+        Ok(_) => true,
+        Err(e) => {
+            skip(
+                test,
+                &format!(
+                    "RabbitMQ's STOMP port 127.0.0.1:61613 does not answer ({e}): rabbitmq-plugins enable rabbitmq_stomp"
+                ),
+            );
+            false
+        }
+    }
+}
+
+/// A node relaying `/topic`, `/queue` and `/exchange` to RabbitMQ, once its system connection
+/// is up.
+async fn node() -> RunningServer {
+    let relay = StompBrokerRelay::new(["/topic", "/queue", "/exchange"]);
+    let builder = Server::builder()
+        .endpoint(Endpoint::new("/ws").with_sockjs())
+        .authenticator(|connect: stompede::ConnectRequest| async move {
+            Ok(connect.login().map(Principal::new))
+        })
+        .enable_stomp_broker_relay(relay);
+    let server = builder.bind("127.0.0.1:0".parse().unwrap()).build().unwrap();
+    let mut events = server.events();
+    let running = server.start().await.unwrap();
+    if !running.server().broker_available() {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(SessionEvent::BrokerAvailability { available: true }) =
+                    events.recv().await
+                {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("the relay's system connection came up");
+    }
+    running
+}
+
+/// A name no other run (or test) uses.
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+async fn next(subscription: &mut Subscription) -> String {
+    let frame = tokio::time::timeout(WAIT, subscription.next()).await.unwrap().expect("a message");
+    frame.body_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_one_node_gets_what_another_publishes_in_order_once() {
+    if !rabbitmq("a_subscriber_on_one_node_gets_what_another_publishes_in_order_once").await {
+        return;
+    }
+    let (a, b) = (node().await, node().await);
+    let topic = format!("/topic/{}", unique("relay"));
+    let subscriber = Client::connect_ws(&ws_url(&a), ClientOptions::default()).await.unwrap();
+    let mut messages = subscriber.subscribe(&topic).await.unwrap();
+    let publisher = Client::connect_ws(&ws_url(&b), ClientOptions::default()).await.unwrap();
+    const COUNT: usize = 500;
+    for i in 0..COUNT {
+        publisher.send(&topic, format!("{i}")).await.unwrap();
+    }
+    // The broker answers this receipt once it has every SEND before it.
+    publisher.send_with_receipt(&topic, "last").await.unwrap();
+    for i in 0..COUNT {
+        assert_eq!(next(&mut messages).await, i.to_string(), "in order, none lost");
+    }
+    assert_eq!(next(&mut messages).await, "last");
+    // Nothing twice: the next message is one sent after.
+    publisher.send(&topic, "after").await.unwrap();
+    assert_eq!(next(&mut messages).await, "after");
+    a.shutdown(WAIT).await;
+    b.shutdown(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockjs_sessions_are_relayed_too() {
+    if !rabbitmq("sockjs_sessions_are_relayed_too").await {
+        return;
+    }
+    let (a, b) = (node().await, node().await);
+    let topic = format!("/topic/{}", unique("relay-sockjs"));
+    // A SockJS session (its WebSocket transport) on node A.
+    let url = format!("ws://{}/ws/000/relay1/websocket", a.local_addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let read = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
+            Some(Ok(Message::Text(text))) if text.starts_with("a[") => {
+                return serde_json::from_str::<Vec<String>>(&text[1..]).unwrap();
+            }
+            Some(Ok(Message::Text(_))) => {}
+            other => panic!("SockJS session ended: {other:?}"),
+        }
+    };
+    let send = |frame: &str| Message::text(serde_json::to_string(&[frame]).unwrap());
+    ws.send(send("CONNECT\naccept-version:1.2\nheart-beat:0,0\n\n\0")).await.unwrap();
+    assert!(read(&mut ws).await[0].starts_with("CONNECTED\n"));
+    ws.send(send(&format!("SUBSCRIBE\nid:s\ndestination:{topic}\nreceipt:r\n\n\0"))).await.unwrap();
+    assert!(read(&mut ws).await[0].starts_with("RECEIPT\nreceipt-id:r\n"));
+    // Published on node B through the messaging template.
+    b.template().convert_and_send(&topic, "over SockJS").unwrap();
+    let frames = read(&mut ws).await;
+    assert!(
+        frames[0].starts_with("MESSAGE\n") && frames[0].ends_with("\n\nover SockJS\0"),
+        "{frames:?}"
+    );
+    assert!(frames[0].contains("subscription:s\n"), "the client's own subscription id: {frames:?}");
+    a.shutdown(WAIT).await;
+    b.shutdown(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_reply_on_one_node_reaches_subscribers_on_another() {
+    if !rabbitmq("a_handler_reply_on_one_node_reaches_subscribers_on_another").await {
+        return;
+    }
+    let (a, b) = (node().await, node().await);
+    let subscriber = Client::connect_ws(&ws_url(&a), ClientOptions::default()).await.unwrap();
+    let mut echoes = subscriber.subscribe("/topic/relay-echo").await.unwrap();
+    let caller = Client::connect_ws(&ws_url(&b), ClientOptions::default()).await.unwrap();
+    let body = unique("hello");
+    caller.send("/app/relay/echo", body.clone()).await.unwrap();
+    // Other runs may echo too: wait for ours.
+    tokio::time::timeout(WAIT, async {
+        while next(&mut echoes).await != format!("echo: {body}") {}
+    })
+    .await
+    .unwrap();
+    a.shutdown(WAIT).await;
+    b.shutdown(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_gives_each_message_to_one_consumer() {
+    if !rabbitmq("a_queue_gives_each_message_to_one_consumer").await {
+        return;
+    }
+    let (a, b) = (node().await, node().await);
+    let queue = format!("/queue/{}", unique("work"));
+    let (first, second) = (
+        Client::connect_ws(&ws_url(&a), ClientOptions::default()).await.unwrap(),
+        Client::connect_ws(&ws_url(&b), ClientOptions::default()).await.unwrap(),
+    );
+    // Deleted with its last consumer: nothing stays in RabbitMQ.
+    let headers = [("auto-delete", "true")];
+    let mut on_a = first.subscribe_with(&queue, &headers).await.unwrap();
+    let mut on_b = second.subscribe_with(&queue, &headers).await.unwrap();
+    const COUNT: usize = 100;
+    let publisher = Client::connect_ws(&ws_url(&a), ClientOptions::default()).await.unwrap();
+    // RabbitMQ declares the queue on SEND too: with the same properties.
+    let send = |body: String| {
+        stompede::stomp::Frame::new(stompede::stomp::Command::Send)
+            .header("destination", queue.clone())
+            .header("auto-delete", "true")
+            .body(body)
+    };
+    for i in 0..COUNT {
+        publisher.send_frame(send(format!("{i}"))).await.unwrap();
+    }
+    publisher.send_frame_with_receipt(send("end".into())).await.unwrap();
+    let mut seen = Vec::new();
+    let (mut from_a, mut from_b) = (0, 0);
+    tokio::time::timeout(WAIT, async {
+        while seen.len() < COUNT + 1 {
+            tokio::select! {
+                Some(m) = on_a.next() => { seen.push(m.body_str().unwrap().to_owned()); from_a += 1; }
+                Some(m) = on_b.next() => { seen.push(m.body_str().unwrap().to_owned()); from_b += 1; }
+            }
+        }
+    })
+    .await
+    .expect("every message was consumed");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), COUNT + 1, "each message once");
+    assert!(from_a > 0 && from_b > 0, "both consumers got some ({from_a} and {from_b})");
+    a.shutdown(WAIT).await;
+    b.shutdown(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_destinations_go_through_the_broker() {
+    if !rabbitmq("user_destinations_go_through_the_broker").await {
+        return;
+    }
+    let a = node().await;
+    let options = ClientOptions { login: Some(unique("ada")), ..ClientOptions::default() };
+    let user = options.login.clone().unwrap();
+    let ada = Client::connect_ws(&ws_url(&a), options).await.unwrap();
+    let mut replies = ada.subscribe("/user/queue/reply").await.unwrap();
+    let session = ada.connected_frame().get("session").unwrap().to_owned();
+    assert_eq!(a.template().convert_and_send_to_user(&user, "/queue/reply", "for ada").unwrap(), 1);
+    let message = tokio::time::timeout(WAIT, replies.next()).await.unwrap().unwrap();
+    assert_eq!(message.body_str(), Some("for ada"));
+    assert_eq!(
+        message.destination(),
+        Some("/user/queue/reply"),
+        "the destination she subscribed to"
+    );
+    // Her resolved queue cannot be named by another client.
+    let eve = Client::connect_ws(&ws_url(&a), ClientOptions::default()).await.unwrap();
+    let refused = eve.subscribe(&format!("/exchange/amq.direct/queue.reply-user{session}")).await;
+    assert!(refused.is_err(), "subscribing to another session's user queue by name");
+    let reason = tokio::time::timeout(WAIT, eve.closed()).await.unwrap().unwrap_or_default();
+    assert!(reason.contains("is reserved for user destinations"), "{reason}");
+    a.shutdown(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_brokers_errors_reach_the_client() {
+    if !rabbitmq("the_brokers_errors_reach_the_client").await {
+        return;
+    }
+    let a = node().await;
+    let client = Client::connect_ws(&ws_url(&a), ClientOptions::default()).await.unwrap();
+    let missing = format!("/exchange/{}", unique("no-such-exchange"));
+    match client.subscribe(&missing).await {
+        Err(ClientError::Server { message, .. }) => {
+            assert!(
+                message.to_lowercase().contains("not_found") || message.contains("not found"),
+                "{message}"
+            );
+        }
+        Err(other) => {
+            let reason =
+                tokio::time::timeout(WAIT, client.closed()).await.unwrap().unwrap_or_default();
+            assert!(reason.to_lowercase().contains("not_found"), "{other} / {reason}");
+        }
+        Ok(_) => panic!("RabbitMQ has no exchange {missing}"),
+    }
+    // Other sessions are unaffected.
+    let other = Client::connect_ws(&ws_url(&a), ClientOptions::default()).await.unwrap();
+    let topic = format!("/topic/{}", unique("still"));
+    let mut sub = other.subscribe(&topic).await.unwrap();
+    other.send(&topic, "fine").await.unwrap();
+    assert_eq!(next(&mut sub).await, "fine");
+    let _ = Duration::ZERO;
+    a.shutdown(WAIT).await;
+}
