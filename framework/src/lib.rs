@@ -232,6 +232,8 @@ mod guide {
     struct Configuration;
     #[doc = include_str!("../../docs/protocol.md")]
     struct Protocol;
+    #[doc = include_str!("../../docs/scaling.md")]
+    struct Scaling;
     #[cfg_attr(all(feature = "axum", feature = "tls"), doc = include_str!("../../docs/security.md"))]
     struct Security;
     #[cfg_attr(feature = "sockjs", doc = include_str!("../../docs/sockjs.md"))]

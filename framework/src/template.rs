@@ -132,7 +132,8 @@ impl MessagingTemplate {
     /// each of Ada's sessions that subscribed to `/user/queue/reply`, and only those; the
     /// MESSAGE frames say `destination:/user/queue/reply`. `destination` is a broker
     /// destination, without the user prefix. Returns how many subscriptions received it (0
-    /// when the user is not connected).
+    /// when the user is not connected; with the broker relay, always 0: the external broker
+    /// delivers it to the user's sessions on every node, and the relay cannot count them).
     ///
     /// ```
     /// use stompede::Server;
@@ -169,6 +170,11 @@ impl MessagingTemplate {
         body: Bytes,
     ) -> usize {
         let shown = self.shown(destination);
+        if self.broker.relay().is_some() {
+            // One message to the user's key reaches their sessions on every node.
+            let key = ByteStr::from(crate::broker::relay::user_key(destination, user));
+            return self.broker.publish_to_user(&key, &shown, headers, body);
+        }
         self.sessions
             .sessions_of(user)
             .iter()
@@ -202,13 +208,8 @@ impl MessagingTemplate {
         headers: &Headers,
         body: Bytes,
     ) -> usize {
-        // In an external broker, a SEND to a queue nobody subscribed to creates it, and it
-        // would stay: only to sessions that subscribed.
-        if self.broker.relay().is_some() && !self.sessions.is_subscribed(session, shown) {
-            return 0;
-        }
         let resolved = match self.broker.relay() {
-            Some(_) => crate::broker::relay::user_destination(destination, session),
+            Some(_) => crate::broker::relay::session_key(destination, session),
             None => resolve_user_destination(destination, session),
         };
         self.broker.publish_to_user(&ByteStr::from(resolved), shown, headers, body)

@@ -161,14 +161,6 @@ impl SessionRegistry {
         }
     }
 
-    /// Whether session `id` holds a subscription to `destination` (as the client wrote it).
-    pub(crate) fn is_subscribed(&self, id: &str, destination: &str) -> bool {
-        lock(&self.inner)
-            .sessions
-            .get(id)
-            .is_some_and(|entry| entry.subscriptions.iter().any(|(_, d)| &**d == destination))
-    }
-
     /// The sessions of `user`, in the order they connected.
     pub(crate) fn sessions_of(&self, user: &str) -> Vec<ByteStr> {
         lock(&self.inner).users.get(user).cloned().unwrap_or_default()

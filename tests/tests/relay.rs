@@ -14,9 +14,17 @@ use futures_util::{SinkExt, StreamExt};
 use stompede::broker::StompBrokerRelay;
 use stompede::client::{Client, ClientError, ClientOptions, Subscription};
 use stompede::events::SessionEvent;
-use stompede::{Endpoint, Principal, RunningServer, Server, message_mapping, send_to};
+use stompede::{
+    Endpoint, Principal, RunningServer, Server, message_mapping, send_to, send_to_user,
+};
 use stompede_tests::{WAIT, skip, ws_url};
 use tokio_tungstenite::tungstenite::Message;
+
+#[message_mapping("/relay/whoami-here")]
+#[send_to_user("/queue/reply", broadcast = false)]
+fn whoami_here(user: Principal, body: String) -> String {
+    format!("{}: {body}", user.name())
+}
 
 #[message_mapping("/relay/echo")]
 #[send_to("/topic/relay-echo")]
@@ -215,32 +223,60 @@ async fn a_queue_gives_each_message_to_one_consumer() {
     b.shutdown(WAIT).await;
 }
 
+/// A user's sessions on two nodes both receive what a handler or the template on either node
+/// sends to that user; the calling session alone gets a `broadcast = false` reply; nobody
+/// else, and nobody can subscribe to the broker keys behind user destinations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_destinations_go_through_the_broker() {
-    if !rabbitmq("user_destinations_go_through_the_broker").await {
+async fn user_destinations_across_nodes() {
+    if !rabbitmq("user_destinations_across_nodes").await {
         return;
     }
-    let a = node().await;
-    let options = ClientOptions { login: Some(unique("ada")), ..ClientOptions::default() };
-    let user = options.login.clone().unwrap();
-    let ada = Client::connect_ws(&ws_url(&a), options).await.unwrap();
-    let mut replies = ada.subscribe("/user/queue/reply").await.unwrap();
-    let session = ada.connected_frame().get("session").unwrap().to_owned();
-    assert_eq!(a.template().convert_and_send_to_user(&user, "/queue/reply", "for ada").unwrap(), 1);
-    let message = tokio::time::timeout(WAIT, replies.next()).await.unwrap().unwrap();
-    assert_eq!(message.body_str(), Some("for ada"));
-    assert_eq!(
-        message.destination(),
-        Some("/user/queue/reply"),
-        "the destination she subscribed to"
-    );
-    // Her resolved queue cannot be named by another client.
-    let eve = Client::connect_ws(&ws_url(&a), ClientOptions::default()).await.unwrap();
-    let refused = eve.subscribe(&format!("/exchange/amq.direct/queue.reply-user{session}")).await;
-    assert!(refused.is_err(), "subscribing to another session's user queue by name");
-    let reason = tokio::time::timeout(WAIT, eve.closed()).await.unwrap().unwrap_or_default();
-    assert!(reason.contains("is reserved for user destinations"), "{reason}");
+    let (a, b) = (node().await, node().await);
+    let user = unique("ada");
+    let login = || ClientOptions { login: Some(user.clone()), ..ClientOptions::default() };
+    let on_a = Client::connect_ws(&ws_url(&a), login()).await.unwrap();
+    let on_b = Client::connect_ws(&ws_url(&b), login()).await.unwrap();
+    let mut replies_a = on_a.subscribe("/user/queue/reply").await.unwrap();
+    let mut replies_b = on_b.subscribe("/user/queue/reply").await.unwrap();
+    // The template of node B reaches her session on node A too.
+    b.template().convert_and_send_to_user(&user, "/queue/reply", "to every session").unwrap();
+    for replies in [&mut replies_a, &mut replies_b] {
+        let message = tokio::time::timeout(WAIT, replies.next()).await.unwrap().unwrap();
+        assert_eq!(message.body_str(), Some("to every session"));
+        assert_eq!(message.destination(), Some("/user/queue/reply"), "what she subscribed to");
+    }
+    // A handler's reply to the caller's session only.
+    on_b.send("/app/relay/whoami-here", "only here").await.unwrap();
+    assert_eq!(next(&mut replies_b).await, format!("{user}: only here"));
+    // Another user on node A receives none of it; the next message of each is a marker.
+    let other = Client::connect_ws(
+        &ws_url(&a),
+        ClientOptions { login: Some(unique("bob")), ..ClientOptions::default() },
+    )
+    .await
+    .unwrap();
+    let mut bob_replies = other.subscribe("/user/queue/reply").await.unwrap();
+    a.template().convert_and_send_to_user(&user, "/queue/reply", "marker").unwrap();
+    assert_eq!(next(&mut replies_a).await, "marker", "the broadcast=false reply stayed on B");
+    assert_eq!(next(&mut replies_b).await, "marker");
+    let bob = other.connected_frame().get("user-name").unwrap().to_owned();
+    a.template().convert_and_send_to_user(&bob, "/queue/reply", "for bob").unwrap();
+    assert_eq!(next(&mut bob_replies).await, "for bob", "bob's first message is his own");
+    // The keys behind user destinations cannot be named by clients.
+    for key in [
+        format!("/exchange/amq.direct/stompede.user.{user}.queue.reply"),
+        format!(
+            "/exchange/amq.direct/stompede.session.{}.queue.reply",
+            on_a.connected_frame().get("session").unwrap()
+        ),
+    ] {
+        let eve = Client::connect_ws(&ws_url(&a), ClientOptions::default()).await.unwrap();
+        assert!(eve.subscribe(&key).await.is_err(), "subscribing to {key}");
+        let reason = tokio::time::timeout(WAIT, eve.closed()).await.unwrap().unwrap_or_default();
+        assert!(reason.contains("is reserved for user destinations"), "{reason}");
+    }
     a.shutdown(WAIT).await;
+    b.shutdown(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

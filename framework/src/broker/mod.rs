@@ -109,8 +109,12 @@ impl Broker {
     ) -> usize {
         match self {
             Broker::Simple(broker) => broker.publish_to_user(resolved, shown, headers, body),
-            // The session's broker connection shows the destination it subscribed to.
-            Broker::Relay(relay) => usize::from(relay.publish(resolved, headers, body)),
+            // The session's broker connection shows the destination it subscribed to; how many
+            // receive it, the relay cannot know.
+            Broker::Relay(relay) => {
+                relay.publish(resolved, headers, body);
+                0
+            }
         }
     }
 

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::relay::{Link, UpstreamEnd};
+use crate::broker::relay::{self, Link, UpstreamEnd};
 use crate::broker::{AckMode, Pattern, Subscriber};
 use crate::destination::strip_prefix;
 use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch};
@@ -21,6 +21,10 @@ use crate::stomp::{ByteStr, Command, EncodedFrame, Frame, HeartBeat, Version, en
 use crate::template::resolve_user_destination;
 
 const SUPPORTED: [Version; 3] = [Version::V1_0, Version::V1_1, Version::V1_2];
+
+/// Appended to a user-destination subscription's id for its second key in the external broker
+/// (the user's, beside the session's).
+const USER_KEY_ID: &str = "~user";
 
 /// What the run loop must do after a frame.
 #[derive(Debug)]
@@ -646,7 +650,9 @@ impl Protocol {
         if config.broker_prefix_of(destination).is_some() {
             // Another session's user destination, by its resolved name: in the external
             // broker that is a shared queue, which must stay that session's alone.
-            if crate::template::is_resolved_user_destination(destination) {
+            if crate::template::is_resolved_user_destination(destination)
+                || destination.starts_with(relay::USER_KEYS)
+            {
                 return Err(Violation::Denied(format!(
                     "access denied: {destination} is reserved for user destinations (use {}/queue/...)",
                     config.user_prefix
@@ -827,13 +833,26 @@ impl Protocol {
         }
         let resolved = ByteStr::from(resolve_user_destination(&inner, &self.session_id));
         if let Some(link) = &mut self.relay {
-            // A queue of the session's own in the external broker, gone with the session.
-            let mut upstream = frame.clone();
-            let key = crate::broker::relay::user_destination(&inner, &self.session_id);
-            upstream.headers.set(names::DESTINATION, key);
-            link.user_subscription(id.clone(), destination.clone());
+            // Two keys in the external broker: the session's own (replies to it alone), and,
+            // with a principal, the user's, which a node that sends to the user publishes to
+            // once, whichever node the user's sessions are on. The receipt rides on the last.
+            let mut keys = vec![(id.clone(), relay::session_key(&inner, &self.session_id))];
+            if let Some(user) = &self.principal {
+                let upstream = ByteStr::from(format!("{id}{USER_KEY_ID}"));
+                keys.push((upstream, relay::user_key(&inner, user.name())));
+            }
+            let last = keys.len() - 1;
+            for (n, (upstream_id, key)) in keys.into_iter().enumerate() {
+                let mut upstream = frame.clone();
+                upstream.headers.set(names::ID, upstream_id.clone());
+                upstream.headers.set(names::DESTINATION, key);
+                if n != last {
+                    upstream.headers.remove(names::RECEIPT);
+                }
+                link.user_subscription(upstream_id, id.clone(), destination.clone());
+                link.forward(upstream);
+            }
             self.receipt_forwarded = frame.receipt().is_some();
-            link.forward(upstream);
             self.subscribed(id, destination, None);
             return Ok(Flow::Continue);
         }
@@ -869,6 +888,12 @@ impl Protocol {
         // server-side clean-up, and the outcome it wants holds either way.
         if let Some(subscription) = self.subscriptions.remove(id.as_str()) {
             if let (None, Some(link)) = (&subscription.subscriber, &mut self.relay) {
+                if self.runtime.config.is_user_destination(&subscription.destination) {
+                    // Its second key, without the receipt (the first answers it).
+                    let second = Frame::new(Command::Unsubscribe)
+                        .header(names::ID, format!("{id}{USER_KEY_ID}"));
+                    link.forward(second);
+                }
                 self.receipt_forwarded = frame.receipt().is_some();
                 link.forward(frame.clone());
             }

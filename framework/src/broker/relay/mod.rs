@@ -153,14 +153,41 @@ impl StompBrokerRelay {
     }
 }
 
-/// Where a session's user destination lives in the external broker: a key of RabbitMQ's
-/// `amq.direct` exchange (`/queue/reply` of session `3fa2b1c9-7` is
-/// `/exchange/amq.direct/queue.reply-user3fa2b1c9-7`). Each subscriber gets a queue of its own,
+/// Where user destinations live in the external broker: keys of RabbitMQ's `amq.direct`
+/// exchange under a prefix no client may name. Each subscriber gets a queue of its own,
 /// deleted with it; a publisher declares nothing; and a direct exchange has no wildcards, so
-/// no other subscription can match the key.
-pub(crate) fn user_destination(destination: &str, session: &str) -> String {
-    let key = destination.trim_start_matches('/').replace('/', ".");
-    format!("/exchange/amq.direct/{key}-user{session}")
+/// no other subscription can match a key.
+pub(crate) const USER_KEYS: &str = "/exchange/amq.direct/stompede.";
+
+/// The key of one session's user destination: `/queue/reply` of session `3fa2b1c9-7` is
+/// `/exchange/amq.direct/stompede.session.3fa2b1c9-7.queue.reply`.
+pub(crate) fn session_key(destination: &str, session: &str) -> String {
+    format!("{USER_KEYS}session.{}.{}", encode_key_part(session), dotted(destination))
+}
+
+/// The key of a user's destination, which every session of the user (on every node)
+/// subscribed to it listens to: `/queue/reply` of `ada` is
+/// `/exchange/amq.direct/stompede.user.ada.queue.reply`.
+pub(crate) fn user_key(destination: &str, user: &str) -> String {
+    format!("{USER_KEYS}user.{}.{}", encode_key_part(user), dotted(destination))
+}
+
+fn dotted(destination: &str) -> String {
+    destination.trim_start_matches('/').replace('/', ".")
+}
+
+/// Letters, digits, `-` and `_` as they are; anything else (`.` included) as `%XX`, so a
+/// name can never run into the next part of a key.
+fn encode_key_part(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// The relay as the runtime holds it.

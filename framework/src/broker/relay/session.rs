@@ -57,9 +57,9 @@ pub(crate) struct Link {
     tx: mpsc::Sender<Frame>,
     /// Frames that did not fit in the queue; while any wait, the session reads nothing.
     waiting: VecDeque<Frame>,
-    /// Subscriptions to user destinations: id → the destination the client subscribed to,
-    /// which their MESSAGEs must show (the broker knows only the resolved name).
-    user_destinations: Arc<Mutex<HashMap<ByteStr, ByteStr>>>,
+    /// Subscriptions to user destinations, by the id the broker knows: the client's id and
+    /// the destination the client subscribed to, which their MESSAGEs must show.
+    user_destinations: Arc<Mutex<HashMap<ByteStr, (ByteStr, ByteStr)>>>,
 }
 
 /// The receipt id the relay gives a client's DISCONNECT that asked for none.
@@ -107,9 +107,10 @@ impl Link {
         self.forward(Frame::new(Command::Disconnect).header(names::RECEIPT, receipt));
     }
 
-    /// Records that subscription `id` is to a user destination shown as `shown`.
-    pub(crate) fn user_subscription(&self, id: ByteStr, shown: ByteStr) {
-        lock(&self.user_destinations).insert(id, shown);
+    /// Records that the broker's subscription `upstream` is the client's subscription `id` to
+    /// the user destination `shown`.
+    pub(crate) fn user_subscription(&self, upstream: ByteStr, id: ByteStr, shown: ByteStr) {
+        lock(&self.user_destinations).insert(upstream, (id, shown));
     }
 
     /// Whether frames wait for room in the queue.
@@ -137,7 +138,7 @@ struct Task {
     outbox: Arc<Outbox>,
     version: Version,
     end: Arc<UpstreamEnd>,
-    user_destinations: Arc<Mutex<HashMap<ByteStr, ByteStr>>>,
+    user_destinations: Arc<Mutex<HashMap<ByteStr, (ByteStr, ByteStr)>>>,
 }
 
 impl Task {
@@ -194,10 +195,11 @@ impl Task {
     fn received(&mut self, mut frame: Frame, disconnect: Option<&str>) -> Option<Ended> {
         match frame.command {
             Command::Message => {
-                let shown = frame
+                let user = frame
                     .get(names::SUBSCRIPTION)
                     .and_then(|id| lock(&self.user_destinations).get(id).cloned());
-                if let Some(shown) = shown {
+                if let Some((id, shown)) = user {
+                    frame.headers.set(names::SUBSCRIPTION, id);
                     frame.headers.set(names::DESTINATION, shown);
                 }
                 frame.headers.remove(names::CONTENT_LENGTH);
