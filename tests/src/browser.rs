@@ -52,6 +52,11 @@ static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs `script` against the server at `url`; panics with its report if a check failed.
 pub async fn run_script(test: &str, script: &str, url: &str) {
+    run_script_with(test, script, &[url]).await;
+}
+
+/// Runs `script` with these arguments (the servers under test, the first one first).
+pub async fn run_script_with(test: &str, script: &str, urls: &[&str]) {
     if let Some(missing) = missing_tools() {
         skip(test, &missing);
         return;
@@ -59,7 +64,7 @@ pub async fn run_script(test: &str, script: &str, url: &str) {
     let _turn = ONE_BROWSER.lock().await;
     let child = tokio::process::Command::new("node")
         .arg(script)
-        .arg(url)
+        .args(urls)
         .current_dir(browser_dir())
         .env("STOMPEDE_ARTIFACTS", artifacts_dir())
         .stdout(Stdio::piped())

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use stompede::SockJsOptions;
-use stompede_tests::browser::{artifacts_dir, browser_dir, missing_tools, run_script};
+use stompede_tests::browser::{
+    artifacts_dir, browser_dir, missing_tools, run_script, run_script_with,
+};
 use stompede_tests::{skip, start};
 
 #[path = "../../examples/hello/app.rs"]
@@ -137,6 +139,44 @@ async fn guide_page_behind_the_guides_security_step() {
         assert!(screenshot.exists(), "the screenshot {} was taken", screenshot.display());
     }
     server.shutdown(Duration::from_secs(5)).await;
+}
+
+/// The hello app on two nodes relaying to the machine's RabbitMQ (STOMP plugin on 61613): a
+/// page on each node, and the greeting of either reaches both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_on_two_relaying_nodes() {
+    const TEST: &str = "hello_on_two_relaying_nodes";
+    if let Err(e) = tokio::net::TcpStream::connect("127.0.0.1:61613").await {
+        skip(
+            TEST,
+            &format!(
+                "RabbitMQ's STOMP port 127.0.0.1:61613 does not answer ({e}): rabbitmq-plugins enable rabbitmq_stomp"
+            ),
+        );
+        return;
+    }
+    let relay = || stompede::broker::StompBrokerRelay::new(["/topic", "/queue"]);
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let server = start(hello::builder().enable_stomp_broker_relay(relay())).await;
+        let mut events = server.events();
+        if !server.server().broker_available() {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while !matches!(
+                    events.recv().await,
+                    Ok(stompede::events::SessionEvent::BrokerAvailability { available: true })
+                ) {}
+            })
+            .await
+            .expect("the relay's system connection came up");
+        }
+        nodes.push(server);
+    }
+    let urls: Vec<String> = nodes.iter().map(|n| format!("http://{}/", n.local_addr())).collect();
+    run_script_with(TEST, "relay_hello.mjs", &[&urls[0], &urls[1]]).await;
+    for node in nodes {
+        node.shutdown(Duration::from_secs(5)).await;
+    }
 }
 
 /// Serves `builder`'s server inside an axum application (its routes merged with
