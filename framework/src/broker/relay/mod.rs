@@ -243,6 +243,6 @@ impl RelayBroker {
         outbox: Arc<crate::outbox::Outbox>,
         end: Arc<UpstreamEnd>,
     ) -> Result<Link, String> {
-        session::open(&self.options, version, outbox, end).await
+        session::open(&self.options, version, outbox, end, self.system.lost()).await
     }
 }

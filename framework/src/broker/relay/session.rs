@@ -70,6 +70,7 @@ pub(super) async fn open(
     version: Version,
     outbox: Arc<Outbox>,
     end: Arc<UpstreamEnd>,
+    system_lost: CancellationToken,
 ) -> Result<Link, String> {
     let (upstream, _) = upstream::connect(
         options,
@@ -80,8 +81,16 @@ pub(super) async fn open(
     .await?;
     let (tx, rx) = mpsc::channel(QUEUE);
     let user_destinations = Arc::new(Mutex::new(HashMap::new()));
-    let task =
-        Task { upstream, rx, outbox, version, end, user_destinations: user_destinations.clone() };
+    let user_destinations_of_task = user_destinations.clone();
+    let task = Task {
+        upstream,
+        rx,
+        outbox,
+        version,
+        end,
+        user_destinations: user_destinations_of_task,
+        system_lost,
+    };
     tokio::spawn(task.run());
     Ok(Link { tx, waiting: VecDeque::new(), user_destinations })
 }
@@ -139,6 +148,7 @@ struct Task {
     version: Version,
     end: Arc<UpstreamEnd>,
     user_destinations: Arc<Mutex<HashMap<ByteStr, (ByteStr, ByteStr)>>>,
+    system_lost: CancellationToken,
 }
 
 impl Task {
@@ -160,6 +170,9 @@ impl Task {
         let mut batch = Vec::new();
         loop {
             tokio::select! {
+                () = self.system_lost.cancelled() => {
+                    return Ended::Lost("the relay's system connection to the broker was lost".into());
+                }
                 frame = self.rx.recv() => {
                     // The session ended without DISCONNECT: leave quietly.
                     let Some(frame) = frame else { return Ended::Disconnected(None) };

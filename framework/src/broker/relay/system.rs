@@ -40,6 +40,10 @@ pub(super) struct System {
     /// In-process listeners by uid: subscribed again after each reconnection.
     listeners: Mutex<HashMap<u64, Arc<Subscriber>>>,
     started: OnceLock<()>,
+    /// Cancelled (and replaced) when the system connection is lost: the client sessions'
+    /// broker connections end with it (Spring closes them all), even those whose own TCP
+    /// connection has not noticed yet (a partition that only heart-beats reveal).
+    lost: Mutex<CancellationToken>,
 }
 
 /// Frames for broker destinations keep the publisher's headers but those that describe the
@@ -63,7 +67,14 @@ impl System {
             rx: Mutex::new(Some(rx)),
             listeners: Mutex::default(),
             started: OnceLock::new(),
+            lost: Mutex::default(),
         }
+    }
+
+    /// What a client session's broker connection watches: cancelled when the system
+    /// connection is next lost.
+    pub(super) fn lost(&self) -> CancellationToken {
+        lock(&self.lost).clone()
     }
 
     pub(super) fn is_available(&self) -> bool {
@@ -143,6 +154,7 @@ impl System {
                     if shutdown.is_cancelled() {
                         return;
                     }
+                    std::mem::take(&mut *lock(&self.lost)).cancel();
                     availability(false);
                     tracing::warn!(broker = %address, "broker relay: system connection lost ({why}); client sessions of this node are closed with 'broker not available' and reconnecting starts");
                 }
