@@ -8,7 +8,9 @@ scenarios:
   partitioned   T topics, one publisher and one subscriber each, M messages each
   connections   C idle connections with one subscription each
 options:
-  --url URL             server endpoint (default ws://127.0.0.1:61614/ws)
+  --url URL             server endpoint (default ws://127.0.0.1:61614/ws); repeat it to spread
+                        the subscribers over several nodes, round robin (publishers use the
+                        first)
   --subscribers S       fanout subscribers (default 100)
   --publishers P        fanout publishers (default 1)
   --topics T            partitioned topics (default 10)
@@ -17,7 +19,9 @@ options:
   --rate R              messages per second per publisher; omit for full speed
   --receipt-every K     ask for a RECEIPT every K messages (default 100)
   --connections C       connections scenario size (default 1000)
-  --server-pid PID      read the server's CPU time and memory from /proc
+  --server-pid PID      read the server's CPU time and memory from /proc; repeat it for a
+                        system of several processes (relaying nodes and their broker): CPU
+                        per delivery is then their sum, with each one's share in the JSON
   --destination-prefix  topic prefix (default /topic/loadgen; RabbitMQ wants /topic/ too)
   --label NAME          name of the server in the report (default server)
   --login USER          CONNECT login (RabbitMQ: guest)
@@ -39,6 +43,8 @@ pub(crate) enum Scenario {
 pub(crate) struct Options {
     pub(crate) scenario: Scenario,
     pub(crate) url: String,
+    /// Every `--url`, the first being `url`.
+    pub(crate) urls: Vec<String>,
     pub(crate) subscribers: usize,
     pub(crate) publishers: usize,
     pub(crate) topics: usize,
@@ -48,6 +54,8 @@ pub(crate) struct Options {
     pub(crate) receipt_every: u64,
     pub(crate) connections: usize,
     pub(crate) server_pid: Option<u32>,
+    /// Every `--server-pid`, the first being `server_pid`.
+    pub(crate) server_pids: Vec<u32>,
     pub(crate) prefix: String,
     pub(crate) label: String,
     pub(crate) login: Option<String>,
@@ -68,6 +76,7 @@ impl Options {
         let mut o = Options {
             scenario,
             url: "ws://127.0.0.1:61614/ws".into(),
+            urls: Vec::new(),
             subscribers: 100,
             publishers: 1,
             topics: 10,
@@ -77,6 +86,7 @@ impl Options {
             receipt_every: 100,
             connections: 1000,
             server_pid: None,
+            server_pids: Vec::new(),
             prefix: "/topic/loadgen".into(),
             label: "server".into(),
             login: None,
@@ -90,7 +100,7 @@ impl Options {
                 v.parse::<u64>().map_err(|_| format!("{flag} takes a whole number, not {v:?}"))
             };
             match flag.as_str() {
-                "--url" => o.url = value,
+                "--url" => o.urls.push(value),
                 "--subscribers" => o.subscribers = number(&value)? as usize,
                 "--publishers" => o.publishers = number(&value)? as usize,
                 "--topics" => o.topics = number(&value)? as usize,
@@ -99,7 +109,7 @@ impl Options {
                 "--rate" => o.rate = Some(number(&value)? as f64),
                 "--receipt-every" => o.receipt_every = number(&value)?.max(1),
                 "--connections" => o.connections = number(&value)? as usize,
-                "--server-pid" => o.server_pid = Some(number(&value)? as u32),
+                "--server-pid" => o.server_pids.push(number(&value)? as u32),
                 "--destination-prefix" => o.prefix = value,
                 "--label" => o.label = value,
                 "--login" => o.login = Some(value),
@@ -109,6 +119,11 @@ impl Options {
                 other => return Err(format!("unknown option {other:?}")),
             }
         }
+        match o.urls.first() {
+            Some(first) => o.url = first.clone(),
+            None => o.urls.push(o.url.clone()),
+        }
+        o.server_pid = o.server_pids.first().copied();
         if o.size < 48 {
             return Err(
                 "--size must be at least 48 bytes (publisher, sequence and timestamp)".into()

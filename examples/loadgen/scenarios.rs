@@ -51,6 +51,24 @@ struct Topic {
     subscribers: usize,
 }
 
+/// Connects to the `n`th of the `--url`s (round robin).
+async fn connect_to(o: &Options, n: usize) -> Result<Client, ClientError> {
+    let url = &o.urls[n % o.urls.len()];
+    let options = ClientOptions {
+        timeout: Duration::from_secs(30),
+        login: o.login.clone(),
+        passcode: o.passcode.clone(),
+        host: o.host.clone(),
+        ..ClientOptions::default()
+    };
+    Client::connect_ws(url, options).await
+}
+
+/// CPU seconds of every `--server-pid`, in order (`None` if one cannot be read).
+fn servers_cpu(o: &Options) -> Option<Vec<f64>> {
+    o.server_pids.iter().map(|&pid| proc_stat::cpu_seconds(pid)).collect()
+}
+
 async fn connect(o: &Options) -> Result<Client, ClientError> {
     let options = ClientOptions {
         timeout: Duration::from_secs(30),
@@ -82,9 +100,11 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
     let mut subscriber_tasks = JoinSet::new();
     let mut first_publisher = 0usize;
     let mut publishers = Vec::new();
+    let mut subscriber_number = 0usize;
     for topic in &topics {
         for _ in 0..topic.subscribers {
-            let client = connect(o).await?;
+            let client = connect_to(o, subscriber_number).await?;
+            subscriber_number += 1;
             let subscription = client.subscribe(&topic.destination).await?;
             let expected_publishers = first_publisher..first_publisher + topic.publishers;
             let messages = o.messages;
@@ -103,7 +123,7 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
         first_publisher += topic.publishers;
     }
 
-    let cpu_before = o.server_pid.and_then(proc_stat::cpu_seconds);
+    let cpu_before = servers_cpu(o);
     let own_cpu_before = proc_stat::cpu_seconds(std::process::id());
     let started = Instant::now();
     let mut publisher_tasks = JoinSet::new();
@@ -127,15 +147,19 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
         out_of_order += seen.out_of_order;
         last_us = last_us.max(seen.last_us);
     }
-    let cpu_after = o.server_pid.and_then(proc_stat::cpu_seconds);
+    let cpu_after = servers_cpu(o);
     let own_cpu_after = proc_stat::cpu_seconds(std::process::id());
     let started_us = started.duration_since(origin).as_micros() as u64;
     let seconds = (last_us.saturating_sub(started_us) as f64 / 1e6).max(1e-9);
     let lost = expected - deliveries;
-    let cpu_us = match (cpu_before, cpu_after) {
-        (Some(a), Some(b)) if deliveries > 0 => Some((b - a) * 1e6 / deliveries as f64),
+    // Per process, then the sum: the system's CPU per delivery.
+    let cpu_by_pid: Option<Vec<f64>> = match (&cpu_before, &cpu_after) {
+        (Some(a), Some(b)) if deliveries > 0 && !a.is_empty() => {
+            Some(a.iter().zip(b).map(|(a, b)| (b - a) * 1e6 / deliveries as f64).collect())
+        }
         _ => None,
     };
+    let cpu_us = cpu_by_pid.as_ref().map(|each| each.iter().sum::<f64>());
     let rate = deliveries as f64 / seconds;
     // The generator's own CPU share over the run: near 1.0 core means it is the bottleneck.
     let own_cores = match (own_cpu_before, own_cpu_after) {
@@ -172,6 +196,8 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
         "latency_us": { "p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": latency.max() },
         "lost": lost, "duplicated": duplicated, "out_of_order": out_of_order,
         "server_cpu_us_per_delivery": cpu_us, "loadgen_cores": own_cores,
+        "server_pids": o.server_pids, "server_cpu_us_per_delivery_by_pid": cpu_by_pid,
+        "urls": o.urls,
     });
     Ok(Report { human, json, clean: lost == 0 && duplicated == 0 && out_of_order == 0 })
 }
