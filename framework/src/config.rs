@@ -276,6 +276,8 @@ pub(crate) enum ConfigErrorKind {
         setting: &'static str,
         name: String,
     },
+    /// Both the in-memory broker and the relay were configured.
+    TwoBrokers,
     /// A handler's `send_to` outside the broker prefixes.
     SendToOutsideBroker {
         handler: &'static str,
@@ -327,7 +329,7 @@ impl ConfigError {
                 Some(setting)
             }
             OverlappingPrefixes { first_setting, .. } => Some(first_setting),
-            NoBrokerPrefix => Some("enable_simple_broker"),
+            NoBrokerPrefix | TwoBrokers => Some("enable_simple_broker"),
             EndpointTrailingSlash { .. } | DuplicateEndpoint { .. } => Some("endpoint"),
             SockJsClientUrl { .. } => Some("SockJS client_library_url"),
             MissingState { .. } => Some("state"),
@@ -399,6 +401,9 @@ impl std::fmt::Display for ConfigError {
                 "static asset {path}: content type {content_type:?} is not a valid header value"
             ),
             DuplicateAsset { path } => write!(f, "static asset {path} is registered twice"),
+            TwoBrokers => f.write_str(
+                "enable_simple_broker and enable_stomp_broker_relay are both set: a server has one broker (call one of them)",
+            ),
             BadHeaderName { setting, name } => {
                 write!(f, "{setting}: {name:?} is not a valid header name")
             }
@@ -642,6 +647,11 @@ impl Settings {
                 ("inbound_frame_rate (frames per second)", rate.per_second),
                 ("inbound_frame_rate (burst)", rate.burst),
             ])?;
+        }
+        if let Some(relay) = &self.relay {
+            if relay.prefixes != self.broker_prefixes {
+                return Err(error(TwoBrokers));
+            }
         }
         if let Some(pattern) = self.access_rules.malformed_pattern() {
             return Err(error(MissingSlash { setting: "access_rules", value: pattern.to_owned() }));

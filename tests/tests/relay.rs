@@ -279,6 +279,47 @@ async fn user_destinations_across_nodes() {
     b.shutdown(WAIT).await;
 }
 
+#[test]
+fn the_relay_and_the_simple_broker_cannot_both_be_set() {
+    let error = Server::builder()
+        .enable_stomp_broker_relay(StompBrokerRelay::new(["/topic"]))
+        .enable_simple_broker(["/queue"])
+        .build()
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("a server has one broker"), "{error}");
+}
+
+/// The system connection's heart-beats keep it up while it is idle: over 20 periods of
+/// 100 ms, it is not lost (the broker's heart-beats are not frames, and count as life).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_system_connection_stays_up_on_heart_beats() {
+    if !rabbitmq("an_idle_system_connection_stays_up_on_heart_beats").await {
+        return;
+    }
+    let relay = StompBrokerRelay::new(["/topic", "/queue"])
+        .system_heartbeat_send_interval(Duration::from_millis(100))
+        .system_heartbeat_receive_interval(Duration::from_millis(100));
+    let server = Server::builder()
+        .enable_stomp_broker_relay(relay)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap();
+    let mut events = server.events();
+    let running = server.start().await.unwrap();
+    let lost = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Ok(SessionEvent::BrokerAvailability { available: false }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(lost.is_err(), "the idle system connection was lost");
+    assert!(running.server().broker_available());
+    running.shutdown(WAIT).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_brokers_errors_reach_the_client() {
     if !rabbitmq("the_brokers_errors_reach_the_client").await {

@@ -3,7 +3,8 @@
 //!
 //! [`Broker`] is the seam: sessions, handlers' replies and the messaging template publish and
 //! subscribe through it, never through a concrete broker. The [`SimpleBroker`] keeps
-//! everything in memory in one process; it is the only implementation today.
+//! everything in memory in one process; the [`RelayBroker`] relays to an external STOMP broker
+//! (RabbitMQ) that several nodes share (`docs/scaling.md`).
 
 mod listener;
 mod registry;

@@ -20,6 +20,8 @@ pub(crate) struct Upstream {
     buf: BytesMut,
     /// Frames decoded and not yet handed out.
     ready: std::collections::VecDeque<Frame>,
+    /// When bytes last arrived (frames or heart-beats).
+    last_received: tokio::time::Instant,
 }
 
 /// Opens a STOMP session with the external broker as `login`/`passcode`. The error says what
@@ -41,6 +43,7 @@ pub(crate) async fn connect(
             decoder: Decoder::new(Limits::UNLIMITED),
             buf: BytesMut::new(),
             ready: Default::default(),
+            last_received: tokio::time::Instant::now(),
         };
         // The virtual host if one is set, else `/`, RabbitMQ's default (RabbitMQ reads `host`
         // as the virtual host: the relay's host name there would be refused).
@@ -91,7 +94,8 @@ impl Upstream {
             }
             match self.transport.recv(&mut self.buf).await {
                 Ok(0) => return Ok(None),
-                Ok(_) => {}
+                // A heart-beat counts too, though `next` returns only frames.
+                Ok(_) => self.last_received = tokio::time::Instant::now(),
                 Err(TransportError::Io(e)) => {
                     return Err(format!("connection to the broker lost: {e}"));
                 }
@@ -105,6 +109,11 @@ impl Upstream {
                 self.ready.push_back(frame);
             }
         }
+    }
+
+    /// When bytes (a frame or a heart-beat) last arrived.
+    pub(crate) fn last_received(&self) -> tokio::time::Instant {
+        self.last_received
     }
 
     /// Closes the connection.
