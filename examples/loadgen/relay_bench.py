@@ -49,8 +49,8 @@ def wait_for_line(process, text, seconds=30):
         sys.exit(f"the node did not log {text!r} within {seconds} s")
 
 
-def loadgen(label, urls, pids, messages, extra):
-    cmd = ["taskset", "-c", "1", str(RELEASE / "loadgen"), "fanout",
+def loadgen(label, urls, pids, messages, extra, cpus):
+    cmd = ["taskset", "-c", cpus, str(RELEASE / "loadgen"), "fanout",
            "--subscribers", str(SUBSCRIBERS), "--publishers", "1", "--messages", str(messages),
            "--size", "100", "--rate", str(RATE), "--receipt-every", "100",
            "--destination-prefix", f"/topic/relaybench-{label}", "--label", label, *compare.IDLE_TIMEOUT]
@@ -70,6 +70,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--messages", type=int, default=2000, help="per run (at 100/s: 20 s)")
     ap.add_argument("--out", default=str(ROOT / "target" / "bench"))
+    ap.add_argument("--no-pin", action="store_true",
+                    help="let the scheduler place every process on either core (the default pins "
+                         "the nodes and RabbitMQ to CPU 0 and the load generator to CPU 1)")
     o = ap.parse_args()
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +82,8 @@ def main():
                    cwd=ROOT, check=True)
     rabbit = compare.prepare_rabbitmq()
     compare.wait_port(61613)
-    compare.pin(rabbit, 0)
+    servers_cpu = "0,1" if o.no_pin else "0"
+    compare.sh("taskset", "-a", "-p", "-c", servers_cpu, str(rabbit), check=False)
     nodes = []
     try:
         for port in NODES:
@@ -88,7 +92,7 @@ def main():
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             nodes.append(node)
             wait_for_line(node, "system connection established")
-            compare.pin(node.pid, 0)
+            compare.sh("taskset", "-a", "-p", "-c", servers_cpu, str(node.pid), check=False)
         urls = [f"ws://127.0.0.1:{port}/ws" for port in NODES]
         results = []
         with open(out / "relay.jsonl", "w") as log:
@@ -99,7 +103,7 @@ def main():
                      ["--login", "guest", "--passcode", "guest", "--host", "/"]),
                 ]:
                     print(f"round {round_}: {label}", flush=True)
-                    result = loadgen(label, run_urls, pids, o.messages, extra)
+                    result = loadgen(label, run_urls, pids, o.messages, extra, "0,1" if o.no_pin else "1")
                     result["round"] = round_
                     results.append(result)
                     log.write(json.dumps(result) + "\n")
@@ -113,7 +117,7 @@ def main():
             node.terminate()
         for node in nodes:
             node.wait(timeout=10)
-        compare.uncap_cpu(rabbit)
+        compare.sh("taskset", "-a", "-p", "-c", "0,1", str(rabbit), check=False)
 
     def med(label, key):
         values = [key(r) for r in results if r["label"] == label and "error" not in r and key(r) is not None]
@@ -139,7 +143,9 @@ def main():
     rabbit_p99 = med("rabbitmq", lambda r: r["latency_us"]["p99"])
     ratio = f"{relay_p99 / rabbit_p99:.2f}" if relay_p99 and rabbit_p99 else "n/a"
     table = "\n".join(rows)
-    text = (f"Rounds: {o.rounds}, medians; {SUBSCRIBERS} subscribers (spread over two relaying nodes, or all on "
+    placement = ("every process on either core (--no-pin)" if o.no_pin else
+                 "the nodes and RabbitMQ pinned to CPU 0, the load generator to CPU 1")
+    text = (f"Rounds: {o.rounds}, medians; {placement}; {SUBSCRIBERS} subscribers (spread over two relaying nodes, or all on "
             f"RabbitMQ Web-STOMP), one publisher at {RATE} messages/s of 100 B (10,000 deliveries/s), "
             f"{o.messages} messages per run.\n\n{table}\n\np99 through the relay ÷ p99 straight to RabbitMQ: {ratio}\n")
     (out / "relay.md").write_text(text)
