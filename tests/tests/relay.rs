@@ -154,6 +154,44 @@ async fn sockjs_sessions_are_relayed_too() {
     b.shutdown(WAIT).await;
 }
 
+/// Plain topic subscriptions of one node share one broker subscription: each subscriber still
+/// gets every message under its own subscription id, in order; one that leaves stops
+/// receiving while the others go on; one with an ack mode of its own is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_subscriptions_of_a_node_are_shared() {
+    if !rabbitmq("topic_subscriptions_of_a_node_are_shared").await {
+        return;
+    }
+    let (a, b) = (node().await, node().await);
+    let topic = format!("/topic/{}", unique("shared"));
+    let url = ws_url(&a);
+    let connect = || Client::connect_ws(&url, ClientOptions::default());
+    let (first, second, own) =
+        (connect().await.unwrap(), connect().await.unwrap(), connect().await.unwrap());
+    let mut first_sub = first.subscribe(&topic).await.unwrap();
+    let mut second_sub = second.subscribe(&topic).await.unwrap();
+    let mut own_sub = own.subscribe_with(&topic, &[("ack", "client-individual")]).await.unwrap();
+    let publisher = Client::connect_ws(&ws_url(&b), ClientOptions::default()).await.unwrap();
+    for i in 0..50 {
+        publisher.send(&topic, format!("{i}")).await.unwrap();
+    }
+    publisher.send_with_receipt(&topic, "end").await.unwrap();
+    for sub in [&mut first_sub, &mut second_sub, &mut own_sub] {
+        for i in 0..50 {
+            let message = tokio::time::timeout(WAIT, sub.next()).await.unwrap().unwrap();
+            assert_eq!(message.body_str(), Some(i.to_string().as_str()));
+            assert_eq!(message.get("subscription"), Some(sub.id()), "the client's own id");
+        }
+        assert_eq!(next(sub).await, "end");
+    }
+    first_sub.unsubscribe().await.unwrap();
+    publisher.send_with_receipt(&topic, "after").await.unwrap();
+    assert_eq!(next(&mut second_sub).await, "after");
+    assert_eq!(next(&mut own_sub).await, "after");
+    a.shutdown(WAIT).await;
+    b.shutdown(WAIT).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_reply_on_one_node_reaches_subscribers_on_another() {
     if !rabbitmq("a_handler_reply_on_one_node_reaches_subscribers_on_another").await {

@@ -773,6 +773,28 @@ impl Protocol {
                 )));
             }
         }
+        if let (Target::Broker, Some(relay)) = (&target, self.runtime.broker.relay()) {
+            if shareable(frame) {
+                // A plain topic subscription: the node subscribes once per destination and
+                // fans out here, encoded once; the broker answers the receipt of the first.
+                let version = self.version.unwrap_or(Version::V1_2);
+                let subscriber = Arc::new(Subscriber::session(
+                    id.clone(),
+                    destination.clone(),
+                    version,
+                    ack,
+                    self.outbox.clone(),
+                ));
+                let receipt = frame.receipt().map(|receipt| relay::ClientReceipt {
+                    id: receipt.to_owned(),
+                    outbox: self.outbox.clone(),
+                    version,
+                });
+                self.receipt_forwarded = relay.subscribe_shared(subscriber.clone(), receipt);
+                self.subscribed(id, destination, Some(subscriber));
+                return Ok(Flow::Continue);
+            }
+        }
         if let (Target::Broker, Some(link)) = (&target, &mut self.relay) {
             // The broker holds the subscription, with the client's id and ack mode, and
             // answers the receipt.
@@ -1012,6 +1034,16 @@ impl Protocol {
             self.runtime.sessions.unregister(&self.session_id);
         }
     }
+}
+
+/// Whether a relayed SUBSCRIBE may share the node's subscription to its destination: a topic
+/// (every subscriber gets every message), acknowledged automatically, with no header that
+/// asks the broker for something of its own (`durable`, `prefetch-count`, `selector`...).
+fn shareable(frame: &Frame) -> bool {
+    const PLAIN: [&str; 4] = [names::ID, names::DESTINATION, names::ACK, names::RECEIPT];
+    frame.destination().is_some_and(|d| d.starts_with("/topic/"))
+        && frame.get(names::ACK).is_none_or(|ack| ack == "auto")
+        && frame.headers.entries().iter().all(|(name, _)| PLAIN.contains(&name.as_str()))
 }
 
 /// What a SEND held in a transaction counts against `max_transaction_bytes`: its body and a

@@ -20,6 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub(crate) use session::{Ended, Link, UpstreamEnd};
+pub(crate) use system::ClientReceipt;
 use system::System;
 
 use super::Subscriber;
@@ -228,8 +229,21 @@ impl RelayBroker {
         self.system.publish(destination, headers, body)
     }
 
+    /// An in-process listener: through the node's shared subscriptions.
     pub(crate) fn subscribe(&self, subscriber: Arc<Subscriber>) {
-        self.system.subscribe(subscriber);
+        self.system.subscribe(subscriber, None);
+    }
+
+    /// A client's plain topic subscription, shared with the node's others to the same
+    /// destination (see `system.rs`). Returns whether the relay answers `receipt` (once the
+    /// broker has the subscription); `false` when the node was subscribed already, and the
+    /// caller answers it.
+    pub(crate) fn subscribe_shared(
+        &self,
+        subscriber: Arc<Subscriber>,
+        receipt: Option<ClientReceipt>,
+    ) -> bool {
+        self.system.subscribe(subscriber, receipt)
     }
 
     pub(crate) fn unsubscribe(&self, subscriber: &Subscriber) {

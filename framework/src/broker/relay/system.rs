@@ -1,5 +1,8 @@
-//! The relay's system connection: what the application sends (template, handlers' replies)
-//! and the in-process listeners, over one connection that reconnects with backoff.
+//! The relay's system connection: what the application sends (template, handlers' replies),
+//! and the subscriptions the node shares: in-process listeners, and the clients' plain topic
+//! subscriptions (auto acknowledgement, no broker-specific headers). Those are subscribed once
+//! per destination and node, and each message is fanned out locally, encoded once, as the
+//! in-memory broker does: the broker sends one copy per node instead of one per client.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,8 +31,37 @@ const LAST_RETRY: Duration = Duration::from_secs(10);
 
 enum Outgoing {
     Publish(Frame),
-    Subscribe(Arc<Subscriber>),
+    /// SUBSCRIBE `destination` as shared subscription `id`, with a client's receipt to answer
+    /// once the broker has.
+    Subscribe {
+        id: u64,
+        destination: ByteStr,
+        receipt: Option<ClientReceipt>,
+    },
     Unsubscribe(u64),
+}
+
+/// A client's RECEIPT that the system connection answers once the broker has answered.
+pub(crate) struct ClientReceipt {
+    pub(crate) id: String,
+    pub(crate) outbox: Arc<crate::outbox::Outbox>,
+    pub(crate) version: Version,
+}
+
+/// One destination subscribed once for the node, and who receives its messages here.
+struct Shared {
+    id: u64,
+    subscribers: Vec<Arc<Subscriber>>,
+}
+
+#[derive(Default)]
+struct Subscriptions {
+    by_destination: HashMap<ByteStr, Shared>,
+    /// Shared subscription id → its destination.
+    by_id: HashMap<u64, ByteStr>,
+    /// Subscriber uid → its destination (to unsubscribe).
+    of_subscriber: HashMap<u64, ByteStr>,
+    next_id: u64,
 }
 
 pub(super) struct System {
@@ -37,8 +69,8 @@ pub(super) struct System {
     available: AtomicBool,
     tx: mpsc::Sender<Outgoing>,
     rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
-    /// In-process listeners by uid: subscribed again after each reconnection.
-    listeners: Mutex<HashMap<u64, Arc<Subscriber>>>,
+    /// The shared subscriptions: subscribed again after each reconnection.
+    subscriptions: Mutex<Subscriptions>,
     started: OnceLock<()>,
     /// Cancelled (and replaced) when the system connection is lost: the client sessions'
     /// broker connections end with it (Spring closes them all), even those whose own TCP
@@ -65,7 +97,7 @@ impl System {
             available: AtomicBool::new(false),
             tx,
             rx: Mutex::new(Some(rx)),
-            listeners: Mutex::default(),
+            subscriptions: Mutex::default(),
             started: OnceLock::new(),
             lost: Mutex::default(),
         }
@@ -107,14 +139,43 @@ impl System {
         self.tx.try_send(Outgoing::Publish(frame)).is_ok()
     }
 
-    pub(super) fn subscribe(&self, subscriber: Arc<Subscriber>) {
-        lock(&self.listeners).insert(subscriber.uid, subscriber.clone());
-        let _ = self.tx.try_send(Outgoing::Subscribe(subscriber));
+    /// Adds `subscriber` to the node's shared subscription of its destination, subscribing
+    /// it at the broker if it is the first. Returns whether `receipt` will be answered by the
+    /// system connection (once the broker has the new subscription); `false` leaves it to the
+    /// caller (the subscription already existed).
+    pub(super) fn subscribe(
+        &self,
+        subscriber: Arc<Subscriber>,
+        receipt: Option<ClientReceipt>,
+    ) -> bool {
+        let mut subscriptions = lock(&self.subscriptions);
+        let destination = subscriber.destination.clone();
+        subscriptions.of_subscriber.insert(subscriber.uid, destination.clone());
+        if let Some(shared) = subscriptions.by_destination.get_mut(&destination) {
+            shared.subscribers.push(subscriber);
+            return false;
+        }
+        subscriptions.next_id += 1;
+        let id = subscriptions.next_id;
+        subscriptions.by_id.insert(id, destination.clone());
+        let shared = Shared { id, subscribers: vec![subscriber] };
+        subscriptions.by_destination.insert(destination.clone(), shared);
+        let answered = receipt.is_some();
+        let _ = self.tx.try_send(Outgoing::Subscribe { id, destination, receipt });
+        answered
     }
 
+    /// Removes a subscriber; the last one of a destination unsubscribes it at the broker.
     pub(super) fn unsubscribe(&self, uid: u64) {
-        if lock(&self.listeners).remove(&uid).is_some() {
-            let _ = self.tx.try_send(Outgoing::Unsubscribe(uid));
+        let mut subscriptions = lock(&self.subscriptions);
+        let Some(destination) = subscriptions.of_subscriber.remove(&uid) else { return };
+        let Some(shared) = subscriptions.by_destination.get_mut(&destination) else { return };
+        shared.subscribers.retain(|s| s.uid != uid);
+        if shared.subscribers.is_empty() {
+            let id = shared.id;
+            subscriptions.by_destination.remove(&destination);
+            subscriptions.by_id.remove(&id);
+            let _ = self.tx.try_send(Outgoing::Unsubscribe(id));
         }
     }
 
@@ -189,14 +250,23 @@ impl System {
         // even when our timer fires a little late.
         let beat_every = ours.outgoing(theirs).map(|every| every / 2);
         let allowance = ours.incoming(theirs).map(|every| every * 3);
-        let listeners: Vec<Arc<Subscriber>> = lock(&self.listeners).values().cloned().collect();
-        for listener in listeners {
-            if let Err(e) =
-                upstream.send(&[encode(&subscribe_frame(&listener), Version::V1_2)]).await
-            {
+        let shared: Vec<(u64, ByteStr)> = lock(&self.subscriptions)
+            .by_destination
+            .iter()
+            .map(|(destination, shared)| (shared.id, destination.clone()))
+            .collect();
+        // What this connection has subscribed: the channel may still hold a SUBSCRIBE made
+        // while the broker was away (sent here already) or an UNSUBSCRIBE of an id it never
+        // subscribed; the broker refuses a repeated id.
+        let mut live: std::collections::HashSet<u64> = shared.iter().map(|(id, _)| *id).collect();
+        for (id, destination) in shared {
+            let frame = subscribe_frame(id, destination, None);
+            if let Err(e) = upstream.send(&[encode(&frame, Version::V1_2)]).await {
                 return e.to_string();
             }
         }
+        let mut receipts: HashMap<String, ClientReceipt> = HashMap::new();
+        let mut next_receipt = 0u64;
         let mut last_write = Instant::now();
         let mut last_read = Instant::now();
         let far = || Instant::now() + Duration::from_secs(86_400);
@@ -209,9 +279,25 @@ impl System {
                     let Some(outgoing) = outgoing else { return "closed".into() };
                     let frame = match outgoing {
                         Outgoing::Publish(frame) => frame,
-                        Outgoing::Subscribe(listener) => subscribe_frame(&listener),
-                        Outgoing::Unsubscribe(uid) => {
-                            Frame::new(Command::Unsubscribe).header(names::ID, listener_id(uid))
+                        Outgoing::Subscribe { id, receipt, .. } if !live.insert(id) => {
+                            if let Some(receipt) = receipt {
+                                let frame = Frame::receipt_for(receipt.id);
+                                receipt.outbox.push(encode(&frame, receipt.version));
+                            }
+                            continue;
+                        }
+                        Outgoing::Subscribe { id, destination, receipt } => {
+                            let ours = receipt.map(|receipt| {
+                                next_receipt += 1;
+                                let ours = format!("stompede-shared-{next_receipt}");
+                                receipts.insert(ours.clone(), receipt);
+                                ours
+                            });
+                            subscribe_frame(id, destination, ours)
+                        }
+                        Outgoing::Unsubscribe(id) if !live.remove(&id) => continue,
+                        Outgoing::Unsubscribe(id) => {
+                            Frame::new(Command::Unsubscribe).header(names::ID, shared_id(id))
                         }
                     };
                     if let Err(e) = upstream.send(&[encode(&frame, Version::V1_2)]).await {
@@ -224,6 +310,14 @@ impl System {
                     match frame {
                         Ok(Some(frame)) => match frame.command {
                             Command::Message => self.deliver(frame),
+                            Command::Receipt => {
+                                let answered =
+                                    frame.get(names::RECEIPT_ID).and_then(|id| receipts.remove(id));
+                                if let Some(receipt) = answered {
+                                    let frame = Frame::receipt_for(receipt.id);
+                                    receipt.outbox.push(encode(&frame, receipt.version));
+                                }
+                            }
                             Command::Error => {
                                 return format!(
                                     "the broker sent ERROR: {}",
@@ -256,16 +350,24 @@ impl System {
         }
     }
 
-    /// A MESSAGE for an in-process listener.
+    /// A MESSAGE of a shared subscription: to each of its subscribers on this node, encoded
+    /// once.
     fn deliver(&self, frame: Frame) {
-        let Some(uid) = frame
+        let Some(id) = frame
             .get(names::SUBSCRIPTION)
-            .and_then(|id| id.strip_prefix("listener-"))
-            .and_then(|uid| uid.parse::<u64>().ok())
+            .and_then(|id| id.strip_prefix("shared-"))
+            .and_then(|id| id.parse::<u64>().ok())
         else {
             return;
         };
-        let Some(listener) = lock(&self.listeners).get(&uid).cloned() else { return };
+        let subscribers: Vec<Arc<Subscriber>> = {
+            let subscriptions = lock(&self.subscriptions);
+            let Some(destination) = subscriptions.by_id.get(&id) else { return };
+            match subscriptions.by_destination.get(destination) {
+                Some(shared) => shared.subscribers.clone(),
+                None => return,
+            }
+        };
         let message_id = frame.get(names::MESSAGE_ID).unwrap_or_default().to_owned();
         let mut headers = Headers::with_capacity(frame.headers.len());
         for (name, value) in frame.headers.entries() {
@@ -273,16 +375,23 @@ impl System {
                 headers.push(name.clone(), value.clone());
             }
         }
-        listener.deliver(&PreparedMessage::new(headers, frame.body), &message_id);
+        let message = PreparedMessage::new(headers, frame.body);
+        for subscriber in subscribers {
+            subscriber.deliver(&message, &message_id);
+        }
     }
 }
 
-fn listener_id(uid: u64) -> String {
-    format!("listener-{uid}")
+fn shared_id(id: u64) -> String {
+    format!("shared-{id}")
 }
 
-fn subscribe_frame(listener: &Subscriber) -> Frame {
-    Frame::new(Command::Subscribe)
-        .header(names::ID, listener_id(listener.uid))
-        .header(names::DESTINATION, listener.destination.clone())
+fn subscribe_frame(id: u64, destination: ByteStr, receipt: Option<String>) -> Frame {
+    let mut frame = Frame::new(Command::Subscribe)
+        .header(names::ID, shared_id(id))
+        .header(names::DESTINATION, destination);
+    if let Some(receipt) = receipt {
+        frame.headers.push(names::RECEIPT, receipt);
+    }
+    frame
 }
