@@ -358,6 +358,60 @@ async fn an_idle_system_connection_stays_up_on_heart_beats() {
     running.shutdown(WAIT).await;
 }
 
+/// What the review of the relay found, each now a test: a STOMP 1.1 client acknowledges by
+/// `message-id`; an anonymous session unsubscribes a user destination; a client SEND to
+/// `/user/{name}/...` reaches that user on another node, with the broker's receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_clients_anonymous_sessions_and_user_sends() {
+    if !rabbitmq("older_clients_anonymous_sessions_and_user_sends").await {
+        return;
+    }
+    let (a, b) = (node().await, node().await);
+    // A 1.1 client with client-individual acknowledgements on a queue.
+    let old = Client::connect_ws(
+        &ws_url(&a),
+        ClientOptions { accept_version: "1.1".into(), ..ClientOptions::default() },
+    )
+    .await
+    .unwrap();
+    let queue = format!("/queue/{}", unique("acks"));
+    let headers = [("ack", "client-individual"), ("auto-delete", "true")];
+    let mut jobs = old.subscribe_with(&queue, &headers).await.unwrap();
+    let job = stompede::stomp::Frame::new(stompede::stomp::Command::Send)
+        .header("destination", queue.clone())
+        .header("auto-delete", "true")
+        .body("job");
+    old.send_frame_with_receipt(job).await.unwrap();
+    let message = tokio::time::timeout(WAIT, jobs.next()).await.unwrap().unwrap();
+    let ack = stompede::stomp::Frame::new(stompede::stomp::Command::Ack)
+        .header("message-id", message.get("message-id").unwrap().to_owned())
+        .header("subscription", jobs.id().to_owned());
+    old.send_frame_with_receipt(ack).await.expect("the broker took the 1.1 ACK");
+    // An anonymous session's user destination, subscribed and unsubscribed.
+    let anonymous = Client::connect_ws(&ws_url(&a), ClientOptions::default()).await.unwrap();
+    let replies = anonymous.subscribe("/user/queue/reply").await.unwrap();
+    replies.unsubscribe().await.expect("the UNSUBSCRIBE was answered");
+    let topic = format!("/topic/{}", unique("alive"));
+    let mut alive = anonymous.subscribe(&topic).await.unwrap();
+    anonymous.send(&topic, "still connected").await.unwrap();
+    assert_eq!(next(&mut alive).await, "still connected");
+    // A SEND to another user's destination, from a node she is not on.
+    let user = unique("grace");
+    let grace = Client::connect_ws(
+        &ws_url(&b),
+        ClientOptions { login: Some(user.clone()), ..ClientOptions::default() },
+    )
+    .await
+    .unwrap();
+    let mut inbox = grace.subscribe("/user/queue/inbox").await.unwrap();
+    old.send_with_receipt(&format!("/user/{user}/queue/inbox"), "hello grace").await.unwrap();
+    let message = tokio::time::timeout(WAIT, inbox.next()).await.unwrap().unwrap();
+    assert_eq!(message.body_str(), Some("hello grace"));
+    assert_eq!(message.destination(), Some("/user/queue/inbox"));
+    a.shutdown(WAIT).await;
+    b.shutdown(WAIT).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_brokers_errors_reach_the_client() {
     if !rabbitmq("the_brokers_errors_reach_the_client").await {

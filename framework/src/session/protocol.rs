@@ -416,6 +416,13 @@ impl Protocol {
                 }
             };
             let link = match runtime.broker.relay() {
+                // As Spring: no client sessions while the system connection is down (shared
+                // subscriptions and the template would not work).
+                Some(relay) if !relay.is_available() => {
+                    return Err(Refusal::Broker(
+                        "the relay's system connection to the broker is down".into(),
+                    ));
+                }
                 Some(relay) => {
                     Some(relay.open_session(version, outbox, end).await.map_err(Refusal::Broker)?)
                 }
@@ -607,6 +614,15 @@ impl Protocol {
             link.forward(frame);
             return Ok(Flow::Continue);
         }
+        if let (Target::User { user, destination }, Some(link)) = (&target, &mut self.relay) {
+            // To the user's key, through the session's own connection: the broker answers
+            // the receipt.
+            let mut frame = frame;
+            frame.headers.set(names::DESTINATION, relay::user_key(destination, user));
+            self.receipt_forwarded = frame.receipt().is_some();
+            link.forward(frame);
+            return Ok(Flow::Continue);
+        }
         self.deliver_send(target, destination, frame);
         Ok(Flow::Continue)
     }
@@ -623,6 +639,14 @@ impl Protocol {
                 }
             }
             Target::Broker => self.publish(&destination, frame),
+            Target::User { user, destination } if self.relay.is_some() => {
+                frame.headers.remove(names::RECEIPT);
+                frame.headers.remove(names::TRANSACTION);
+                frame.headers.set(names::DESTINATION, relay::user_key(&destination, &user));
+                if let Some(link) = &mut self.relay {
+                    link.forward(frame);
+                }
+            }
             Target::User { user, destination } => {
                 let template = &self.runtime.template;
                 let delivered =
@@ -790,7 +814,8 @@ impl Protocol {
                     outbox: self.outbox.clone(),
                     version,
                 });
-                self.receipt_forwarded = relay.subscribe_shared(subscriber.clone(), receipt);
+                self.receipt_forwarded = receipt.is_some();
+                relay.subscribe_shared(subscriber.clone(), receipt);
                 self.subscribed(id, destination, Some(subscriber));
                 return Ok(Flow::Continue);
             }
@@ -865,11 +890,19 @@ impl Protocol {
             }
             let last = keys.len() - 1;
             for (n, (upstream_id, key)) in keys.into_iter().enumerate() {
-                let mut upstream = frame.clone();
-                upstream.headers.set(names::ID, upstream_id.clone());
-                upstream.headers.set(names::DESTINATION, key);
-                if n != last {
-                    upstream.headers.remove(names::RECEIPT);
+                // Only the plain headers: a client may not make its user queues durable (they
+                // would outlive the session and gather the user's messages).
+                let mut upstream = Frame::new(Command::Subscribe)
+                    .header(names::ID, upstream_id.clone())
+                    .header(names::DESTINATION, key);
+                for name in [names::ACK, "prefetch-count"] {
+                    if let Some(value) = frame.headers.get_shared(name) {
+                        upstream.headers.push(name, value.clone());
+                    }
+                }
+                if let (Some(receipt), true) = (frame.headers.get_shared(names::RECEIPT), n == last)
+                {
+                    upstream.headers.push(names::RECEIPT, receipt.clone());
                 }
                 link.user_subscription(upstream_id, id.clone(), destination.clone());
                 link.forward(upstream);
@@ -911,10 +944,13 @@ impl Protocol {
         if let Some(subscription) = self.subscriptions.remove(id.as_str()) {
             if let (None, Some(link)) = (&subscription.subscriber, &mut self.relay) {
                 if self.runtime.config.is_user_destination(&subscription.destination) {
-                    // Its second key, without the receipt (the first answers it).
-                    let second = Frame::new(Command::Unsubscribe)
-                        .header(names::ID, format!("{id}{USER_KEY_ID}"));
-                    link.forward(second);
+                    let second = ByteStr::from(format!("{id}{USER_KEY_ID}"));
+                    link.forget_user_subscription(&[id, &second]);
+                    // Its second key (only sessions with a principal have one), without the
+                    // receipt: the first answers it.
+                    if self.principal.is_some() {
+                        link.forward(Frame::new(Command::Unsubscribe).header(names::ID, second));
+                    }
                 }
                 self.receipt_forwarded = frame.receipt().is_some();
                 link.forward(frame.clone());
@@ -971,6 +1007,13 @@ impl Protocol {
             // at once: transactions are the session's own, not the broker's).
             let mut ack = frame.clone();
             ack.headers.remove(names::TRANSACTION);
+            // The broker connection speaks 1.2, which acknowledges by `id`: a 1.0/1.1 client
+            // names the message by `message-id` (RabbitMQ's `ack` ids are its message ids).
+            if version != Version::V1_2 {
+                if let Some(message_id) = frame.headers.get_shared(names::MESSAGE_ID).cloned() {
+                    ack.headers.set(names::ID, message_id);
+                }
+            }
             self.receipt_forwarded = ack.receipt().is_some();
             link.forward(ack);
             return Ok(Flow::Continue);

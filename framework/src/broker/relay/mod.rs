@@ -235,15 +235,14 @@ impl RelayBroker {
     }
 
     /// A client's plain topic subscription, shared with the node's others to the same
-    /// destination (see `system.rs`). Returns whether the relay answers `receipt` (once the
-    /// broker has the subscription); `false` when the node was subscribed already, and the
-    /// caller answers it.
+    /// destination (see `system.rs`); the relay answers `receipt` once the broker has
+    /// confirmed the node's subscription.
     pub(crate) fn subscribe_shared(
         &self,
         subscriber: Arc<Subscriber>,
         receipt: Option<ClientReceipt>,
-    ) -> bool {
-        self.system.subscribe(subscriber, receipt)
+    ) {
+        self.system.subscribe(subscriber, receipt);
     }
 
     pub(crate) fn unsubscribe(&self, subscriber: &Subscriber) {

@@ -17,6 +17,9 @@ use crate::stomp::{ByteStr, Command, Frame, HeartBeat, Version, encode, names};
 /// Frames a session may have on their way to the broker before it stops reading its client.
 const QUEUE: usize = 256;
 
+/// How long one write to the broker, or its answer to DISCONNECT, may take.
+const WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How a session's broker connection ended.
 pub(crate) enum Ended {
     /// After the client's DISCONNECT: the broker's RECEIPT for it, if the client asked for one.
@@ -122,6 +125,14 @@ impl Link {
         lock(&self.user_destinations).insert(upstream, (id, shown));
     }
 
+    /// Forgets user-destination subscriptions by the ids the broker knows.
+    pub(crate) fn forget_user_subscription(&self, upstream_ids: &[&ByteStr]) {
+        let mut map = lock(&self.user_destinations);
+        for id in upstream_ids {
+            map.remove(id.as_str());
+        }
+    }
+
     /// Whether frames wait for room in the queue.
     pub(crate) fn is_blocked(&self) -> bool {
         !self.waiting.is_empty()
@@ -167,9 +178,17 @@ impl Task {
 
     async fn serve(&mut self) -> Ended {
         let mut disconnect: Option<String> = None;
+        // How long the broker has to answer DISCONNECT before the session closes anyway.
+        let mut disconnect_by: Option<tokio::time::Instant> = None;
         let mut batch = Vec::new();
         loop {
+            let deadline = disconnect_by.unwrap_or_else(|| {
+                tokio::time::Instant::now() + std::time::Duration::from_secs(86_400)
+            });
             tokio::select! {
+                () = tokio::time::sleep_until(deadline), if disconnect_by.is_some() => {
+                    return Ended::Disconnected(None);
+                }
                 () = self.system_lost.cancelled() => {
                     return Ended::Lost("the relay's system connection to the broker was lost".into());
                 }
@@ -181,14 +200,19 @@ impl Task {
                     while let Some(frame) = next.take() {
                         if frame.command == Command::Disconnect {
                             disconnect = frame.get(names::RECEIPT).map(str::to_owned);
+                            disconnect_by = Some(tokio::time::Instant::now() + WRITE_LIMIT);
                         }
                         batch.push(encode(&frame, Version::V1_2));
                         if batch.len() < 64 {
                             next = self.rx.try_recv().ok();
                         }
                     }
-                    if let Err(e) = self.upstream.send(&batch).await {
-                        return Ended::Lost(format!("writing to the broker failed: {e}"));
+                    match tokio::time::timeout(WRITE_LIMIT, self.upstream.send(&batch)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Ended::Lost(format!("writing to the broker failed: {e}")),
+                        Err(_) => {
+                            return Ended::Lost(format!("a write to the broker took more than {WRITE_LIMIT:?}"));
+                        }
                     }
                 }
                 frame = self.upstream.next() => match frame {

@@ -3,15 +3,21 @@
 //! subscriptions (auto acknowledgement, no broker-specific headers). Those are subscribed once
 //! per destination and node, and each message is fanned out locally, encoded once, as the
 //! in-memory broker does: the broker sends one copy per node instead of one per client.
+//!
+//! Which destinations are subscribed is state, not a queue of requests: changes only record
+//! what is wanted and wake the connection's task, which brings the broker in line (SUBSCRIBE
+//! what is missing, UNSUBSCRIBE what is no longer wanted), after each change and after each
+//! reconnection. A shared subscription is confirmed by the broker's RECEIPT; clients' receipts
+//! for it wait until then.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::StompBrokerRelay;
@@ -29,17 +35,8 @@ const QUEUE: usize = 8192;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(10);
 
-enum Outgoing {
-    Publish(Frame),
-    /// SUBSCRIBE `destination` as shared subscription `id`, with a client's receipt to answer
-    /// once the broker has.
-    Subscribe {
-        id: u64,
-        destination: ByteStr,
-        receipt: Option<ClientReceipt>,
-    },
-    Unsubscribe(u64),
-}
+/// How long one write to the broker may take before the connection counts as lost.
+const WRITE_LIMIT: Duration = Duration::from_secs(10);
 
 /// A client's RECEIPT that the system connection answers once the broker has answered.
 pub(crate) struct ClientReceipt {
@@ -48,10 +45,20 @@ pub(crate) struct ClientReceipt {
     pub(crate) version: Version,
 }
 
+impl ClientReceipt {
+    fn answer(self) {
+        self.outbox.push(encode(&Frame::receipt_for(self.id), self.version));
+    }
+}
+
 /// One destination subscribed once for the node, and who receives its messages here.
 struct Shared {
     id: u64,
     subscribers: Vec<Arc<Subscriber>>,
+    /// Whether the broker confirmed it on the current connection.
+    confirmed: bool,
+    /// Clients' receipts waiting for that confirmation.
+    waiting: Vec<ClientReceipt>,
 }
 
 #[derive(Default)]
@@ -67,10 +74,12 @@ struct Subscriptions {
 pub(super) struct System {
     options: Arc<StompBrokerRelay>,
     available: AtomicBool,
-    tx: mpsc::Sender<Outgoing>,
-    rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
-    /// The shared subscriptions: subscribed again after each reconnection.
+    tx: mpsc::Sender<Frame>,
+    rx: Mutex<Option<mpsc::Receiver<Frame>>>,
+    /// The shared subscriptions wanted: the connection's task makes the broker's match.
     subscriptions: Mutex<Subscriptions>,
+    /// Wakes the task when `subscriptions` changed.
+    changed: Notify,
     started: OnceLock<()>,
     /// Cancelled (and replaced) when the system connection is lost: the client sessions'
     /// broker connections end with it (Spring closes them all), even those whose own TCP
@@ -98,6 +107,7 @@ impl System {
             tx,
             rx: Mutex::new(Some(rx)),
             subscriptions: Mutex::default(),
+            changed: Notify::new(),
             started: OnceLock::new(),
             lost: Mutex::default(),
         }
@@ -136,33 +146,37 @@ impl System {
             }
         }
         frame.body = body;
-        self.tx.try_send(Outgoing::Publish(frame)).is_ok()
+        self.tx.try_send(frame).is_ok()
     }
 
-    /// Adds `subscriber` to the node's shared subscription of its destination, subscribing
-    /// it at the broker if it is the first. Returns whether `receipt` will be answered by the
-    /// system connection (once the broker has the new subscription); `false` leaves it to the
-    /// caller (the subscription already existed).
-    pub(super) fn subscribe(
-        &self,
-        subscriber: Arc<Subscriber>,
-        receipt: Option<ClientReceipt>,
-    ) -> bool {
+    /// Adds `subscriber` to the node's shared subscription of its destination (subscribing it
+    /// at the broker if it is the first); `receipt` is answered once the broker has confirmed
+    /// that subscription.
+    pub(super) fn subscribe(&self, subscriber: Arc<Subscriber>, receipt: Option<ClientReceipt>) {
         let mut subscriptions = lock(&self.subscriptions);
         let destination = subscriber.destination.clone();
         subscriptions.of_subscriber.insert(subscriber.uid, destination.clone());
         if let Some(shared) = subscriptions.by_destination.get_mut(&destination) {
             shared.subscribers.push(subscriber);
-            return false;
+            match (receipt, shared.confirmed) {
+                (Some(receipt), true) => receipt.answer(),
+                (Some(receipt), false) => shared.waiting.push(receipt),
+                (None, _) => {}
+            }
+            return;
         }
         subscriptions.next_id += 1;
         let id = subscriptions.next_id;
         subscriptions.by_id.insert(id, destination.clone());
-        let shared = Shared { id, subscribers: vec![subscriber] };
-        subscriptions.by_destination.insert(destination.clone(), shared);
-        let answered = receipt.is_some();
-        let _ = self.tx.try_send(Outgoing::Subscribe { id, destination, receipt });
-        answered
+        let shared = Shared {
+            id,
+            subscribers: vec![subscriber],
+            confirmed: false,
+            waiting: receipt.into_iter().collect(),
+        };
+        subscriptions.by_destination.insert(destination, shared);
+        drop(subscriptions);
+        self.changed.notify_one();
     }
 
     /// Removes a subscriber; the last one of a destination unsubscribes it at the broker.
@@ -175,13 +189,58 @@ impl System {
             let id = shared.id;
             subscriptions.by_destination.remove(&destination);
             subscriptions.by_id.remove(&id);
-            let _ = self.tx.try_send(Outgoing::Unsubscribe(id));
+            drop(subscriptions);
+            self.changed.notify_one();
+        }
+    }
+
+    /// The frames that make the broker's shared subscriptions match those wanted, given the
+    /// ones this connection has (`live`, updated).
+    fn reconcile(&self, live: &mut HashSet<u64>) -> Vec<Frame> {
+        let subscriptions = lock(&self.subscriptions);
+        let mut frames = Vec::new();
+        for (destination, shared) in &subscriptions.by_destination {
+            if live.insert(shared.id) {
+                frames.push(
+                    Frame::new(Command::Subscribe)
+                        .header(names::ID, shared_id(shared.id))
+                        .header(names::DESTINATION, destination.clone())
+                        .header(names::RECEIPT, shared_id(shared.id)),
+                );
+            }
+        }
+        live.retain(|id| {
+            let wanted = subscriptions.by_id.contains_key(id);
+            if !wanted {
+                frames.push(Frame::new(Command::Unsubscribe).header(names::ID, shared_id(*id)));
+            }
+            wanted
+        });
+        frames
+    }
+
+    /// The broker confirmed shared subscription `id`: the receipts waiting for it are answered.
+    fn confirmed(&self, id: u64) {
+        let mut subscriptions = lock(&self.subscriptions);
+        let Some(destination) = subscriptions.by_id.get(&id).cloned() else { return };
+        if let Some(shared) = subscriptions.by_destination.get_mut(&destination) {
+            shared.confirmed = true;
+            for receipt in shared.waiting.drain(..) {
+                receipt.answer();
+            }
+        }
+    }
+
+    /// The connection is gone: every shared subscription must be confirmed again.
+    fn unconfirm_all(&self) {
+        for shared in lock(&self.subscriptions).by_destination.values_mut() {
+            shared.confirmed = false;
         }
     }
 
     async fn run(
         self: Arc<Self>,
-        mut rx: mpsc::Receiver<Outgoing>,
+        mut rx: mpsc::Receiver<Frame>,
         shutdown: CancellationToken,
         availability: Arc<dyn Fn(bool) + Send + Sync>,
     ) {
@@ -211,6 +270,7 @@ impl System {
                     availability(true);
                     let why = self.serve(&mut upstream, &frame, beat, &mut rx, &shutdown).await;
                     self.available.store(false, Ordering::Release);
+                    self.unconfirm_all();
                     upstream.close().await;
                     if shutdown.is_cancelled() {
                         return;
@@ -240,7 +300,7 @@ impl System {
         upstream: &mut Upstream,
         connected: &Frame,
         ours: HeartBeat,
-        rx: &mut mpsc::Receiver<Outgoing>,
+        rx: &mut mpsc::Receiver<Frame>,
         shutdown: &CancellationToken,
     ) -> String {
         let theirs =
@@ -250,72 +310,34 @@ impl System {
         // even when our timer fires a little late.
         let beat_every = ours.outgoing(theirs).map(|every| every / 2);
         let allowance = ours.incoming(theirs).map(|every| every * 3);
-        let shared: Vec<(u64, ByteStr)> = lock(&self.subscriptions)
-            .by_destination
-            .iter()
-            .map(|(destination, shared)| (shared.id, destination.clone()))
-            .collect();
-        // What this connection has subscribed: the channel may still hold a SUBSCRIBE made
-        // while the broker was away (sent here already) or an UNSUBSCRIBE of an id it never
-        // subscribed; the broker refuses a repeated id.
-        let mut live: std::collections::HashSet<u64> = shared.iter().map(|(id, _)| *id).collect();
-        for (id, destination) in shared {
-            let frame = subscribe_frame(id, destination, None);
-            if let Err(e) = upstream.send(&[encode(&frame, Version::V1_2)]).await {
-                return e.to_string();
-            }
-        }
-        let mut receipts: HashMap<String, ClientReceipt> = HashMap::new();
-        let mut next_receipt = 0u64;
+        let mut live = HashSet::new();
         let mut last_write = Instant::now();
         let mut last_read = Instant::now();
         let far = || Instant::now() + Duration::from_secs(86_400);
+        // Subscribe everything wanted at once (the first round of the loop would too).
+        self.changed.notify_one();
         loop {
             let beat_at = beat_every.map_or_else(far, |every| last_write + every);
             let silent_at = allowance.map_or_else(far, |allowance| last_read + allowance);
-            tokio::select! {
+            let outgoing: Vec<Frame> = tokio::select! {
                 () = shutdown.cancelled() => return "shutdown".into(),
-                outgoing = rx.recv() => {
-                    let Some(outgoing) = outgoing else { return "closed".into() };
-                    let frame = match outgoing {
-                        Outgoing::Publish(frame) => frame,
-                        Outgoing::Subscribe { id, receipt, .. } if !live.insert(id) => {
-                            if let Some(receipt) = receipt {
-                                let frame = Frame::receipt_for(receipt.id);
-                                receipt.outbox.push(encode(&frame, receipt.version));
-                            }
-                            continue;
-                        }
-                        Outgoing::Subscribe { id, destination, receipt } => {
-                            let ours = receipt.map(|receipt| {
-                                next_receipt += 1;
-                                let ours = format!("stompede-shared-{next_receipt}");
-                                receipts.insert(ours.clone(), receipt);
-                                ours
-                            });
-                            subscribe_frame(id, destination, ours)
-                        }
-                        Outgoing::Unsubscribe(id) if !live.remove(&id) => continue,
-                        Outgoing::Unsubscribe(id) => {
-                            Frame::new(Command::Unsubscribe).header(names::ID, shared_id(id))
-                        }
-                    };
-                    if let Err(e) = upstream.send(&[encode(&frame, Version::V1_2)]).await {
-                        return format!("writing to the broker failed: {e}");
-                    }
-                    last_write = Instant::now();
-                }
+                () = self.changed.notified() => self.reconcile(&mut live),
+                frame = rx.recv() => match frame {
+                    Some(frame) => vec![frame],
+                    None => return "closed".into(),
+                },
                 frame = upstream.next() => {
                     last_read = Instant::now();
                     match frame {
                         Ok(Some(frame)) => match frame.command {
                             Command::Message => self.deliver(frame),
                             Command::Receipt => {
-                                let answered =
-                                    frame.get(names::RECEIPT_ID).and_then(|id| receipts.remove(id));
-                                if let Some(receipt) = answered {
-                                    let frame = Frame::receipt_for(receipt.id);
-                                    receipt.outbox.push(encode(&frame, receipt.version));
+                                let shared = frame
+                                    .get(names::RECEIPT_ID)
+                                    .and_then(|id| id.strip_prefix("shared-"))
+                                    .and_then(|id| id.parse::<u64>().ok());
+                                if let Some(id) = shared {
+                                    self.confirmed(id);
                                 }
                             }
                             Command::Error => {
@@ -329,12 +351,15 @@ impl System {
                         Ok(None) => return "the broker closed the connection".into(),
                         Err(why) => return why,
                     }
+                    Vec::new()
                 }
                 () = sleep_until(beat_at) => {
-                    if let Err(e) = upstream.beat().await {
-                        return format!("writing to the broker failed: {e}");
+                    match timeout(WRITE_LIMIT, upstream.beat()).await {
+                        Ok(Ok(())) => last_write = Instant::now(),
+                        Ok(Err(e)) => return format!("writing to the broker failed: {e}"),
+                        Err(_) => return format!("a write to the broker took more than {WRITE_LIMIT:?}"),
                     }
-                    last_write = Instant::now();
+                    Vec::new()
                 }
                 () = sleep_until(silent_at) => {
                     // Heart-beats arrive inside `next`, which returns frames only.
@@ -346,6 +371,15 @@ impl System {
                     }
                     return format!("no heart-beat from the broker for {:?}", allowance.unwrap_or_default());
                 }
+            };
+            if outgoing.is_empty() {
+                continue;
+            }
+            let encoded: Vec<_> = outgoing.iter().map(|f| encode(f, Version::V1_2)).collect();
+            match timeout(WRITE_LIMIT, upstream.send(&encoded)).await {
+                Ok(Ok(())) => last_write = Instant::now(),
+                Ok(Err(e)) => return format!("writing to the broker failed: {e}"),
+                Err(_) => return format!("a write to the broker took more than {WRITE_LIMIT:?}"),
             }
         }
     }
@@ -384,14 +418,4 @@ impl System {
 
 fn shared_id(id: u64) -> String {
     format!("shared-{id}")
-}
-
-fn subscribe_frame(id: u64, destination: ByteStr, receipt: Option<String>) -> Frame {
-    let mut frame = Frame::new(Command::Subscribe)
-        .header(names::ID, shared_id(id))
-        .header(names::DESTINATION, destination);
-    if let Some(receipt) = receipt {
-        frame.headers.push(names::RECEIPT, receipt);
-    }
-    frame
 }

@@ -13,6 +13,15 @@ use crate::stomp::{
 use crate::transport::tcp::TcpTransport;
 use crate::transport::{Transport, TransportError};
 
+/// What the relay accepts from the broker: messages up to 16 MiB (others' producers may send
+/// more than this server's clients may), and the usual header bounds.
+const BROKER_LIMITS: Limits = Limits {
+    max_frame_size: 16 << 20,
+    max_body_size: 16 << 20,
+    max_header_count: 1024,
+    max_header_line: 64 * 1024,
+};
+
 /// A connected upstream session.
 pub(crate) struct Upstream {
     transport: TcpTransport<TcpStream>,
@@ -40,7 +49,7 @@ pub(crate) async fn connect(
         let _ = stream.set_nodelay(true);
         let mut upstream = Upstream {
             transport: TcpTransport::new(stream),
-            decoder: Decoder::new(Limits::UNLIMITED),
+            decoder: Decoder::new(BROKER_LIMITS),
             buf: BytesMut::new(),
             ready: Default::default(),
             last_received: tokio::time::Instant::now(),
