@@ -671,6 +671,16 @@ impl RunningServer {
         self.server.disconnect_user(user, reason)
     }
 
+    /// How many sessions are connected (see [`Server::session_count`]).
+    pub fn session_count(&self) -> usize {
+        self.server.session_count()
+    }
+
+    /// Whether the broker can take messages (see [`Server::broker_available`]).
+    pub fn broker_available(&self) -> bool {
+        self.server.broker_available()
+    }
+
     /// Stops accepting connections, sends every session an ERROR frame ("server is shutting
     /// down") and closes it, then waits up to `grace` for sessions to finish. Returns whether
     /// everything finished in time.

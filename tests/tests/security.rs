@@ -630,6 +630,40 @@ async fn session_limits_per_user_address_and_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_limit_per_session() {
+    let server = start(users_authenticator(Server::builder()).max_subscriptions(2)).await;
+    let mut events = server.events();
+    let bob = connect(&server, "bob").await;
+    let _first = bob.subscribe("/topic/a").await.unwrap();
+    let _second = bob.subscribe("/topic/b").await.unwrap();
+    assert!(bob.subscribe("/topic/c").await.is_err());
+    let reason = closed_with(&bob).await;
+    assert!(reason.starts_with("a session may hold at most 2 subscriptions"), "{reason}");
+    // A denial, with the principal, for the operator.
+    let denied = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(SessionEvent::Disconnected {
+                reason: DisconnectReason::AccessDenied(why),
+                principal: Some(principal),
+                ..
+            }) = events.recv().await
+            {
+                return (why, principal);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(denied.0.contains("max_subscriptions") && denied.1.name() == "bob");
+    // Others are unaffected.
+    let ada = connect(&server, "ada").await;
+    let mut news = ada.subscribe("/topic/news").await.unwrap();
+    server.template().convert_and_send("/topic/news", "fine").unwrap();
+    assert_eq!(next(&mut news).await.body_str(), Some("fine"));
+    server.shutdown(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_frame_rate_limit_closes_the_flooder_only() {
     let server = start(Server::builder().inbound_frame_rate(50, 20)).await;
     let calm = Client::connect_ws(&ws_url(&server), ClientOptions::default()).await.unwrap();
