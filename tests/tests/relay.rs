@@ -328,8 +328,9 @@ fn the_relay_and_the_simple_broker_cannot_both_be_set() {
     assert!(error.to_string().contains("a server has one broker"), "{error}");
 }
 
-/// The system connection's heart-beats keep it up while it is idle: over 20 periods of
-/// 100 ms, it is not lost (the broker's heart-beats are not frames, and count as life).
+/// Heart-beats keep the system connection and a client session's broker connection up while
+/// they are idle: over 20 periods of 100 ms, neither is lost (the broker's heart-beats are not
+/// frames, and count as life).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_system_connection_stays_up_on_heart_beats() {
     if !rabbitmq("an_idle_system_connection_stays_up_on_heart_beats").await {
@@ -345,6 +346,25 @@ async fn an_idle_system_connection_stays_up_on_heart_beats() {
         .unwrap();
     let mut events = server.events();
     let running = server.start().await.unwrap();
+    if !running.server().broker_available() {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Ok(SessionEvent::BrokerAvailability { available: true }) =
+                    events.recv().await
+                {
+                    return;
+                }
+            }
+        })
+        .await
+        .unwrap();
+    }
+    // A client session with a broker subscription of its own (a client ack mode is not
+    // shared): its connection to the broker beats too.
+    let client = Client::connect_ws(&ws_url(&running), ClientOptions::default()).await.unwrap();
+    let topic = format!("/topic/{}", unique("idle"));
+    let mut messages =
+        client.subscribe_with(&topic, &[("ack", "client-individual")]).await.unwrap();
     let lost = tokio::time::timeout(Duration::from_secs(2), async {
         loop {
             if let Ok(SessionEvent::BrokerAvailability { available: false }) = events.recv().await {
@@ -355,6 +375,13 @@ async fn an_idle_system_connection_stays_up_on_heart_beats() {
     .await;
     assert!(lost.is_err(), "the idle system connection was lost");
     assert!(running.server().broker_available());
+    assert!(
+        client.close_reason().is_none(),
+        "the idle session was closed: {:?}",
+        client.close_reason()
+    );
+    running.template().convert_and_send(&topic, "after the silence").unwrap();
+    assert_eq!(next(&mut messages).await, "after the silence");
     running.shutdown(WAIT).await;
 }
 

@@ -75,13 +75,20 @@ pub(super) async fn open(
     end: Arc<UpstreamEnd>,
     system_lost: CancellationToken,
 ) -> Result<Link, String> {
-    let (upstream, _) = upstream::connect(
-        options,
-        &options.client_login,
-        &options.client_passcode,
-        HeartBeat::NONE,
-    )
-    .await?;
+    // Heart-beats as the system connection's, so a connection that dies silently (a NAT or
+    // load balancer forgetting it) is noticed.
+    let beat = HeartBeat {
+        send: u32::try_from(options.system_heartbeat_send.as_millis()).unwrap_or(u32::MAX),
+        receive: u32::try_from(options.system_heartbeat_receive.as_millis()).unwrap_or(u32::MAX),
+    };
+    let (upstream, connected) =
+        upstream::connect(options, &options.client_login, &options.client_passcode, beat).await?;
+    let theirs =
+        connected.get(names::HEART_BEAT).and_then(HeartBeat::parse).unwrap_or(HeartBeat::NONE);
+    // Beats at half the period (a broker may check strictly); silence for three periods is
+    // death.
+    let beat_every = beat.outgoing(theirs).map(|every| every / 2);
+    let allowance = beat.incoming(theirs).map(|every| every * 3);
     let (tx, rx) = mpsc::channel(QUEUE);
     let user_destinations = Arc::new(Mutex::new(HashMap::new()));
     let user_destinations_of_task = user_destinations.clone();
@@ -93,6 +100,8 @@ pub(super) async fn open(
         end,
         user_destinations: user_destinations_of_task,
         system_lost,
+        beat_every,
+        allowance,
     };
     tokio::spawn(task.run());
     Ok(Link { tx, waiting: VecDeque::new(), user_destinations })
@@ -160,6 +169,9 @@ struct Task {
     end: Arc<UpstreamEnd>,
     user_destinations: Arc<Mutex<HashMap<ByteStr, (ByteStr, ByteStr)>>>,
     system_lost: CancellationToken,
+    /// How often to send a heart-beat, and how long the broker may stay silent.
+    beat_every: Option<std::time::Duration>,
+    allowance: Option<std::time::Duration>,
 }
 
 impl Task {
@@ -181,13 +193,33 @@ impl Task {
         // How long the broker has to answer DISCONNECT before the session closes anyway.
         let mut disconnect_by: Option<tokio::time::Instant> = None;
         let mut batch = Vec::new();
+        let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(86_400);
+        let mut last_write = tokio::time::Instant::now();
         loop {
-            let deadline = disconnect_by.unwrap_or_else(|| {
-                tokio::time::Instant::now() + std::time::Duration::from_secs(86_400)
-            });
+            let deadline = disconnect_by.unwrap_or_else(far);
+            let beat_at = self.beat_every.map_or_else(far, |every| last_write + every);
+            let silent_at = self
+                .allowance
+                .map_or_else(far, |allowance| self.upstream.last_received() + allowance);
             tokio::select! {
                 () = tokio::time::sleep_until(deadline), if disconnect_by.is_some() => {
                     return Ended::Disconnected(None);
+                }
+                () = tokio::time::sleep_until(beat_at), if self.beat_every.is_some() => {
+                    match tokio::time::timeout(WRITE_LIMIT, self.upstream.beat()).await {
+                        Ok(Ok(())) => last_write = tokio::time::Instant::now(),
+                        Ok(Err(e)) => return Ended::Lost(format!("writing to the broker failed: {e}")),
+                        Err(_) => {
+                            return Ended::Lost(format!("a write to the broker took more than {WRITE_LIMIT:?}"));
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(silent_at), if self.allowance.is_some() => {
+                    // Re-checked: bytes may have arrived since `silent_at` was computed.
+                    let allowance = self.allowance.unwrap_or_default();
+                    if self.upstream.last_received() + allowance <= tokio::time::Instant::now() {
+                        return Ended::Lost(format!("no heart-beat from the broker for {allowance:?}"));
+                    }
                 }
                 () = self.system_lost.cancelled() => {
                     return Ended::Lost("the relay's system connection to the broker was lost".into());
@@ -208,7 +240,7 @@ impl Task {
                         }
                     }
                     match tokio::time::timeout(WRITE_LIMIT, self.upstream.send(&batch)).await {
-                        Ok(Ok(())) => {}
+                        Ok(Ok(())) => last_write = tokio::time::Instant::now(),
                         Ok(Err(e)) => return Ended::Lost(format!("writing to the broker failed: {e}")),
                         Err(_) => {
                             return Ended::Lost(format!("a write to the broker took more than {WRITE_LIMIT:?}"));
