@@ -501,6 +501,37 @@ async fn access_rules_on_every_transport() {
     server.shutdown(WAIT).await;
 }
 
+/// Rules judge the destination in the form routing uses: `.` after a prefix is `/`, an empty
+/// segment is refused, and a broker's `#` wildcard counts as `**`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_see_through_other_spellings() {
+    let rules = AccessRules::new()
+        .send(["/user/**"], Access::deny_all())
+        .send(["/app/admin/**"], Access::role("admin"))
+        .subscribe(["/topic/admin/**"], Access::role("admin"))
+        .any(Access::authenticated());
+    let server = start(users_authenticator(Server::builder().access_rules(rules))).await;
+    for (frame, destination) in [
+        ("SEND", "/user.ada/queue/reply"),
+        ("SEND", "/user//ada/queue/reply"),
+        ("SEND", "/app.admin/purge"),
+        ("SUBSCRIBE", "/topic/#"),
+        ("SUBSCRIBE", "/topic.admin/#"),
+    ] {
+        let bob = connect(&server, "bob").await;
+        let _ = match frame {
+            "SEND" => bob.send_with_receipt(destination, "x").await.map(|_| ()),
+            _ => bob.subscribe(destination).await.map(|_| ()),
+        };
+        let reason = closed_with(&bob).await;
+        assert!(
+            reason.starts_with(&format!("access denied: {frame} to {destination}")),
+            "{reason}"
+        );
+    }
+    server.shutdown(WAIT).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requires_role_guards_the_handler() {
     let server = start(users_authenticator(Server::builder())).await;

@@ -70,6 +70,8 @@ enum Refusal {
     Authentication(String),
     /// The relay could not open the session's connection to the external broker.
     Broker(String),
+    /// The CONNECT rule refused the principal (checked before a broker connection is opened).
+    Denied,
 }
 
 /// What a CONNECT waits for: the session's principal, and its relay connection if any.
@@ -324,11 +326,28 @@ impl Protocol {
             FrameKind::Send | FrameKind::Subscribe => frame.destination(),
             _ => None,
         };
-        let allowed = match (kind, destination) {
-            (FrameKind::Subscribe, Some(pattern)) if Pattern::is_pattern(pattern) => {
-                rules.allows_pattern(pattern, self.principal.as_ref())
+        // The rules judge the form routing uses: `/user.bob/x` is routed as `/user/bob/x`, and
+        // an empty segment (`/user//bob`) has no single meaning, so it is refused.
+        let canonical = destination.map(|d| self.canonical(d));
+        if canonical.as_deref().is_some_and(|d| d.contains("//")) {
+            let destination = destination.unwrap_or_default();
+            return Err(format!(
+                "access denied: {} to {destination} (a destination with an empty segment)",
+                frame.command
+            ));
+        }
+        let allowed = match (kind, canonical.as_deref()) {
+            // A broker's own wildcard (RabbitMQ's `#`) is judged as `**`.
+            (FrameKind::Subscribe, Some(pattern))
+                if Pattern::is_pattern(pattern) || pattern.contains('#') =>
+            {
+                rules.allows_pattern(&pattern.replace('#', "**"), self.principal.as_ref())
             }
-            _ => rules.allows(kind, destination, self.principal.as_ref()),
+            (FrameKind::Send, Some(d)) if d.contains('#') => {
+                rules.allows_pattern(&d.replace('#', "**"), self.principal.as_ref())
+                    && rules.allows(kind, Some(d), self.principal.as_ref())
+            }
+            _ => rules.allows(kind, canonical.as_deref(), self.principal.as_ref()),
         };
         if allowed {
             return Ok(());
@@ -337,6 +356,26 @@ impl Protocol {
             Some(destination) => format!("access denied: {} to {destination}", frame.command),
             None => format!("access denied: {}", frame.command),
         })
+    }
+
+    /// `destination` with a `.` right after a configured prefix written as `/` (the two are
+    /// the same segment boundary to routing).
+    fn canonical(&self, destination: &str) -> String {
+        let config = &self.runtime.config;
+        let prefixes = config
+            .broker_prefixes
+            .iter()
+            .chain(&config.app_prefixes)
+            .chain(std::iter::once(&config.user_prefix));
+        for prefix in prefixes {
+            if destination.len() > prefix.len()
+                && destination.starts_with(prefix.as_str())
+                && destination.as_bytes()[prefix.len()] == b'.'
+            {
+                return format!("{prefix}/{}", &destination[prefix.len() + 1..]);
+            }
+        }
+        destination.to_owned()
     }
 
     /// The flow for a frame security refused: an ERROR frame, then close, and a WARN line
@@ -415,6 +454,10 @@ impl Protocol {
                     }
                 }
             };
+            let rules = &runtime.config.access_rules;
+            if !rules.allows(FrameKind::Connect, None, principal.as_ref()) {
+                return Err(Refusal::Denied);
+            }
             let link = match runtime.broker.relay() {
                 // As Spring: no client sessions while the system connection is down (shared
                 // subscriptions and the template would not work).
@@ -456,6 +499,9 @@ impl Protocol {
                 );
             }
             Err(Refusal::Authentication(why)) => why,
+            Err(Refusal::Denied) => {
+                return self.denied("access denied: CONNECT".to_owned(), receipt.as_deref());
+            }
             Err(Refusal::Broker(why)) => {
                 tracing::warn!(session_id = %self.session_id, peer = ?self.addr, "CONNECT refused: broker not available: {why}");
                 let message = "broker not available";
@@ -609,7 +655,10 @@ impl Protocol {
             return Ok(Flow::Continue);
         }
         if let (Target::Broker, Some(link)) = (&target, &mut self.relay) {
-            // The broker answers the receipt, once it has the message.
+            // The broker answers the receipt, once it has the message; the destination it
+            // gets is the one checked (a repeated header is not passed on).
+            let mut frame = frame;
+            frame.headers.set(names::DESTINATION, destination);
             self.receipt_forwarded = frame.receipt().is_some();
             link.forward(frame);
             return Ok(Flow::Continue);
@@ -730,8 +779,10 @@ impl Protocol {
     fn user_target(&self, destination: &str) -> Result<Target, Violation> {
         let config = &self.runtime.config;
         let rest = strip_prefix(&config.user_prefix, destination);
-        let (user, inner) = match rest.trim_start_matches('/').split_once('/') {
-            Some((user, inner)) if !user.is_empty() => (user, format!("/{inner}")),
+        let (user, inner) = match rest.strip_prefix('/').and_then(|r| r.split_once('/')) {
+            Some((user, inner)) if !user.is_empty() && !inner.is_empty() => {
+                (user, format!("/{inner}"))
+            }
             _ => {
                 return Err(violation(format!(
                     "user destination {destination} names no user: send to {}/{{user}}/queue/..., as in {}/ada/queue/messages",
@@ -823,8 +874,10 @@ impl Protocol {
         if let (Target::Broker, Some(link)) = (&target, &mut self.relay) {
             // The broker holds the subscription, with the client's id and ack mode, and
             // answers the receipt.
+            let mut upstream = frame.clone();
+            upstream.headers.set(names::DESTINATION, destination.clone());
             self.receipt_forwarded = frame.receipt().is_some();
-            link.forward(frame.clone());
+            link.forward(upstream);
             self.subscribed(id, destination, None);
             return Ok(Flow::Continue);
         }
@@ -1093,7 +1146,9 @@ fn shareable(frame: &Frame) -> bool {
 /// flat allowance per header. Used when it is buffered and when the transaction ends, so the
 /// two always agree.
 fn buffered_size(frame: &Frame) -> usize {
-    frame.body.len() + frame.headers.len() * 32
+    let headers: usize =
+        frame.headers.entries().iter().map(|(name, value)| name.len() + value.len() + 2).sum();
+    frame.body.len() + headers + 32
 }
 
 fn required<'f>(frame: &'f Frame, name: &str) -> Result<&'f ByteStr, Violation> {
