@@ -566,7 +566,9 @@ impl Server {
 
     /// Closes every session of `user`: each gets an `ERROR` frame whose message is `reason`
     /// (say, `"logged out"`), then its connection closes. Returns how many sessions it closed.
-    /// Call it when the user logs out, or when their rights change.
+    /// Connections of the user opened before this call that have not completed CONNECT yet are
+    /// refused at CONNECT with the same message (for ten minutes). Call it when the user logs
+    /// out, or when their rights change.
     pub fn disconnect_user(&self, user: &str, reason: &str) -> usize {
         self.runtime.sessions.close_user(user, reason)
     }

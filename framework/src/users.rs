@@ -61,8 +61,15 @@ struct Entry {
     seq: u64,
 }
 
+/// How long `disconnect_user` keeps refusing the user's connections opened before it: longer
+/// than a connection may wait before CONNECT (`time_to_first_message`, 60 s by default) plus
+/// an authentication.
+const LOGOUT_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
+
 #[derive(Default)]
 struct Inner {
+    /// Users closed by `disconnect_user`: when, and the reason given.
+    logouts: HashMap<Arc<str>, (tokio::time::Instant, String)>,
     sessions: HashMap<ByteStr, Entry>,
     users: HashMap<Arc<str>, Vec<ByteStr>>,
     addresses: HashMap<IpAddr, usize>,
@@ -85,8 +92,18 @@ impl SessionRegistry {
         addr: Option<IpAddr>,
         closer: Arc<Fatal>,
         limits: SessionLimits,
+        opened: tokio::time::Instant,
     ) -> Result<(), String> {
         let mut inner = lock(&self.inner);
+        // A connection opened before its user was disconnected (logged out) but connecting
+        // only now is refused like the sessions that were open.
+        if let Some(user) = &principal {
+            if let Some((when, reason)) = inner.logouts.get(user.name()) {
+                if opened <= *when {
+                    return Err(reason.clone());
+                }
+            }
+        }
         if let Some(max) = limits.total {
             if inner.sessions.len() >= max {
                 return Err(format!(
@@ -168,7 +185,10 @@ impl SessionRegistry {
 
     /// Closes every session of `user` with an ERROR frame saying `message`; returns how many.
     pub(crate) fn close_user(&self, user: &str, message: &str) -> usize {
-        let inner = lock(&self.inner);
+        let mut inner = lock(&self.inner);
+        let now = tokio::time::Instant::now();
+        inner.logouts.retain(|_, (when, _)| now.saturating_duration_since(*when) < LOGOUT_MEMORY);
+        inner.logouts.insert(Arc::from(user), (now, message.to_owned()));
         let Some(sessions) = inner.users.get(user) else { return 0 };
         for id in sessions {
             if let Some(entry) = inner.sessions.get(id) {

@@ -763,12 +763,20 @@ async fn disconnect_user_closes_each_of_their_sessions() {
     })
     .await
     .unwrap();
+    // A connection ada opened before the logout but connects only after it: refused too.
+    let mut pending = RawPeer::connect(&ws_url(&server)).await;
+    assert_eq!(server.disconnect_user("ada", "logged out"), 0, "no session of hers is open");
+    pending.send_text("CONNECT\naccept-version:1.2\nlogin:ada\npasscode:secret-ada\n\n\0").await;
+    let Event::Frame(refused) = pending.next().await else { panic!("closed without ERROR") };
+    assert_eq!(refused.get("message"), Some("logged out"), "{refused:?}");
+    // Signing in again afterwards works.
+    let _ada_again = connect(&server, "ada").await;
     // Bob carries on.
     let mut maybe = bob.subscribe("/topic/maybe").await.unwrap();
     bob.send("/app/maybe", "").await.unwrap();
     assert_eq!(next(&mut maybe).await.body_str(), Some("bob"));
     let names: Vec<String> = server.users().into_iter().map(|u| u.name).collect();
-    assert_eq!(names, ["bob"]);
+    assert_eq!(names, ["ada", "bob"], "ada signed in again");
     server.shutdown(WAIT).await;
 }
 

@@ -118,6 +118,8 @@ pub(crate) struct Protocol {
     closer: Arc<Fatal>,
     /// Whether the session is in the session registry (from a successful CONNECT).
     registered: bool,
+    /// When the session (its connection) began.
+    opened: tokio::time::Instant,
     /// The session's connection to the external broker, with the relay.
     relay: Option<Link>,
     /// Raised when that connection ends.
@@ -163,6 +165,7 @@ impl Protocol {
             rate,
             closer: Arc::new(Fatal::default()),
             registered: false,
+            opened: tokio::time::Instant::now(),
             relay: None,
             upstream_end: Arc::default(),
             receipt_forwarded: false,
@@ -581,6 +584,7 @@ impl Protocol {
             self.addr.map(|a| a.ip()),
             self.closer.clone(),
             config.session_limits,
+            self.opened,
         );
         if let Err(message) = registered {
             return self.denied(message, receipt.as_deref());
