@@ -856,18 +856,11 @@ impl Protocol {
             if shareable(frame) {
                 // A plain topic subscription: the node subscribes once per destination and
                 // fans out here, encoded once; the broker answers the receipt of the first.
-                let version = self.version.unwrap_or(Version::V1_2);
-                let subscriber = Arc::new(Subscriber::session(
-                    id.clone(),
-                    destination.clone(),
-                    version,
-                    ack,
-                    self.outbox.clone(),
-                ));
+                let subscriber = self.session_subscriber(&id, &destination, ack);
                 let receipt = frame.receipt().map(|receipt| relay::ClientReceipt {
                     id: receipt.to_owned(),
                     outbox: self.outbox.clone(),
-                    version,
+                    version: self.version.unwrap_or(Version::V1_2),
                 });
                 self.receipt_forwarded = receipt.is_some();
                 relay.subscribe_shared(subscriber.clone(), receipt);
@@ -885,14 +878,7 @@ impl Protocol {
             self.subscribed(id, destination, None);
             return Ok(Flow::Continue);
         }
-        let version = self.version.unwrap_or(Version::V1_2);
-        let subscriber = Arc::new(Subscriber::session(
-            id.clone(),
-            destination.clone(),
-            version,
-            ack,
-            self.outbox.clone(),
-        ));
+        let subscriber = self.session_subscriber(&id, &destination, ack);
         match target {
             Target::Broker => self.runtime.broker.subscribe(subscriber.clone()),
             // Spring's @SubscribeMapping: the handler's reply goes to this subscription once;
@@ -908,6 +894,24 @@ impl Protocol {
         }
         self.subscribed(id, destination, Some(subscriber));
         Ok(Flow::Continue)
+    }
+
+    /// A subscription of this session to `destination`: MESSAGE frames into its outbox, in
+    /// its version.
+    fn session_subscriber(
+        &self,
+        id: &ByteStr,
+        destination: &ByteStr,
+        ack: AckMode,
+    ) -> Arc<Subscriber> {
+        let version = self.version.unwrap_or(Version::V1_2);
+        Arc::new(Subscriber::session(
+            id.clone(),
+            destination.clone(),
+            version,
+            ack,
+            self.outbox.clone(),
+        ))
     }
 
     /// A SUBSCRIBE to `/user/queue/x`: the broker holds it under a name unique to this

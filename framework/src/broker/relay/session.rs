@@ -17,9 +17,6 @@ use crate::stomp::{ByteStr, Command, Frame, HeartBeat, Version, encode, names};
 /// Frames a session may have on their way to the broker before it stops reading its client.
 const QUEUE: usize = 256;
 
-/// How long one write to the broker, or its answer to DISCONNECT, may take.
-const WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// How a session's broker connection ended.
 pub(crate) enum Ended {
     /// After the client's DISCONNECT: the broker's RECEIPT for it, if the client asked for one.
@@ -77,10 +74,7 @@ pub(super) async fn open(
 ) -> Result<Link, String> {
     // Heart-beats as the system connection's, so a connection that dies silently (a NAT or
     // load balancer forgetting it) is noticed.
-    let beat = HeartBeat {
-        send: u32::try_from(options.system_heartbeat_send.as_millis()).unwrap_or(u32::MAX),
-        receive: u32::try_from(options.system_heartbeat_receive.as_millis()).unwrap_or(u32::MAX),
-    };
+    let beat = upstream::heartbeat(options);
     let (upstream, connected) =
         upstream::connect(options, &options.client_login, &options.client_passcode, beat).await?;
     let theirs =
@@ -206,13 +200,10 @@ impl Task {
                     return Ended::Disconnected(None);
                 }
                 () = tokio::time::sleep_until(beat_at), if self.beat_every.is_some() => {
-                    match tokio::time::timeout(WRITE_LIMIT, self.upstream.beat()).await {
-                        Ok(Ok(())) => last_write = tokio::time::Instant::now(),
-                        Ok(Err(e)) => return Ended::Lost(format!("writing to the broker failed: {e}")),
-                        Err(_) => {
-                            return Ended::Lost(format!("a write to the broker took more than {WRITE_LIMIT:?}"));
-                        }
+                    if let Err(why) = self.upstream.beat_bounded().await {
+                        return Ended::Lost(why);
                     }
+                    last_write = tokio::time::Instant::now();
                 }
                 () = tokio::time::sleep_until(silent_at), if self.allowance.is_some() => {
                     // Re-checked: bytes may have arrived since `silent_at` was computed.
@@ -232,20 +223,18 @@ impl Task {
                     while let Some(frame) = next.take() {
                         if frame.command == Command::Disconnect {
                             disconnect = frame.get(names::RECEIPT).map(str::to_owned);
-                            disconnect_by = Some(tokio::time::Instant::now() + WRITE_LIMIT);
+                            disconnect_by =
+                                Some(tokio::time::Instant::now() + upstream::WRITE_LIMIT);
                         }
                         batch.push(encode(&frame, Version::V1_2));
                         if batch.len() < 64 {
                             next = self.rx.try_recv().ok();
                         }
                     }
-                    match tokio::time::timeout(WRITE_LIMIT, self.upstream.send(&batch)).await {
-                        Ok(Ok(())) => last_write = tokio::time::Instant::now(),
-                        Ok(Err(e)) => return Ended::Lost(format!("writing to the broker failed: {e}")),
-                        Err(_) => {
-                            return Ended::Lost(format!("a write to the broker took more than {WRITE_LIMIT:?}"));
-                        }
+                    if let Err(why) = self.upstream.send_bounded(&batch).await {
+                        return Ended::Lost(why);
                     }
+                    last_write = tokio::time::Instant::now();
                 }
                 frame = self.upstream.next() => match frame {
                     Ok(Some(frame)) => {

@@ -22,6 +22,19 @@ const BROKER_LIMITS: Limits = Limits {
     max_header_line: 64 * 1024,
 };
 
+/// How long one write to the broker may take before its connection counts as lost (and how
+/// long the broker has to answer a DISCONNECT).
+pub(crate) const WRITE_LIMIT: Duration = Duration::from_secs(10);
+
+/// The heart-beats every connection to the broker asks for: the relay's system intervals.
+pub(crate) fn heartbeat(relay: &StompBrokerRelay) -> HeartBeat {
+    let millis = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+    HeartBeat {
+        send: millis(relay.system_heartbeat_send),
+        receive: millis(relay.system_heartbeat_receive),
+    }
+}
+
 /// A connected upstream session.
 pub(crate) struct Upstream {
     transport: TcpTransport<TcpStream>,
@@ -90,9 +103,14 @@ impl Upstream {
         self.transport.send(frames).await
     }
 
-    /// Writes a heart-beat.
-    pub(crate) async fn beat(&mut self) -> std::io::Result<()> {
-        self.transport.send_heartbeat().await
+    /// Writes frames within [`WRITE_LIMIT`]; the error says why the connection is lost.
+    pub(crate) async fn send_bounded(&mut self, frames: &[EncodedFrame]) -> Result<(), String> {
+        bounded(self.transport.send(frames)).await
+    }
+
+    /// Writes a heart-beat within [`WRITE_LIMIT`].
+    pub(crate) async fn beat_bounded(&mut self) -> Result<(), String> {
+        bounded(self.transport.send_heartbeat()).await
     }
 
     /// The next frame from the broker; `None` when it closed the connection. Cancel-safe.
@@ -128,5 +146,15 @@ impl Upstream {
     /// Closes the connection.
     pub(crate) async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.transport.close()).await;
+    }
+}
+
+async fn bounded(
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(WRITE_LIMIT, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("writing to the broker failed: {e}")),
+        Err(_) => Err(format!("a write to the broker took more than {WRITE_LIMIT:?}")),
     }
 }
