@@ -313,6 +313,17 @@ pub(crate) enum ConfigErrorKind {
         first: &'static str,
         second: &'static str,
     },
+    /// A broker setting's prefix (point_to_point, retain, a slow-consumer policy, the
+    /// dead-letter destination) outside every broker prefix.
+    NotUnderBroker {
+        setting: &'static str,
+        value: String,
+        prefixes: String,
+    },
+    /// A simple-broker setting together with the relay, where the external broker decides.
+    NotWithRelay {
+        setting: &'static str,
+    },
 }
 
 impl ConfigError {
@@ -325,9 +336,11 @@ impl ConfigError {
     pub fn setting(&self) -> Option<&'static str> {
         use ConfigErrorKind::*;
         match &self.kind {
-            MissingSlash { setting, .. } | Zero { setting } | BadHeaderName { setting, .. } => {
-                Some(setting)
-            }
+            MissingSlash { setting, .. }
+            | Zero { setting }
+            | BadHeaderName { setting, .. }
+            | NotUnderBroker { setting, .. }
+            | NotWithRelay { setting } => Some(setting),
             OverlappingPrefixes { first_setting, .. } => Some(first_setting),
             NoBrokerPrefix | TwoBrokers => Some("enable_simple_broker"),
             EndpointTrailingSlash { .. } | DuplicateEndpoint { .. } => Some("endpoint"),
@@ -431,6 +444,14 @@ impl std::fmt::Display for ConfigError {
                 f,
                 "exception handlers {first} and {second} both handle every error; list the error types one of them handles (#[message_exception_handler(MyError)])"
             ),
+            NotUnderBroker { setting, value, prefixes } => write!(
+                f,
+                "{setting} {value:?} is not under a broker prefix ({prefixes}); use a destination the broker serves, or add its prefix with enable_simple_broker"
+            ),
+            NotWithRelay { setting } => write!(
+                f,
+                "{setting} configures the in-memory broker, but the broker relay is enabled: the external broker decides this (see docs/broker.md)"
+            ),
         }
     }
 }
@@ -480,6 +501,11 @@ pub(crate) struct Settings {
     pub(crate) csrf_header: String,
     pub(crate) session_limits: SessionLimits,
     pub(crate) inbound_frame_rate: Option<FrameRate>,
+    /// The in-memory broker's queues, retained messages and limits.
+    pub(crate) broker: crate::broker::BrokerOptions,
+    /// What happens to subscribers that cannot keep up, and per prefix.
+    pub(crate) slow_consumer_policy: crate::broker::SlowConsumerPolicy,
+    pub(crate) slow_consumer_policies: Vec<(String, crate::broker::SlowConsumerPolicy)>,
     /// The broker relay, when broker destinations live in an external broker.
     pub(crate) relay: Option<crate::broker::StompBrokerRelay>,
     #[cfg(feature = "tls")]
@@ -523,6 +549,12 @@ impl Default for Settings {
             csrf_header: "X-CSRF-TOKEN".into(),
             session_limits: SessionLimits::default(),
             inbound_frame_rate: None,
+            broker: crate::broker::BrokerOptions {
+                dead_letter: "/queue/dead-letter".into(),
+                ..Default::default()
+            },
+            slow_consumer_policy: crate::broker::SlowConsumerPolicy::Disconnect,
+            slow_consumer_policies: Vec::new(),
             relay: None,
             #[cfg(feature = "tls")]
             tls: None,
@@ -653,6 +685,7 @@ impl Settings {
                 return Err(error(TwoBrokers));
             }
         }
+        self.check_broker_options()?;
         if let Some(pattern) = self.access_rules.malformed_pattern() {
             return Err(error(MissingSlash { setting: "access_rules", value: pattern.to_owned() }));
         }
@@ -664,6 +697,50 @@ impl Settings {
         }
         let assets = self.assets()?;
         Ok(Config { settings: self, assets })
+    }
+
+    /// Checks the simple broker's settings: prefixes under the broker's, limits above zero,
+    /// nothing the relay would ignore.
+    fn check_broker_options(&self) -> Result<(), ConfigError> {
+        use ConfigErrorKind::*;
+        let options = &self.broker;
+        let mut prefixes: Vec<(&'static str, &str)> = Vec::new();
+        prefixes.extend(options.point_to_point.iter().map(|p| ("point_to_point", p.as_str())));
+        prefixes.extend(options.retain.iter().map(|p| ("retain", p.as_str())));
+        prefixes.extend(
+            self.slow_consumer_policies.iter().map(|(p, _)| ("slow_consumer_policy_for", p.as_str())),
+        );
+        if !options.point_to_point.is_empty() {
+            prefixes.push(("dead_letter_destination", options.dead_letter.as_str()));
+        }
+        for (setting, value) in &prefixes {
+            if !value.starts_with('/') {
+                return Err(error(MissingSlash { setting, value: value.to_string() }));
+            }
+            if !self.broker_prefixes.iter().any(|p| under(p, value)) {
+                return Err(error(NotUnderBroker {
+                    setting,
+                    value: value.to_string(),
+                    prefixes: self.broker_prefixes.join(", "),
+                }));
+            }
+        }
+        if self.relay.is_some() {
+            if let Some((setting, _)) = prefixes.first() {
+                return Err(error(NotWithRelay { setting }));
+            }
+        }
+        let queues = &options.queue_limits;
+        nonzero([
+            ("queue_limits (max_messages)", queues.max_messages),
+            ("queue_limits (max_bytes)", queues.max_bytes),
+            ("queue_limits (max_queues)", queues.max_queues),
+            ("queue_limits (max_total_bytes)", queues.max_total_bytes),
+            ("retained_limits (max_messages)", options.retained_limits.max_messages),
+            ("retained_limits (max_bytes)", options.retained_limits.max_bytes),
+        ])?;
+        nonzero([("queue_limits (default_prefetch)", queues.default_prefetch)])?;
+        Ok(())
     }
 
     /// The static assets, checked: the application's, then the built-in client unless the
@@ -721,6 +798,19 @@ impl Config {
         let prefixes = &self.broker_prefixes;
         let prefix = prefixes.iter().find(|p| p.as_str() == "/topic").or(prefixes.first());
         prefix.map_or("/topic", |p| p.trim_end_matches('/'))
+    }
+
+    /// What happens to a subscriber of `destination` that cannot keep up: the policy of the
+    /// longest prefix given one, else the server's.
+    pub(crate) fn slow_consumer_policy_of(
+        &self,
+        destination: &str,
+    ) -> crate::broker::SlowConsumerPolicy {
+        self.slow_consumer_policies
+            .iter()
+            .filter(|(prefix, _)| under(prefix, destination))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map_or(self.slow_consumer_policy, |(_, policy)| *policy)
     }
 
     pub(crate) fn is_user_destination(&self, destination: &str) -> bool {

@@ -9,7 +9,7 @@
 //! `2 × limit` bytes (plus one frame, which an empty queue always accepts).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -29,8 +29,11 @@ const KEEP_CAPACITY: usize = 16;
 /// frame and returns its capacity after a burst, which matters with tens of thousands of
 /// mostly idle sessions. The lock is held only to push or to take a batch.
 pub(crate) struct Outbox {
-    queue: Mutex<VecDeque<EncodedFrame>>,
+    queue: Mutex<VecDeque<Queued>>,
     ready: Notify,
+    /// Woken when the queue drops back to its limit (or closes): publishers held back by a
+    /// `Backpressure` subscriber wait on it.
+    room: Notify,
     /// Bytes pushed and not yet written to the transport. The queue's bound rests on this.
     queued: AtomicUsize,
     limit: usize,
@@ -41,6 +44,13 @@ pub(crate) struct Outbox {
     is_closed: AtomicBool,
     closed: CancellationToken,
     reason: OnceLock<String>,
+}
+
+/// A queued frame; a lossy subscription's (DropOldest) carries the counter of the messages
+/// it lost, so that it can be dropped to make room.
+struct Queued {
+    frame: EncodedFrame,
+    lossy: Option<Arc<AtomicU64>>,
 }
 
 /// The session's end of the queue. Dropping it closes the outbox, so nothing more is queued
@@ -54,6 +64,7 @@ impl Outbox {
         let outbox = Arc::new(Outbox {
             queue: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
+            room: Notify::new(),
             queued: AtomicUsize::new(0),
             limit,
             send_time_limit,
@@ -84,7 +95,7 @@ impl Outbox {
         let was_empty = {
             let mut queue = lock(&self.queue);
             let was_empty = queue.is_empty();
-            queue.push_back(frame);
+            queue.push_back(Queued { frame, lossy: None });
             was_empty
         };
         // The receiver looks at the queue before every wait, so only the push that makes it
@@ -94,6 +105,58 @@ impl Outbox {
             self.ready.notify_one();
         }
         true
+    }
+
+    /// Queues a MESSAGE of a lossy subscription (`SlowConsumerPolicy::DropOldest`): when the
+    /// queue is over its limit, the oldest queued frames of lossy subscriptions are dropped to
+    /// make room (each counted in its subscription's `missed`), and if that is not enough, this
+    /// one is (counted in `missed`). Never closes the session. Returns false when it is closed.
+    pub(crate) fn push_lossy(&self, frame: EncodedFrame, missed: &Arc<AtomicU64>) -> bool {
+        if self.is_closed.load(Ordering::Acquire) {
+            return false;
+        }
+        let len = frame.len();
+        let mut queue = lock(&self.queue);
+        let mut queued = self.queued.load(Ordering::Acquire);
+        while queued > 0 && queued + len > self.limit {
+            let Some(i) = queue.iter().position(|q| q.lossy.is_some()) else { break };
+            let Some(old) = queue.remove(i) else { break };
+            if let Some(counter) = &old.lossy {
+                counter.fetch_add(1, Ordering::AcqRel);
+            }
+            queued = self.queued.fetch_sub(old.frame.len(), Ordering::AcqRel) - old.frame.len();
+        }
+        if queued > 0 && queued + len > self.limit {
+            // Frames being written, or other subscriptions' frames, fill the queue.
+            missed.fetch_add(1, Ordering::AcqRel);
+            return true;
+        }
+        self.queued.fetch_add(len, Ordering::AcqRel);
+        let was_empty = queue.is_empty();
+        queue.push_back(Queued { frame, lossy: Some(missed.clone()) });
+        drop(queue);
+        if was_empty {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    /// Whether more than the limit waits to be written.
+    pub(crate) fn over_limit(&self) -> bool {
+        self.queued.load(Ordering::Acquire) > self.limit
+    }
+
+    /// Completes when no more than the limit waits to be written, or the outbox is closed.
+    pub(crate) async fn room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.over_limit() || self.is_closed.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Why a queue that now holds `total` bytes, over the limit, must be closed, if it must:
@@ -116,9 +179,13 @@ impl Outbox {
 
     /// Records that `bytes` of queued frames reached the transport.
     pub(crate) fn written(&self, bytes: usize) {
-        let left = self.queued.fetch_sub(bytes, Ordering::AcqRel) - bytes;
+        let before = self.queued.fetch_sub(bytes, Ordering::AcqRel);
+        let left = before - bytes;
         if left <= self.limit {
             *lock(&self.over_since) = None;
+            if before > self.limit {
+                self.room.notify_waiters();
+            }
         }
     }
 
@@ -135,8 +202,9 @@ impl Outbox {
         self.is_closed.store(true, Ordering::Release);
         self.closed.cancel();
         self.ready.notify_one();
+        self.room.notify_waiters();
         let dropped: usize =
-            std::mem::take(&mut *lock(&self.queue)).iter().map(EncodedFrame::len).sum();
+            std::mem::take(&mut *lock(&self.queue)).iter().map(|q| q.frame.len()).sum();
         self.queued.fetch_sub(dropped, Ordering::AcqRel);
     }
 
@@ -176,7 +244,7 @@ impl OutboxReceiver {
     fn take(&mut self, batch: &mut Vec<EncodedFrame>, max: usize) -> usize {
         let mut queue = lock(&self.outbox.queue);
         let n = queue.len().min(max);
-        batch.extend(queue.drain(..n));
+        batch.extend(queue.drain(..n).map(|q| q.frame));
         if queue.is_empty() && queue.capacity() > KEEP_CAPACITY {
             *queue = VecDeque::new();
         }

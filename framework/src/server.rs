@@ -60,6 +60,76 @@ impl ServerBuilder {
         self
     }
 
+    /// Makes the destinations under these prefixes point-to-point queues (say `["/queue"]`):
+    /// each message goes to exactly one of the destination's subscribers, round robin among
+    /// those with room, and waits (bounded by [`queue_limits`](Self::queue_limits)) while
+    /// nobody consumes it. Subscriptions with `ack:client` or `ack:client-individual` get
+    /// unacknowledged messages redelivered to another consumer. By default every destination
+    /// is broadcast, as in Spring's simple broker. Each prefix must be under a broker prefix;
+    /// see `docs/broker.md`.
+    pub fn point_to_point<I, S>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.settings.broker.point_to_point = prefixes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Retains the last message sent to each destination under these prefixes (say
+    /// `["/topic/prices"]`) and delivers it first to every new subscriber, marked
+    /// `retained:true` (MQTT's retained messages). A SEND with the header `retain:true`
+    /// retains under any broadcast prefix; an empty-bodied retained SEND clears the
+    /// destination's. Bounded by [`retained_limits`](Self::retained_limits).
+    pub fn retain<I, S>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.settings.broker.retain = prefixes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Bounds on point-to-point queues and on acknowledgement bookkeeping (default:
+    /// [`QueueLimits::default`](crate::broker::QueueLimits)).
+    pub fn queue_limits(mut self, limits: crate::broker::QueueLimits) -> Self {
+        self.settings.broker.queue_limits = limits;
+        self
+    }
+
+    /// Bounds on retained messages (default:
+    /// [`RetainedLimits::default`](crate::broker::RetainedLimits)).
+    pub fn retained_limits(mut self, limits: crate::broker::RetainedLimits) -> Self {
+        self.settings.broker.retained_limits = limits;
+        self
+    }
+
+    /// Where a point-to-point message goes once redelivered more than
+    /// `QueueLimits::max_redeliveries` times (default `/queue/dead-letter`), with an
+    /// `original-destination` header.
+    pub fn dead_letter_destination(mut self, destination: impl Into<String>) -> Self {
+        self.settings.broker.dead_letter = destination.into();
+        self
+    }
+
+    /// What happens to subscribers that cannot keep up (default
+    /// [`SlowConsumerPolicy::Disconnect`](crate::broker::SlowConsumerPolicy), Spring's rule).
+    pub fn slow_consumer_policy(mut self, policy: crate::broker::SlowConsumerPolicy) -> Self {
+        self.settings.slow_consumer_policy = policy;
+        self
+    }
+
+    /// The slow-consumer policy of subscriptions under `prefix` (the longest matching prefix
+    /// wins over the server's policy): say `DropOldest` for `/topic/ticker`.
+    pub fn slow_consumer_policy_for(
+        mut self,
+        prefix: impl Into<String>,
+        policy: crate::broker::SlowConsumerPolicy,
+    ) -> Self {
+        self.settings.slow_consumer_policies.push((prefix.into(), policy));
+        self
+    }
+
     /// Destination prefixes served by the in-memory broker (default `/topic`, `/queue`).
     pub fn enable_simple_broker<I, S>(mut self, prefixes: I) -> Self
     where
@@ -409,7 +479,7 @@ impl ServerBuilder {
         let endpoints = Arc::new(Endpoints::new(&config));
         let broker = match config.relay.clone() {
             Some(relay) => Broker::Relay(crate::broker::RelayBroker::new(relay)),
-            None => Broker::Simple(SimpleBroker::new()),
+            None => Broker::Simple(SimpleBroker::with_options(config.broker.clone())),
         };
         let runtime = Runtime::new(config, broker, router, self.state);
         Ok(Server { runtime: Arc::new(runtime), endpoints })
@@ -513,7 +583,10 @@ impl Server {
     ///
     /// The callback runs on the publisher's task, in publish order, and must not block: hand
     /// the message to a channel or spawn if the work is slow. It sees the shared headers
-    /// (`destination`, `message-id`, `content-type`, the publisher's own) and the body.
+    /// (`destination`, `message-id`, `content-type`, the publisher's own) and the body. While
+    /// any destination holds a retained message, the callback runs with the retained store's
+    /// lock held, so it must not publish synchronously itself (spawn a task to publish). On a
+    /// point-to-point destination, the listener is one of the queue's competing consumers.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};

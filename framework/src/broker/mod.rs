@@ -7,18 +7,24 @@
 //! (RabbitMQ) that several nodes share (`docs/scaling.md`).
 
 mod listener;
+mod options;
+pub(crate) mod queue;
 mod registry;
 pub(crate) mod relay;
 mod simple;
-mod subscriber;
+pub(crate) mod subscriber;
 
 pub use listener::Listener;
 pub use relay::{RelayBroker, StompBrokerRelay};
 pub use simple::SimpleBroker;
+pub use options::{QueueLimits, QueueOverflow, RetainedLimits, SlowConsumerPolicy};
 pub use subscriber::AckMode;
 
 pub(crate) use crate::destination::subscription::Pattern;
-pub(crate) use subscriber::{ListenerFn, Subscriber};
+pub(crate) use options::BrokerOptions;
+pub(crate) use queue::Settle;
+pub(crate) use simple::Refused;
+pub(crate) use subscriber::{ListenerFn, Pressure, Subscriber};
 
 use std::sync::Arc;
 
@@ -64,6 +70,33 @@ impl Broker {
         }
     }
 
+    /// Publishes a client's SEND: like [`try_publish`](Self::try_publish), but a message the
+    /// simple broker refuses (a full queue) is an error for the sender, and `pressure` collects
+    /// the outboxes of `Backpressure` subscribers it left over their limit.
+    pub(crate) fn publish_from_client(
+        &self,
+        destination: &ByteStr,
+        headers: &Headers,
+        body: Bytes,
+        pressure: &mut Pressure,
+    ) -> Result<usize, Refused> {
+        match self {
+            Broker::Simple(broker) => broker.publish_with(destination, headers, body, pressure),
+            Broker::Relay(relay) => {
+                relay.publish(destination, headers, body);
+                Ok(0)
+            }
+        }
+    }
+
+    /// The simple broker, when the server has one.
+    pub(crate) fn simple(&self) -> Option<&SimpleBroker> {
+        match self {
+            Broker::Simple(broker) => Some(broker),
+            Broker::Relay(_) => None,
+        }
+    }
+
     /// The relay, when the server has one.
     pub(crate) fn relay(&self) -> Option<&RelayBroker> {
         match self {
@@ -94,7 +127,7 @@ impl Broker {
             Broker::Simple(broker) => broker.deliver_to(subscriber, destination, headers, body),
             // The subscription of a subscribe mapping is the session's own: no broker involved.
             Broker::Relay(_) => {
-                SimpleBroker::default().deliver_to(subscriber, destination, headers, body)
+                SimpleBroker::new().deliver_to(subscriber, destination, headers, body)
             }
         }
     }

@@ -1,17 +1,24 @@
 //! The in-memory broker: one process, every destination, no persistence.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use super::options::BrokerOptions;
+use super::queue::{Full, Kind, Message, QueueCell, Settle};
 use super::registry::Registry;
-use super::subscriber::Subscriber;
+use super::subscriber::{Delivered, Pressure, Subscriber};
+use super::Pattern;
+use crate::locks::lock;
 use crate::stomp::{ByteStr, Headers, PreparedMessage, names};
 
 /// Headers of a SEND that never travel on to subscribers: they describe the SEND itself, or
 /// are set per delivery.
-const NOT_FORWARDED: [&str; 7] = [
+const NOT_FORWARDED: [&str; 8] = [
     names::DESTINATION,
     names::MESSAGE_ID,
     names::SUBSCRIPTION,
@@ -19,15 +26,32 @@ const NOT_FORWARDED: [&str; 7] = [
     names::CONTENT_LENGTH,
     names::RECEIPT,
     names::TRANSACTION,
+    RETAIN,
 ];
 
-/// The in-memory broker, Spring's "simple broker": subscriptions on exact destinations and on
-/// patterns (`*` within a segment, `**` across segments, with `/` and `.` both separating
-/// segments), fan-out that encodes each message once, and no acknowledgement bookkeeping
-/// (every delivery counts as acknowledged).
+/// The SEND header that asks for the message to be retained (`retain:true`).
+pub(crate) const RETAIN: &str = "retain";
+
+/// Shards of the retained store (and of the lock that orders a subscription's retained
+/// message before what is published after it).
+const RETAINED_SHARDS: usize = 16;
+
+/// The in-memory broker, Spring's "simple broker", and more where asked:
 ///
-/// `/topic` and `/queue` behave alike here, as in Spring's simple broker: every subscriber of
-/// a destination receives every message.
+/// - subscriptions on exact destinations and on patterns (`*` within a segment, `**` across
+///   segments, with `/` and `.` both separating segments), fan-out that encodes each message
+///   once;
+/// - by default `/topic` and `/queue` behave alike, as in Spring's simple broker: every
+///   subscriber of a destination receives every message; prefixes made point-to-point
+///   ([`ServerBuilder::point_to_point`](crate::ServerBuilder::point_to_point)) are queues whose
+///   messages each go to one consumer, and wait, bounded, while nobody consumes;
+/// - subscriptions with `ack:client` or `ack:client-individual` get each message until it is
+///   acknowledged, at most their prefetch at a time; a NACK redelivers (queues) or drops
+///   (topics), as RabbitMQ does;
+/// - retained messages: the last message of a destination under a retaining prefix, or sent
+///   with `retain:true`, goes to each new subscriber first.
+///
+/// `docs/broker.md` describes each with its limits.
 #[derive(Default)]
 pub struct SimpleBroker {
     registry: Registry,
@@ -36,26 +60,204 @@ pub struct SimpleBroker {
     /// the resolved name itself) can ever receive another session's user messages.
     users: Registry,
     next_message_id: AtomicU64,
+    options: BrokerOptions,
+    /// Point-to-point queues by destination.
+    queues: Mutex<HashMap<ByteStr, Arc<QueueCell>>>,
+    /// The body bytes all point-to-point queues hold while waiting.
+    queued_bytes: Arc<AtomicUsize>,
+    retained: Retained,
+}
+
+/// Why the broker refused a message: the publisher's ERROR says this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused(pub(crate) String);
+
+/// The last retained message of each destination that has one.
+struct Retained {
+    shards: Box<[Mutex<HashMap<ByteStr, Arc<Message>>>]>,
+    count: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Default for Retained {
+    fn default() -> Self {
+        Retained {
+            shards: (0..RETAINED_SHARDS).map(|_| Mutex::default()).collect(),
+            count: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Retained {
+    fn shard(&self, destination: &str) -> &Mutex<HashMap<ByteStr, Arc<Message>>> {
+        let mut hasher = DefaultHasher::new();
+        destination.hash(&mut hasher);
+        &self.shards[(hasher.finish() as usize) % RETAINED_SHARDS]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count.load(Ordering::Acquire) == 0
+    }
 }
 
 impl SimpleBroker {
-    /// An empty broker.
+    /// An empty broker, with Spring's behaviour (every destination broadcast, nothing
+    /// retained).
     pub fn new() -> Self {
         SimpleBroker::default()
     }
 
-    /// Delivers a message to every matching subscription; returns how many received it.
+    /// An empty broker with the server's broker settings.
+    pub(crate) fn with_options(options: BrokerOptions) -> Self {
+        SimpleBroker { options, ..SimpleBroker::default() }
+    }
+
+    /// Delivers a message: to one consumer of a point-to-point queue (or queued, when none
+    /// has room), else to every matching subscription. Returns how many received it now.
     ///
     /// `headers` are the publisher's: all but the per-SEND ones (`receipt`, `transaction`,
-    /// `content-length`…) are forwarded, `content-type` included.
+    /// `content-length`…) are forwarded, `content-type` included. A message the broker
+    /// refuses (a full queue, a full retained store) is logged and dropped; a client's SEND
+    /// gets an ERROR instead.
     pub fn publish(&self, destination: &ByteStr, headers: &Headers, body: Bytes) -> usize {
-        let (message, message_id) = self.prepare(destination, headers, body);
+        match self.publish_with(destination, headers, body, &mut Pressure::default()) {
+            Ok(delivered) => delivered,
+            Err(Refused(why)) => {
+                tracing::warn!(%destination, "message dropped: {why}");
+                0
+            }
+        }
+    }
+
+    /// [`publish`](Self::publish), reporting a refusal, and the outboxes of
+    /// `Backpressure` subscribers it left over their limit.
+    pub(crate) fn publish_with(
+        &self,
+        destination: &ByteStr,
+        headers: &Headers,
+        body: Bytes,
+        pressure: &mut Pressure,
+    ) -> Result<usize, Refused> {
+        let retain = headers.get(RETAIN).is_some_and(|v| v == "true");
+        if self.options.is_point_to_point(destination) {
+            if retain {
+                return Err(Refused(format!(
+                    "{destination} is a point-to-point queue: only broadcast destinations retain messages (drop the retain header)"
+                )));
+            }
+            let message = self.prepare(destination, headers, body);
+            return self.enqueue(message, pressure);
+        }
+        let message = self.prepare(destination, headers, body);
+        let retain = retain || self.options.retains(destination);
+        if !retain && self.retained.is_empty() {
+            return Ok(self.fan_out(&message, pressure));
+        }
+        // Ordered with subscriptions to this destination: a new subscriber gets either the
+        // old retained message and then this one, or only this one as retained.
+        let mut shard = lock(self.retained.shard(destination));
+        if retain {
+            self.store_retained(&mut shard, &message)?;
+        }
+        Ok(self.fan_out(&message, pressure))
+    }
+
+    fn fan_out(&self, message: &Arc<Message>, pressure: &mut Pressure) -> usize {
+        let limits = &self.options.queue_limits;
         let mut delivered = 0;
-        self.registry.for_each_match(destination, |subscriber| {
-            subscriber.deliver(&message, &message_id);
+        self.registry.for_each_match(&message.destination, |subscriber| {
+            subscriber.deliver(message, limits, pressure);
             delivered += 1;
         });
         delivered
+    }
+
+    /// Keeps `message` as its destination's retained message (an empty body clears it),
+    /// within the retained limits.
+    fn store_retained(
+        &self,
+        shard: &mut HashMap<ByteStr, Arc<Message>>,
+        message: &Arc<Message>,
+    ) -> Result<(), Refused> {
+        let retained = &self.retained;
+        let old_bytes = shard.get(&message.destination).map(|m| m.bytes());
+        if message.bytes() == 0 {
+            if let Some(old) = old_bytes {
+                shard.remove(&message.destination);
+                retained.count.fetch_sub(1, Ordering::AcqRel);
+                retained.bytes.fetch_sub(old, Ordering::AcqRel);
+            }
+            return Ok(());
+        }
+        let limits = &self.options.retained_limits;
+        let count = retained.count.load(Ordering::Acquire) + usize::from(old_bytes.is_none());
+        let bytes = retained.bytes.load(Ordering::Acquire) - old_bytes.unwrap_or(0)
+            + message.bytes();
+        if count > limits.max_messages || bytes > limits.max_bytes {
+            return Err(Refused(format!(
+                "cannot retain the message for {}: retained messages would number {count} and hold {bytes} bytes, over the limits of {} messages and {} bytes (clear some with an empty retained SEND, or raise retained_limits)",
+                message.destination, limits.max_messages, limits.max_bytes
+            )));
+        }
+        if old_bytes.is_none() {
+            retained.count.fetch_add(1, Ordering::AcqRel);
+        }
+        retained.bytes.fetch_add(message.bytes(), Ordering::AcqRel);
+        retained.bytes.fetch_sub(old_bytes.unwrap_or(0), Ordering::AcqRel);
+        shard.insert(message.destination.clone(), message.clone());
+        Ok(())
+    }
+
+    /// Puts a message in its point-to-point queue, opening the queue if needed.
+    fn enqueue(&self, message: Arc<Message>, pressure: &mut Pressure) -> Result<usize, Refused> {
+        let limits = &self.options.queue_limits;
+        loop {
+            let cell = {
+                let mut queues = lock(&self.queues);
+                match queues.get(&message.destination) {
+                    Some(cell) => cell.clone(),
+                    None if queues.len() >= limits.max_queues => {
+                        return Err(Refused(format!(
+                            "cannot open queue {}: {} queues exist, the most allowed (max_queues); consume or remove queues, or raise the queue limits",
+                            message.destination,
+                            queues.len()
+                        )));
+                    }
+                    None => self.open_queue(&mut queues, &message.destination),
+                }
+            };
+            let mut queue = cell.lock();
+            if queue.removed {
+                continue;
+            }
+            let (before, _) = queue.depth();
+            queue.offer(&cell.name, message, limits, pressure).map_err(|Full(why)| Refused(why))?;
+            let (after, _) = queue.depth();
+            return Ok(usize::from(after <= before));
+        }
+    }
+
+    fn open_queue(
+        &self,
+        queues: &mut HashMap<ByteStr, Arc<QueueCell>>,
+        name: &ByteStr,
+    ) -> Arc<QueueCell> {
+        let total = Some(self.queued_bytes.clone());
+        let cell = Arc::new(QueueCell::new(name.clone(), Kind::PointToPoint, total));
+        queues.insert(name.clone(), cell.clone());
+        cell
+    }
+
+    /// Takes an idle queue out of the map (its lock held by the caller).
+    fn remove_if_idle(&self, cell: &Arc<QueueCell>, queue: &mut MutexGuard<'_, super::queue::Queue>) {
+        if queue.is_idle() && !queue.removed {
+            queue.removed = true;
+            let mut queues = lock(&self.queues);
+            if queues.get(&cell.name).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+                queues.remove(&cell.name);
+            }
+        }
     }
 
     /// Delivers a message to one subscription only, as if published to `destination` (the
@@ -67,28 +269,24 @@ impl SimpleBroker {
         headers: &Headers,
         body: Bytes,
     ) {
-        let (message, message_id) = self.prepare(destination, headers, body);
-        subscriber.deliver(&message, &message_id);
+        let message = self.prepare(destination, headers, body);
+        subscriber.push(&message, Delivered::default(), &mut Pressure::default());
     }
 
-    /// The message every subscriber of one publish shares, and its id.
-    fn prepare(
-        &self,
-        destination: &ByteStr,
-        headers: &Headers,
-        body: Bytes,
-    ) -> (PreparedMessage, String) {
+    /// The message every subscriber of one publish shares.
+    fn prepare(&self, destination: &ByteStr, headers: &Headers, body: Bytes) -> Arc<Message> {
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
-        let message_id = itoa::Buffer::new().format(id).to_owned();
+        let id_text = itoa::Buffer::new().format(id).to_owned();
         let mut shared = Headers::with_capacity(headers.len() + 2);
         shared.push(names::DESTINATION, destination.clone());
-        shared.push(names::MESSAGE_ID, message_id.clone());
+        shared.push(names::MESSAGE_ID, id_text.clone());
         for (name, value) in headers.entries() {
             if !NOT_FORWARDED.contains(&name.as_str()) {
                 shared.push(name.clone(), value.clone());
             }
         }
-        (PreparedMessage::new(shared, body), message_id)
+        let prepared = PreparedMessage::new(shared, body);
+        Arc::new(Message { prepared, id, id_text, destination: destination.clone() })
     }
 
     /// Delivers a message to the subscriptions of one session's user destination: `resolved`
@@ -101,37 +299,198 @@ impl SimpleBroker {
         headers: &Headers,
         body: Bytes,
     ) -> usize {
-        let (message, message_id) = self.prepare(shown, headers, body);
+        let message = self.prepare(shown, headers, body);
+        let (limits, mut pressure) = (&self.options.queue_limits, Pressure::default());
         let mut delivered = 0;
         self.users.for_each_match(resolved, |subscriber| {
-            subscriber.deliver(&message, &message_id);
+            subscriber.deliver(&message, limits, &mut pressure);
             delivered += 1;
         });
         delivered
     }
 
     pub(crate) fn subscribe(&self, subscriber: Arc<Subscriber>) {
-        match subscriber.user {
-            true => self.users.add(subscriber),
-            false => self.registry.add(subscriber),
+        self.subscribe_with(subscriber, &mut Pressure::default());
+    }
+
+    /// Registers a subscription: a consumer of its point-to-point queue, or a subscriber of
+    /// its destination or pattern, which then gets the retained messages it covers.
+    pub(crate) fn subscribe_with(&self, subscriber: Arc<Subscriber>, pressure: &mut Pressure) {
+        if subscriber.user {
+            self.own_queue(&subscriber);
+            self.users.add(subscriber);
+            return;
+        }
+        if self.options.is_point_to_point(&subscriber.destination)
+            && !Pattern::is_pattern(&subscriber.destination)
+        {
+            return self.consume(subscriber, pressure);
+        }
+        self.own_queue(&subscriber);
+        if Pattern::is_pattern(&subscriber.destination) {
+            // Every shard, in order: no retained message changes while the pattern joins.
+            let mut shards: Vec<_> = self.retained.shards.iter().map(lock).collect();
+            self.registry.add(subscriber.clone());
+            if self.retained.is_empty() {
+                return;
+            }
+            let pattern = Pattern::parse(&subscriber.destination);
+            for shard in &mut shards {
+                for (destination, message) in shard.iter() {
+                    if pattern.matches(destination) {
+                        self.deliver_retained(&subscriber, message, pressure);
+                    }
+                }
+            }
+            return;
+        }
+        let shard = lock(self.retained.shard(&subscriber.destination));
+        self.registry.add(subscriber.clone());
+        if let Some(message) = shard.get(&subscriber.destination) {
+            self.deliver_retained(&subscriber, message, pressure);
+        }
+    }
+
+    fn deliver_retained(&self, subscriber: &Subscriber, message: &Arc<Message>, pressure: &mut Pressure) {
+        match subscriber.queue.get() {
+            // An acknowledging subscription: through its queue, like any message of it.
+            Some(_) => subscriber.deliver(message, &self.options.queue_limits, pressure),
+            None => {
+                subscriber.push_marked(message, Delivered::default(), true, pressure);
+            }
+        }
+    }
+
+    /// A subscription that acknowledges gets a queue of its own (unacknowledged messages,
+    /// and those past its prefetch).
+    fn own_queue(&self, subscriber: &Arc<Subscriber>) {
+        if !subscriber.acknowledges() {
+            return;
+        }
+        let cell = QueueCell::new(subscriber.destination.clone(), Kind::Subscription, None);
+        cell.lock().add_consumer(subscriber.clone(), subscriber.prefetch, &mut Pressure::default());
+        let _ = subscriber.queue.set(Arc::new(cell));
+    }
+
+    /// A consumer joins its point-to-point queue and gets what waits there.
+    fn consume(&self, subscriber: Arc<Subscriber>, pressure: &mut Pressure) {
+        loop {
+            let cell = {
+                let mut queues = lock(&self.queues);
+                match queues.get(&subscriber.destination) {
+                    Some(cell) => cell.clone(),
+                    None => self.open_queue(&mut queues, &subscriber.destination),
+                }
+            };
+            let mut queue = cell.lock();
+            if queue.removed {
+                continue;
+            }
+            let _ = subscriber.queue.set(cell.clone());
+            queue.add_consumer(subscriber.clone(), subscriber.prefetch, pressure);
+            return;
         }
     }
 
     pub(crate) fn unsubscribe(&self, subscriber: &Subscriber) {
-        match subscriber.user {
-            true => self.users.remove(subscriber),
-            false => self.registry.remove(subscriber),
+        if subscriber.user {
+            self.users.remove(subscriber);
+        } else if !self.options.is_point_to_point(&subscriber.destination)
+            || Pattern::is_pattern(&subscriber.destination)
+        {
+            self.registry.remove(subscriber);
+        }
+        let Some(cell) = subscriber.queue.get() else { return };
+        let (mut dead, mut pressure) = (Vec::new(), Pressure::default());
+        {
+            let mut queue = cell.lock();
+            queue.remove_consumer(subscriber.uid, &self.options.queue_limits, &mut dead, &mut pressure);
+            if self.options.is_point_to_point(&cell.name) && !subscriber.user {
+                self.remove_if_idle(cell, &mut queue);
+            }
+        }
+        self.dead_letter(&cell.name, dead);
+    }
+
+    /// Settles a message delivered to `subscriber` (ACK or NACK; `cumulative` for `ack:client`).
+    /// Returns false when it has no such message awaiting acknowledgement.
+    pub(crate) fn settle(
+        &self,
+        subscriber: &Subscriber,
+        message_id: u64,
+        cumulative: bool,
+        how: Settle,
+    ) -> bool {
+        let Some(cell) = subscriber.queue.get() else { return false };
+        let (mut dead, mut pressure) = (Vec::new(), Pressure::default());
+        let limits = &self.options.queue_limits;
+        let known = cell.lock().settle(
+            subscriber.uid,
+            message_id,
+            cumulative,
+            how,
+            limits,
+            &mut dead,
+            &mut pressure,
+        );
+        self.dead_letter(&cell.name, dead);
+        known
+    }
+
+    /// Sends messages redelivered too often to the dead-letter destination.
+    fn dead_letter(&self, queue: &ByteStr, dead: Vec<Arc<Message>>) {
+        let target = ByteStr::from(self.options.dead_letter.clone());
+        for message in dead {
+            let max = self.options.queue_limits.max_redeliveries;
+            tracing::warn!(
+                queue = %queue,
+                message_id = %message.id_text,
+                dead_letter = %target,
+                "message redelivered {max} times without being acknowledged; moved to the dead-letter destination"
+            );
+            let mut headers = Headers::with_capacity(message.prepared.headers().len() + 1);
+            for (name, value) in message.prepared.headers().entries() {
+                if name.as_str() != names::DESTINATION && name.as_str() != names::MESSAGE_ID {
+                    headers.push(name.clone(), value.clone());
+                }
+            }
+            headers.push("original-destination", queue.clone());
+            let body = message.prepared.body().clone();
+            if let Err(Refused(why)) =
+                self.publish_with(&target, &headers, body, &mut Pressure::default())
+            {
+                tracing::warn!(dead_letter = %target, "dead letter dropped: {why}");
+            }
         }
     }
 
-    /// How many subscriptions are registered (user destinations included).
+    /// How many subscriptions are registered (user destinations and queue consumers
+    /// included).
     pub fn subscription_count(&self) -> usize {
-        self.registry.len() + self.users.len()
+        self.registry.len() + self.users.len() + self.consumer_count()
+    }
+
+    fn consumer_count(&self) -> usize {
+        let queues: Vec<_> = lock(&self.queues).values().cloned().collect();
+        queues.iter().map(|cell| cell.lock().consumers()).sum()
     }
 
     /// How many exact destinations have at least one subscriber (each session's resolved
-    /// user destinations included).
+    /// user destinations, and every point-to-point queue, included).
     pub fn destination_count(&self) -> usize {
-        self.registry.destinations() + self.users.destinations()
+        self.registry.destinations() + self.users.destinations() + lock(&self.queues).len()
+    }
+
+    /// How many messages wait in a point-to-point queue for a consumer, and how many were
+    /// delivered and are not yet acknowledged (`None`: no such queue).
+    pub fn queue_depth(&self, destination: &str) -> Option<(usize, usize)> {
+        let cell = lock(&self.queues).get(destination).cloned()?;
+        let depth = cell.lock().depth();
+        Some(depth)
+    }
+
+    /// How many destinations hold a retained message.
+    pub fn retained_count(&self) -> usize {
+        self.retained.count.load(Ordering::Acquire)
     }
 }

@@ -1,17 +1,22 @@
 //! One subscription as the broker sees it: where its messages go and how they are headed.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
+use super::options::{QueueLimits, SlowConsumerPolicy};
+use super::queue::{Message, QueueCell};
 use crate::outbox::Outbox;
 use crate::stomp::{ByteStr, PreparedMessage, Version, message_head, names};
 
 /// How a subscription acknowledges messages (the SUBSCRIBE frame's `ack` header).
 ///
-/// The simple broker treats every delivery as acknowledged, whatever the mode, as Spring's
-/// simple broker does; the mode is recorded so the relay to a real broker can honour it.
+/// With `client` or `client-individual`, the simple broker keeps each delivered message until
+/// the client ACKs it, holds back more than the subscription's prefetch, and on a NACK (or when
+/// the subscription ends) redelivers it to another consumer of a point-to-point queue, or drops
+/// it for a topic subscription, as RabbitMQ does (`docs/broker.md`). With the relay, the
+/// external broker keeps these books.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AckMode {
     /// `auto` (the default): no ACK expected.
@@ -54,6 +59,26 @@ pub(crate) enum Delivery {
     Local(Arc<ListenerFn>),
 }
 
+/// How one delivery differs from a plain one.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Delivered {
+    /// Delivered before and not acknowledged (`redelivered:true`).
+    pub(crate) redelivered: bool,
+}
+
+/// The outboxes of subscribers with [`SlowConsumerPolicy::Backpressure`] that a publish left
+/// over their limit: the publishing session waits for them to have room.
+#[derive(Default)]
+pub(crate) struct Pressure(pub(crate) Vec<Arc<Outbox>>);
+
+impl Pressure {
+    fn add(&mut self, outbox: &Arc<Outbox>) {
+        if !self.0.iter().any(|o| Arc::ptr_eq(o, outbox)) {
+            self.0.push(outbox.clone());
+        }
+    }
+}
+
 /// A registered subscription.
 pub(crate) struct Subscriber {
     /// Unique among all subscriptions of the process.
@@ -65,6 +90,14 @@ pub(crate) struct Subscriber {
     /// Whether this is a session's user destination (held apart from other subscriptions).
     pub(crate) user: bool,
     delivery: Delivery,
+    /// Unacknowledged messages it may hold, when it acknowledges.
+    pub(crate) prefetch: usize,
+    pub(crate) policy: SlowConsumerPolicy,
+    /// Messages dropped for it (DropOldest) and not yet reported.
+    missed: Arc<AtomicU64>,
+    /// The queue its messages go through, when it acknowledges or consumes a point-to-point
+    /// destination: set by the broker when it subscribes.
+    pub(crate) queue: OnceLock<Arc<QueueCell>>,
 }
 
 impl Subscriber {
@@ -94,6 +127,10 @@ impl Subscriber {
             destination,
             user: false,
             delivery,
+            prefetch: usize::MAX,
+            policy: SlowConsumerPolicy::Disconnect,
+            missed: Arc::default(),
+            queue: OnceLock::new(),
         }
     }
 
@@ -103,23 +140,108 @@ impl Subscriber {
         self
     }
 
-    /// Delivers `message`. Never blocks: a session that cannot keep up is dealt with by its
-    /// outbound limits, not by slowing the publisher.
-    pub(crate) fn deliver(&self, message: &PreparedMessage, message_id: &str) {
-        match &self.delivery {
-            Delivery::Session { version, ack: AckMode::Auto, outbox, head } => {
-                outbox.push(message.contiguous_for(*version, head));
-            }
-            // Clients acknowledge with the `ack` header (1.2) or message-id + subscription (1.1).
-            Delivery::Session { version, outbox, .. } => {
-                let ack_id = format!("{}-{}", self.subscription_id, message_id);
-                let head = message_head(
-                    *version,
-                    &[(names::SUBSCRIPTION, &self.subscription_id), (names::ACK, &ack_id)],
-                );
-                outbox.push(message.with_head(*version, head));
-            }
-            Delivery::Local(listener) => listener(message),
+    /// The same subscription, with its prefetch and slow-consumer policy.
+    pub(crate) fn with_flow(mut self, prefetch: usize, policy: SlowConsumerPolicy) -> Subscriber {
+        self.prefetch = prefetch;
+        self.policy = policy;
+        self
+    }
+
+    /// Whether its messages wait for an ACK (`ack:client` or `client-individual`).
+    pub(crate) fn acknowledges(&self) -> bool {
+        matches!(self.delivery, Delivery::Session { ack, .. } if ack != AckMode::Auto)
+    }
+
+    /// Its acknowledgement mode (`Auto` for an in-process listener).
+    pub(crate) fn ack_mode(&self) -> AckMode {
+        match self.delivery {
+            Delivery::Session { ack, .. } => ack,
+            Delivery::Local(_) => AckMode::Auto,
         }
+    }
+
+    /// Delivers a broadcast `message`: through its own queue when it acknowledges, else
+    /// straight into its session's outbox. Never blocks: a session that cannot keep up is
+    /// dealt with by its slow-consumer policy; with `Backpressure`, its outbox is added to
+    /// `pressure` for the publisher to wait on.
+    pub(crate) fn deliver(
+        &self,
+        message: &Arc<Message>,
+        limits: &QueueLimits,
+        pressure: &mut Pressure,
+    ) {
+        match self.queue.get() {
+            Some(queue) => {
+                // A subscription's own queue drops its oldest when full: no Full comes back.
+                let _ = queue.lock().offer(&queue.name, message.clone(), limits, pressure);
+            }
+            None => {
+                self.push(message, Delivered::default(), pressure);
+            }
+        }
+    }
+
+    /// Pushes one MESSAGE into the session's outbox (or calls the listener). Returns false
+    /// when the session is gone.
+    pub(crate) fn push(
+        &self,
+        message: &Message,
+        delivered: Delivered,
+        pressure: &mut Pressure,
+    ) -> bool {
+        self.push_marked(message, delivered, false, pressure)
+    }
+
+    /// [`push`](Self::push), marked as the destination's retained message when `retained`.
+    pub(crate) fn push_marked(
+        &self,
+        message: &Message,
+        delivered: Delivered,
+        retained: bool,
+        pressure: &mut Pressure,
+    ) -> bool {
+        let (version, ack, outbox, head) = match &self.delivery {
+            Delivery::Local(listener) => {
+                listener(&message.prepared);
+                return true;
+            }
+            Delivery::Session { version, ack, outbox, head } => (*version, *ack, outbox, head),
+        };
+        let lossy = self.policy == SlowConsumerPolicy::DropOldest && ack == AckMode::Auto;
+        let missed = match lossy {
+            true => self.missed.swap(0, Ordering::AcqRel),
+            false => 0,
+        };
+        let frame = if ack == AckMode::Auto && !delivered.redelivered && !retained && missed == 0 {
+            message.prepared.contiguous_for(version, head)
+        } else {
+            // Clients acknowledge with the `ack` header (1.2) or message-id + subscription
+            // (1.0, 1.1).
+            let ack_id = format!("{}-{}", self.subscription_id, message.id_text);
+            let missed_text = itoa::Buffer::new().format(missed).to_owned();
+            let mut per_delivery: Vec<(&str, &str)> =
+                vec![(names::SUBSCRIPTION, &self.subscription_id)];
+            if ack != AckMode::Auto {
+                per_delivery.push((names::ACK, &ack_id));
+            }
+            if delivered.redelivered {
+                per_delivery.push(("redelivered", "true"));
+            }
+            if retained {
+                per_delivery.push(("retained", "true"));
+            }
+            if missed > 0 {
+                per_delivery.push(("missed-messages", &missed_text));
+            }
+            message.prepared.with_head(version, message_head(version, &per_delivery))
+        };
+        let pushed = match lossy {
+            true => outbox.push_lossy(frame, &self.missed),
+            false => outbox.push(frame),
+        };
+        if pushed && self.policy == SlowConsumerPolicy::Backpressure && outbox.over_limit() {
+            pressure.add(outbox);
+        }
+        pushed
     }
 }

@@ -34,6 +34,10 @@ const WRITE_BATCH: usize = 128;
 /// A batch this small means the session is not busy (see the shrink after each write).
 const SMALL_BATCH: usize = 16;
 
+/// How long a slow consumer's ERROR frame (why it is closed) may take to write: it may not be
+/// reading at all.
+const SLOW_CONSUMER_ERROR_TIME: Duration = Duration::from_secs(1);
+
 /// Who is on the other end, for logs.
 pub(crate) struct Peer {
     pub(crate) addr: Option<std::net::SocketAddr>,
@@ -274,7 +278,7 @@ impl<T: Transport> Session<T> {
                     "slow consumer: a write did not complete within the {limit:?} send time limit"
                 );
                 self.outbox.close(why.clone());
-                return Step::Close(None, DisconnectReason::SlowConsumer(why.into()));
+                return Step::Abandon(DisconnectReason::SlowConsumer(why.into()));
             }
         }
         self.outbox.written(bytes);
@@ -410,7 +414,13 @@ impl<T: Transport> Session<T> {
         let (last, reason) = match step {
             Step::Close(last, reason) => (last, reason),
             Step::Abandon(reason) => {
-                // A slow consumer's queue is dropped, not flushed: it is why we close.
+                // A slow consumer's queue is dropped, not flushed: it is why we close. It is
+                // told why, so that its logs explain the close, if it reads that soon.
+                if let DisconnectReason::SlowConsumer(why) = &reason {
+                    let error = self.protocol.encode(&Frame::error(why.to_string(), None, why));
+                    let send = self.transport.send(std::slice::from_ref(&error));
+                    let _ = timeout(SLOW_CONSUMER_ERROR_TIME, send).await;
+                }
                 let _ = timeout(limit, self.transport.close()).await;
                 self.protocol.finish();
                 return reason;

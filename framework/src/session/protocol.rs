@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::relay::{self, Link, UpstreamEnd};
-use crate::broker::{AckMode, Pattern, Subscriber};
+use crate::broker::{AckMode, Pattern, Pressure, Refused, Settle, Subscriber};
 use crate::destination::strip_prefix;
 use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch};
 use crate::events::{DisconnectReason, SessionEvent};
@@ -105,6 +105,9 @@ pub(crate) struct Protocol {
     subscriptions: HashMap<ByteStr, Subscription>,
     transactions: HashMap<ByteStr, Vec<Frame>>,
     transaction_bytes: usize,
+    /// Subscribers with the `Backpressure` policy that the last SEND left over their limit:
+    /// nothing more is read until they have room, or the deadline passes.
+    backpressure: Option<(Vec<Arc<Outbox>>, tokio::time::Instant)>,
     principal: Option<Principal>,
     /// What the handshake attached (a CSRF token, the application's values).
     attributes: http::Extensions,
@@ -158,6 +161,7 @@ impl Protocol {
             subscriptions: HashMap::new(),
             transactions: HashMap::new(),
             transaction_bytes: 0,
+            backpressure: None,
             principal: peer.principal,
             attributes: peer.attributes,
             addr: peer.addr,
@@ -197,6 +201,7 @@ impl Protocol {
     /// calls wait for room in the session's queue, or CONNECT waits for its authentication.
     pub(crate) fn is_blocked(&self) -> bool {
         self.pending.is_some()
+            || self.backpressure.is_some()
             || self.disconnecting
             || self.dispatch.is_blocked()
             || self.relay.as_ref().is_some_and(Link::is_blocked)
@@ -214,6 +219,25 @@ impl Protocol {
             let outcome = pending.outcome.as_mut().await;
             let pending = self.pending.take()?;
             return Some(self.authenticated(pending, outcome));
+        }
+        if let Some((waiting, deadline)) = &mut self.backpressure {
+            // Cancel-safe: an outbox leaves the list only once it has room.
+            while let Some(outbox) = waiting.last() {
+                if tokio::time::timeout_at(*deadline, outbox.room()).await.is_err() {
+                    let limit = self.runtime.config.send_time_limit;
+                    let why = format!(
+                        "slow consumer: outbound queue stayed over the {}-byte send buffer limit while its publishers waited {limit:?} (backpressure, bounded by the send time limit)",
+                        self.runtime.config.send_buffer_size_limit
+                    );
+                    for outbox in waiting.iter().filter(|o| o.over_limit()) {
+                        outbox.close(why.clone());
+                    }
+                    break;
+                }
+                waiting.pop();
+            }
+            self.backpressure = None;
+            return None;
         }
         if self.dispatch.is_blocked() {
             self.dispatch.unblock().await;
@@ -642,20 +666,7 @@ impl Protocol {
         // Route now, so a bad SEND inside a transaction fails at once.
         let target = self.target(false, &destination)?;
         if let Some(tx) = frame.headers.get_shared(names::TRANSACTION).cloned() {
-            let size = buffered_size(&frame);
-            let limit = self.runtime.config.max_transaction_bytes;
-            let Some(buffered) = self.transactions.get_mut(&tx) else {
-                return Err(violation(format!(
-                    "SEND names transaction {tx:?}, which was not begun"
-                )));
-            };
-            if self.transaction_bytes + size > limit {
-                return Err(violation(format!(
-                    "transactions of this session buffer more than {limit} bytes (commit sooner, or raise max_transaction_bytes)"
-                )));
-            }
-            self.transaction_bytes += size;
-            buffered.push(frame);
+            self.buffer(&tx, frame)?;
             return Ok(Flow::Continue);
         }
         if let (Target::Broker, Some(link)) = (&target, &mut self.relay) {
@@ -676,11 +687,36 @@ impl Protocol {
             link.forward(frame);
             return Ok(Flow::Continue);
         }
-        self.deliver_send(target, destination, frame);
+        self.deliver_send(target, destination, frame)?;
         Ok(Flow::Continue)
     }
 
-    fn deliver_send(&mut self, target: Target, destination: ByteStr, mut frame: Frame) {
+    /// Holds a SEND, ACK or NACK of transaction `tx` until it ends.
+    fn buffer(&mut self, tx: &ByteStr, frame: Frame) -> Result<(), Violation> {
+        let size = buffered_size(&frame);
+        let limit = self.runtime.config.max_transaction_bytes;
+        let Some(buffered) = self.transactions.get_mut(tx) else {
+            return Err(violation(format!(
+                "{} names transaction {tx:?}, which was not begun",
+                frame.command
+            )));
+        };
+        if self.transaction_bytes + size > limit {
+            return Err(violation(format!(
+                "transactions of this session buffer more than {limit} bytes (commit sooner, or raise max_transaction_bytes)"
+            )));
+        }
+        self.transaction_bytes += size;
+        buffered.push(frame);
+        Ok(())
+    }
+
+    fn deliver_send(
+        &mut self,
+        target: Target,
+        destination: ByteStr,
+        mut frame: Frame,
+    ) -> Result<(), Violation> {
         match target {
             Target::Broker if self.relay.is_some() => {
                 // A SEND of a committed transaction: its receipt was answered when it was
@@ -691,7 +727,7 @@ impl Protocol {
                     link.forward(frame);
                 }
             }
-            Target::Broker => self.publish(&destination, frame),
+            Target::Broker => self.publish(&destination, frame)?,
             Target::User { user, destination } if self.relay.is_some() => {
                 frame.headers.remove(names::RECEIPT);
                 frame.headers.remove(names::TRANSACTION);
@@ -712,6 +748,7 @@ impl Protocol {
                 self.dispatch.submit(Job { handler, context, subscriber: None });
             }
         }
+        Ok(())
     }
 
     fn context(&self, frame: Frame, destination: ByteStr, matched: Matched) -> Arc<MessageContext> {
@@ -814,9 +851,18 @@ impl Protocol {
         ))
     }
 
-    fn publish(&self, destination: &ByteStr, frame: Frame) {
-        let delivered = self.runtime.broker.publish(destination, &frame.headers, frame.body);
+    fn publish(&mut self, destination: &ByteStr, frame: Frame) -> Result<(), Violation> {
+        let mut pressure = Pressure::default();
+        let broker = &self.runtime.broker;
+        let delivered = broker
+            .publish_from_client(destination, &frame.headers, frame.body, &mut pressure)
+            .map_err(|Refused(why)| violation(why))?;
         tracing::debug!(session_id = %self.session_id, %destination, delivered, "published");
+        if !pressure.0.is_empty() {
+            let deadline = tokio::time::Instant::now() + self.runtime.config.send_time_limit;
+            self.backpressure = Some((pressure.0, deadline));
+        }
+        Ok(())
     }
 
     fn subscribe(&mut self, frame: &Frame) -> Handled {
@@ -828,6 +874,7 @@ impl Protocol {
                 violation(format!("ack mode {value:?} is not auto, client or client-individual"))
             })?,
         };
+        let prefetch = self.prefetch(frame)?;
         if self.subscriptions.contains_key(&id) {
             return Err(violation(format!(
                 "subscription id {id:?} is already in use in this session"
@@ -840,7 +887,7 @@ impl Protocol {
             )));
         }
         if self.runtime.config.is_user_destination(&destination) {
-            return self.subscribe_user(frame, id, destination, ack);
+            return self.subscribe_user(frame, id, destination, ack, prefetch);
         }
         let target = self.target(true, &destination)?;
         if matches!(target, Target::Broker) && Pattern::is_pattern(&destination) {
@@ -851,12 +898,18 @@ impl Protocol {
                     "subscription pattern has {wildcards} wildcards, more than the {max} allowed (set max_pattern_wildcards to raise it)"
                 )));
             }
+            let options = &self.runtime.config.broker;
+            if self.relay.is_none() && options.is_point_to_point(&destination) {
+                return Err(violation(format!(
+                    "cannot subscribe to the pattern {destination}: its destinations are point-to-point queues (point_to_point), and a queue's consumers name it exactly"
+                )));
+            }
         }
         if let (Target::Broker, Some(relay)) = (&target, self.runtime.broker.relay()) {
             if shareable(frame) {
                 // A plain topic subscription: the node subscribes once per destination and
                 // fans out here, encoded once; the broker answers the receipt of the first.
-                let subscriber = self.session_subscriber(&id, &destination, ack);
+                let subscriber = self.session_subscriber(&id, &destination, ack, prefetch);
                 let receipt = frame.receipt().map(|receipt| relay::ClientReceipt {
                     id: receipt.to_owned(),
                     outbox: self.outbox.clone(),
@@ -878,7 +931,7 @@ impl Protocol {
             self.subscribed(id, destination, None);
             return Ok(Flow::Continue);
         }
-        let subscriber = self.session_subscriber(&id, &destination, ack);
+        let subscriber = self.session_subscriber(&id, &destination, ack, prefetch);
         match target {
             Target::Broker => self.runtime.broker.subscribe(subscriber.clone()),
             // Spring's @SubscribeMapping: the handler's reply goes to this subscription once;
@@ -903,15 +956,30 @@ impl Protocol {
         id: &ByteStr,
         destination: &ByteStr,
         ack: AckMode,
+        prefetch: usize,
     ) -> Arc<Subscriber> {
         let version = self.version.unwrap_or(Version::V1_2);
-        Arc::new(Subscriber::session(
-            id.clone(),
-            destination.clone(),
-            version,
-            ack,
-            self.outbox.clone(),
-        ))
+        let policy = self.runtime.config.slow_consumer_policy_of(destination);
+        let subscriber =
+            Subscriber::session(id.clone(), destination.clone(), version, ack, self.outbox.clone());
+        Arc::new(subscriber.with_flow(prefetch, policy))
+    }
+
+    /// How many unacknowledged messages a SUBSCRIBE may hold: its `prefetch-count` header
+    /// (RabbitMQ's; 0 means no limit, which here is 65,535), else the server's default.
+    fn prefetch(&self, frame: &Frame) -> Result<usize, Violation> {
+        const MAX: usize = 65_535;
+        let default = self.runtime.config.broker.queue_limits.default_prefetch as usize;
+        match frame.get("prefetch-count") {
+            None => Ok(default.min(MAX)),
+            Some(value) => match value.parse::<usize>() {
+                Ok(0) => Ok(MAX),
+                Ok(count) if count <= MAX => Ok(count),
+                _ => Err(violation(format!(
+                    "prefetch-count {value:?} is not a number from 0 to {MAX} (0 means no limit but {MAX})"
+                ))),
+            },
+        }
     }
 
     /// A SUBSCRIBE to `/user/queue/x`: the broker holds it under a name unique to this
@@ -923,6 +991,7 @@ impl Protocol {
         id: ByteStr,
         destination: ByteStr,
         ack: AckMode,
+        prefetch: usize,
     ) -> Handled {
         let config = &self.runtime.config;
         if Pattern::is_pattern(&destination) {
@@ -973,9 +1042,9 @@ impl Protocol {
             return Ok(Flow::Continue);
         }
         let version = self.version.unwrap_or(Version::V1_2);
-        let subscriber = Arc::new(
-            Subscriber::session(id.clone(), resolved, version, ack, self.outbox.clone()).for_user(),
-        );
+        let policy = config.slow_consumer_policy_of(&inner);
+        let subscriber = Subscriber::session(id.clone(), resolved, version, ack, self.outbox.clone());
+        let subscriber = Arc::new(subscriber.for_user().with_flow(prefetch, policy));
         self.runtime.broker.subscribe(subscriber.clone());
         self.subscribed(id, destination, Some(subscriber));
         Ok(Flow::Continue)
@@ -1079,8 +1148,50 @@ impl Protocol {
             link.forward(ack);
             return Ok(Flow::Continue);
         }
-        // The simple broker counts every delivery as acknowledged (as Spring's does).
+        if let Some(tx) = frame.headers.get_shared(names::TRANSACTION).cloned() {
+            // Takes effect at COMMIT; dropped by ABORT.
+            self.buffer(&tx, frame.clone())?;
+            return Ok(Flow::Continue);
+        }
+        self.settle(frame, version);
         Ok(Flow::Continue)
+    }
+
+    /// Applies an ACK or NACK in the simple broker. One that names no message awaiting
+    /// acknowledgement (acknowledged already, its subscription ended, an `auto` subscription)
+    /// is ignored, as the outcome the client wants holds or cannot be had.
+    fn settle(&mut self, frame: &Frame, version: Version) {
+        let Some(broker) = self.runtime.broker.simple() else { return };
+        let how = match frame.command {
+            Command::Nack => Settle::Nack,
+            _ => Settle::Ack,
+        };
+        // 1.2 names the delivery by the `ack` header we gave: `{subscription}-{message id}`.
+        let (subscription, message_id) = match version {
+            Version::V1_2 => match frame.get(names::ID).and_then(|id| id.rsplit_once('-')) {
+                Some((subscription, message_id)) => (Some(subscription), message_id),
+                None => (None, ""),
+            },
+            _ => (frame.get(names::SUBSCRIPTION), frame.get(names::MESSAGE_ID).unwrap_or("")),
+        };
+        let settled = message_id.parse::<u64>().is_ok_and(|message_id| {
+            let candidates: Vec<&Arc<Subscriber>> = match subscription {
+                Some(id) => self.subscriptions.get(id).and_then(|s| s.subscriber.as_ref()).into_iter().collect(),
+                // 1.0 names the message only: whichever subscription holds it.
+                None => self.subscriptions.values().filter_map(|s| s.subscriber.as_ref()).collect(),
+            };
+            candidates.into_iter().filter(|s| s.acknowledges()).any(|subscriber| {
+                let cumulative = subscriber.ack_mode() == AckMode::Client;
+                broker.settle(subscriber, message_id, cumulative, how)
+            })
+        });
+        if !settled {
+            tracing::debug!(
+                session_id = %self.session_id,
+                command = %frame.command,
+                "ignored: it names no message awaiting acknowledgement in this session (acknowledged already, or its subscription ended)"
+            );
+        }
     }
 
     fn begin(&mut self, frame: &Frame) -> Handled {
@@ -1100,11 +1211,16 @@ impl Protocol {
 
     fn commit(&mut self, frame: &Frame) -> Handled {
         let frames = self.end_transaction(frame)?;
+        let version = self.version.unwrap_or(Version::V1_2);
         for send in frames {
+            if matches!(send.command, Command::Ack | Command::Nack) {
+                self.settle(&send, version);
+                continue;
+            }
             if let Some(destination) = send.headers.get_shared(names::DESTINATION).cloned() {
                 // Routed when buffered; the routing table never changes.
                 if let Ok(target) = self.target(false, &destination) {
-                    self.deliver_send(target, destination, send);
+                    self.deliver_send(target, destination, send)?;
                 }
             }
         }

@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::StompBrokerRelay;
 use super::upstream::{self, Upstream};
+use crate::broker::queue::Message;
+use crate::broker::subscriber::{Delivered, Pressure};
 use crate::broker::Subscriber;
 use crate::locks::lock;
 use crate::stomp::{
@@ -400,9 +402,13 @@ impl System {
                 headers.push(name.clone(), value.clone());
             }
         }
-        let message = PreparedMessage::new(headers, frame.body);
+        let destination = frame.headers.get_shared(names::DESTINATION).cloned().unwrap_or_default();
+        let prepared = PreparedMessage::new(headers, frame.body);
+        // Shared subscriptions acknowledge automatically: the message id is never parsed.
+        let message = Message { prepared, id: 0, id_text: message_id, destination };
+        let mut pressure = Pressure::default();
         for subscriber in subscribers {
-            subscriber.deliver(&message, &message_id);
+            subscriber.push(&message, Delivered::default(), &mut pressure);
         }
     }
 }
