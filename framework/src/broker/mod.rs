@@ -175,6 +175,18 @@ impl Broker {
         }
     }
 
+    /// How many messages wait in the point-to-point queue `destination` for a consumer, and
+    /// how many were delivered and are not yet acknowledged (`None`: no such queue, or the
+    /// relay, whose queues live in the external broker).
+    pub fn queue_depth(&self, destination: &str) -> Option<(usize, usize)> {
+        self.simple()?.queue_depth(destination)
+    }
+
+    /// How many destinations hold a retained message (0 with the relay).
+    pub fn retained_count(&self) -> usize {
+        self.simple().map_or(0, SimpleBroker::retained_count)
+    }
+
     /// How many exact destinations have at least one subscriber (0 with the relay).
     pub fn destination_count(&self) -> usize {
         match self {
