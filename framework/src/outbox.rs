@@ -47,10 +47,11 @@ pub(crate) struct Outbox {
 }
 
 /// A queued frame; a lossy subscription's (DropOldest) carries the counter of the messages
-/// it lost, so that it can be dropped to make room.
+/// it lost, so that it can be dropped to make room, and the count its own `missed-messages`
+/// header reports (given back to the counter if it is dropped).
 struct Queued {
     frame: EncodedFrame,
-    lossy: Option<Arc<AtomicU64>>,
+    lossy: Option<(Arc<AtomicU64>, u64)>,
 }
 
 /// The session's end of the queue. Dropping it closes the outbox, so nothing more is queued
@@ -110,8 +111,15 @@ impl Outbox {
     /// Queues a MESSAGE of a lossy subscription (`SlowConsumerPolicy::DropOldest`): when the
     /// queue is over its limit, the oldest queued frames of lossy subscriptions are dropped to
     /// make room (each counted in its subscription's `missed`), and if that is not enough, this
-    /// one is (counted in `missed`). Never closes the session. Returns false when it is closed.
-    pub(crate) fn push_lossy(&self, frame: EncodedFrame, missed: &Arc<AtomicU64>) -> bool {
+    /// one is (counted in `missed`). `reported` is the count the frame's `missed-messages`
+    /// header carries: a dropped frame gives it back. Never closes the session. Returns false
+    /// when it is closed.
+    pub(crate) fn push_lossy(
+        &self,
+        frame: EncodedFrame,
+        missed: &Arc<AtomicU64>,
+        reported: u64,
+    ) -> bool {
         if self.is_closed.load(Ordering::Acquire) {
             return false;
         }
@@ -121,19 +129,19 @@ impl Outbox {
         while queued > 0 && queued + len > self.limit {
             let Some(i) = queue.iter().position(|q| q.lossy.is_some()) else { break };
             let Some(old) = queue.remove(i) else { break };
-            if let Some(counter) = &old.lossy {
-                counter.fetch_add(1, Ordering::AcqRel);
+            if let Some((counter, carried)) = &old.lossy {
+                counter.fetch_add(1 + carried, Ordering::AcqRel);
             }
             queued = self.queued.fetch_sub(old.frame.len(), Ordering::AcqRel) - old.frame.len();
         }
         if queued > 0 && queued + len > self.limit {
             // Frames being written, or other subscriptions' frames, fill the queue.
-            missed.fetch_add(1, Ordering::AcqRel);
+            missed.fetch_add(1 + reported, Ordering::AcqRel);
             return true;
         }
         self.queued.fetch_add(len, Ordering::AcqRel);
         let was_empty = queue.is_empty();
-        queue.push_back(Queued { frame, lossy: Some(missed.clone()) });
+        queue.push_back(Queued { frame, lossy: Some((missed.clone(), reported)) });
         drop(queue);
         if was_empty {
             self.ready.notify_one();

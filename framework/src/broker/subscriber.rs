@@ -236,7 +236,7 @@ impl Subscriber {
             message.prepared.with_head(version, message_head(version, &per_delivery))
         };
         let pushed = match lossy {
-            true => outbox.push_lossy(frame, &self.missed),
+            true => outbox.push_lossy(frame, &self.missed, missed),
             false => outbox.push(frame),
         };
         if pushed && self.policy == SlowConsumerPolicy::Backpressure && outbox.over_limit() {

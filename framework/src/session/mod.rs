@@ -261,6 +261,10 @@ impl<T: Transport> Session<T> {
     /// Writes the `n` frames taken from the outbox, within the send time limit.
     async fn write_batch(&mut self, n: usize) -> Step {
         if n == 0 {
+            // Closed by a publisher (this branch and `outbox_closed` race to see it first).
+            if let Some(why) = self.outbox.close_reason() {
+                return Step::Abandon(DisconnectReason::SlowConsumer(why.into()));
+            }
             return Step::Close(
                 None,
                 DisconnectReason::ConnectionLost("outbound queue closed".into()),
