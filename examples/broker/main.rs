@@ -88,7 +88,9 @@ struct Flags {
 /// `SEND,RECEIVE` in milliseconds.
 fn heartbeat(value: &str) -> Result<(u64, u64), String> {
     let parsed = value.split_once(',').and_then(|(s, r)| Some((s.parse().ok()?, r.parse().ok()?)));
-    parsed.ok_or_else(|| "expected two numbers of milliseconds, SEND,RECEIVE (such as 10000,10000)".into())
+    parsed.ok_or_else(|| {
+        "expected two numbers of milliseconds, SEND,RECEIVE (such as 10000,10000)".into()
+    })
 }
 
 fn overflow(value: &str) -> Result<SlowConsumerPolicy, String> {

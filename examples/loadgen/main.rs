@@ -7,6 +7,7 @@
 //!     [--receipt-every 100] [--server-pid PID] [--label ours]
 //! cargo run --release --example loadgen -- partitioned --topics 50 --messages 2000 ...
 //! cargo run --release --example loadgen -- connections --connections 5000 --server-pid PID ...
+//! cargo run --release --example loadgen -- queue --publishers 2 --consumers 4 --prefetch 100 ...
 //! ```
 //!
 //! Each run prints a human summary and one JSON line (prefixed `RESULT `) for scripts.
@@ -17,6 +18,7 @@
 
 mod options;
 mod proc_stat;
+mod queue;
 mod scenarios;
 
 use std::process::ExitCode;

@@ -7,6 +7,8 @@ scenarios:
   fanout        S subscribers on one topic, P publishers, M messages each
   partitioned   T topics, one publisher and one subscriber each, M messages each
   connections   C idle connections with one subscription each
+  queue         P producers, C competing consumers of one queue (ack:client-individual,
+                an ACK per message), M messages per producer
 options:
   --url URL             server endpoint (default ws://127.0.0.1:61614/ws); repeat it to spread
                         the subscribers over several nodes, round robin (publishers use the
@@ -19,6 +21,9 @@ options:
   --rate R              messages per second per publisher; omit for full speed
   --receipt-every K     ask for a RECEIPT every K messages (default 100)
   --connections C       connections scenario size (default 1000)
+  --consumers C         queue consumers (default 4)
+  --prefetch N          queue consumers' prefetch-count (default 100)
+  --queue DEST          the queue scenario's destination (default /queue/loadgen)
   --server-pid PID      read the server's CPU time and memory from /proc; repeat it for a
                         system of several processes (relaying nodes and their broker): CPU
                         per delivery is then their sum, with each one's share in the JSON
@@ -36,6 +41,7 @@ pub(crate) enum Scenario {
     Fanout,
     Partitioned,
     Connections,
+    Queue,
 }
 
 /// Parsed options.
@@ -53,6 +59,9 @@ pub(crate) struct Options {
     pub(crate) rate: Option<f64>,
     pub(crate) receipt_every: u64,
     pub(crate) connections: usize,
+    pub(crate) consumers: usize,
+    pub(crate) prefetch: u64,
+    pub(crate) queue: String,
     pub(crate) server_pid: Option<u32>,
     /// Every `--server-pid`, the first being `server_pid`.
     pub(crate) server_pids: Vec<u32>,
@@ -70,6 +79,7 @@ impl Options {
             Some("fanout") => Scenario::Fanout,
             Some("partitioned") => Scenario::Partitioned,
             Some("connections") => Scenario::Connections,
+            Some("queue") => Scenario::Queue,
             Some(other) => return Err(format!("unknown scenario {other:?}")),
             None => return Err("missing scenario".into()),
         };
@@ -85,6 +95,9 @@ impl Options {
             rate: None,
             receipt_every: 100,
             connections: 1000,
+            consumers: 4,
+            prefetch: 100,
+            queue: "/queue/loadgen".into(),
             server_pid: None,
             server_pids: Vec::new(),
             prefix: "/topic/loadgen".into(),
@@ -109,6 +122,9 @@ impl Options {
                 "--rate" => o.rate = Some(number(&value)? as f64),
                 "--receipt-every" => o.receipt_every = number(&value)?.max(1),
                 "--connections" => o.connections = number(&value)? as usize,
+                "--consumers" => o.consumers = number(&value)?.max(1) as usize,
+                "--prefetch" => o.prefetch = number(&value)?,
+                "--queue" => o.queue = value,
                 "--server-pid" => o.server_pids.push(number(&value)? as u32),
                 "--destination-prefix" => o.prefix = value,
                 "--label" => o.label = value,

@@ -42,6 +42,7 @@ pub(crate) async fn run(o: &Options) -> Result<Report, ClientError> {
             traffic(o, topics).await
         }
         Scenario::Connections => connections(o).await,
+        Scenario::Queue => crate::queue::run(o).await,
     }
 }
 
@@ -52,7 +53,7 @@ struct Topic {
 }
 
 /// Connects to the `n`th of the `--url`s (round robin).
-async fn connect_to(o: &Options, n: usize) -> Result<Client, ClientError> {
+pub(crate) async fn connect_to(o: &Options, n: usize) -> Result<Client, ClientError> {
     let url = &o.urls[n % o.urls.len()];
     let options = ClientOptions {
         timeout: Duration::from_secs(30),
@@ -65,11 +66,11 @@ async fn connect_to(o: &Options, n: usize) -> Result<Client, ClientError> {
 }
 
 /// CPU seconds of every `--server-pid`, in order (`None` if one cannot be read).
-fn servers_cpu(o: &Options) -> Option<Vec<f64>> {
+pub(crate) fn servers_cpu(o: &Options) -> Option<Vec<f64>> {
     o.server_pids.iter().map(|&pid| proc_stat::cpu_seconds(pid)).collect()
 }
 
-async fn connect(o: &Options) -> Result<Client, ClientError> {
+pub(crate) async fn connect(o: &Options) -> Result<Client, ClientError> {
     let options = ClientOptions {
         timeout: Duration::from_secs(30),
         login: o.login.clone(),
@@ -203,19 +204,19 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
 }
 
 /// The body: publisher, sequence and send time (µs since the run began), padded to size.
-fn body(publisher: usize, seq: u64, sent_us: u64, size: usize) -> String {
+pub(crate) fn body(publisher: usize, seq: u64, sent_us: u64, size: usize) -> String {
     let mut body = format!("{publisher:08}:{seq:016}:{sent_us:020}:");
     body.extend(std::iter::repeat_n('x', size.saturating_sub(body.len())));
     body
 }
 
-fn parse(body: &[u8]) -> Option<(usize, u64, u64)> {
+pub(crate) fn parse(body: &[u8]) -> Option<(usize, u64, u64)> {
     let text = std::str::from_utf8(body.get(..47)?).ok()?;
     let mut fields = text.split(':');
     Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
 }
 
-async fn publisher(
+pub(crate) async fn publisher(
     client: Client,
     id: usize,
     destination: String,

@@ -708,7 +708,9 @@ impl Settings {
         prefixes.extend(options.point_to_point.iter().map(|p| ("point_to_point", p.as_str())));
         prefixes.extend(options.retain.iter().map(|p| ("retain", p.as_str())));
         prefixes.extend(
-            self.slow_consumer_policies.iter().map(|(p, _)| ("slow_consumer_policy_for", p.as_str())),
+            self.slow_consumer_policies
+                .iter()
+                .map(|(p, _)| ("slow_consumer_policy_for", p.as_str())),
         );
         if !options.point_to_point.is_empty() {
             prefixes.push(("dead_letter_destination", options.dead_letter.as_str()));

@@ -234,6 +234,8 @@ mod guide {
     struct Protocol;
     #[doc = include_str!("../../docs/scaling.md")]
     struct Scaling;
+    #[doc = include_str!("../../docs/broker.md")]
+    struct BrokerGuide;
     #[cfg_attr(all(feature = "axum", feature = "sockjs"), doc = include_str!("../../docs/spring-migration.md"))]
     struct SpringMigration;
     #[cfg_attr(all(feature = "axum", feature = "tls"), doc = include_str!("../../docs/security.md"))]

@@ -479,7 +479,7 @@ impl ServerBuilder {
         let endpoints = Arc::new(Endpoints::new(&config));
         let broker = match config.relay.clone() {
             Some(relay) => Broker::Relay(crate::broker::RelayBroker::new(relay)),
-            None => Broker::Simple(SimpleBroker::with_options(config.broker.clone())),
+            None => Broker::Simple(Box::new(SimpleBroker::with_options(config.broker.clone()))),
         };
         let runtime = Runtime::new(config, broker, router, self.state);
         Ok(Server { runtime: Arc::new(runtime), endpoints })

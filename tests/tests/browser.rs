@@ -223,3 +223,16 @@ async fn the_browser_suites_pass_through_an_axum_mount() {
     let (addr, _server) = start_in_axum(builder).await;
     run_script(TEST, "sockjs_clients.mjs", &format!("http://{addr}/")).await;
 }
+
+/// @stomp/stompjs 7 in Chromium against point-to-point queues, acknowledgements and retained
+/// messages (tests/browser/queues.mjs): competing consumers, NACK and lost-connection
+/// redelivery, prefetch, a retained message on subscribe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stompjs_7_with_queues_acknowledgements_and_retained_messages() {
+    let builder =
+        stompede::Server::builder().point_to_point(["/queue"]).retain(["/topic/retained"]);
+    let server = start(builder).await;
+    let url = format!("http://{}/", server.local_addr());
+    run_script("stompjs_7_with_queues_acknowledgements_and_retained_messages", "queues.mjs", &url)
+        .await;
+}

@@ -51,7 +51,7 @@ async fn slow_reader(
             tokio::select! {
                 Some(bytes) = to_send.recv() => stream.write_all(&bytes).await.unwrap(),
                 read = stream.read(&mut chunk) => {
-                    let n = match read { Ok(n) => n, Err(_) => 0 };
+                    let n: usize = read.unwrap_or_default();
                     if n == 0 {
                         return;
                     }
@@ -113,7 +113,10 @@ async fn disconnect_tells_the_slow_consumer_why_before_closing_it() {
     let last = last.unwrap();
     assert_eq!(last.command, Command::Error, "the last frame explains the close");
     let message = last.get("message").unwrap();
-    assert!(message.contains("slow consumer") && message.contains("send buffer limit"), "{message}");
+    assert!(
+        message.contains("slow consumer") && message.contains("send buffer limit"),
+        "{message}"
+    );
     assert!(messages < FLOOD, "it was closed before the flood ended");
     let reason = loop {
         if let SessionEvent::Disconnected { reason, .. } = events.recv().await.unwrap() {
@@ -121,7 +124,10 @@ async fn disconnect_tells_the_slow_consumer_why_before_closing_it() {
         }
     };
     assert!(matches!(reason, DisconnectReason::SlowConsumer(_)), "{reason:?}");
-    assert!(tokio::time::timeout(WAIT * 3, publisher).await.unwrap().unwrap(), "the publisher went on");
+    assert!(
+        tokio::time::timeout(WAIT * 3, publisher).await.unwrap().unwrap(),
+        "the publisher went on"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,9 +142,14 @@ async fn backpressure_slows_the_publisher_and_loses_nothing() {
         assert_eq!(frame.command, Command::Message, "{frame:?}");
         assert_eq!(number(&frame), expected, "in order, none lost");
     }
-    assert!(tokio::time::timeout(WAIT, publisher).await.unwrap().unwrap(), "the publisher finished");
+    assert!(
+        tokio::time::timeout(WAIT, publisher).await.unwrap().unwrap(),
+        "the publisher finished"
+    );
     while let Ok(event) = events.try_recv() {
-        if let SessionEvent::Disconnected { reason: DisconnectReason::SlowConsumer(why), .. } = event {
+        if let SessionEvent::Disconnected { reason: DisconnectReason::SlowConsumer(why), .. } =
+            event
+        {
             panic!("a session was closed as a slow consumer: {why}");
         }
     }
@@ -166,7 +177,11 @@ async fn backpressure_waits_a_bounded_time_then_closes_the_subscriber_that_never
     // is closed (its ERROR may take a moment to give up on: it does not read).
     let reason = loop {
         let event = tokio::time::timeout(WAIT, events.recv()).await.unwrap().unwrap();
-        if let SessionEvent::Disconnected { reason: reason @ DisconnectReason::SlowConsumer(_), .. } = event {
+        if let SessionEvent::Disconnected {
+            reason: reason @ DisconnectReason::SlowConsumer(_),
+            ..
+        } = event
+        {
             break reason;
         }
     };
@@ -176,7 +191,10 @@ async fn backpressure_waits_a_bounded_time_then_closes_the_subscriber_that_never
         matches!(&reason, DisconnectReason::SlowConsumer(why) if why.contains("backpressure") || why.contains("write did not complete")),
         "{reason:?}"
     );
-    assert!(tokio::time::timeout(WAIT * 3, publisher).await.unwrap().unwrap(), "the publisher went on");
+    assert!(
+        tokio::time::timeout(WAIT * 3, publisher).await.unwrap().unwrap(),
+        "the publisher went on"
+    );
     drop(stuck);
 }
 

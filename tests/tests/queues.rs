@@ -101,7 +101,8 @@ async fn messages_wait_for_a_consumer_within_the_queue_limit() {
     assert!(refused.is_err(), "a SEND past the limit is refused");
     let reason = producer.closed().await.unwrap_or_default();
     assert!(
-        reason.contains("queue /queue/backlog is full: 5 messages") && reason.contains("max_messages 5"),
+        reason.contains("queue /queue/backlog is full: 5 messages")
+            && reason.contains("max_messages 5"),
         "{reason}"
     );
 
@@ -136,7 +137,9 @@ async fn unacknowledged_messages_go_to_another_consumer_when_theirs_leaves() {
     // A consumer on a raw connection, which the test cuts without DISCONNECT.
     let mut leaving = RawPeer::connected(&url).await;
     leaving
-        .send_text("SUBSCRIBE\nid:0\ndestination:/queue/jobs\nack:client-individual\nreceipt:r\n\n\0")
+        .send_text(
+            "SUBSCRIBE\nid:0\ndestination:/queue/jobs\nack:client-individual\nreceipt:r\n\n\0",
+        )
         .await;
     assert_eq!(leaving.frame().await.command, Command::Receipt);
     let producer = client(&server).await;
@@ -147,10 +150,14 @@ async fn unacknowledged_messages_go_to_another_consumer_when_theirs_leaves() {
         let message = leaving.frame().await;
         assert_eq!(body(&message), format!("job-{i}"));
         assert_eq!(message.get("redelivered"), None);
-        assert_eq!(message.get("ack"), Some(format!("0-{}", message.get("message-id").unwrap()).as_str()));
+        assert_eq!(
+            message.get("ack"),
+            Some(format!("0-{}", message.get("message-id").unwrap()).as_str())
+        );
     }
     let staying = client(&server).await;
-    let mut sub = staying.subscribe_with("/queue/jobs", &[("ack", "client-individual")]).await.unwrap();
+    let mut sub =
+        staying.subscribe_with("/queue/jobs", &[("ack", "client-individual")]).await.unwrap();
     depth_becomes(&server, "/queue/jobs", Some((0, 3))).await;
     assert!(sub.try_next().is_none(), "all three are the first consumer's until it leaves");
     drop(leaving);
@@ -208,7 +215,8 @@ async fn prefetch_bounds_what_a_subscription_holds_unacknowledged() {
 
     // ack:client is cumulative: acknowledging the last acknowledges all before it.
     let cumulative = client(&server).await;
-    let mut csub = cumulative.subscribe_with("/queue/cumulative", &[("ack", "client")]).await.unwrap();
+    let mut csub =
+        cumulative.subscribe_with("/queue/cumulative", &[("ack", "client")]).await.unwrap();
     for i in 0..3 {
         producer.send_with_receipt("/queue/cumulative", format!("c{i}")).await.unwrap();
     }
@@ -227,7 +235,8 @@ async fn a_message_redelivered_too_often_goes_to_the_dead_letter_queue() {
     let watcher = client(&server).await;
     let mut dead = watcher.subscribe("/queue/dead-letter").await.unwrap();
     let consumer = client(&server).await;
-    let mut sub = consumer.subscribe_with("/queue/poison", &[("ack", "client-individual")]).await.unwrap();
+    let mut sub =
+        consumer.subscribe_with("/queue/poison", &[("ack", "client-individual")]).await.unwrap();
     consumer.send_with_receipt("/queue/poison", "bad input").await.unwrap();
     let first = next(&mut sub).await;
     consumer.send_frame_with_receipt(nack(&first)).await.unwrap();
@@ -246,7 +255,8 @@ async fn a_message_redelivered_too_often_goes_to_the_dead_letter_queue() {
 async fn acknowledgements_in_a_transaction_take_effect_at_commit() {
     let server = start(queues()).await;
     let consumer = client(&server).await;
-    let mut sub = consumer.subscribe_with("/queue/tx", &[("ack", "client-individual")]).await.unwrap();
+    let mut sub =
+        consumer.subscribe_with("/queue/tx", &[("ack", "client-individual")]).await.unwrap();
     for i in 0..2 {
         consumer.send_with_receipt("/queue/tx", format!("m{i}")).await.unwrap();
     }
@@ -338,13 +348,16 @@ async fn under_consumer_churn_every_message_is_acknowledged_exactly_once() {
                 let mut sub = client.subscribe_with("/queue/churn", &headers).await.unwrap();
                 for k in 0..take {
                     let Ok(Some(message)) =
-                        tokio::time::timeout(std::time::Duration::from_millis(300), sub.next()).await
+                        tokio::time::timeout(std::time::Duration::from_millis(300), sub.next())
+                            .await
                     else {
                         break;
                     };
                     let n: usize = body(&message).parse().unwrap();
                     if acked.lock().unwrap().contains_key(&n) {
-                        panic!("message {n} delivered again after its acknowledgement was confirmed");
+                        panic!(
+                            "message {n} delivered again after its acknowledgement was confirmed"
+                        );
                     }
                     // Every fifth is left unacknowledged (unless the end is near).
                     if k % 5 == 4 && !last_round {
@@ -366,10 +379,9 @@ async fn under_consumer_churn_every_message_is_acknowledged_exactly_once() {
         }
     }
     tokio::time::timeout(WAIT, producing).await.unwrap().unwrap();
-    let acked = acked.lock().unwrap();
-    assert_eq!(acked.len(), MESSAGES, "every message acknowledged");
-    assert!(acked.values().all(|&count| count == 1), "each exactly once");
-    drop(acked);
+    let counts: Vec<usize> = acked.lock().unwrap().values().copied().collect();
+    assert_eq!(counts.len(), MESSAGES, "every message acknowledged");
+    assert!(counts.iter().all(|&count| count == 1), "each exactly once");
     depth_becomes(&server, "/queue/churn", None).await;
 }
 
@@ -423,11 +435,35 @@ async fn retained_messages_go_first_to_new_subscribers() {
     let refused = producer.send_frame_with_receipt(retain("/topic/b", "2")).await;
     assert!(refused.is_err());
     let reason = producer.closed().await.unwrap_or_default();
-    assert!(reason.contains("cannot retain the message for /topic/b") && reason.contains("limits of 3 messages"), "{reason}");
+    assert!(
+        reason.contains("cannot retain the message for /topic/b")
+            && reason.contains("limits of 3 messages"),
+        "{reason}"
+    );
 
     // A queue does not retain.
     let other = client(&server).await;
     assert!(other.send_frame_with_receipt(retain("/queue/q", "x")).await.is_err());
     let reason = other.closed().await.unwrap_or_default();
     assert!(reason.contains("only broadcast destinations retain"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_nobody_acknowledges_is_dropped_not_moved_into_itself() {
+    let server = start(queues().queue_limits(QueueLimits::default().max_redeliveries(1))).await;
+    let consumer = client(&server).await;
+    let mut dead = consumer
+        .subscribe_with("/queue/dead-letter", &[("ack", "client-individual")])
+        .await
+        .unwrap();
+    consumer.send_with_receipt("/queue/dead-letter", "unwanted").await.unwrap();
+    for delivery in 0..2 {
+        let letter = next(&mut dead).await;
+        assert_eq!(letter.get("redelivered"), (delivery > 0).then_some("true"));
+        consumer.send_frame_with_receipt(nack(&letter)).await.unwrap();
+    }
+    depth_becomes(&server, "/queue/dead-letter", Some((0, 0))).await;
+    // A barrier: anything the broker had queued for this connection has arrived.
+    consumer.send_with_receipt("/topic/barrier", "").await.unwrap();
+    assert!(dead.try_next().is_none(), "not delivered again");
 }

@@ -36,7 +36,7 @@ async fn slow_consumer_is_closed_without_slowing_others() {
         seen.extend_from_slice(&chunk[..n]);
     }
 
-    // A healthy subscriber reports its progress; the publisher stays at most 32 messages ahead
+    // A healthy subscriber reports its progress; the publisher stays at most 16 messages ahead
     // of it, so only the slow consumer can fall behind.
     let url = ws_url(&server);
     let healthy = Client::connect_ws(&url, ClientOptions::default()).await.unwrap();
@@ -63,8 +63,8 @@ async fn slow_consumer_is_closed_without_slowing_others() {
         assert!(sent < 200_000, "the slow consumer was never closed");
         publisher.send("/topic/firehose", format!("{sent:08}{padding}")).await.unwrap();
         sent += 1;
-        if sent % 32 == 0 {
-            tokio::time::timeout(WAIT, progress.wait_for(|&got| got + 32 >= sent))
+        if sent % 8 == 0 {
+            tokio::time::timeout(WAIT, progress.wait_for(|&got| got + 8 >= sent))
                 .await
                 .unwrap()
                 .unwrap();

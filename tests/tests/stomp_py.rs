@@ -63,6 +63,45 @@ async fn round_trip(transport: &str) {
     assert!(status.success(), "stomp.py exited with {status}");
 }
 
+/// stomp.py against point-to-point queues, acknowledgements (1.2 and 1.1), prefetch, dead
+/// letters and retained messages (tests/clients/stomp_py_queues.py).
+async fn queues(transport: &str) {
+    let test = format!("stomp_py_queues_{transport}");
+    let Some(python) = python() else {
+        return skip(
+            &test,
+            "python3 with stomp.py and websocket-client is not installed (pip install -r tests/clients/requirements.txt)",
+        );
+    };
+    let builder = Server::builder()
+        .tcp("127.0.0.1:0".parse().unwrap())
+        .point_to_point(["/queue"])
+        .retain(["/topic/retained"]);
+    let server = start(builder).await;
+    let addr = if transport == "tcp" { server.tcp_addr().unwrap() } else { server.local_addr() };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/stomp_py_queues.py");
+    let child = Command::new(python)
+        .args([script, transport, &addr.ip().to_string(), &addr.port().to_string()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = tokio::time::timeout(WAIT * 12, child.wait_with_output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "stomp.py queue checks failed:\n{stdout}");
+    assert!(stdout.lines().any(|l| l == format!("OK {transport}")), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stomp_py_with_queues_over_tcp() {
+    queues("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stomp_py_with_queues_over_websocket() {
+    queues("ws").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stomp_py_over_tcp() {
     round_trip("tcp").await;

@@ -15,14 +15,14 @@ mod simple;
 pub(crate) mod subscriber;
 
 pub use listener::Listener;
+pub use options::{QueueLimits, QueueOverflow, RetainedLimits, SlowConsumerPolicy};
 pub use relay::{RelayBroker, StompBrokerRelay};
 pub use simple::SimpleBroker;
-pub use options::{QueueLimits, QueueOverflow, RetainedLimits, SlowConsumerPolicy};
 pub use subscriber::AckMode;
 
 pub(crate) use crate::destination::subscription::Pattern;
 pub(crate) use options::BrokerOptions;
-pub(crate) use queue::Settle;
+pub(crate) use queue::{Settle, Settlement};
 pub(crate) use simple::Refused;
 pub(crate) use subscriber::{ListenerFn, Pressure, Subscriber};
 
@@ -35,8 +35,8 @@ use crate::stomp::{ByteStr, Headers};
 /// The broker a server publishes through (see [`Server::broker`](crate::Server::broker)).
 #[non_exhaustive]
 pub enum Broker {
-    /// The in-memory broker, Spring's simple broker.
-    Simple(SimpleBroker),
+    /// The in-memory broker, Spring's simple broker (and more: `docs/broker.md`).
+    Simple(Box<SimpleBroker>),
     /// The relay to an external STOMP broker (RabbitMQ), Spring's broker relay.
     Relay(RelayBroker),
 }

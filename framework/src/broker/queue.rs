@@ -49,6 +49,14 @@ pub(crate) enum Settle {
     Nack,
 }
 
+/// One ACK or NACK: of which message, whether of every earlier one too (`ack:client`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settlement {
+    pub(crate) message_id: u64,
+    pub(crate) cumulative: bool,
+    pub(crate) how: Settle,
+}
+
 /// A message in a queue, with how often it was delivered.
 struct Waiting {
     message: Arc<Message>,
@@ -210,9 +218,7 @@ impl Queue {
     pub(crate) fn settle(
         &mut self,
         uid: u64,
-        message_id: u64,
-        cumulative: bool,
-        how: Settle,
+        Settlement { message_id, cumulative, how }: Settlement,
         limits: &QueueLimits,
         dead: &mut Vec<Arc<Message>>,
         pressure: &mut Pressure,

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use super::Pattern;
 use super::options::BrokerOptions;
-use super::queue::{Full, Kind, Message, QueueCell, Settle};
+use super::queue::{Full, Kind, Message, QueueCell, Settlement};
 use super::registry::Registry;
 use super::subscriber::{Delivered, Pressure, Subscriber};
-use super::Pattern;
 use crate::locks::lock;
 use crate::stomp::{ByteStr, Headers, PreparedMessage, names};
 
@@ -72,9 +72,12 @@ pub struct SimpleBroker {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refused(pub(crate) String);
 
+/// One shard of the retained store: the retained message of each of its destinations.
+type RetainedShard = Mutex<HashMap<ByteStr, Arc<Message>>>;
+
 /// The last retained message of each destination that has one.
 struct Retained {
-    shards: Box<[Mutex<HashMap<ByteStr, Arc<Message>>>]>,
+    shards: Box<[RetainedShard]>,
     count: AtomicUsize,
     bytes: AtomicUsize,
 }
@@ -90,7 +93,7 @@ impl Default for Retained {
 }
 
 impl Retained {
-    fn shard(&self, destination: &str) -> &Mutex<HashMap<ByteStr, Arc<Message>>> {
+    fn shard(&self, destination: &str) -> &RetainedShard {
         let mut hasher = DefaultHasher::new();
         destination.hash(&mut hasher);
         &self.shards[(hasher.finish() as usize) % RETAINED_SHARDS]
@@ -192,8 +195,8 @@ impl SimpleBroker {
         }
         let limits = &self.options.retained_limits;
         let count = retained.count.load(Ordering::Acquire) + usize::from(old_bytes.is_none());
-        let bytes = retained.bytes.load(Ordering::Acquire) - old_bytes.unwrap_or(0)
-            + message.bytes();
+        let bytes =
+            retained.bytes.load(Ordering::Acquire) - old_bytes.unwrap_or(0) + message.bytes();
         if count > limits.max_messages || bytes > limits.max_bytes {
             return Err(Refused(format!(
                 "cannot retain the message for {}: retained messages would number {count} and hold {bytes} bytes, over the limits of {} messages and {} bytes (clear some with an empty retained SEND, or raise retained_limits)",
@@ -250,7 +253,11 @@ impl SimpleBroker {
     }
 
     /// Takes an idle queue out of the map (its lock held by the caller).
-    fn remove_if_idle(&self, cell: &Arc<QueueCell>, queue: &mut MutexGuard<'_, super::queue::Queue>) {
+    fn remove_if_idle(
+        &self,
+        cell: &Arc<QueueCell>,
+        queue: &mut MutexGuard<'_, super::queue::Queue>,
+    ) {
         if queue.is_idle() && !queue.removed {
             queue.removed = true;
             let mut queues = lock(&self.queues);
@@ -351,7 +358,12 @@ impl SimpleBroker {
         }
     }
 
-    fn deliver_retained(&self, subscriber: &Subscriber, message: &Arc<Message>, pressure: &mut Pressure) {
+    fn deliver_retained(
+        &self,
+        subscriber: &Subscriber,
+        message: &Arc<Message>,
+        pressure: &mut Pressure,
+    ) {
         match subscriber.queue.get() {
             // An acknowledging subscription: through its queue, like any message of it.
             Some(_) => subscriber.deliver(message, &self.options.queue_limits, pressure),
@@ -404,7 +416,12 @@ impl SimpleBroker {
         let (mut dead, mut pressure) = (Vec::new(), Pressure::default());
         {
             let mut queue = cell.lock();
-            queue.remove_consumer(subscriber.uid, &self.options.queue_limits, &mut dead, &mut pressure);
+            queue.remove_consumer(
+                subscriber.uid,
+                &self.options.queue_limits,
+                &mut dead,
+                &mut pressure,
+            );
             if self.options.is_point_to_point(&cell.name) && !subscriber.user {
                 self.remove_if_idle(cell, &mut queue);
             }
@@ -414,25 +431,12 @@ impl SimpleBroker {
 
     /// Settles a message delivered to `subscriber` (ACK or NACK; `cumulative` for `ack:client`).
     /// Returns false when it has no such message awaiting acknowledgement.
-    pub(crate) fn settle(
-        &self,
-        subscriber: &Subscriber,
-        message_id: u64,
-        cumulative: bool,
-        how: Settle,
-    ) -> bool {
+    pub(crate) fn settle(&self, subscriber: &Subscriber, settlement: Settlement) -> bool {
         let Some(cell) = subscriber.queue.get() else { return false };
         let (mut dead, mut pressure) = (Vec::new(), Pressure::default());
         let limits = &self.options.queue_limits;
-        let known = cell.lock().settle(
-            subscriber.uid,
-            message_id,
-            cumulative,
-            how,
-            limits,
-            &mut dead,
-            &mut pressure,
-        );
+        let known =
+            cell.lock().settle(subscriber.uid, settlement, limits, &mut dead, &mut pressure);
         self.dead_letter(&cell.name, dead);
         known
     }
@@ -442,6 +446,16 @@ impl SimpleBroker {
         let target = ByteStr::from(self.options.dead_letter.clone());
         for message in dead {
             let max = self.options.queue_limits.max_redeliveries;
+            if *queue == target {
+                // A dead letter nobody acknowledges: moving it into its own queue again would
+                // loop for ever.
+                tracing::warn!(
+                    queue = %queue,
+                    message_id = %message.id_text,
+                    "dead letter redelivered {max} times without being acknowledged; dropped"
+                );
+                continue;
+            }
             tracing::warn!(
                 queue = %queue,
                 message_id = %message.id_text,
@@ -450,7 +464,9 @@ impl SimpleBroker {
             );
             let mut headers = Headers::with_capacity(message.prepared.headers().len() + 1);
             for (name, value) in message.prepared.headers().entries() {
-                if name.as_str() != names::DESTINATION && name.as_str() != names::MESSAGE_ID {
+                const REPLACED: [&str; 3] =
+                    [names::DESTINATION, names::MESSAGE_ID, "original-destination"];
+                if !REPLACED.contains(&name.as_str()) {
                     headers.push(name.clone(), value.clone());
                 }
             }

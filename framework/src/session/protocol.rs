@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::relay::{self, Link, UpstreamEnd};
-use crate::broker::{AckMode, Pattern, Pressure, Refused, Settle, Subscriber};
+use crate::broker::{AckMode, Pattern, Pressure, Refused, Settle, Settlement, Subscriber};
 use crate::destination::strip_prefix;
 use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch};
 use crate::events::{DisconnectReason, SessionEvent};
@@ -1043,7 +1043,8 @@ impl Protocol {
         }
         let version = self.version.unwrap_or(Version::V1_2);
         let policy = config.slow_consumer_policy_of(&inner);
-        let subscriber = Subscriber::session(id.clone(), resolved, version, ack, self.outbox.clone());
+        let subscriber =
+            Subscriber::session(id.clone(), resolved, version, ack, self.outbox.clone());
         let subscriber = Arc::new(subscriber.for_user().with_flow(prefetch, policy));
         self.runtime.broker.subscribe(subscriber.clone());
         self.subscribed(id, destination, Some(subscriber));
@@ -1176,13 +1177,18 @@ impl Protocol {
         };
         let settled = message_id.parse::<u64>().is_ok_and(|message_id| {
             let candidates: Vec<&Arc<Subscriber>> = match subscription {
-                Some(id) => self.subscriptions.get(id).and_then(|s| s.subscriber.as_ref()).into_iter().collect(),
+                Some(id) => self
+                    .subscriptions
+                    .get(id)
+                    .and_then(|s| s.subscriber.as_ref())
+                    .into_iter()
+                    .collect(),
                 // 1.0 names the message only: whichever subscription holds it.
                 None => self.subscriptions.values().filter_map(|s| s.subscriber.as_ref()).collect(),
             };
             candidates.into_iter().filter(|s| s.acknowledges()).any(|subscriber| {
                 let cumulative = subscriber.ack_mode() == AckMode::Client;
-                broker.settle(subscriber, message_id, cumulative, how)
+                broker.settle(subscriber, Settlement { message_id, cumulative, how })
             })
         });
         if !settled {

@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::StompBrokerRelay;
 use super::upstream::{self, Upstream};
+use crate::broker::Subscriber;
 use crate::broker::queue::Message;
 use crate::broker::subscriber::{Delivered, Pressure};
-use crate::broker::Subscriber;
 use crate::locks::lock;
 use crate::stomp::{
     ByteStr, Command, Frame, Headers, HeartBeat, PreparedMessage, Version, encode, names,
