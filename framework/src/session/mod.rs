@@ -70,10 +70,15 @@ pub(crate) async fn run<T: Transport>(runtime: Arc<Runtime>, peer: Peer, transpo
         | DisconnectReason::Closed(_) => {
             tracing::debug!(?reason, "session ended")
         }
+        // Resets and silent clients are normal on the internet: nothing for an operator to do.
         DisconnectReason::ConnectionLost(why) => tracing::debug!(%why, "connection lost"),
+        DisconnectReason::Timeout(why) => tracing::debug!(%why, "session timed out"),
         // Logged with the principal where it was decided.
         DisconnectReason::AccessDenied(_) => tracing::debug!(?reason, "session refused"),
-        other => tracing::warn!(reason = ?other, "session closed"),
+        // A misbehaving client: worth seeing, not acting on.
+        DisconnectReason::ProtocolError(why) => tracing::info!(%why, "session closed after an ERROR"),
+        // What an operator may act on: limits too low for the load, a broker down.
+        other => tracing::warn!(reason = %other, "session closed"),
     });
     runtime.emit(SessionEvent::Disconnected { session_id, reason, principal });
 }
