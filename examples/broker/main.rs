@@ -17,18 +17,27 @@
 //! cannot keep up (default `backpressure`: a standalone broker slows its publishers rather
 //! than close its subscribers; the framework's own default stays Spring's `disconnect`).
 //!
+//! It serves its metrics at `/metrics` in Prometheus's text format (sessions, frames, bytes,
+//! deliveries, disconnects by reason, slow consumers: `docs/production.md`), logs a one-line
+//! summary every `--stats-every` seconds, and serves `wss://` with `--tls-cert` and
+//! `--tls-key` (PEM files).
+//!
 //! With `--relay HOST:PORT` the destinations (`/topic`, `/queue`, `/exchange`, `/amq/queue`)
 //! live in an external STOMP broker, RabbitMQ with its STOMP plugin, instead of in memory: two
 //! of these on two ports form a cluster (`docs/scaling.md`). `--relay-login`,
 //! `--relay-passcode` (default `guest`) and `--relay-vhost` (default `/`) go with it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod metrics;
+
 use clap::Parser;
-use stompede::Server;
+use metrics_exporter_prometheus::PrometheusBuilder;
 use stompede::broker::{QueueLimits, SlowConsumerPolicy, StompBrokerRelay};
+use stompede::{Server, TlsConfig};
 
 /// A standalone STOMP broker over WebSocket (and TCP).
 #[derive(Parser, Debug)]
@@ -71,6 +80,15 @@ struct Flags {
     /// Messages a point-to-point queue holds while nobody consumes it.
     #[arg(long, default_value_t = 10_000, value_name = "COUNT")]
     queue_max_messages: usize,
+    /// Log a one-line stats summary every SECONDS (0: never).
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    stats_every: u64,
+    /// Serve wss:// and https:// with this certificate chain (PEM; with --tls-key).
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// Relay the destinations to this external STOMP broker (RabbitMQ) instead.
     #[arg(long, value_name = "HOST:PORT", value_parser = host_port)]
     relay: Option<(String, u16)>,
@@ -129,7 +147,17 @@ impl Flags {
 async fn main() -> ExitCode {
     stompede_examples::init_logging();
     let flags = Flags::parse();
-    let mut builder = Server::builder()
+    // Metrics: the Prometheus recorder, rendered at /metrics by the broker itself.
+    let recorder = match PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => handle,
+        Err(e) => {
+            eprintln!("cannot install the metrics recorder: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (builder, serving) = metrics::serve(Server::builder(), recorder);
+    let mut builder = builder
+        .stats_log_interval(Some(Duration::from_secs(flags.stats_every)))
         .bind(flags.addr)
         .heartbeat(
             Duration::from_millis(flags.heartbeat.0),
@@ -145,6 +173,15 @@ async fn main() -> ExitCode {
     };
     if let Some(tcp) = flags.tcp {
         builder = builder.tcp(tcp);
+    }
+    if let (Some(cert), Some(key)) = (&flags.tls_cert, &flags.tls_key) {
+        match TlsConfig::from_pem_files(cert, key) {
+            Ok(tls) => builder = builder.tls(tls),
+            Err(e) => {
+                eprintln!("--tls-cert/--tls-key: {e}");
+                return ExitCode::from(2);
+            }
+        }
     }
     match (flags.relay(), &flags.relay) {
         (Some(options), Some((host, port))) => {
@@ -168,6 +205,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let _ = serving.set(server.clone());
     let running = match server.start().await {
         Ok(running) => running,
         Err(e) => {
@@ -175,7 +213,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("stompede broker: ws://{}/ws (pid {})", running.local_addr(), std::process::id());
+    let scheme = if flags.tls_cert.is_some() { "wss" } else { "ws" };
+    println!(
+        "stompede broker: {scheme}://{}/ws (pid {}), metrics at /metrics",
+        running.local_addr(),
+        std::process::id()
+    );
     if let Some(tcp) = running.tcp_addr() {
         println!("                 stomp over tcp at {tcp}");
     }

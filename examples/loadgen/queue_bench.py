@@ -88,6 +88,7 @@ def main():
                           flush=True)
     finally:
         os.kill(rabbit, signal.SIGCONT)
+        os.kill(ours.pid, signal.SIGCONT)  # a stopped process would not act on SIGTERM
         ours.terminate()
         ours.wait()
 

@@ -501,6 +501,10 @@ pub(crate) struct Settings {
     pub(crate) csrf_header: String,
     pub(crate) session_limits: SessionLimits,
     pub(crate) inbound_frame_rate: Option<FrameRate>,
+    /// Inbound and outbound interceptors, in order, and their time limit.
+    pub(crate) interceptors: crate::intercept::Interceptors,
+    /// How often the stats summary is logged at INFO (`None`: never).
+    pub(crate) stats_log_interval: Option<Duration>,
     /// The in-memory broker's queues, retained messages and limits.
     pub(crate) broker: crate::broker::BrokerOptions,
     /// What happens to subscribers that cannot keep up, and per prefix.
@@ -512,6 +516,8 @@ pub(crate) struct Settings {
     pub(crate) tls: Option<crate::transport::tls::TlsConfig>,
     /// Static assets as registered: path, content type, body.
     pub(crate) asset_sources: Vec<(String, String, Bytes)>,
+    /// Pages rendered per request.
+    pub(crate) dynamic_pages: Vec<crate::transport::assets::DynamicPage>,
     /// Whether `/stompede.js` is served.
     pub(crate) serve_client_script: bool,
 }
@@ -549,6 +555,8 @@ impl Default for Settings {
             csrf_header: "X-CSRF-TOKEN".into(),
             session_limits: SessionLimits::default(),
             inbound_frame_rate: None,
+            stats_log_interval: Some(Duration::from_secs(30 * 60)),
+            interceptors: crate::intercept::Interceptors::default(),
             broker: crate::broker::BrokerOptions {
                 dead_letter: "/queue/dead-letter".into(),
                 ..Default::default()
@@ -559,6 +567,7 @@ impl Default for Settings {
             #[cfg(feature = "tls")]
             tls: None,
             asset_sources: Vec::new(),
+            dynamic_pages: Vec::new(),
             serve_client_script: true,
         }
     }
@@ -761,6 +770,25 @@ impl Settings {
         }
         if self.serve_client_script && !assets.iter().any(|a| a.path == CLIENT_SCRIPT_PATH) {
             assets.extend(Asset::client_script());
+        }
+        for page in &self.dynamic_pages {
+            if !page.path.starts_with('/') {
+                return Err(error(MissingSlash {
+                    setting: "dynamic_page",
+                    value: page.path.clone(),
+                }));
+            }
+        }
+        let mut paths: Vec<&str> = assets.iter().map(|a| a.path.as_str()).collect();
+        paths.extend(self.dynamic_pages.iter().map(|p| p.path.as_str()));
+        for (i, path) in paths.iter().enumerate() {
+            if paths[..i].contains(path) || self.endpoints.iter().any(|e| e.path == *path) {
+                let path = path.to_string();
+                return Err(error(match self.endpoints.iter().any(|e| e.path == path) {
+                    true => AssetIsEndpoint { path },
+                    false => DuplicateAsset { path },
+                }));
+            }
         }
         for (i, asset) in assets.iter().enumerate() {
             if assets[..i].iter().any(|a| a.path == asset.path) {

@@ -74,6 +74,7 @@ mod config;
 mod destination;
 pub mod dispatch;
 pub mod events;
+pub mod intercept;
 mod locks;
 mod log_throttle;
 mod outbox;
@@ -81,6 +82,7 @@ mod runtime;
 pub mod security;
 mod server;
 mod session;
+mod stats;
 pub mod stomp;
 mod template;
 mod transport;
@@ -95,6 +97,7 @@ pub use security::{
     Principal,
 };
 pub use server::{RunningServer, Server, ServerBuilder};
+pub use stats::Stats;
 /// Maps a function to SEND frames sent to matching application destinations (Spring's
 /// `@MessageMapping`).
 ///

@@ -16,6 +16,7 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::dispatch::Router;
 use crate::events::SessionEvent;
+use crate::stats::{Counters, Stats};
 use crate::stomp::ByteStr;
 use crate::template::MessagingTemplate;
 use crate::users::SessionRegistry;
@@ -37,6 +38,10 @@ pub(crate) struct Runtime {
     events: broadcast::Sender<SessionEvent>,
     /// How many sessions were started, for their ids.
     session_counter: AtomicU64,
+    /// What the server counts (`Server::stats`, the periodic summary, metrics).
+    pub(crate) counters: Counters,
+    /// Whether the periodic summary task runs.
+    stats_logger: std::sync::Once,
     /// This node's part of session ids: unique among the nodes that share an external broker
     /// (user destinations there are named after session ids).
     node: String,
@@ -69,6 +74,8 @@ impl Runtime {
             tracker: TaskTracker::new(),
             events,
             session_counter: AtomicU64::new(0),
+            counters: Counters::default(),
+            stats_logger: std::sync::Once::new(),
             node: node_id(),
         }
     }
@@ -86,6 +93,7 @@ impl Runtime {
     /// Starts the relay's system connection, if the server has a relay (once; needs a Tokio
     /// runtime, so it is called when the server starts serving and when a session starts).
     pub(crate) fn start_broker(self: &Arc<Self>) {
+        self.start_stats_logger();
         if let Some(relay) = self.broker.relay() {
             let events = self.events.clone();
             relay.start(
@@ -95,6 +103,34 @@ impl Runtime {
                 }),
             );
         }
+    }
+
+    /// The numbers of `Server::stats`.
+    pub(crate) fn stats(&self) -> Stats {
+        let broker = &self.broker;
+        self.counters.snapshot(broker.subscription_count(), broker.destination_count())
+    }
+
+    /// Logs the stats summary at INFO every `stats_log_interval` (once per server; needs a
+    /// Tokio runtime, so started with the broker).
+    fn start_stats_logger(self: &Arc<Self>) {
+        let Some(every) = self.config.stats_log_interval else { return };
+        self.stats_logger.call_once(|| {
+            let runtime = Arc::downgrade(self);
+            let shutdown = self.shutdown.clone();
+            self.tracker.spawn(async move {
+                let mut ticks =
+                    tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        _ = ticks.tick() => {}
+                    }
+                    let Some(runtime) = runtime.upgrade() else { return };
+                    tracing::info!(target: "stompede::stats", "{}", runtime.stats());
+                }
+            });
+        });
     }
 
     /// Session lifecycle events from now on.

@@ -130,6 +130,82 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds an inbound interceptor (Spring's `ChannelInterceptor` on the client inbound
+    /// channel): it sees each frame a client sends, with the session's
+    /// [`SessionInfo`](crate::intercept::SessionInfo), before the access rules, the broker or
+    /// a handler do, and passes it on (changed or not), rejects it or drops it. Interceptors
+    /// run in the order added; see [`intercept`](crate::intercept).
+    pub fn inbound_interceptor<F, Fut>(mut self, interceptor: F) -> Self
+    where
+        F: Fn(crate::stomp::Frame, Arc<crate::intercept::SessionInfo>) -> Fut
+            + Send
+            + Sync
+            + 'static,
+        Fut: std::future::Future<Output = crate::intercept::Inbound> + Send + 'static,
+    {
+        self.settings.interceptors.add_inbound(interceptor);
+        self
+    }
+
+    /// Adds an outbound interceptor (the client outbound channel): it sees each frame queued
+    /// for a session before it is written, and passes it on (changed or not) or drops it.
+    pub fn outbound_interceptor<F, Fut>(mut self, interceptor: F) -> Self
+    where
+        F: Fn(crate::stomp::Frame, Arc<crate::intercept::SessionInfo>) -> Fut
+            + Send
+            + Sync
+            + 'static,
+        Fut: std::future::Future<Output = crate::intercept::Outbound> + Send + 'static,
+    {
+        self.settings.interceptors.add_outbound(interceptor);
+        self
+    }
+
+    /// How long one frame's chain of interceptors may take (default 5 s): past it, an inbound
+    /// frame ends its session with an ERROR, an outbound one is not sent.
+    pub fn interceptor_timeout(mut self, limit: Duration) -> Self {
+        self.settings.interceptors.timeout = Some(limit);
+        self
+    }
+
+    /// Serves a page made afresh for each GET at `path` (a metrics exporter's text, a health
+    /// check), beside the endpoints: `render` runs on the request's task and must be quick.
+    ///
+    /// ```
+    /// use stompede::Server;
+    /// let server = Server::builder()
+    ///     .dynamic_page("/health", "text/plain; charset=utf-8", || "ok".into())
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(server);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `content_type` is not a valid header value.
+    pub fn dynamic_page(
+        mut self,
+        path: impl Into<String>,
+        content_type: &'static str,
+        render: impl Fn() -> Bytes + Send + Sync + 'static,
+    ) -> Self {
+        self.settings.dynamic_pages.push(crate::transport::assets::DynamicPage {
+            path: path.into(),
+            content_type: http::HeaderValue::from_static(content_type),
+            render: Arc::new(render),
+        });
+        self
+    }
+
+    /// How often the one-line stats summary ([`Stats`](crate::Stats): sessions, frames,
+    /// bytes, broker, handlers) is logged at INFO, target `stompede::stats` (default every 30
+    /// minutes, as Spring's `WebSocketMessageBrokerStats`); `None` turns it off.
+    /// [`Server::stats`] gives the same numbers at any time.
+    pub fn stats_log_interval(mut self, every: Option<Duration>) -> Self {
+        self.settings.stats_log_interval = every.filter(|d| !d.is_zero());
+        self
+    }
+
     /// Destination prefixes served by the in-memory broker (default `/topic`, `/queue`).
     pub fn enable_simple_broker<I, S>(mut self, prefixes: I) -> Self
     where
@@ -578,6 +654,22 @@ impl Server {
         self.runtime.events()
     }
 
+    /// The server's numbers since it started: sessions by transport, connects, disconnects
+    /// by reason, frames and bytes in and out by command, deliveries, the broker's
+    /// subscriptions and destinations, slow-consumer closes, handler calls and failures
+    /// (Spring's `WebSocketMessageBrokerStats`). The same figures go to the
+    /// [`metrics`](https://docs.rs/metrics) facade; `docs/production.md` lists them.
+    ///
+    /// ```
+    /// let server = stompede::Server::builder().build().unwrap();
+    /// let stats = server.stats();
+    /// assert_eq!((stats.sessions, stats.deliveries), (0, 0));
+    /// println!("{stats}");
+    /// ```
+    pub fn stats(&self) -> crate::Stats {
+        self.runtime.stats()
+    }
+
     /// Calls `listener` with every message published to `destination` (a pattern is fine),
     /// until the returned [`Listener`] is dropped.
     ///
@@ -739,6 +831,11 @@ impl RunningServer {
     /// The connected users (see [`Server::users`]).
     pub fn users(&self) -> Vec<User> {
         self.server.users()
+    }
+
+    /// The server's numbers (see [`Server::stats`]).
+    pub fn stats(&self) -> crate::Stats {
+        self.server.stats()
     }
 
     /// Closes every session of `user` (see [`Server::disconnect_user`]).

@@ -181,7 +181,10 @@ async fn work(runtime: Arc<Runtime>, mut jobs: mpsc::Receiver<Job>, fatal: Arc<F
 /// Calls the handler, then sends its reply or handles its error.
 async fn run(runtime: &Arc<Runtime>, job: Job, fatal: &Fatal) {
     let Job { handler, context, subscriber } = job;
-    let error = match call(handler, context.clone()).await {
+    let started = std::time::Instant::now();
+    let result = call(handler, context.clone()).await;
+    runtime.counters.handler_call(handler.name, started.elapsed(), result.is_err());
+    let error = match result {
         Ok(reply) => {
             if let Some(message) = reply {
                 deliver(runtime, handler, &context, subscriber.as_deref(), message);

@@ -53,12 +53,15 @@ pub(crate) struct Peer {
 pub(crate) async fn run<T: Transport>(runtime: Arc<Runtime>, peer: Peer, transport: T) {
     runtime.start_broker();
     let session_id = runtime.next_session_id();
+    runtime.counters.session_opened(peer.transport);
+    let transport_label = peer.transport;
     let span =
         tracing::debug_span!("session", %session_id, peer = ?peer.addr, transport = peer.transport);
     let identity = PeerIdentity {
         principal: peer.attributes.get::<Principal>().cloned(),
         attributes: peer.attributes,
         addr: peer.addr,
+        transport: peer.transport,
     };
     let (reason, principal) =
         drive(runtime.clone(), session_id.clone(), identity, peer.slot, transport)
@@ -76,10 +79,13 @@ pub(crate) async fn run<T: Transport>(runtime: Arc<Runtime>, peer: Peer, transpo
         // Logged with the principal where it was decided.
         DisconnectReason::AccessDenied(_) => tracing::debug!(?reason, "session refused"),
         // A misbehaving client: worth seeing, not acting on.
-        DisconnectReason::ProtocolError(why) => tracing::info!(%why, "session closed after an ERROR"),
+        DisconnectReason::ProtocolError(why) => {
+            tracing::info!(%why, "session closed after an ERROR")
+        }
         // What an operator may act on: limits too low for the load, a broker down.
         other => tracing::warn!(reason = %other, "session closed"),
     });
+    runtime.counters.session_closed(transport_label, &reason);
     runtime.emit(SessionEvent::Disconnected { session_id, reason, principal });
 }
 
@@ -235,6 +241,7 @@ async fn drive<T: Transport>(
                 s.beat_timer_fired(beat_timer.as_mut()).await
             }
         };
+        s.runtime.counters.flush_in(&mut s.protocol.tally);
         if !matches!(step, Step::Continue) {
             break step;
         }
@@ -277,6 +284,9 @@ impl<T: Transport> Session<T> {
         }
         let limit = self.runtime.config.send_time_limit;
         let bytes: usize = self.batch.iter().map(EncodedFrame::len).sum();
+        if !self.runtime.config.interceptors.outbound.is_empty() {
+            self.intercept_outbound().await;
+        }
         match send_within(limit, self.transport.send(&self.batch)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -291,6 +301,7 @@ impl<T: Transport> Session<T> {
             }
         }
         self.outbox.written(bytes);
+        count_written(&self.runtime, &self.batch);
         self.batch.clear();
         // A session that has gone quiet gives back what a burst made the batch grow to.
         if n < SMALL_BATCH {
@@ -302,6 +313,29 @@ impl<T: Transport> Session<T> {
             self.clock.last_write = Instant::now();
         }
         Step::Continue
+    }
+
+    /// Runs the batch through the outbound interceptors: each frame decoded, intercepted,
+    /// and encoded again (or dropped).
+    async fn intercept_outbound(&mut self) {
+        let version = self.protocol.version().unwrap_or(Version::V1_2);
+        let session = self.protocol.session_info();
+        let runtime = self.runtime.clone();
+        for encoded in std::mem::take(&mut self.batch) {
+            let mut bytes = BytesMut::with_capacity(encoded.len());
+            for chunk in encoded.chunks() {
+                bytes.extend_from_slice(chunk);
+            }
+            let mut decoder = Decoder::new(crate::stomp::Limits::UNLIMITED);
+            decoder.set_version(version);
+            let Ok(Some(frame)) = decoder.decode(&mut bytes) else {
+                self.batch.push(encoded);
+                continue;
+            };
+            if let Some(frame) = runtime.config.interceptors.run_outbound(frame, &session).await {
+                self.batch.push(crate::stomp::encode(&frame, version));
+            }
+        }
     }
 
     /// Bytes arrived (or the transport ended): decodes and handles every complete frame.
@@ -316,7 +350,7 @@ impl<T: Transport> Session<T> {
                 let why = "the client closed the connection without DISCONNECT";
                 return Step::Close(None, DisconnectReason::ConnectionLost(why.into()));
             }
-            Ok(_) => {}
+            Ok(n) => self.protocol.tally.bytes_in += n as u64,
             Err(TransportError::Io(e)) => {
                 return Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()));
             }
@@ -428,7 +462,9 @@ impl<T: Transport> Session<T> {
                 if let DisconnectReason::SlowConsumer(why) = &reason {
                     let error = self.protocol.encode(&Frame::error(why.to_string(), None, why));
                     let send = self.transport.send(std::slice::from_ref(&error));
-                    let _ = timeout(SLOW_CONSUMER_ERROR_TIME, send).await;
+                    if let Ok(Ok(())) = timeout(SLOW_CONSUMER_ERROR_TIME, send).await {
+                        count_written(&self.runtime, std::slice::from_ref(&error));
+                    }
                 }
                 let _ = timeout(limit, self.transport.close()).await;
                 self.protocol.finish();
@@ -442,11 +478,23 @@ impl<T: Transport> Session<T> {
             self.batch.clear();
             outbound.drain_now(&mut self.batch);
             self.batch.push(self.protocol.encode(&frame));
-            let _ = timeout(limit, self.transport.send(&self.batch)).await;
+            if let Ok(Ok(())) = timeout(limit, self.transport.send(&self.batch)).await {
+                count_written(&self.runtime, &self.batch);
+            }
         }
         let _ = timeout(limit, self.transport.close()).await;
         reason
     }
+}
+
+/// Adds written frames to the server's counters, by command.
+fn count_written(runtime: &Runtime, frames: &[EncodedFrame]) {
+    let mut by_command = [0u64; crate::stats::COMMANDS_OUT.len()];
+    for frame in frames {
+        by_command[crate::stats::command_out_index(frame.first_byte())] += 1;
+    }
+    let bytes: usize = frames.iter().map(EncodedFrame::len).sum();
+    runtime.counters.written(by_command, bytes as u64);
 }
 
 /// How a session ends when its connection to the external broker (relay) ended.
@@ -509,7 +557,7 @@ fn decode_and_handle(
         }
         match decoder.decode(inbound) {
             Ok(None) => return Flow::Continue,
-            Ok(Some(frame)) => match protocol.handle(frame) {
+            Ok(Some(frame)) => match protocol.receive(frame) {
                 Flow::Continue => continue,
                 other => return other,
             },

@@ -13,10 +13,12 @@ use crate::broker::{AckMode, Pattern, Pressure, Refused, Settle, Settlement, Sub
 use crate::destination::strip_prefix;
 use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch};
 use crate::events::{DisconnectReason, SessionEvent};
+use crate::intercept::{Inbound, SessionInfo};
 use crate::outbox::Outbox;
 use crate::runtime::Runtime;
 use crate::security::rate::TokenBucket;
 use crate::security::{ConnectRequest, CookieAuthenticated, Csrf, CsrfToken, FrameKind, Principal};
+use crate::stats::Tally;
 use crate::stomp::{ByteStr, Command, EncodedFrame, Frame, HeartBeat, Version, encode, names};
 use crate::template::resolve_user_destination;
 
@@ -62,7 +64,12 @@ pub(crate) struct PeerIdentity {
     pub(crate) principal: Option<Principal>,
     pub(crate) attributes: http::Extensions,
     pub(crate) addr: Option<SocketAddr>,
+    pub(crate) transport: &'static str,
 }
+
+/// A frame in the inbound interceptors, and the receipt it asked for.
+type Intercepting =
+    (Pin<Box<dyn std::future::Future<Output = Result<Inbound, String>> + Send>>, Option<String>);
 
 /// Why a CONNECT waiting for the authenticator or the broker relay was refused.
 enum Refusal {
@@ -105,6 +112,12 @@ pub(crate) struct Protocol {
     subscriptions: HashMap<ByteStr, Subscription>,
     transactions: HashMap<ByteStr, Vec<Frame>>,
     transaction_bytes: usize,
+    /// What interceptors see of the session (renewed when CONNECT names the principal).
+    session_info: Arc<SessionInfo>,
+    /// A frame the inbound interceptors are deciding on: nothing more is read meanwhile.
+    intercepting: Option<Intercepting>,
+    /// Frames and bytes received since the session last added them to the server's counters.
+    pub(crate) tally: Tally,
     /// Subscribers with the `Backpressure` policy that the last SEND left over their limit:
     /// nothing more is read until they have room, or the deadline passes.
     backpressure: Option<(Vec<Arc<Outbox>>, tokio::time::Instant)>,
@@ -152,6 +165,12 @@ impl Protocol {
         peer: PeerIdentity,
     ) -> Self {
         let rate = runtime.config.inbound_frame_rate.map(TokenBucket::new);
+        let session_info = Arc::new(SessionInfo {
+            session_id: session_id.to_string(),
+            principal: peer.principal.clone(),
+            attributes: peer.attributes.clone(),
+            transport: peer.transport,
+        });
         Protocol {
             dispatch: SessionDispatch::new(runtime.clone()),
             runtime,
@@ -162,6 +181,9 @@ impl Protocol {
             transactions: HashMap::new(),
             transaction_bytes: 0,
             backpressure: None,
+            session_info,
+            intercepting: None,
+            tally: Tally::default(),
             principal: peer.principal,
             attributes: peer.attributes,
             addr: peer.addr,
@@ -201,6 +223,7 @@ impl Protocol {
     /// calls wait for room in the session's queue, or CONNECT waits for its authentication.
     pub(crate) fn is_blocked(&self) -> bool {
         self.pending.is_some()
+            || self.intercepting.is_some()
             || self.backpressure.is_some()
             || self.disconnecting
             || self.dispatch.is_blocked()
@@ -215,6 +238,22 @@ impl Protocol {
     /// Waits until the authentication of CONNECT completes (returning how the session goes
     /// on), or until the waiting handler calls are queued. Cancel-safe.
     pub(crate) async fn unblock(&mut self) -> Option<Flow> {
+        if let Some((decision, _)) = &mut self.intercepting {
+            let outcome = decision.as_mut().await;
+            let (_, receipt) = self.intercepting.take()?;
+            return Some(match outcome {
+                Ok(Inbound::Pass(frame)) => self.handle(frame),
+                Ok(Inbound::Reject(message)) | Err(message) => {
+                    self.error(message, receipt.as_deref())
+                }
+                Ok(Inbound::Drop) => {
+                    if let Some(id) = receipt {
+                        self.reply(&Frame::receipt_for(id));
+                    }
+                    Flow::Continue
+                }
+            });
+        }
         if let Some(pending) = &mut self.pending {
             let outcome = pending.outcome.as_mut().await;
             let pending = self.pending.take()?;
@@ -268,8 +307,29 @@ impl Protocol {
         self.outbox.push(self.encode(frame));
     }
 
+    /// What interceptors see of this session.
+    pub(crate) fn session_info(&self) -> Arc<SessionInfo> {
+        self.session_info.clone()
+    }
+
+    /// Takes one client frame: through the inbound interceptors, if there are any (the
+    /// session then waits for their decision), else straight to [`handle`](Self::handle).
+    pub(crate) fn receive(&mut self, frame: Frame) -> Flow {
+        let interceptors = &self.runtime.config.interceptors;
+        if interceptors.inbound.is_empty() {
+            return self.handle(frame);
+        }
+        let receipt = frame.receipt().map(str::to_owned);
+        let decision = interceptors.run_inbound(frame, self.session_info.clone());
+        self.intercepting = Some((decision, receipt));
+        Flow::Continue
+    }
+
     /// Handles one client frame.
     pub(crate) fn handle(&mut self, frame: Frame) -> Flow {
+        if let Some(i) = crate::stats::command_in_index(frame.command) {
+            self.tally.frames_in[i] += 1;
+        }
         let receipt = frame.receipt().map(str::to_owned);
         if let Some(bucket) = &mut self.rate {
             if !bucket.take() {
@@ -628,6 +688,12 @@ impl Protocol {
         self.reply(&connected);
         if let Some(id) = receipt {
             self.reply(&Frame::receipt_for(id));
+        }
+        self.runtime.counters.connected();
+        if self.principal != self.session_info.principal {
+            let mut info = SessionInfo::clone(&self.session_info);
+            info.principal = self.principal.clone();
+            self.session_info = Arc::new(info);
         }
         self.runtime.emit(SessionEvent::Connected {
             session_id: self.session_id.clone(),

@@ -74,6 +74,11 @@ impl EncodedFrame {
         [&self.head, &self.shared, &self.body, if self.nul { NUL } else { b"" }]
     }
 
+    /// The frame's first byte (its command's), if any.
+    pub fn first_byte(&self) -> Option<u8> {
+        self.head.first().copied()
+    }
+
     /// The parts as `IoSlice`s for `write_vectored`.
     pub fn io_slices(&self) -> [IoSlice<'_>; 4] {
         self.chunks().map(IoSlice::new)

@@ -78,6 +78,43 @@ impl Asset {
     }
 }
 
+/// A page made afresh for each request (`ServerBuilder::dynamic_page`): metrics, a health
+/// check.
+#[derive(Clone)]
+pub(crate) struct DynamicPage {
+    pub(crate) path: String,
+    pub(crate) content_type: HeaderValue,
+    pub(crate) render: std::sync::Arc<dyn Fn() -> Bytes + Send + Sync>,
+}
+
+impl DynamicPage {
+    /// The response to `method`: the page (GET), its headers (HEAD), 405 for other methods.
+    pub(crate) fn respond(&self, method: &Method) -> Response<ResponseBody> {
+        let head = *method == Method::HEAD;
+        if *method != Method::GET && !head {
+            let mut response = Response::new(ResponseBody::full(Bytes::from(format!(
+                "{} serves GET and HEAD only",
+                self.path
+            ))));
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        let body = (self.render)();
+        let length = body.len();
+        let mut response =
+            Response::new(ResponseBody::full(if head { Bytes::new() } else { body }));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, self.content_type.clone());
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if head {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        response
+    }
+}
+
 /// FNV-1a, for ETags (not for security: a changed file only needs a changed tag).
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {

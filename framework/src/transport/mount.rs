@@ -26,6 +26,7 @@ where
         }
     }
     paths.extend(config.assets().iter().map(|asset| asset.path.clone()));
+    paths.extend(config.dynamic_pages.iter().map(|page| page.path.clone()));
     let mut router = Router::new();
     for (i, path) in paths.iter().enumerate() {
         if !paths[..i].contains(path) {

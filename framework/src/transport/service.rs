@@ -213,6 +213,9 @@ where
     if let Some(asset) = config.asset(path) {
         return asset.respond(&parts.method, &parts.headers);
     }
+    if let Some(page) = config.dynamic_pages.iter().find(|p| p.path == path) {
+        return page.respond(&parts.method);
+    }
     if config.endpoints.iter().any(|e| e.path == path) {
         #[cfg(feature = "sockjs")]
         if endpoints.sockjs.iter().any(|s| s.path == path)

@@ -156,7 +156,13 @@ where
             let Some(flavor) = receive::Flavor::of(transport, &parts) else {
                 return receive::bad_callback(&parts);
             };
-            let target = match open_session(runtime, endpoint, session, &parts, peer) {
+            let label = match transport {
+                "xhr" => "sockjs-xhr",
+                "xhr_streaming" => "sockjs-xhr_streaming",
+                "eventsource" => "sockjs-eventsource",
+                _ => "sockjs-htmlfile",
+            };
+            let target = match open_session(runtime, endpoint, session, &parts, peer, label) {
                 Ok(target) => target,
                 Err(response) => return *response,
             };
@@ -187,6 +193,7 @@ fn open_session(
     id: &str,
     parts: &http::request::Parts,
     peer: Option<SocketAddr>,
+    transport: &'static str,
 ) -> Result<Arc<SockJsSession>, Box<Response<ResponseBody>>> {
     if let Some(session) = endpoint.session(id) {
         return Ok(session);
@@ -225,7 +232,7 @@ fn open_session(
         sessions.insert(id.to_owned(), session.clone());
     }
     // The session outlives this request's connection: it holds no connection slot.
-    let peer = Peer { addr: peer, transport: "sockjs", attributes, slot: None };
+    let peer = Peer { addr: peer, transport, attributes, slot: None };
     let transport = StompSide::new(session.clone(), inbound);
     runtime.tracker.spawn(stomp_session::run(runtime.clone(), peer, transport));
     // Released once no receiver has been attached for the disconnect delay; at shutdown, as
