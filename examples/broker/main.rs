@@ -74,6 +74,9 @@ struct Flags {
     /// Retain the last message of each destination under PREFIX (repeatable).
     #[arg(long = "retain", value_name = "PREFIX")]
     retain: Vec<String>,
+    /// Let a SEND with the header retain:true retain its message on any topic.
+    #[arg(long)]
+    retain_header: bool,
     /// What happens to subscribers that cannot keep up.
     #[arg(long, default_value = "backpressure", value_name = "POLICY", value_parser = overflow)]
     overflow: SlowConsumerPolicy,
@@ -194,6 +197,7 @@ async fn main() -> ExitCode {
             builder = builder
                 .point_to_point(flags.point_to_point.clone())
                 .retain(flags.retain.clone())
+                .retain_header(flags.retain_header)
                 .queue_limits(QueueLimits::default().max_messages(flags.queue_max_messages))
                 .slow_consumer_policy(flags.overflow);
         }

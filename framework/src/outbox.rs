@@ -185,16 +185,19 @@ impl Outbox {
         })
     }
 
-    /// Records that `bytes` of queued frames reached the transport.
-    pub(crate) fn written(&self, bytes: usize) {
+    /// Records that `bytes` of queued frames reached the transport; returns whether that
+    /// brought the queue back to its limit from above it.
+    pub(crate) fn written(&self, bytes: usize) -> bool {
         let before = self.queued.fetch_sub(bytes, Ordering::AcqRel);
         let left = before - bytes;
         if left <= self.limit {
             *lock(&self.over_since) = None;
             if before > self.limit {
                 self.room.notify_waiters();
+                return true;
             }
         }
+        false
     }
 
     /// Bytes waiting to be written.

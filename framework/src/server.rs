@@ -90,6 +90,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Lets a SEND retain its message with the header `retain:true`, on any broadcast
+    /// destination (default off: only [`retain`](Self::retain) prefixes retain, so clients
+    /// cannot make their messages stick for everyone unless the application says so; use the
+    /// access rules to say who may send where).
+    pub fn retain_header(mut self, allowed: bool) -> Self {
+        self.settings.broker.retain_header = allowed;
+        self
+    }
+
     /// Bounds on point-to-point queues and on acknowledgement bookkeeping (default:
     /// [`QueueLimits::default`](crate::broker::QueueLimits)).
     pub fn queue_limits(mut self, limits: crate::broker::QueueLimits) -> Self {

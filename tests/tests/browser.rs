@@ -229,8 +229,10 @@ async fn the_browser_suites_pass_through_an_axum_mount() {
 /// redelivery, prefetch, a retained message on subscribe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stompjs_7_with_queues_acknowledgements_and_retained_messages() {
-    let builder =
-        stompede::Server::builder().point_to_point(["/queue"]).retain(["/topic/retained"]);
+    let builder = stompede::Server::builder()
+        .point_to_point(["/queue"])
+        .retain(["/topic/retained"])
+        .retain_header(true);
     let server = start(builder).await;
     let url = format!("http://{}/", server.local_addr());
     run_script("stompjs_7_with_queues_acknowledgements_and_retained_messages", "queues.mjs", &url)

@@ -390,6 +390,7 @@ async fn retained_messages_go_first_to_new_subscribers() {
     let server = start(
         Server::builder()
             .retain(["/topic/prices"])
+            .retain_header(true)
             .point_to_point(["/queue"])
             .retained_limits(RetainedLimits::default().max_messages(3)),
     )
@@ -466,4 +467,88 @@ async fn a_dead_letter_nobody_acknowledges_is_dropped_not_moved_into_itself() {
     // A barrier: anything the broker had queued for this connection has arrived.
     consumer.send_with_receipt("/topic/barrier", "").await.unwrap();
     assert!(dead.try_next().is_none(), "not delivered again");
+}
+
+/// Without `retain_header(true)`, a client's `retain:true` retains nothing (and is not passed
+/// on); nor may a publisher fake the headers the broker sets per delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retain_header_needs_the_application_s_consent_and_delivery_headers_cannot_be_faked() {
+    let server = start(Server::builder()).await;
+    let producer = client(&server).await;
+    let frame = Frame::new(Command::Send)
+        .header("destination", "/topic/sticky")
+        .header("retain", "true")
+        .header("redelivered", "true")
+        .header("missed-messages", "7")
+        .body(b"not sticky".to_vec());
+    producer.send_frame_with_receipt(frame).await.unwrap();
+    assert_eq!(server.server().broker().retained_count(), 0);
+    let mut sub = client(&server).await.subscribe("/topic/sticky").await.unwrap();
+    producer.send_with_receipt("/topic/sticky", "live").await.unwrap();
+    let first = next(&mut sub).await;
+    assert_eq!(body(&first), "live", "nothing was retained");
+    let mut faked = client(&server).await.subscribe("/topic/faked").await.unwrap();
+    let frame = Frame::new(Command::Send)
+        .header("destination", "/topic/faked")
+        .header("redelivered", "true")
+        .header("retained", "true")
+        .header("missed-messages", "7")
+        .body(b"x".to_vec());
+    producer.send_frame_with_receipt(frame).await.unwrap();
+    let message = next(&mut faked).await;
+    for name in ["redelivered", "retained", "missed-messages", "retain"] {
+        assert_eq!(message.get(name), None, "{name} was passed on");
+    }
+}
+
+/// A consumer joining a queue with a large backlog takes it at its own pace: deliveries stop
+/// at its send buffer and resume as it drains, so it is never closed as a slow consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_backlog_does_not_make_a_new_consumer_a_slow_one() {
+    let server = start(queues().send_buffer_size_limit(16 * 1024)).await;
+    let producer = client(&server).await;
+    let padding = "x".repeat(2000);
+    for mode in ["auto", "client-individual"] {
+        // 600 KB waiting: far over twice the 16 KiB send buffer.
+        for i in 0..300 {
+            producer.send("/queue/backlog", format!("{i:04}{padding}")).await.unwrap();
+        }
+        producer.send_with_receipt("/topic/barrier", "").await.unwrap();
+        assert_eq!(server.server().broker().queue_depth("/queue/backlog"), Some((300, 0)));
+        let consumer = client(&server).await;
+        let mut sub = consumer.subscribe_with("/queue/backlog", &[("ack", mode)]).await.unwrap();
+        for i in 0..300 {
+            let message = next(&mut sub).await;
+            let n: usize = body(&message)[..4].parse().unwrap();
+            assert_eq!(n, i, "in order, none lost");
+            if mode != "auto" {
+                consumer.send_frame(ack(&message)).await.unwrap();
+            }
+        }
+        consumer.disconnect().await.unwrap();
+    }
+    depth_becomes(&server, "/queue/backlog", None).await;
+}
+
+/// An in-process listener may publish from its callback, even to retained destinations and
+/// to its own queue: listeners run once the broker's locks are released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_may_publish_from_its_callback() {
+    let server = start(queues().retain(["/topic/r"])).await;
+    let template = server.template();
+    let forward = template.clone();
+    let _bridge = server
+        .server()
+        .listen("/topic/r/in", move |message| {
+            let body = bytes::Bytes::copy_from_slice(message.body());
+            forward.send("/topic/r/out", stompede::stomp::Headers::new(), body.clone()).unwrap();
+            forward.send("/queue/jobs", stompede::stomp::Headers::new(), body).unwrap();
+        })
+        .unwrap();
+    let worker = server.server().listen("/queue/jobs", |_| {}).unwrap();
+    let viewer = client(&server).await;
+    let mut out = viewer.subscribe("/topic/r/out").await.unwrap();
+    template.send("/topic/r/in", stompede::stomp::Headers::new(), "relayed".into()).unwrap();
+    assert_eq!(body(&next(&mut out).await), "relayed");
+    drop(worker);
 }

@@ -76,7 +76,8 @@ async fn queues(transport: &str) {
     let builder = Server::builder()
         .tcp("127.0.0.1:0".parse().unwrap())
         .point_to_point(["/queue"])
-        .retain(["/topic/retained"]);
+        .retain(["/topic/retained"])
+        .retain_header(true);
     let server = start(builder).await;
     let addr = if transport == "tcp" { server.tcp_addr().unwrap() } else { server.local_addr() };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/stomp_py_queues.py");

@@ -173,6 +173,8 @@ pub(crate) struct BrokerOptions {
     pub(crate) point_to_point: Vec<String>,
     /// Prefixes whose every SEND is retained.
     pub(crate) retain: Vec<String>,
+    /// Whether a SEND's `retain:true` header retains it (on any broadcast destination).
+    pub(crate) retain_header: bool,
     pub(crate) queue_limits: QueueLimits,
     pub(crate) retained_limits: RetainedLimits,
     /// Where messages redelivered too often go.

@@ -22,12 +22,30 @@ pub(crate) struct Message {
     pub(crate) id: u64,
     pub(crate) id_text: String,
     pub(crate) destination: ByteStr,
+    /// What it counts against byte limits: body and headers.
+    pub(crate) size: usize,
 }
 
 impl Message {
-    /// What the message counts against byte limits: its body.
+    pub(crate) fn new(
+        prepared: PreparedMessage,
+        id: u64,
+        id_text: String,
+        destination: ByteStr,
+    ) -> Message {
+        let headers: usize = prepared
+            .headers()
+            .entries()
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 2)
+            .sum();
+        let size = prepared.body().len() + headers + 16;
+        Message { prepared, id, id_text, destination, size }
+    }
+
+    /// What the message counts against byte limits: its body and headers.
     pub(crate) fn bytes(&self) -> usize {
-        self.prepared.body().len()
+        self.size
     }
 }
 
@@ -80,7 +98,9 @@ struct Consumer {
 
 impl Consumer {
     fn has_room(&self) -> bool {
-        !self.gone && (!self.subscriber.acknowledges() || self.unacked.len() < self.prefetch)
+        !self.gone
+            && self.subscriber.has_room()
+            && (!self.subscriber.acknowledges() || self.unacked.len() < self.prefetch)
     }
 }
 
@@ -97,7 +117,9 @@ pub(crate) struct Queue {
     pub(crate) removed: bool,
     /// Messages dropped to make room (DropOldest, or a subscription's full backlog).
     pub(crate) dropped: u64,
-    /// The body bytes all point-to-point queues hold, which this one counts into.
+    /// Bytes of delivered, unacknowledged messages.
+    unacked_bytes: usize,
+    /// The bytes all queues hold (waiting and unacknowledged), which this one counts into.
     total: Option<Arc<AtomicUsize>>,
 }
 
@@ -122,6 +144,7 @@ impl QueueCell {
             next_sequence: 0,
             removed: false,
             dropped: 0,
+            unacked_bytes: 0,
             total,
         };
         QueueCell { name, state: Mutex::new(queue) }
@@ -142,19 +165,29 @@ impl Queue {
         pressure: &mut Pressure,
     ) -> Result<(), Full> {
         let bytes = message.bytes();
+        // Limits bound what waits: a message a consumer takes at once is not held to them.
+        if self.backlog.is_empty() && self.pick(0).is_some() {
+            self.push_back(Waiting { message, deliveries: 0, last_consumer: 0 });
+            self.dispatch(pressure);
+            return Ok(());
+        }
         let total = self.total.as_ref().map_or(0, |t| t.load(Ordering::Relaxed));
         let too_many = |q: &Queue| {
             !q.backlog.is_empty()
                 && (q.backlog.len() >= limits.max_messages
                     || q.backlog_bytes + bytes > limits.max_bytes)
         };
-        if self.kind == Kind::PointToPoint && total + bytes > limits.max_total_bytes && total > 0 {
+        let lossy = self.kind == Kind::Subscription || limits.overflow == QueueOverflow::DropOldest;
+        if total + bytes > limits.max_total_bytes && total > 0 {
+            if self.kind == Kind::Subscription {
+                self.dropped += 1;
+                return Ok(());
+            }
             return Err(Full(format!(
-                "queues hold {total} bytes waiting for consumers; {name} cannot take {bytes} more (max_total_bytes is {}): consume the queues, or raise the queue limits",
+                "queues hold {total} bytes waiting for consumers or acknowledgements; {name} cannot take {bytes} more (max_total_bytes is {}): consume and acknowledge, or raise the queue limits",
                 limits.max_total_bytes
             )));
         }
-        let lossy = self.kind == Kind::Subscription || limits.overflow == QueueOverflow::DropOldest;
         if too_many(self) && !lossy {
             return Err(Full(format!(
                 "queue {name} is full: {} messages ({} bytes) wait for a consumer (max_messages {}, max_bytes {}); consume it, or raise the queue limits",
@@ -208,6 +241,7 @@ impl Queue {
             self.next -= 1;
         }
         let returned: Vec<Waiting> = consumer.unacked.into_values().collect();
+        self.settled(&returned);
         self.requeue(returned, uid, limits, dead);
         self.dispatch(pressure);
     }
@@ -237,11 +271,26 @@ impl Queue {
         for waiting in &settled {
             consumer.order.remove(&waiting.message.id);
         }
+        self.settled(&settled);
         if how == Settle::Nack {
             self.requeue(settled, uid, limits, dead);
         }
         self.dispatch(pressure);
         true
+    }
+
+    /// Delivers what waits to consumers that have room again (their session's outbox drained).
+    pub(crate) fn resume(&mut self, pressure: &mut Pressure) {
+        self.dispatch(pressure);
+    }
+
+    /// Takes acknowledged (or returned) messages off the unacknowledged bytes.
+    fn settled(&mut self, messages: &[Waiting]) {
+        let bytes: usize = messages.iter().map(|w| w.message.bytes()).sum();
+        self.unacked_bytes -= bytes;
+        if let Some(total) = &self.total {
+            total.fetch_sub(bytes, Ordering::Relaxed);
+        }
     }
 
     /// Whether nothing waits and nobody consumes: the queue can go.
@@ -295,8 +344,14 @@ impl Queue {
                     self.next = index + 1;
                     if consumer.subscriber.acknowledges() {
                         self.next_sequence += 1;
+                        let bytes = waiting.message.bytes();
                         consumer.order.insert(waiting.message.id, sequence);
                         consumer.unacked.insert(sequence, waiting);
+                        // Unacknowledged messages count against the total until settled.
+                        self.unacked_bytes += bytes;
+                        if let Some(total) = &self.total {
+                            total.fetch_add(bytes, Ordering::Relaxed);
+                        }
                     }
                 }
                 false => {
@@ -357,7 +412,7 @@ impl Queue {
 impl Drop for Queue {
     fn drop(&mut self) {
         if let Some(total) = &self.total {
-            total.fetch_sub(self.backlog_bytes, Ordering::Relaxed);
+            total.fetch_sub(self.backlog_bytes + self.unacked_bytes, Ordering::Relaxed);
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::stomp::{ByteStr, Headers, PreparedMessage, names};
 
 /// Headers of a SEND that never travel on to subscribers: they describe the SEND itself, or
 /// are set per delivery.
-const NOT_FORWARDED: [&str; 8] = [
+const NOT_FORWARDED: [&str; 11] = [
     names::DESTINATION,
     names::MESSAGE_ID,
     names::SUBSCRIPTION,
@@ -27,6 +27,10 @@ const NOT_FORWARDED: [&str; 8] = [
     names::RECEIPT,
     names::TRANSACTION,
     RETAIN,
+    // Set by the broker per delivery: a publisher may not fake them.
+    "redelivered",
+    "retained",
+    "missed-messages",
 ];
 
 /// The SEND header that asks for the message to be retained (`retain:true`).
@@ -142,7 +146,8 @@ impl SimpleBroker {
         body: Bytes,
         pressure: &mut Pressure,
     ) -> Result<usize, Refused> {
-        let retain = headers.get(RETAIN).is_some_and(|v| v == "true");
+        // The header counts only where the application allowed it (`retain_header`).
+        let retain = self.options.retain_header && headers.get(RETAIN).is_some_and(|v| v == "true");
         if self.options.is_point_to_point(destination) {
             if retain {
                 return Err(Refused(format!(
@@ -185,7 +190,7 @@ impl SimpleBroker {
     ) -> Result<(), Refused> {
         let retained = &self.retained;
         let old_bytes = shard.get(&message.destination).map(|m| m.bytes());
-        if message.bytes() == 0 {
+        if message.prepared.body().is_empty() {
             if let Some(old) = old_bytes {
                 shard.remove(&message.destination);
                 retained.count.fetch_sub(1, Ordering::AcqRel);
@@ -235,7 +240,11 @@ impl SimpleBroker {
                 continue;
             }
             let (before, _) = queue.depth();
-            queue.offer(&cell.name, message, limits, pressure).map_err(|Full(why)| Refused(why))?;
+            if let Err(Full(why)) = queue.offer(&cell.name, message, limits, pressure) {
+                // A queue opened for this SEND is not left behind.
+                self.remove_if_idle(&cell, &mut queue);
+                return Err(Refused(why));
+            }
             let (after, _) = queue.depth();
             return Ok(usize::from(after <= before));
         }
@@ -277,7 +286,8 @@ impl SimpleBroker {
         body: Bytes,
     ) {
         let message = self.prepare(destination, headers, body);
-        subscriber.push(&message, Delivered::default(), &mut Pressure::default());
+        let mut pressure = Pressure::default();
+        subscriber.push(&message, Delivered::default(), &mut pressure);
     }
 
     /// The message every subscriber of one publish shares.
@@ -293,7 +303,7 @@ impl SimpleBroker {
             }
         }
         let prepared = PreparedMessage::new(shared, body);
-        Arc::new(Message { prepared, id, id_text, destination: destination.clone() })
+        Arc::new(Message::new(prepared, id, id_text, destination.clone()))
     }
 
     /// Delivers a message to the subscriptions of one session's user destination: `resolved`
@@ -379,8 +389,10 @@ impl SimpleBroker {
         if !subscriber.acknowledges() {
             return;
         }
-        let cell = QueueCell::new(subscriber.destination.clone(), Kind::Subscription, None);
-        cell.lock().add_consumer(subscriber.clone(), subscriber.prefetch, &mut Pressure::default());
+        let total = Some(self.queued_bytes.clone());
+        let cell = QueueCell::new(subscriber.destination.clone(), Kind::Subscription, total);
+        let mut pressure = Pressure::default();
+        cell.lock().add_consumer(subscriber.clone(), subscriber.prefetch, &mut pressure);
         let _ = subscriber.queue.set(Arc::new(cell));
     }
 
@@ -427,6 +439,13 @@ impl SimpleBroker {
             }
         }
         self.dead_letter(&cell.name, dead);
+    }
+
+    /// Delivers what waits for `subscriber` in its queue, now that its session has room again.
+    pub(crate) fn resume(&self, subscriber: &Subscriber) {
+        let Some(cell) = subscriber.queue.get() else { return };
+        let mut pressure = Pressure::default();
+        cell.lock().resume(&mut pressure);
     }
 
     /// Settles a message delivered to `subscriber` (ACK or NACK; `cumulative` for `ack:client`).

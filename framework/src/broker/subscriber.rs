@@ -66,15 +66,29 @@ pub(crate) struct Delivered {
     pub(crate) redelivered: bool,
 }
 
-/// The outboxes of subscribers with [`SlowConsumerPolicy::Backpressure`] that a publish left
-/// over their limit: the publishing session waits for them to have room.
+/// What a publish (or subscribe, ACK...) leaves for after the broker's locks are released:
+/// the outboxes of subscribers with [`SlowConsumerPolicy::Backpressure`] it left over their
+/// limit, which the publishing session waits on, and the calls of in-process listeners, which
+/// run application code that may publish in turn (it must not run under a broker lock).
+/// Dropping it makes those calls: hold it outside every lock.
 #[derive(Default)]
-pub(crate) struct Pressure(pub(crate) Vec<Arc<Outbox>>);
+pub(crate) struct Pressure {
+    pub(crate) outboxes: Vec<Arc<Outbox>>,
+    listeners: Vec<(Arc<ListenerFn>, Arc<Message>)>,
+}
 
 impl Pressure {
     fn add(&mut self, outbox: &Arc<Outbox>) {
-        if !self.0.iter().any(|o| Arc::ptr_eq(o, outbox)) {
-            self.0.push(outbox.clone());
+        if !self.outboxes.iter().any(|o| Arc::ptr_eq(o, outbox)) {
+            self.outboxes.push(outbox.clone());
+        }
+    }
+}
+
+impl Drop for Pressure {
+    fn drop(&mut self) {
+        for (listener, message) in std::mem::take(&mut self.listeners) {
+            listener(&message.prepared);
         }
     }
 }
@@ -185,29 +199,41 @@ impl Subscriber {
     /// when the session is gone.
     pub(crate) fn push(
         &self,
-        message: &Message,
+        message: &Arc<Message>,
         delivered: Delivered,
         pressure: &mut Pressure,
     ) -> bool {
         self.push_marked(message, delivered, false, pressure)
     }
 
+    /// Whether its session can take more now (a queue delivers to it only then: a burst of
+    /// waiting messages must not make a healthy consumer a slow one).
+    pub(crate) fn has_room(&self) -> bool {
+        match &self.delivery {
+            Delivery::Session { outbox, .. } => !outbox.over_limit(),
+            Delivery::Local(_) => true,
+        }
+    }
+
     /// [`push`](Self::push), marked as the destination's retained message when `retained`.
     pub(crate) fn push_marked(
         &self,
-        message: &Message,
+        message: &Arc<Message>,
         delivered: Delivered,
         retained: bool,
         pressure: &mut Pressure,
     ) -> bool {
         let (version, ack, outbox, head) = match &self.delivery {
             Delivery::Local(listener) => {
-                listener(&message.prepared);
+                pressure.listeners.push((listener.clone(), message.clone()));
                 return true;
             }
             Delivery::Session { version, ack, outbox, head } => (*version, *ack, outbox, head),
         };
-        let lossy = self.policy == SlowConsumerPolicy::DropOldest && ack == AckMode::Auto;
+        // A queue's consumer is never lossy: the queue holds what it cannot take yet.
+        let lossy = self.policy == SlowConsumerPolicy::DropOldest
+            && ack == AckMode::Auto
+            && self.queue.get().is_none();
         let missed = match lossy {
             true => self.missed.swap(0, Ordering::AcqRel),
             false => 0,

@@ -300,7 +300,10 @@ impl<T: Transport> Session<T> {
                 return Step::Abandon(DisconnectReason::SlowConsumer(why.into()));
             }
         }
-        self.outbox.written(bytes);
+        if self.outbox.written(bytes) {
+            // Queues stopped delivering to this session while it was full.
+            self.protocol.resume_queues();
+        }
         count_written(&self.runtime, &self.batch);
         self.batch.clear();
         // A session that has gone quiet gives back what a burst made the batch grow to.

@@ -924,9 +924,12 @@ impl Protocol {
             .publish_from_client(destination, &frame.headers, frame.body, &mut pressure)
             .map_err(|Refused(why)| violation(why))?;
         tracing::debug!(session_id = %self.session_id, %destination, delivered, "published");
-        if !pressure.0.is_empty() {
+        let full = std::mem::take(&mut pressure.outboxes);
+        if !full.is_empty() {
+            // Added to what an earlier SEND of the same COMMIT left, if any.
             let deadline = tokio::time::Instant::now() + self.runtime.config.send_time_limit;
-            self.backpressure = Some((pressure.0, deadline));
+            let (waiting, _) = self.backpressure.get_or_insert_with(|| (Vec::new(), deadline));
+            waiting.extend(full);
         }
         Ok(())
     }
@@ -1314,7 +1317,21 @@ impl Protocol {
         Ok(frames)
     }
 
-    /// Releases everything the session holds in the broker. Called once, when it ends.
+    /// Its outbox drained below the limit: queues holding messages for its subscriptions
+    /// deliver them now.
+    pub(crate) fn resume_queues(&self) {
+        let Some(broker) = self.runtime.broker.simple() else { return };
+        for subscription in self.subscriptions.values() {
+            if let Some(subscriber) =
+                subscription.subscriber.as_ref().filter(|s| s.queue.get().is_some())
+            {
+                broker.resume(subscriber);
+            }
+        }
+    }
+
+    /// Releases everything the session holds in the broker. Called when it ends (and again,
+    /// doing nothing, when it is dropped: a session task that panicked releases it there).
     pub(crate) fn finish(&mut self) {
         for (id, subscription) in std::mem::take(&mut self.subscriptions) {
             self.drop_subscription(&id, &subscription);
@@ -1325,6 +1342,12 @@ impl Protocol {
         if std::mem::take(&mut self.registered) {
             self.runtime.sessions.unregister(&self.session_id);
         }
+    }
+}
+
+impl Drop for Protocol {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 

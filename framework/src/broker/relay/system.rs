@@ -405,7 +405,7 @@ impl System {
         let destination = frame.headers.get_shared(names::DESTINATION).cloned().unwrap_or_default();
         let prepared = PreparedMessage::new(headers, frame.body);
         // Shared subscriptions acknowledge automatically: the message id is never parsed.
-        let message = Message { prepared, id: 0, id_text: message_id, destination };
+        let message = Arc::new(Message::new(prepared, 0, message_id, destination));
         let mut pressure = Pressure::default();
         for subscriber in subscribers {
             subscriber.push(&message, Delivered::default(), &mut pressure);
