@@ -60,7 +60,8 @@ fn interceptors(c: &mut Criterion) {
     let mut group = c.benchmark_group("intercept");
     group.throughput(Throughput::Elements(SENDS as u64));
     group.measurement_time(Duration::from_secs(5));
-    let chains: [(&str, fn() -> ServerBuilder); 3] = [
+    type Chain = (&'static str, fn() -> ServerBuilder);
+    let chains: [Chain; 3] = [
         ("none", Server::builder),
         ("one_inbound_pass", || {
             Server::builder().inbound_interceptor(|f, _| async move { Inbound::Pass(f) })

@@ -20,9 +20,9 @@ use tokio::net::TcpStream;
 
 /// A client on one of the transports, seen as the text of the frames it received.
 enum Raw {
-    Ws(RawPeer),
+    Ws(Box<RawPeer>),
     Tcp(TcpStream),
-    SockJs(std::net::SocketAddr, &'static str, RunningServerAddr),
+    SockJs(&'static str, RunningServerAddr),
 }
 
 /// The server's address, for SockJS requests.
@@ -43,7 +43,7 @@ impl Raw {
                 let mut peer = RawPeer::connect(&ws_url(server)).await;
                 peer.send_text(CONNECT).await;
                 let connected = text(&peer.frame().await);
-                (Raw::Ws(peer), connected)
+                (Raw::Ws(Box::new(peer)), connected)
             }
             "tcp" => {
                 let mut stream = TcpStream::connect(server.tcp_addr().unwrap()).await.unwrap();
@@ -55,7 +55,7 @@ impl Raw {
             _ => {
                 let addr = RunningServerAddr(server.local_addr());
                 let connected = connected_polling(&addr, "s1").await;
-                (Raw::SockJs(server.local_addr(), "s1", addr), connected)
+                (Raw::SockJs("s1", addr), connected)
             }
         }
     }
@@ -64,7 +64,7 @@ impl Raw {
         match self {
             Raw::Ws(peer) => peer.send_text(frame).await,
             Raw::Tcp(stream) => stream.write_all(frame.as_bytes()).await.unwrap(),
-            Raw::SockJs(_, session, addr) => {
+            Raw::SockJs(session, addr) => {
                 let path = format!("/ws/000/{session}/xhr_send");
                 let (status, _, body) =
                     fetch(addr, Method::POST, &path, &[], &json(&[frame])).await;
@@ -92,7 +92,7 @@ impl Raw {
                             n => seen.push_str(&String::from_utf8_lossy(&chunk[..n])),
                         }
                     }
-                    Raw::SockJs(_, session, addr) => {
+                    Raw::SockJs(session, addr) => {
                         let path = format!("/ws/000/{session}/xhr");
                         let (_, _, body) = fetch(addr, Method::POST, &path, &[], "").await;
                         for message in messages(&body) {
@@ -229,7 +229,8 @@ async fn a_slow_or_panicking_interceptor_ends_only_its_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interceptors_run_before_the_access_rules_and_see_the_principal() {
-    let seen: Arc<Mutex<Vec<(String, Option<String>, &'static str)>>> = Arc::default();
+    type Seen = Vec<(String, Option<String>, &'static str)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let record = seen.clone();
     let rules = AccessRules::new()
         .send(["/topic/public/**"], Access::permit_all())
