@@ -25,6 +25,7 @@ type Subscribers = Arc<Mutex<HashMap<String, Vec<(u64, String, mpsc::UnboundedSe
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    stompede_examples::init_logging();
     let mut addr = SocketAddr::from(([127, 0, 0, 1], 61615));
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [flag, value] = args.as_slice() {

@@ -21,6 +21,7 @@ SEND\ndestination:/app/hello\nnote:escaped\\cheader\\nvalue\n\nplain body\0\
 PUBLISH\ndestination:/oops\n\n\0";
 
 fn main() -> ExitCode {
+    stompede_examples::init_logging();
     let mut version = Version::V1_2;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

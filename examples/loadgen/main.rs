@@ -25,6 +25,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    stompede_examples::init_logging();
     let options = match options::Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(message) => {

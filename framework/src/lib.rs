@@ -85,6 +85,8 @@ mod session;
 mod stats;
 pub mod stomp;
 mod template;
+#[cfg(feature = "testing")]
+pub mod test;
 mod transport;
 pub mod users;
 
@@ -239,6 +241,10 @@ mod guide {
     struct Scaling;
     #[doc = include_str!("../../docs/broker.md")]
     struct BrokerGuide;
+    #[doc = include_str!("../../docs/production.md")]
+    struct Production;
+    #[cfg_attr(feature = "testing", doc = include_str!("../../docs/testing.md"))]
+    struct Testing;
     #[cfg_attr(all(feature = "axum", feature = "sockjs"), doc = include_str!("../../docs/spring-migration.md"))]
     struct SpringMigration;
     #[cfg_attr(all(feature = "axum", feature = "tls"), doc = include_str!("../../docs/security.md"))]

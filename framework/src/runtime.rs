@@ -115,6 +115,10 @@ impl Runtime {
     /// Tokio runtime, so started with the broker).
     fn start_stats_logger(self: &Arc<Self>) {
         let Some(every) = self.config.stats_log_interval else { return };
+        // Outside a runtime (a service built before serving): the first session starts it.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         self.stats_logger.call_once(|| {
             let runtime = Arc::downgrade(self);
             let shutdown = self.shutdown.clone();

@@ -684,10 +684,9 @@ impl Server {
     ///
     /// The callback runs on the publisher's task, in publish order, and must not block: hand
     /// the message to a channel or spawn if the work is slow. It sees the shared headers
-    /// (`destination`, `message-id`, `content-type`, the publisher's own) and the body. While
-    /// any destination holds a retained message, the callback runs with the retained store's
-    /// lock held, so it must not publish synchronously itself (spawn a task to publish). On a
-    /// point-to-point destination, the listener is one of the queue's competing consumers.
+    /// (`destination`, `message-id`, `content-type`, the publisher's own) and the body. It runs
+    /// once the broker's locks are released, so it may publish in turn. On a point-to-point
+    /// destination, the listener is one of the queue's competing consumers.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
