@@ -1,27 +1,57 @@
-//! The bare baseline for benchmarks: the leanest STOMP-over-WebSocket broadcast server that can
-//! serve the load generator, written straight on tokio-tungstenite with none of stompede's
-//! machinery (no limits, no heart-beats, no error handling beyond dropping the connection).
-//! It is what "as fast as the transport allows" looks like on this machine.
+//! The baseline for benchmarks: the leanest STOMP-over-WebSocket broadcast server we know how
+//! to write on the same stack (tokio and tokio-tungstenite), with none of stompede's machinery
+//! (no heart-beats, limits, security, escaping or error handling beyond dropping the
+//! connection). It stands for what the stack can do: the yardstick `docs/benchmarks.md`
+//! measures the broker example against, so the faster the better.
 //!
 //! ```text
 //! cargo run --release --example baseline -- --addr 127.0.0.1:61615
 //! ```
 //!
+//! What makes it lean:
+//! - per SEND, the part every subscriber shares (`destination`, `message-id`,
+//!   `content-length`, the body) is encoded once; each delivery only puts its subscription's
+//!   pre-encoded `MESSAGE\nsubscription:...` line in front, and deliveries with the same line
+//!   (every load-generator client subscribes as `sub-0`) share one buffer;
+//! - subscriber lists are copy-on-write `Arc<Vec<_>>` snapshots: a publish clones one `Arc`
+//!   under a read lock and delivers without any lock held;
+//! - per connection, one reader task and one writer task fed by a bounded queue of 1,024
+//!   ready WebSocket messages; a full queue makes the publisher's reader wait (so nobody is
+//!   dropped and nothing grows without bound); the writer feeds up to 256 messages and
+//!   flushes once, with tungstenite's default write buffering.
+//!
 //! It understands CONNECT/STOMP, SUBSCRIBE, UNSUBSCRIBE, SEND and DISCONNECT, and `receipt`
 //! headers, one frame per WebSocket message (as browser clients and the load generator send
-//! them). Not for production: a slow subscriber grows its queue without bound.
+//! them).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-type Subscribers = Arc<Mutex<HashMap<String, Vec<(u64, String, mpsc::UnboundedSender<Message>)>>>>;
+/// Messages a connection's writer may have waiting.
+const QUEUE: usize = 1024;
+/// Messages the writer feeds before one flush.
+const BATCH: usize = 256;
+
+/// One subscription: its connection, id, pre-encoded head and queue.
+struct Sub {
+    connection: u64,
+    id: String,
+    /// `MESSAGE\nsubscription:{id}\n`.
+    head: Bytes,
+    out: mpsc::Sender<Message>,
+}
+
+/// Subscriptions by destination, each list a snapshot replaced on change.
+type Subscribers = Arc<RwLock<HashMap<String, Arc<Vec<Arc<Sub>>>>>>;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -40,12 +70,13 @@ async fn main() -> std::io::Result<()> {
         std::process::id()
     );
     let subscribers: Subscribers = Arc::default();
+    let message_ids = Arc::new(AtomicU64::new(0));
     let mut next_connection = 0u64;
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         next_connection += 1;
-        tokio::spawn(connection(stream, next_connection, subscribers.clone()));
+        tokio::spawn(connection(stream, next_connection, subscribers.clone(), message_ids.clone()));
     }
 }
 
@@ -53,7 +84,37 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().skip(1).find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
 }
 
-async fn connection(stream: tokio::net::TcpStream, id: u64, subscribers: Subscribers) {
+fn read(
+    subscribers: &Subscribers,
+) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Vec<Arc<Sub>>>>> {
+    subscribers.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(
+    subscribers: &Subscribers,
+) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Vec<Arc<Sub>>>>> {
+    subscribers.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Replaces `destination`'s list with `change` applied to a copy of it.
+fn update(subscribers: &Subscribers, destination: &str, change: impl FnOnce(&mut Vec<Arc<Sub>>)) {
+    let mut map = write(subscribers);
+    let mut list: Vec<Arc<Sub>> =
+        map.get(destination).map(|l| l.as_ref().clone()).unwrap_or_default();
+    change(&mut list);
+    if list.is_empty() {
+        map.remove(destination);
+    } else {
+        map.insert(destination.to_owned(), Arc::new(list));
+    }
+}
+
+async fn connection(
+    stream: tokio::net::TcpStream,
+    connection: u64,
+    subscribers: Subscribers,
+    message_ids: Arc<AtomicU64>,
+) {
     // Answer the STOMP subprotocol a client offers, as every STOMP server must.
     // tungstenite's callback signature fixes the (large) error type.
     #[allow(clippy::result_large_err)]
@@ -68,14 +129,12 @@ async fn connection(stream: tokio::net::TcpStream, id: u64, subscribers: Subscri
     };
     let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, negotiate).await else { return };
     let (mut sink, mut source) = ws.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+    let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
     let writer = tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
-            if sink.feed(message).await.is_err() {
-                return;
-            }
-            while let Ok(more) = rx.try_recv() {
-                if sink.feed(more).await.is_err() {
+        let mut batch = Vec::with_capacity(BATCH);
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
+            for message in batch.drain(..) {
+                if sink.feed(message).await.is_err() {
                     return;
                 }
             }
@@ -84,7 +143,7 @@ async fn connection(stream: tokio::net::TcpStream, id: u64, subscribers: Subscri
             }
         }
     });
-    let mut mine: Vec<String> = Vec::new();
+    let mut mine: Vec<(String, String)> = Vec::new();
     while let Some(Ok(message)) = source.next().await {
         let Message::Text(text) = message else { continue };
         let frame = text.as_str().trim_start_matches(['\n', '\r']);
@@ -93,40 +152,43 @@ async fn connection(stream: tokio::net::TcpStream, id: u64, subscribers: Subscri
         let command = head.lines().next().unwrap_or("");
         match command {
             "CONNECT" | "STOMP" => {
-                let _ = tx.send(Message::text("CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\0"));
+                let connected = Message::text("CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\0");
+                if tx.send(connected).await.is_err() {
+                    break;
+                }
             }
             "SUBSCRIBE" => {
-                if let (Some(sub), Some(dest)) = (header(head, "id"), header(head, "destination")) {
-                    let mut map = subscribers.lock().unwrap_or_else(|e| e.into_inner());
-                    map.entry(dest.to_owned()).or_default().push((id, sub.to_owned(), tx.clone()));
-                    mine.push(dest.to_owned());
+                if let (Some(id), Some(destination)) =
+                    (header(head, "id"), header(head, "destination"))
+                {
+                    let head = Bytes::from(format!("MESSAGE\nsubscription:{id}\n"));
+                    let sub =
+                        Arc::new(Sub { connection, id: id.to_owned(), head, out: tx.clone() });
+                    update(&subscribers, destination, |list| list.push(sub));
+                    mine.push((destination.to_owned(), id.to_owned()));
                 }
             }
             "UNSUBSCRIBE" => {
-                if let Some(sub) = header(head, "id") {
-                    let mut map = subscribers.lock().unwrap_or_else(|e| e.into_inner());
-                    for list in map.values_mut() {
-                        list.retain(|(c, s, _)| !(*c == id && s == sub));
+                if let Some(id) = header(head, "id") {
+                    let (gone, kept): (Vec<_>, Vec<_>) = mine.drain(..).partition(|(_, s)| s == id);
+                    mine = kept;
+                    for (destination, id) in gone {
+                        update(&subscribers, &destination, |list| {
+                            list.retain(|s| !(s.connection == connection && s.id == id))
+                        });
                     }
                 }
             }
             "SEND" => {
-                if let Some(dest) = header(head, "destination") {
-                    let map = subscribers.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(list) = map.get(dest) {
-                        for (_, sub, out) in list {
-                            let frame = format!(
-                                "MESSAGE\nsubscription:{sub}\nmessage-id:{id}\ndestination:{dest}\ncontent-length:{}\n\n{body}\0",
-                                body.len()
-                            );
-                            let _ = out.send(Message::text(frame));
-                        }
-                    }
+                if let Some(destination) = header(head, "destination") {
+                    publish(&subscribers, &message_ids, destination, body).await;
                 }
             }
             "DISCONNECT" => {
                 if let Some(receipt) = header(head, "receipt") {
-                    let _ = tx.send(Message::text(format!("RECEIPT\nreceipt-id:{receipt}\n\n\0")));
+                    let _ = tx
+                        .send(Message::text(format!("RECEIPT\nreceipt-id:{receipt}\n\n\0")))
+                        .await;
                 }
                 break;
             }
@@ -134,18 +196,55 @@ async fn connection(stream: tokio::net::TcpStream, id: u64, subscribers: Subscri
         }
         if command != "DISCONNECT" {
             if let Some(receipt) = header(head, "receipt") {
-                let _ = tx.send(Message::text(format!("RECEIPT\nreceipt-id:{receipt}\n\n\0")));
+                if tx
+                    .send(Message::text(format!("RECEIPT\nreceipt-id:{receipt}\n\n\0")))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
             }
         }
     }
-    {
-        let mut map = subscribers.lock().unwrap_or_else(|e| e.into_inner());
-        for dest in mine {
-            if let Some(list) = map.get_mut(&dest) {
-                list.retain(|(c, _, _)| *c != id);
-            }
-        }
+    for (destination, id) in mine {
+        update(&subscribers, &destination, |list| {
+            list.retain(|s| !(s.connection == connection && s.id == id))
+        });
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Delivers one SEND: the shared part encoded once, one buffer per distinct subscription
+/// line, each subscriber's queue waited on when full.
+async fn publish(
+    subscribers: &Subscribers,
+    message_ids: &AtomicU64,
+    destination: &str,
+    body: &str,
+) {
+    let Some(list) = read(subscribers).get(destination).cloned() else { return };
+    let id = message_ids.fetch_add(1, Ordering::Relaxed);
+    let shared = format!(
+        "message-id:{id}\ndestination:{destination}\ncontent-length:{}\n\n{body}\0",
+        body.len()
+    );
+    let mut built: Vec<(Bytes, Utf8Bytes)> = Vec::new();
+    for sub in list.iter() {
+        let whole = match built.iter().find(|(head, _)| *head == sub.head) {
+            Some((_, whole)) => whole.clone(),
+            None => {
+                let mut text = String::with_capacity(sub.head.len() + shared.len());
+                text.push_str(std::str::from_utf8(&sub.head).unwrap_or_default());
+                text.push_str(&shared);
+                let whole = Utf8Bytes::from(text);
+                if built.len() < 8 {
+                    built.push((sub.head.clone(), whole.clone()));
+                }
+                whole
+            }
+        };
+        // A full queue makes this publisher wait: back-pressure, nothing dropped.
+        let _ = sub.out.send(Message::Text(whole)).await;
+    }
 }

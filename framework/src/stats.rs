@@ -97,18 +97,31 @@ pub(crate) struct Counters {
     connects: AtomicU64,
     disconnects: [AtomicU64; REASONS.len()],
     frames_in: [AtomicU64; COMMANDS_IN.len()],
-    bytes_in: AtomicU64,
+    bytes_in: [AtomicU64; COMMANDS_IN.len()],
     frames_out: [AtomicU64; COMMANDS_OUT.len()],
-    bytes_out: AtomicU64,
+    bytes_out: [AtomicU64; COMMANDS_OUT.len()],
     handler_calls: AtomicU64,
     handler_errors: AtomicU64,
 }
 
-/// One session's frames and bytes since its last flush.
+/// One session's frames and bytes (on the wire, heart-beats before a frame included) since its
+/// last flush, by command.
 #[derive(Default)]
 pub(crate) struct Tally {
-    pub(crate) frames_in: [u64; COMMANDS_IN.len()],
-    pub(crate) bytes_in: u64,
+    frames_in: [u64; COMMANDS_IN.len()],
+    bytes_in: [u64; COMMANDS_IN.len()],
+    any: bool,
+}
+
+impl Tally {
+    /// A frame of `command` that took `bytes` on the wire.
+    pub(crate) fn received(&mut self, command: Command, bytes: usize) {
+        if let Some(i) = command_in_index(command) {
+            self.frames_in[i] += 1;
+            self.bytes_in[i] += bytes as u64;
+            self.any = true;
+        }
+    }
 }
 
 impl Counters {
@@ -137,35 +150,37 @@ impl Counters {
 
     /// Adds a session's inbound tally, and clears it.
     pub(crate) fn flush_in(&self, tally: &mut Tally) {
-        if tally.bytes_in == 0 && tally.frames_in.iter().all(|n| *n == 0) {
+        if !std::mem::take(&mut tally.any) {
             return;
         }
-        for (i, n) in tally.frames_in.iter_mut().enumerate() {
-            if *n > 0 {
-                self.frames_in[i].fetch_add(*n, Ordering::Relaxed);
-                metrics::counter!("stompede_frames_received_total", "command" => COMMANDS_IN[i])
-                    .increment(*n);
-                *n = 0;
+        for (i, command) in COMMANDS_IN.into_iter().enumerate() {
+            let (frames, bytes) = (tally.frames_in[i], tally.bytes_in[i]);
+            if frames > 0 {
+                self.frames_in[i].fetch_add(frames, Ordering::Relaxed);
+                self.bytes_in[i].fetch_add(bytes, Ordering::Relaxed);
+                metrics::counter!("stompede_frames_received_total", "command" => command)
+                    .increment(frames);
+                metrics::counter!("stompede_bytes_received_total", "command" => command)
+                    .increment(bytes);
+                tally.frames_in[i] = 0;
+                tally.bytes_in[i] = 0;
             }
-        }
-        if tally.bytes_in > 0 {
-            self.bytes_in.fetch_add(tally.bytes_in, Ordering::Relaxed);
-            metrics::counter!("stompede_bytes_received_total").increment(tally.bytes_in);
-            tally.bytes_in = 0;
         }
     }
 
-    /// Adds one written batch: frames by command, and bytes.
-    pub(crate) fn written(&self, frames: [u64; COMMANDS_OUT.len()], bytes: u64) {
-        for (i, n) in frames.into_iter().enumerate() {
-            if n > 0 {
-                self.frames_out[i].fetch_add(n, Ordering::Relaxed);
-                metrics::counter!("stompede_frames_sent_total", "command" => COMMANDS_OUT[i])
-                    .increment(n);
+    /// Adds one written batch: frames and bytes by command.
+    pub(crate) fn written(&self, frames: [(u64, u64); COMMANDS_OUT.len()]) {
+        for (i, (count, bytes)) in frames.into_iter().enumerate() {
+            if count > 0 {
+                let command = COMMANDS_OUT[i];
+                self.frames_out[i].fetch_add(count, Ordering::Relaxed);
+                self.bytes_out[i].fetch_add(bytes, Ordering::Relaxed);
+                metrics::counter!("stompede_frames_sent_total", "command" => command)
+                    .increment(count);
+                metrics::counter!("stompede_bytes_sent_total", "command" => command)
+                    .increment(bytes);
             }
         }
-        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-        metrics::counter!("stompede_bytes_sent_total").increment(bytes);
     }
 
     /// A handler ran for `took`; `failed` if it returned an error or panicked.
@@ -208,10 +223,10 @@ impl Counters {
                 .zip(&self.frames_in)
                 .map(|(c, n)| (*c, load(n)))
                 .collect(),
-            bytes_in: load(&self.bytes_in),
+            bytes_in: self.bytes_in.iter().map(load).sum(),
             deliveries: frames_out[0].1,
             frames_out,
-            bytes_out: load(&self.bytes_out),
+            bytes_out: self.bytes_out.iter().map(load).sum(),
             subscriptions,
             destinations,
             slow_consumer_closes: load(&self.disconnects[3]),
@@ -242,7 +257,7 @@ pub struct Stats {
     pub disconnects: Vec<(&'static str, u64)>,
     /// Frames received, by command.
     pub frames_in: Vec<(&'static str, u64)>,
-    /// Bytes received (STOMP frames and heart-beats).
+    /// Bytes of frames received (with the heart-beats before them).
     pub bytes_in: u64,
     /// Frames sent, by command (`MESSAGE`, `RECEIPT`, `ERROR`, `CONNECTED`).
     pub frames_out: Vec<(&'static str, u64)>,

@@ -84,12 +84,18 @@ async fn the_metrics_page_counts_what_the_clients_did() {
     for (name, value) in expect {
         assert_eq!(samples.get(name), Some(&value), "{name} in\n{page}");
     }
-    assert!(
-        samples["stompede_bytes_sent_total"] > 0.0
-            && samples["stompede_bytes_received_total"] > 0.0
-    );
-
+    let total = |prefix: &str| -> f64 {
+        samples.iter().filter(|(name, _)| name.starts_with(prefix)).map(|(_, v)| v).sum()
+    };
+    let sent = total("stompede_bytes_sent_total{");
+    let received = total("stompede_bytes_received_total{");
+    assert!(sent > 0.0 && received > 0.0, "{page}");
     let stats = server.stats();
+    assert_eq!((stats.bytes_out as f64, stats.bytes_in as f64), (sent, received));
+    // Five SEND frames with 2-byte bodies, of about 50 bytes each on the wire.
+    let sends = samples["stompede_bytes_received_total{command=\"SEND\"}"];
+    assert!((5.0 * 40.0..5.0 * 80.0).contains(&sends), "{sends}");
+
     assert_eq!((stats.sessions, stats.connects, stats.deliveries), (1, 3, 5));
     assert_eq!(stompede::Stats::count(&stats.frames_in, "SEND"), 5);
     assert_eq!(stompede::Stats::count(&stats.disconnects, "protocol_error"), 1);

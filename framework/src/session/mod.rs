@@ -353,7 +353,7 @@ impl<T: Transport> Session<T> {
                 let why = "the client closed the connection without DISCONNECT";
                 return Step::Close(None, DisconnectReason::ConnectionLost(why.into()));
             }
-            Ok(n) => self.protocol.tally.bytes_in += n as u64,
+            Ok(_) => {}
             Err(TransportError::Io(e)) => {
                 return Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()));
             }
@@ -492,12 +492,13 @@ impl<T: Transport> Session<T> {
 
 /// Adds written frames to the server's counters, by command.
 fn count_written(runtime: &Runtime, frames: &[EncodedFrame]) {
-    let mut by_command = [0u64; crate::stats::COMMANDS_OUT.len()];
+    let mut by_command = [(0u64, 0u64); crate::stats::COMMANDS_OUT.len()];
     for frame in frames {
-        by_command[crate::stats::command_out_index(frame.first_byte())] += 1;
+        let tally = &mut by_command[crate::stats::command_out_index(frame.first_byte())];
+        tally.0 += 1;
+        tally.1 += frame.len() as u64;
     }
-    let bytes: usize = frames.iter().map(EncodedFrame::len).sum();
-    runtime.counters.written(by_command, bytes as u64);
+    runtime.counters.written(by_command);
 }
 
 /// How a session ends when its connection to the external broker (relay) ended.
@@ -558,12 +559,16 @@ fn decode_and_handle(
         if protocol.is_blocked() {
             return Flow::Continue;
         }
+        let before = inbound.len();
         match decoder.decode(inbound) {
             Ok(None) => return Flow::Continue,
-            Ok(Some(frame)) => match protocol.receive(frame) {
-                Flow::Continue => continue,
-                other => return other,
-            },
+            Ok(Some(frame)) => {
+                protocol.tally.received(frame.command, before - inbound.len());
+                match protocol.receive(frame) {
+                    Flow::Continue => continue,
+                    other => return other,
+                }
+            }
             Err(e) => return protocol.error(e.to_string(), e.receipt()),
         }
     }

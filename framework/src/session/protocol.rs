@@ -327,9 +327,6 @@ impl Protocol {
 
     /// Handles one client frame.
     pub(crate) fn handle(&mut self, frame: Frame) -> Flow {
-        if let Some(i) = crate::stats::command_in_index(frame.command) {
-            self.tally.frames_in[i] += 1;
-        }
         let receipt = frame.receipt().map(str::to_owned);
         if let Some(bucket) = &mut self.rate {
             if !bucket.take() {
