@@ -672,6 +672,10 @@ impl Settings {
             ("http_header_read_timeout", self.http_header_read_timeout),
             ("http_body_read_timeout", self.http_body_read_timeout),
             ("authentication_timeout", self.authentication_timeout),
+            (
+                "interceptor_timeout",
+                self.interceptors.timeout.unwrap_or(crate::intercept::DEFAULT_TIMEOUT),
+            ),
         ])?;
         let limits = &self.session_limits;
         nonzero(
@@ -777,6 +781,10 @@ impl Settings {
                     setting: "dynamic_page",
                     value: page.path.clone(),
                 }));
+            }
+            // Below an endpoint, a page would hide what SockJS serves there.
+            if self.endpoints.iter().any(|e| page.path.starts_with(&format!("{}/", e.path))) {
+                return Err(error(AssetIsEndpoint { path: page.path.clone() }));
             }
         }
         let mut paths: Vec<&str> = assets.iter().map(|a| a.path.as_str()).collect();

@@ -115,6 +115,8 @@ impl Runtime {
     /// Tokio runtime, so started with the broker).
     fn start_stats_logger(self: &Arc<Self>) {
         let Some(every) = self.config.stats_log_interval else { return };
+        // A year at most: an instant further away would overflow.
+        let every = every.min(std::time::Duration::from_secs(365 * 86_400));
         // Outside a runtime (a service built before serving): the first session starts it.
         if tokio::runtime::Handle::try_current().is_err() {
             return;

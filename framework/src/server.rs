@@ -663,6 +663,19 @@ impl Server {
         self.runtime.events()
     }
 
+    /// The path of the first STOMP endpoint (`/ws` unless configured otherwise).
+    #[cfg(feature = "testing")]
+    pub(crate) fn first_endpoint(&self) -> String {
+        self.runtime.config.endpoints.first().map_or_else(|| "/ws".to_owned(), |e| e.path.clone())
+    }
+
+    /// Stops accepting and asks every session to close, without waiting (a test server
+    /// dropped).
+    #[cfg(feature = "testing")]
+    pub(crate) fn stop_now(&self) {
+        self.runtime.shutdown.cancel();
+    }
+
     /// The server's numbers since it started: sessions by transport, connects, disconnects
     /// by reason, frames and bytes in and out by command, deliveries, the broker's
     /// subscriptions and destinations, slow-consumer closes, handler calls and failures

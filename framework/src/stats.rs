@@ -110,15 +110,23 @@ pub(crate) struct Counters {
 pub(crate) struct Tally {
     frames_in: [u64; COMMANDS_IN.len()],
     bytes_in: [u64; COMMANDS_IN.len()],
+    /// Bytes decoded since the last frame (heart-beats, a head waiting for its body).
+    carried: u64,
     any: bool,
 }
 
 impl Tally {
-    /// A frame of `command` that took `bytes` on the wire.
+    /// Bytes decoded without a frame yet: they count with the next frame.
+    pub(crate) fn carry(&mut self, bytes: usize) {
+        self.carried += bytes as u64;
+    }
+
+    /// A frame of `command` that took `bytes` on the wire (besides what was carried).
     pub(crate) fn received(&mut self, command: Command, bytes: usize) {
+        let bytes = bytes as u64 + std::mem::take(&mut self.carried);
         if let Some(i) = command_in_index(command) {
             self.frames_in[i] += 1;
-            self.bytes_in[i] += bytes as u64;
+            self.bytes_in[i] += bytes;
             self.any = true;
         }
     }

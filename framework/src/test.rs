@@ -87,7 +87,7 @@ impl TestServer {
 
     /// The WebSocket endpoint's URL (`ws://127.0.0.1:PORT/ws`).
     pub fn url(&self) -> String {
-        format!("ws://{}/ws", self.running().local_addr())
+        format!("ws://{}{}", self.running().local_addr(), self.server().first_endpoint())
     }
 
     /// A connected client (STOMP 1.2 over WebSocket, no heart-beats).
@@ -133,11 +133,8 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
-            // Stop accepting and close the sessions; no need to wait in a test.
-            let server = running.server().clone();
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move { server.shutdown(Duration::from_millis(100)).await });
-            }
+            // Stop accepting and close the sessions at once; no need to wait in a test.
+            running.server().stop_now();
         }
     }
 }
@@ -196,12 +193,20 @@ impl TestClient {
         }
     }
 
-    /// Waits until everything sent before has been handled and everything the server had
-    /// queued for this client has arrived (a receipt round trip): then
-    /// [`TestSubscription::expect_nothing`] is meaningful.
+    /// Waits until the server has read everything sent before and everything it had queued
+    /// for this client has arrived (a receipt round trip on an empty transaction, which
+    /// touches no destination): then [`TestSubscription::expect_nothing`] is meaningful for
+    /// what the broker delivers. A handler's reply may still be on its way (handlers run on
+    /// their own task): expect it with [`TestSubscription::expect_message`].
     pub async fn barrier(&self) {
-        let frame = Frame::new(Command::Send).header("destination", "/topic/stompede.test.barrier");
-        if let Err(e) = self.client.send_frame_with_receipt(frame).await {
+        let tx = "stompede-test-barrier";
+        let begin = Frame::new(Command::Begin).header("transaction", tx);
+        let abort = Frame::new(Command::Abort).header("transaction", tx);
+        let sent = match self.client.send_frame(begin).await {
+            Ok(()) => self.client.send_frame_with_receipt(abort).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
             panic!("the barrier's receipt did not come: {e}");
         }
     }

@@ -197,7 +197,10 @@ async fn run(runtime: &Arc<Runtime>, job: Job, fatal: &Fatal) {
         let mut with_error = MessageContext::clone(&context);
         with_error.error = Some(error);
         with_error.handler = exception_handler.name;
-        match call(exception_handler, Arc::new(with_error)).await {
+        let started = std::time::Instant::now();
+        let handled = call(exception_handler, Arc::new(with_error)).await;
+        runtime.counters.handler_call(exception_handler.name, started.elapsed(), handled.is_err());
+        match handled {
             Ok(Some(message)) => {
                 deliver(runtime, exception_handler, &context, subscriber.as_deref(), message)
             }

@@ -332,7 +332,12 @@ impl<T: Transport> Session<T> {
             let mut decoder = Decoder::new(crate::stomp::Limits::UNLIMITED);
             decoder.set_version(version);
             let Ok(Some(frame)) = decoder.decode(&mut bytes) else {
-                self.batch.push(encoded);
+                // Fail closed, as the chain does: a frame the interceptors cannot see is not
+                // sent.
+                tracing::error!(
+                    session_id = %session.session_id,
+                    "a frame for the client could not be decoded for the outbound interceptors; not sent"
+                );
                 continue;
             };
             if let Some(frame) = runtime.config.interceptors.run_outbound(frame, &session).await {
@@ -481,6 +486,11 @@ impl<T: Transport> Session<T> {
             self.batch.clear();
             outbound.drain_now(&mut self.batch);
             self.batch.push(self.protocol.encode(&frame));
+            if !self.runtime.config.interceptors.outbound.is_empty()
+                && timeout(limit, self.intercept_outbound()).await.is_err()
+            {
+                self.batch.clear();
+            }
             if let Ok(Ok(())) = timeout(limit, self.transport.send(&self.batch)).await {
                 count_written(&self.runtime, &self.batch);
             }
@@ -561,7 +571,11 @@ fn decode_and_handle(
         }
         let before = inbound.len();
         match decoder.decode(inbound) {
-            Ok(None) => return Flow::Continue,
+            Ok(None) => {
+                // Heart-beats skipped, or a frame's head decoded ahead of its body.
+                protocol.tally.carry(before - inbound.len());
+                return Flow::Continue;
+            }
             Ok(Some(frame)) => {
                 protocol.tally.received(frame.command, before - inbound.len());
                 match protocol.receive(frame) {

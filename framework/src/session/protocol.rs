@@ -230,9 +230,10 @@ impl Protocol {
             || self.relay.as_ref().is_some_and(Link::is_blocked)
     }
 
-    /// Whether CONNECT waits for the authenticator.
+    /// Whether CONNECT (or any frame) waits for the authenticator or the interceptors: time
+    /// the application takes, not the client's silence.
     pub(crate) fn is_authenticating(&self) -> bool {
-        self.pending.is_some()
+        self.pending.is_some() || self.intercepting.is_some()
     }
 
     /// Waits until the authentication of CONNECT completes (returning how the session goes
@@ -315,6 +316,21 @@ impl Protocol {
     /// Takes one client frame: through the inbound interceptors, if there are any (the
     /// session then waits for their decision), else straight to [`handle`](Self::handle).
     pub(crate) fn receive(&mut self, frame: Frame) -> Flow {
+        // The rate limit comes first: a flood costs no interceptor calls.
+        if let Some(bucket) = &mut self.rate {
+            if !bucket.take() {
+                let rate = self
+                    .runtime
+                    .config
+                    .inbound_frame_rate
+                    .unwrap_or(crate::security::rate::FrameRate { per_second: 0, burst: 0 });
+                let message = format!(
+                    "inbound frame rate exceeded: more than {} frames per second (bursts of {}) from this session (inbound_frame_rate)",
+                    rate.per_second, rate.burst
+                );
+                return self.denied(message, frame.receipt());
+            }
+        }
         let interceptors = &self.runtime.config.interceptors;
         if interceptors.inbound.is_empty() {
             return self.handle(frame);
@@ -328,20 +344,6 @@ impl Protocol {
     /// Handles one client frame.
     pub(crate) fn handle(&mut self, frame: Frame) -> Flow {
         let receipt = frame.receipt().map(str::to_owned);
-        if let Some(bucket) = &mut self.rate {
-            if !bucket.take() {
-                let rate = self
-                    .runtime
-                    .config
-                    .inbound_frame_rate
-                    .unwrap_or(crate::security::rate::FrameRate { per_second: 0, burst: 0 });
-                let message = format!(
-                    "inbound frame rate exceeded: more than {} frames per second (bursts of {}) from this session (inbound_frame_rate)",
-                    rate.per_second, rate.burst
-                );
-                return self.denied(message, receipt.as_deref());
-            }
-        }
         if self.version.is_some() {
             if let Err(message) = self.authorize(&frame) {
                 return self.denied(message, receipt.as_deref());
@@ -473,7 +475,8 @@ impl Protocol {
 
     /// The flow for a protocol error: an ERROR frame, then close.
     pub(crate) fn error(&self, message: String, receipt: Option<&str>) -> Flow {
-        tracing::warn!(session_id = %self.session_id, "protocol error: {message}");
+        // The session's end is logged at INFO with this message.
+        tracing::debug!(session_id = %self.session_id, "protocol error: {message}");
         let frame = Frame::error(message.clone(), receipt, "");
         Flow::Close { last: Some(frame), reason: DisconnectReason::ProtocolError(message.into()) }
     }
