@@ -244,7 +244,15 @@ async fn publish(
                 whole
             }
         };
-        // A full queue makes this publisher wait: back-pressure, nothing dropped.
-        let _ = sub.out.send(Message::Text(whole)).await;
+        // `try_send` first: it takes no cooperative-scheduling budget, so a publish to many
+        // subscribers is not cut into one yield per 128 deliveries (each waking writers that
+        // then write one message apiece). A full queue makes this publisher wait:
+        // back-pressure, nothing dropped.
+        match sub.out.try_send(Message::Text(whole)) {
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                let _ = sub.out.send(message).await;
+            }
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
 }
