@@ -131,12 +131,15 @@ impl Outbox {
             let Some(old) = queue.remove(i) else { break };
             if let Some((counter, carried)) = &old.lossy {
                 counter.fetch_add(1 + carried, Ordering::AcqRel);
+                metrics::counter!("stompede_messages_dropped_total", "where" => "session")
+                    .increment(1);
             }
             queued = self.queued.fetch_sub(old.frame.len(), Ordering::AcqRel) - old.frame.len();
         }
         if queued > 0 && queued + len > self.limit {
             // Frames being written, or other subscriptions' frames, fill the queue.
             missed.fetch_add(1 + reported, Ordering::AcqRel);
+            metrics::counter!("stompede_messages_dropped_total", "where" => "session").increment(1);
             return true;
         }
         self.queued.fetch_add(len, Ordering::AcqRel);

@@ -180,7 +180,7 @@ impl Queue {
         let lossy = self.kind == Kind::Subscription || limits.overflow == QueueOverflow::DropOldest;
         if total + bytes > limits.max_total_bytes && total > 0 {
             if self.kind == Kind::Subscription {
-                self.dropped += 1;
+                self.count_dropped(name);
                 return Ok(());
             }
             return Err(Full(format!(
@@ -199,7 +199,7 @@ impl Queue {
         }
         while too_many(self) {
             self.pop_front();
-            self.dropped += 1;
+            self.count_dropped(name);
         }
         self.push_back(Waiting { message, deliveries: 0, last_consumer: 0 });
         self.dispatch(pressure);
@@ -301,6 +301,22 @@ impl Queue {
     /// How many messages wait for a consumer, and how many are delivered and unacknowledged.
     pub(crate) fn depth(&self) -> (usize, usize) {
         (self.backlog.len(), self.consumers.iter().map(|c| c.unacked.len()).sum())
+    }
+
+    /// Counts a message dropped to make room (logged at DEBUG, and as the metric
+    /// `stompede_messages_dropped_total`).
+    fn count_dropped(&mut self, name: &str) {
+        self.dropped += 1;
+        let queue = match self.kind {
+            Kind::PointToPoint => "queue",
+            Kind::Subscription => "subscription",
+        };
+        metrics::counter!("stompede_messages_dropped_total", "where" => queue).increment(1);
+        tracing::debug!(
+            destination = name,
+            dropped = self.dropped,
+            "{queue} full: its oldest message was dropped"
+        );
     }
 
     /// How many consumers it has.
