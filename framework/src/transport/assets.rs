@@ -44,13 +44,7 @@ impl Asset {
     ) -> Response<ResponseBody> {
         let head = *method == Method::HEAD;
         if *method != Method::GET && !head {
-            let mut response = Response::new(ResponseBody::full(Bytes::from(format!(
-                "{} serves GET and HEAD only",
-                self.path
-            ))));
-            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return response;
+            return get_and_head_only(&self.path);
         }
         let current = headers
             .get_all(header::IF_NONE_MATCH)
@@ -92,13 +86,7 @@ impl DynamicPage {
     pub(crate) fn respond(&self, method: &Method) -> Response<ResponseBody> {
         let head = *method == Method::HEAD;
         if *method != Method::GET && !head {
-            let mut response = Response::new(ResponseBody::full(Bytes::from(format!(
-                "{} serves GET and HEAD only",
-                self.path
-            ))));
-            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return response;
+            return get_and_head_only(&self.path);
         }
         let body = (self.render)();
         let length = body.len();
@@ -113,6 +101,15 @@ impl DynamicPage {
         }
         response
     }
+}
+
+/// 405 for a page that serves GET and HEAD only.
+fn get_and_head_only(path: &str) -> Response<ResponseBody> {
+    let message = format!("{path} serves GET and HEAD only");
+    let mut response = Response::new(ResponseBody::full(Bytes::from(message)));
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
 }
 
 /// FNV-1a, for ETags (not for security: a changed file only needs a changed tag).
