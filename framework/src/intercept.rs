@@ -124,7 +124,7 @@ impl Interceptors {
         self.outbound.push(Arc::new(move |frame, session| Box::pin(interceptor(frame, session))));
     }
 
-    fn limit(&self) -> Duration {
+    pub(crate) fn limit(&self) -> Duration {
         self.timeout.unwrap_or(DEFAULT_TIMEOUT)
     }
 

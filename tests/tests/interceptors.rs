@@ -286,3 +286,28 @@ async fn interceptors_run_before_the_access_rules_and_see_the_principal() {
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen, vec![(session_id.clone(), Some("ada".into()), "websocket"); 2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_outbound_interceptor_drops_the_frame_and_the_session_goes_on() {
+    let builder = Server::builder()
+        .interceptor_timeout(Duration::from_millis(200))
+        .outbound_interceptor(|frame, _session| async move {
+            if frame.body.as_ref() == b"stall" {
+                std::future::pending::<()>().await;
+            }
+            Outbound::Pass(frame)
+        });
+    let server = start(builder).await;
+    let mut peer = RawPeer::connected(&ws_url(&server)).await;
+    peer.send_text("SUBSCRIBE\nid:0\ndestination:/topic/t\nreceipt:sub\n\n\0").await;
+    assert_eq!(peer.frame().await.get("receipt-id"), Some("sub"));
+    peer.send_text("SEND\ndestination:/topic/t\n\nstall\0").await;
+    peer.send_text("SEND\ndestination:/topic/t\nreceipt:after\n\nfine\0").await;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|f: &Frame| f.get("receipt-id") == Some("after")) {
+        seen.push(peer.frame().await);
+    }
+    let bodies: Vec<_> =
+        seen.iter().map(|f| String::from_utf8_lossy(&f.body).into_owned()).collect();
+    assert!(!bodies.contains(&"stall".to_owned()), "{bodies:?}");
+}

@@ -53,8 +53,7 @@ pub(crate) struct Peer {
 pub(crate) async fn run<T: Transport>(runtime: Arc<Runtime>, peer: Peer, transport: T) {
     runtime.start_broker();
     let session_id = runtime.next_session_id();
-    runtime.counters.session_opened(peer.transport);
-    let transport_label = peer.transport;
+    let mut open = OpenSession::new(&runtime, peer.transport);
     let span =
         tracing::debug_span!("session", %session_id, peer = ?peer.addr, transport = peer.transport);
     let identity = PeerIdentity {
@@ -85,8 +84,37 @@ pub(crate) async fn run<T: Transport>(runtime: Arc<Runtime>, peer: Peer, transpo
         // What an operator may act on: limits too low for the load, a broker down.
         other => tracing::warn!(reason = %other, "session closed"),
     });
-    runtime.counters.session_closed(transport_label, &reason);
+    open.closed(&reason);
     runtime.emit(SessionEvent::Disconnected { session_id, reason, principal });
+}
+
+/// A session counted as open: counted as closed when it ends, or when its task unwinds.
+struct OpenSession<'r> {
+    runtime: &'r Runtime,
+    transport: &'static str,
+    counted: bool,
+}
+
+impl<'r> OpenSession<'r> {
+    fn new(runtime: &'r Runtime, transport: &'static str) -> Self {
+        runtime.counters.session_opened(transport);
+        OpenSession { runtime, transport, counted: false }
+    }
+
+    fn closed(&mut self, reason: &DisconnectReason) {
+        self.counted = true;
+        self.runtime.counters.session_closed(self.transport, reason);
+    }
+}
+
+impl Drop for OpenSession<'_> {
+    fn drop(&mut self) {
+        if !self.counted {
+            let reason =
+                DisconnectReason::ConnectionLost("the session's task ended abnormally".into());
+            self.runtime.counters.session_closed(self.transport, &reason);
+        }
+    }
 }
 
 /// What one turn of the session loop decided.
@@ -284,8 +312,15 @@ impl<T: Transport> Session<T> {
         }
         let limit = self.runtime.config.send_time_limit;
         let bytes: usize = self.batch.iter().map(EncodedFrame::len).sum();
-        if !self.runtime.config.interceptors.outbound.is_empty() {
-            self.intercept_outbound().await;
+        let interceptors = &self.runtime.config.interceptors;
+        if !interceptors.outbound.is_empty() {
+            // One bound for the whole batch: reads and heart-beats wait meanwhile.
+            let limit = interceptors.limit();
+            if timeout(limit, self.intercept_outbound()).await.is_err() {
+                tracing::warn!(
+                    "the outbound interceptors took longer than {limit:?} (interceptor_timeout) for one batch; the frames they had not passed on were not sent"
+                );
+            }
         }
         match send_within(limit, self.transport.send(&self.batch)).await {
             Ok(Ok(())) => {}
