@@ -552,3 +552,17 @@ async fn a_listener_may_publish_from_its_callback() {
     assert_eq!(body(&next(&mut out).await), "relayed");
     drop(worker);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_counts_against_max_queues_too() {
+    let server = start(queues().queue_limits(QueueLimits::default().max_queues(2))).await;
+    let consumer = client(&server).await;
+    let _a = consumer.subscribe("/queue/a").await.unwrap();
+    let _b = consumer.subscribe("/queue/b").await.unwrap();
+    // An existing queue takes more consumers.
+    let _a2 = client(&server).await.subscribe("/queue/a").await.unwrap();
+    let other = client(&server).await;
+    assert!(other.subscribe("/queue/c").await.is_err());
+    let reason = other.closed().await.unwrap_or_default();
+    assert!(reason.contains("cannot open queue /queue/c: 2 queues exist"), "{reason}");
+}

@@ -516,6 +516,22 @@ impl SimpleBroker {
         self.registry.destinations() + self.users.destinations() + lock(&self.queues).len()
     }
 
+    /// Why a SUBSCRIBE to `destination` may not open its point-to-point queue (`max_queues`
+    /// reached), if that is so.
+    pub(crate) fn refuse_new_queue(&self, destination: &str) -> Option<String> {
+        if !self.options.is_point_to_point(destination) || Pattern::is_pattern(destination) {
+            return None;
+        }
+        let queues = lock(&self.queues);
+        let max = self.options.queue_limits.max_queues;
+        (!queues.contains_key(destination) && queues.len() >= max).then(|| {
+            format!(
+                "cannot open queue {destination}: {} queues exist, the most allowed (max_queues); consume or remove queues, or raise the queue limits",
+                queues.len()
+            )
+        })
+    }
+
     /// How many messages wait in a point-to-point queue for a consumer, and how many were
     /// delivered and are not yet acknowledged (`None`: no such queue).
     pub fn queue_depth(&self, destination: &str) -> Option<(usize, usize)> {

@@ -1000,6 +1000,11 @@ impl Protocol {
             self.subscribed(id, destination, None);
             return Ok(Flow::Continue);
         }
+        if let (Target::Broker, Some(broker)) = (&target, self.runtime.broker.simple()) {
+            if let Some(why) = broker.refuse_new_queue(&destination) {
+                return Err(violation(why));
+            }
+        }
         let subscriber = self.session_subscriber(&id, &destination, ack, prefetch);
         match target {
             Target::Broker => self.runtime.broker.subscribe(subscriber.clone()),
@@ -1255,9 +1260,10 @@ impl Protocol {
                 // 1.0 names the message only: whichever subscription holds it.
                 None => self.subscriptions.values().filter_map(|s| s.subscriber.as_ref()).collect(),
             };
-            candidates.into_iter().filter(|s| s.acknowledges()).any(|subscriber| {
+            // Every subscription holding it (1.0 cannot say which one it means).
+            candidates.into_iter().filter(|s| s.acknowledges()).fold(false, |done, subscriber| {
                 let cumulative = subscriber.ack_mode() == AckMode::Client;
-                broker.settle(subscriber, Settlement { message_id, cumulative, how })
+                broker.settle(subscriber, Settlement { message_id, cumulative, how }) || done
             })
         });
         if !settled {
