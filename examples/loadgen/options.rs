@@ -6,6 +6,8 @@ pub(crate) const USAGE: &str = "usage: loadgen SCENARIO [options]
 scenarios:
   fanout        S subscribers on one topic, P publishers, M messages each
   partitioned   T topics, one publisher and one subscriber each, M messages each
+  quiet         T topics, S subscribers spread over them, one publisher each at --rate
+                (many quiet connections: 10,000 subscribers, 100 topics, 10 messages/s)
   connections   C idle connections with one subscription each
   queue         P producers, C competing consumers of one queue (ack:client-individual,
                 an ACK per message), M messages per producer
@@ -40,6 +42,7 @@ options:
 pub(crate) enum Scenario {
     Fanout,
     Partitioned,
+    Quiet,
     Connections,
     Queue,
 }
@@ -78,6 +81,7 @@ impl Options {
         let scenario = match args.next().as_deref() {
             Some("fanout") => Scenario::Fanout,
             Some("partitioned") => Scenario::Partitioned,
+            Some("quiet") => Scenario::Quiet,
             Some("connections") => Scenario::Connections,
             Some("queue") => Scenario::Queue,
             Some(other) => return Err(format!("unknown scenario {other:?}")),

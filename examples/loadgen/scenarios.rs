@@ -41,6 +41,17 @@ pub(crate) async fn run(o: &Options) -> Result<Report, ClientError> {
                 .collect();
             traffic(o, topics).await
         }
+        Scenario::Quiet => {
+            let per_topic = o.subscribers.div_ceil(o.topics);
+            let topics = (0..o.topics)
+                .map(|t| Topic {
+                    destination: format!("{}.quiet{t}", o.prefix),
+                    publishers: 1,
+                    subscribers: per_topic.min(o.subscribers - (t * per_topic).min(o.subscribers)),
+                })
+                .collect();
+            traffic(o, topics).await
+        }
         Scenario::Connections => connections(o).await,
         Scenario::Queue => crate::queue::run(o).await,
     }
@@ -168,7 +179,11 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
         _ => None,
     };
     let q = |p: f64| latency.value_at_quantile(p);
-    let scenario = if o.scenario == Scenario::Fanout { "fanout" } else { "partitioned" };
+    let scenario = match o.scenario {
+        Scenario::Fanout => "fanout",
+        Scenario::Quiet => "quiet",
+        _ => "partitioned",
+    };
     let human = format!(
         "{scenario} against {label} ({url}): {subs} subscriber(s), {pubs} publisher(s), {topics} topic(s), {m} messages of {size} B per publisher{rate_mode}\n\
          deliveries: {deliveries} in {seconds:.3} s = {rate:.0}/s\n\
@@ -225,9 +240,12 @@ pub(crate) async fn publisher(
 ) -> Result<(), ClientError> {
     let interval = o.interval();
     let start = tokio::time::Instant::now();
+    // Fixed-rate publishers are spread over the interval, not all in step: the load is a
+    // steady rate, not one burst per interval.
+    let phase = id as f64 / o.publishers.max(o.topics).max(1) as f64;
     for seq in 0..o.messages {
         if let Some(interval) = interval {
-            tokio::time::sleep_until(start + interval.mul_f64(seq as f64)).await;
+            tokio::time::sleep_until(start + interval.mul_f64(seq as f64 + phase)).await;
         }
         let sent_us = origin.elapsed().as_micros() as u64;
         let body = body(id, seq, sent_us, o.size);
