@@ -54,6 +54,32 @@ pub async fn start(builder: ServerBuilder) -> RunningServer {
         .expect("server starts")
 }
 
+/// Starts `builder`'s server, whose broker is the relay, on an ephemeral loopback port, and
+/// waits until its system connection to the external broker is up; returns it with its
+/// events from before it started.
+pub async fn start_relayed(
+    builder: ServerBuilder,
+) -> (RunningServer, tokio::sync::broadcast::Receiver<stompede::events::SessionEvent>) {
+    use stompede::events::SessionEvent;
+    let server = builder
+        .bind("127.0.0.1:0".parse().expect("address"))
+        .build()
+        .expect("valid test configuration");
+    let mut events = server.events();
+    let running = server.start().await.expect("server starts");
+    if !running.server().broker_available() {
+        tokio::time::timeout(WAIT, async {
+            while !matches!(
+                events.recv().await,
+                Ok(SessionEvent::BrokerAvailability { available: true })
+            ) {}
+        })
+        .await
+        .expect("the relay's system connection came up");
+    }
+    (running, events)
+}
+
 /// The WebSocket URL of a running server's `/ws` endpoint.
 pub fn ws_url(server: &RunningServer) -> String {
     format!("ws://{}/ws", server.local_addr())

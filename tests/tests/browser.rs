@@ -16,7 +16,7 @@ use stompede::SockJsOptions;
 use stompede_tests::browser::{
     artifacts_dir, browser_dir, missing_tools, run_script, run_script_with,
 };
-use stompede_tests::{skip, start};
+use stompede_tests::{skip, start, start_relayed};
 
 #[path = "../../examples/hello/app.rs"]
 mod hello;
@@ -158,18 +158,7 @@ async fn hello_on_two_relaying_nodes() {
     let relay = || stompede::broker::StompBrokerRelay::new(["/topic", "/queue"]);
     let mut nodes = Vec::new();
     for _ in 0..2 {
-        let server = start(hello::builder().enable_stomp_broker_relay(relay())).await;
-        let mut events = server.events();
-        if !server.server().broker_available() {
-            tokio::time::timeout(Duration::from_secs(10), async {
-                while !matches!(
-                    events.recv().await,
-                    Ok(stompede::events::SessionEvent::BrokerAvailability { available: true })
-                ) {}
-            })
-            .await
-            .expect("the relay's system connection came up");
-        }
+        let (server, _) = start_relayed(hello::builder().enable_stomp_broker_relay(relay())).await;
         nodes.push(server);
     }
     let urls: Vec<String> = nodes.iter().map(|n| format!("http://{}/", n.local_addr())).collect();

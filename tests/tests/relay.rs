@@ -17,7 +17,7 @@ use stompede::events::SessionEvent;
 use stompede::{
     Endpoint, Principal, RunningServer, Server, message_mapping, send_to, send_to_user,
 };
-use stompede_tests::{WAIT, skip, ws_url};
+use stompede_tests::{WAIT, skip, start_relayed, ws_url};
 use tokio_tungstenite::tungstenite::Message;
 
 #[message_mapping("/relay/whoami-here")]
@@ -58,23 +58,7 @@ async fn node() -> RunningServer {
             Ok(connect.login().map(Principal::new))
         })
         .enable_stomp_broker_relay(relay);
-    let server = builder.bind("127.0.0.1:0".parse().unwrap()).build().unwrap();
-    let mut events = server.events();
-    let running = server.start().await.unwrap();
-    if !running.server().broker_available() {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let Ok(SessionEvent::BrokerAvailability { available: true }) =
-                    events.recv().await
-                {
-                    return;
-                }
-            }
-        })
-        .await
-        .expect("the relay's system connection came up");
-    }
-    running
+    start_relayed(builder).await.0
 }
 
 /// A name no other run (or test) uses.
@@ -339,26 +323,8 @@ async fn an_idle_system_connection_stays_up_on_heart_beats() {
     let relay = StompBrokerRelay::new(["/topic", "/queue"])
         .system_heartbeat_send_interval(Duration::from_millis(100))
         .system_heartbeat_receive_interval(Duration::from_millis(100));
-    let server = Server::builder()
-        .enable_stomp_broker_relay(relay)
-        .bind("127.0.0.1:0".parse().unwrap())
-        .build()
-        .unwrap();
-    let mut events = server.events();
-    let running = server.start().await.unwrap();
-    if !running.server().broker_available() {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                if let Ok(SessionEvent::BrokerAvailability { available: true }) =
-                    events.recv().await
-                {
-                    return;
-                }
-            }
-        })
-        .await
-        .unwrap();
-    }
+    let (running, mut events) =
+        start_relayed(Server::builder().enable_stomp_broker_relay(relay)).await;
     // A client session with a broker subscription of its own (a client ack mode is not
     // shared): its connection to the broker beats too.
     let client = Client::connect_ws(&ws_url(&running), ClientOptions::default()).await.unwrap();
