@@ -444,21 +444,8 @@ async fn access_rules_on_every_transport() {
     let bob = connect(&server, "bob").await;
     let _ = bob.subscribe("/topic/admin/audit").await;
     assert_eq!(closed_with(&bob).await, "access denied: SUBSCRIBE to /topic/admin/audit");
-    let denied = tokio::time::timeout(WAIT, async {
-        loop {
-            // The anonymous CONNECT's refusal came first; bob's is the one with a principal.
-            if let Ok(SessionEvent::Disconnected {
-                reason: DisconnectReason::AccessDenied(why),
-                principal: Some(principal),
-                ..
-            }) = events.recv().await
-            {
-                return (why, principal);
-            }
-        }
-    })
-    .await
-    .unwrap();
+    // The anonymous CONNECT's refusal came first; bob's is the one with a principal.
+    let denied = denial_with_principal(&mut events).await;
     assert_eq!(&*denied.0, "access denied: SUBSCRIBE to /topic/admin/audit");
     assert_eq!(denied.1.name(), "bob");
 
@@ -671,20 +658,7 @@ async fn subscription_limit_per_session() {
     let reason = closed_with(&bob).await;
     assert!(reason.starts_with("a session may hold at most 2 subscriptions"), "{reason}");
     // A denial, with the principal, for the operator.
-    let denied = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(SessionEvent::Disconnected {
-                reason: DisconnectReason::AccessDenied(why),
-                principal: Some(principal),
-                ..
-            }) = events.recv().await
-            {
-                return (why, principal);
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let denied = denial_with_principal(&mut events).await;
     assert!(denied.0.contains("max_subscriptions") && denied.1.name() == "bob");
     // Others are unaffected.
     let ada = connect(&server, "ada").await;
@@ -833,4 +807,24 @@ async fn origins_are_checked_on_every_sockjs_transport() {
     }
     assert_eq!(server.server().session_count(), 0, "no refused request opened a session");
     server.shutdown(WAIT).await;
+}
+
+/// The next session refused by security that had a principal: why, and who.
+async fn denial_with_principal(
+    events: &mut tokio::sync::broadcast::Receiver<SessionEvent>,
+) -> (std::sync::Arc<str>, Principal) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(SessionEvent::Disconnected {
+                reason: DisconnectReason::AccessDenied(why),
+                principal: Some(principal),
+                ..
+            }) = events.recv().await
+            {
+                return (why, principal);
+            }
+        }
+    })
+    .await
+    .expect("a refusal with a principal")
 }
