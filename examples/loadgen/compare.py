@@ -121,16 +121,21 @@ def uncap_cpu(pid):
 IDLE_TIMEOUT = ["--idle-timeout", "10"]
 
 
+def run_loadgen(cmd, label, timeout=600):
+    """Runs a load generator command; returns its RESULT line's JSON, or an error for `label`."""
+    run = subprocess.run(cmd, text=True, capture_output=True, timeout=timeout)
+    for line in run.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    return {"label": label, "error": (run.stderr or run.stdout).strip()[-400:]}
+
+
 def loadgen(server, pid, args):
     cmd = ["taskset", "-c", "1", str(RELEASE / "loadgen"), *args, *IDLE_TIMEOUT, "--url", SERVERS[server]["url"],
            "--server-pid", str(pid), "--label", server, *SERVERS[server]["extra"]]
-    run = subprocess.run(cmd, text=True, capture_output=True, timeout=600)
-    for line in run.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result = json.loads(line[7:])
-            result["args"] = args
-            return result
-    return {"label": server, "args": args, "error": (run.stderr or run.stdout).strip()[-300:]}
+    result = run_loadgen(cmd, server)
+    result["args"] = args
+    return result
 
 
 def median(results, key):

@@ -36,11 +36,7 @@ RELEASE = compare.RELEASE
 def run_queue(label, url, pid, args, queue, extra):
     cmd = ["taskset", "-c", "1", str(RELEASE / "loadgen"), "queue", *args, "--queue", queue,
            "--url", url, "--server-pid", str(pid), "--label", label, *compare.IDLE_TIMEOUT, *extra]
-    run = subprocess.run(cmd, text=True, capture_output=True, timeout=900)
-    for line in run.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    return {"label": label, "error": (run.stderr or run.stdout).strip()[-400:]}
+    return compare.run_loadgen(cmd, label, timeout=900)
 
 
 def main():

@@ -58,11 +58,7 @@ def loadgen(label, urls, pids, messages, extra, cpus):
         cmd += ["--url", url]
     for pid in pids:
         cmd += ["--server-pid", str(pid)]
-    run = subprocess.run([*cmd, *extra], text=True, capture_output=True, timeout=600)
-    for line in run.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    return {"label": label, "error": (run.stderr or run.stdout).strip()[-400:]}
+    return compare.run_loadgen([*cmd, *extra], label)
 
 
 def main():
