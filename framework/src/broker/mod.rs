@@ -125,9 +125,13 @@ impl Broker {
     ) {
         match self {
             Broker::Simple(broker) => broker.deliver_to(subscriber, destination, headers, body),
-            // The subscription of a subscribe mapping is the session's own: no broker involved.
+            // The subscription of a subscribe mapping is the session's own: no broker involved
+            // (and no in-memory broker to build for it).
             Broker::Relay(_) => {
-                SimpleBroker::new().deliver_to(subscriber, destination, headers, body)
+                static REPLY_IDS: std::sync::atomic::AtomicU64 =
+                    std::sync::atomic::AtomicU64::new(0);
+                let id = REPLY_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                simple::deliver_one(subscriber, id, destination, headers, body)
             }
         }
     }

@@ -154,10 +154,10 @@ impl SimpleBroker {
                     "{destination} is a point-to-point queue: only broadcast destinations retain messages (drop the retain header)"
                 )));
             }
-            let message = self.prepare(destination, headers, body);
+            let message = self.prepare_next(destination, headers, body);
             return self.enqueue(message, pressure);
         }
-        let message = self.prepare(destination, headers, body);
+        let message = self.prepare_next(destination, headers, body);
         let retain = retain || self.options.retains(destination);
         if !retain && self.retained.is_empty() {
             return Ok(self.fan_out(&message, pressure));
@@ -285,25 +285,14 @@ impl SimpleBroker {
         headers: &Headers,
         body: Bytes,
     ) {
-        let message = self.prepare(destination, headers, body);
-        let mut pressure = Pressure::default();
-        subscriber.push(&message, Delivered::default(), &mut pressure);
+        let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        deliver_one(subscriber, id, destination, headers, body);
     }
 
     /// The message every subscriber of one publish shares.
-    fn prepare(&self, destination: &ByteStr, headers: &Headers, body: Bytes) -> Arc<Message> {
+    fn prepare_next(&self, destination: &ByteStr, headers: &Headers, body: Bytes) -> Arc<Message> {
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
-        let id_text = itoa::Buffer::new().format(id).to_owned();
-        let mut shared = Headers::with_capacity(headers.len() + 2);
-        shared.push(names::DESTINATION, destination.clone());
-        shared.push(names::MESSAGE_ID, id_text.clone());
-        for (name, value) in headers.entries() {
-            if !NOT_FORWARDED.contains(&name.as_str()) {
-                shared.push(name.clone(), value.clone());
-            }
-        }
-        let prepared = PreparedMessage::new(shared, body);
-        Arc::new(Message::new(prepared, id, id_text, destination.clone()))
+        prepare(id, destination, headers, body)
     }
 
     /// Delivers a message to the subscriptions of one session's user destination: `resolved`
@@ -316,7 +305,7 @@ impl SimpleBroker {
         headers: &Headers,
         body: Bytes,
     ) -> usize {
-        let message = self.prepare(shown, headers, body);
+        let message = self.prepare_next(shown, headers, body);
         let (limits, mut pressure) = (&self.options.queue_limits, Pressure::default());
         let mut delivered = 0;
         self.users.for_each_match(resolved, |subscriber| {
@@ -544,4 +533,33 @@ impl SimpleBroker {
     pub fn retained_count(&self) -> usize {
         self.retained.count.load(Ordering::Acquire)
     }
+}
+
+/// The message every subscriber of one publish shares, with message id `id`.
+fn prepare(id: u64, destination: &ByteStr, headers: &Headers, body: Bytes) -> Arc<Message> {
+    let id_text = itoa::Buffer::new().format(id).to_owned();
+    let mut shared = Headers::with_capacity(headers.len() + 2);
+    shared.push(names::DESTINATION, destination.clone());
+    shared.push(names::MESSAGE_ID, id_text.clone());
+    for (name, value) in headers.entries() {
+        if !NOT_FORWARDED.contains(&name.as_str()) {
+            shared.push(name.clone(), value.clone());
+        }
+    }
+    let prepared = PreparedMessage::new(shared, body);
+    Arc::new(Message::new(prepared, id, id_text, destination.clone()))
+}
+
+/// Delivers a message, with message id `id`, to one subscription only, as if published to
+/// `destination` (the reply of a subscribe mapping: no broker involved).
+pub(crate) fn deliver_one(
+    subscriber: &Subscriber,
+    id: u64,
+    destination: &ByteStr,
+    headers: &Headers,
+    body: Bytes,
+) {
+    let message = prepare(id, destination, headers, body);
+    let mut pressure = Pressure::default();
+    subscriber.push(&message, Delivered::default(), &mut pressure);
 }

@@ -235,11 +235,7 @@ async fn call(
         Ok(Ok(reply)) => Ok(reply),
         Ok(Err(failure)) => Err(HandlerError::new(handler.name, &destination, failure)),
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string panic payload".to_owned());
+            let message = crate::intercept::panic_message(&*panic);
             Err(HandlerError::panicked(handler.name, &destination, message))
         }
     }
