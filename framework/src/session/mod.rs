@@ -50,10 +50,20 @@ pub(crate) struct Peer {
 }
 
 /// Runs a session to its end.
-pub(crate) async fn run<T: Transport>(runtime: Arc<Runtime>, peer: Peer, transport: T) {
+///
+/// The session is set up at once (its id, its counting as open) and its state is boxed: one
+/// allocation of its own size, and the future returned holds little more than that box. Held
+/// inline instead, each async layer above (the transport's task) would reserve room for it
+/// again (a future moved into a wrapper and awaited is laid out twice), which made an idle
+/// WebSocket session's task over 30 KiB.
+pub(crate) fn run<T: Transport + 'static>(
+    runtime: Arc<Runtime>,
+    peer: Peer,
+    transport: T,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     runtime.start_broker();
     let session_id = runtime.next_session_id();
-    let mut open = OpenSession::new(&runtime, peer.transport);
+    let mut open = OpenSession::new(runtime.clone(), peer.transport);
     let span =
         tracing::debug_span!("session", %session_id, peer = ?peer.addr, transport = peer.transport);
     let identity = PeerIdentity {
@@ -62,11 +72,19 @@ pub(crate) async fn run<T: Transport>(runtime: Arc<Runtime>, peer: Peer, transpo
         addr: peer.addr,
         transport: peer.transport,
     };
-    let (reason, principal) =
-        drive(runtime.clone(), session_id.clone(), identity, peer.slot, transport)
-            .instrument(span.clone())
-            .await;
-    span.in_scope(|| match &reason {
+    let drive =
+        Box::pin(drive(runtime.clone(), session_id.clone(), identity, peer.slot, transport));
+    async move {
+        let (reason, principal) = drive.instrument(span.clone()).await;
+        span.in_scope(|| log_end(&reason));
+        open.closed(&reason);
+        runtime.emit(SessionEvent::Disconnected { session_id, reason, principal });
+    }
+}
+
+/// Logs why a session ended, at the level an operator needs.
+fn log_end(reason: &DisconnectReason) {
+    match reason {
         DisconnectReason::ClientDisconnected
         | DisconnectReason::ServerShutdown
         | DisconnectReason::Closed(_) => {
@@ -83,20 +101,18 @@ pub(crate) async fn run<T: Transport>(runtime: Arc<Runtime>, peer: Peer, transpo
         }
         // What an operator may act on: limits too low for the load, a broker down.
         other => tracing::warn!(reason = %other, "session closed"),
-    });
-    open.closed(&reason);
-    runtime.emit(SessionEvent::Disconnected { session_id, reason, principal });
+    }
 }
 
 /// A session counted as open: counted as closed when it ends, or when its task unwinds.
-struct OpenSession<'r> {
-    runtime: &'r Runtime,
+struct OpenSession {
+    runtime: Arc<Runtime>,
     transport: &'static str,
     counted: bool,
 }
 
-impl<'r> OpenSession<'r> {
-    fn new(runtime: &'r Runtime, transport: &'static str) -> Self {
+impl OpenSession {
+    fn new(runtime: Arc<Runtime>, transport: &'static str) -> Self {
         runtime.counters.session_opened(transport);
         OpenSession { runtime, transport, counted: false }
     }
@@ -107,7 +123,7 @@ impl<'r> OpenSession<'r> {
     }
 }
 
-impl Drop for OpenSession<'_> {
+impl Drop for OpenSession {
     fn drop(&mut self) {
         if !self.counted {
             let reason =
@@ -179,47 +195,28 @@ struct Session<T> {
     clock: Clock,
 }
 
-/// Runs the session loop; returns why the session ended, and who it was.
-async fn drive<T: Transport>(
+/// Sets up the session, and returns its loop: a future that ends with why the session ended,
+/// and who it was.
+///
+/// Not an `async fn`: one would copy its arguments (the transport, hundreds of bytes) into
+/// locals of its own and hold both. The `async move` block uses what it captures in place.
+fn drive<T: Transport>(
     runtime: Arc<Runtime>,
     session_id: ByteStr,
     identity: PeerIdentity,
     slot: Option<ConnectionSlot>,
     transport: T,
-) -> (DisconnectReason, Option<Principal>) {
+) -> impl std::future::Future<Output = (DisconnectReason, Option<Principal>)> + Send {
     let config = &runtime.config;
     let (outbox, mut outbound) = Outbox::new(config.send_buffer_size_limit, config.send_time_limit);
     let protocol = Protocol::new(runtime.clone(), session_id, outbox.clone(), identity);
     let opened = Instant::now();
-    let read_timer = sleep_until(opened + config.time_to_first_message);
-    let beat_timer = sleep_until(far_future());
-    // The cancellation futures are registered once, not once per loop turn. A child token per
-    // session: polling it locks only this session's node, not the server-wide one every
-    // session would otherwise contend on.
-    let shutdown = runtime.shutdown.child_token();
-    let shutting_down = shutdown.cancelled();
-    let outbox_closed = outbox.closed();
-    let fatal = protocol.fatal();
-    let fatal_raised = fatal.raised();
-    let closer = protocol.closer();
-    let closed_by_app = closer.raised();
-    let upstream_end = protocol.upstream_end();
-    let upstream_ended = upstream_end.ended();
-    tokio::pin!(
-        read_timer,
-        beat_timer,
-        shutting_down,
-        outbox_closed,
-        fatal_raised,
-        closed_by_app,
-        upstream_ended
-    );
     let mut session = Session {
         decoder: Decoder::new(config.limits),
         runtime: runtime.clone(),
         transport,
         protocol,
-        outbox: outbox.clone(),
+        outbox,
         inbound: BytesMut::new(),
         batch: Vec::new(),
         slot,
@@ -231,54 +228,81 @@ async fn drive<T: Transport>(
             beat_every: None,
         },
     };
-
-    let step = loop {
-        let s = &mut session;
-        // Unbiased on purpose: a session under a constant stream of outbound messages must
-        // still read its client's frames (an UNSUBSCRIBE, a DISCONNECT) and heart-beats.
-        let step = tokio::select! {
-            () = &mut shutting_down => {
-                let error = Frame::error("server is shutting down", None, "Reconnect to another instance, or later.");
-                Step::Close(Some(error), DisconnectReason::ServerShutdown)
-            }
-            () = &mut outbox_closed => {
-                let why = s.outbox.close_reason().unwrap_or("closed").to_owned();
-                Step::Abandon(DisconnectReason::SlowConsumer(why.into()))
-            }
-            () = &mut fatal_raised => {
-                // The body repeats the message: some clients show only one of the two.
-                let message = fatal.message().to_owned();
-                let error = Frame::error(message.clone(), None, &message);
-                Step::Close(Some(error), DisconnectReason::ProtocolError(message.into()))
-            }
-            () = &mut closed_by_app => {
-                let message = closer.message().to_owned();
-                let error = Frame::error(message.clone(), None, &message);
-                Step::Close(Some(error), DisconnectReason::Closed(message.into()))
-            }
-            () = &mut upstream_ended => upstream_step(upstream_end.take()),
-            flow = s.protocol.unblock(), if s.protocol.is_blocked() => {
-                s.unblocked(flow, read_timer.as_mut(), beat_timer.as_mut())
-            }
-            n = outbound.recv_many(&mut s.batch, WRITE_BATCH) => s.write_batch(n).await,
-            received = s.transport.recv(&mut s.inbound), if !s.protocol.is_blocked() => {
-                s.received(received, read_timer.as_mut(), beat_timer.as_mut())
-            }
-            () = &mut read_timer => s.read_timer_fired(read_timer.as_mut()),
-            () = &mut beat_timer, if s.clock.beat_every.is_some() => {
-                s.beat_timer_fired(beat_timer.as_mut()).await
-            }
-        };
-        s.runtime.counters.flush_in(&mut s.protocol.tally);
-        if !matches!(step, Step::Continue) {
-            break step;
-        }
-    };
-    let principal = session.protocol.principal().cloned();
-    (session.finish(step, &mut outbound).await, principal)
+    async move {
+        let step = session.run(&mut outbound).await;
+        let principal = session.protocol.principal().cloned();
+        // Boxed: it runs once, and its state (a copy of the session, a last write) would
+        // otherwise be reserved in every session's future for its whole life.
+        (Box::pin(session.finish(step, &mut outbound)).await, principal)
+    }
 }
 
 impl<T: Transport> Session<T> {
+    /// The session loop: runs until a step closes the session, and returns that step.
+    async fn run(&mut self, outbound: &mut OutboxReceiver) -> Step {
+        let runtime = self.runtime.clone();
+        let config = &runtime.config;
+        let read_timer = sleep_until(self.clock.opened + config.time_to_first_message);
+        let beat_timer = sleep_until(far_future());
+        // The cancellation futures are registered once, not once per loop turn. A child token per
+        // session: polling it locks only this session's node, not the server-wide one every
+        // session would otherwise contend on.
+        let shutdown = runtime.shutdown.child_token();
+        let shutting_down = shutdown.cancelled();
+        let fatal = self.protocol.fatal();
+        let fatal_raised = fatal.raised();
+        let closer = self.protocol.closer();
+        let closed_by_app = closer.raised();
+        let upstream_end = self.protocol.upstream_end();
+        let upstream_ended = upstream_end.ended();
+        tokio::pin!(
+            read_timer,
+            beat_timer,
+            shutting_down,
+            fatal_raised,
+            closed_by_app,
+            upstream_ended
+        );
+        loop {
+            let s = &mut *self;
+            // Unbiased on purpose: a session under a constant stream of outbound messages must
+            // still read its client's frames (an UNSUBSCRIBE, a DISCONNECT) and heart-beats.
+            let step = tokio::select! {
+                () = &mut shutting_down => {
+                    let error = Frame::error("server is shutting down", None, "Reconnect to another instance, or later.");
+                    Step::Close(Some(error), DisconnectReason::ServerShutdown)
+                }
+                () = &mut fatal_raised => {
+                    // The body repeats the message: some clients show only one of the two.
+                    let message = fatal.message().to_owned();
+                    let error = Frame::error(message.clone(), None, &message);
+                    Step::Close(Some(error), DisconnectReason::ProtocolError(message.into()))
+                }
+                () = &mut closed_by_app => {
+                    let message = closer.message().to_owned();
+                    let error = Frame::error(message.clone(), None, &message);
+                    Step::Close(Some(error), DisconnectReason::Closed(message.into()))
+                }
+                () = &mut upstream_ended => upstream_step(upstream_end.take()),
+                flow = s.protocol.unblock(), if s.protocol.is_blocked() => {
+                    s.unblocked(flow, read_timer.as_mut(), beat_timer.as_mut())
+                }
+                n = outbound.recv_many(&mut s.batch, WRITE_BATCH) => s.write_batch(n).await,
+                received = s.transport.recv(&mut s.inbound), if !s.protocol.is_blocked() => {
+                    s.received(received, read_timer.as_mut(), beat_timer.as_mut())
+                }
+                () = &mut read_timer => s.read_timer_fired(read_timer.as_mut()),
+                () = &mut beat_timer, if s.clock.beat_every.is_some() => {
+                    s.beat_timer_fired(beat_timer.as_mut()).await
+                }
+            };
+            s.runtime.counters.flush_in(&mut s.protocol.tally);
+            if !matches!(step, Step::Continue) {
+                break step;
+            }
+        }
+    }
+
     /// The handler queue has room again, or CONNECT's authentication completed (`flow`):
     /// handles the frames read meanwhile.
     fn unblocked(
@@ -301,7 +325,7 @@ impl<T: Transport> Session<T> {
     /// Writes the `n` frames taken from the outbox, within the send time limit.
     async fn write_batch(&mut self, n: usize) -> Step {
         if n == 0 {
-            // Closed by a publisher (this branch and `outbox_closed` race to see it first).
+            // Closed by a publisher: a slow consumer.
             if let Some(why) = self.outbox.close_reason() {
                 return Step::Abandon(DisconnectReason::SlowConsumer(why.into()));
             }
@@ -316,7 +340,9 @@ impl<T: Transport> Session<T> {
         if !interceptors.outbound.is_empty() {
             // One bound for the whole batch: reads and heart-beats wait meanwhile.
             let limit = interceptors.limit();
-            if timeout(limit, self.intercept_outbound()).await.is_err() {
+            // Boxed: most servers have no outbound interceptor, and its state would be
+            // reserved in every session's future.
+            if timeout(limit, Box::pin(self.intercept_outbound())).await.is_err() {
                 tracing::warn!(
                     "the outbound interceptors took longer than {limit:?} (interceptor_timeout) for one batch; the frames they had not passed on were not sent"
                 );

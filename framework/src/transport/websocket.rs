@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::{Transport, TransportError};
@@ -140,7 +141,9 @@ where
             if self.pong_pending {
                 let limit = self.limits.pong_time_limit;
                 let due = *self.pong_due.get_or_insert_with(|| Instant::now() + limit);
-                flush_pong(&mut self.ws, due, limit).await?;
+                // Boxed: pings are rare, and its state (a timer) would otherwise be reserved
+                // in every session's future.
+                Box::pin(flush_pong(&mut self.ws, due, limit)).await?;
                 (self.pong_pending, self.pong_due) = (false, None);
             }
             let Some(message) = self.ws.next().await else { return Ok(0) };
@@ -155,6 +158,14 @@ where
                 }
                 Ok(Message::Pong(_) | Message::Frame(_)) => continue,
                 Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return Ok(0),
+                // A client that went away without a close frame: a lost connection, not a
+                // protocol error (nothing to tell it, nothing for an operator to see).
+                Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
+                    return Err(TransportError::Io(io::Error::new(
+                        io::ErrorKind::ConnectionReset,
+                        "the connection was reset without a WebSocket closing handshake",
+                    )));
+                }
                 Err(WsError::Io(e)) => return Err(TransportError::Io(e)),
                 Err(WsError::Capacity(_)) => {
                     return Err(TransportError::MessageTooLarge(self.limits.max_message));
