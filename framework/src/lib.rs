@@ -82,6 +82,7 @@ mod runtime;
 pub mod security;
 mod server;
 mod session;
+mod signal;
 mod stats;
 pub mod stomp;
 mod template;

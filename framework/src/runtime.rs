@@ -16,6 +16,7 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::dispatch::Router;
 use crate::events::SessionEvent;
+use crate::signal::Signal;
 use crate::stats::{Counters, Stats};
 use crate::stomp::ByteStr;
 use crate::template::MessagingTemplate;
@@ -33,6 +34,9 @@ pub(crate) struct Runtime {
     /// The application's state, taken by handlers as `State<T>`.
     pub(crate) state: http::Extensions,
     pub(crate) shutdown: CancellationToken,
+    /// The signals of running sessions, raised at shutdown (a session loop waits on its
+    /// signal, not on the token: see [`Signal`]).
+    session_signals: std::sync::Mutex<SessionSignals>,
     /// Every task of the server (sessions, handler workers, listeners), for a graceful stop.
     pub(crate) tracker: TaskTracker,
     events: broadcast::Sender<SessionEvent>,
@@ -71,6 +75,7 @@ impl Runtime {
             sessions,
             state,
             shutdown: CancellationToken::new(),
+            session_signals: std::sync::Mutex::default(),
             tracker: TaskTracker::new(),
             events,
             session_counter: AtomicU64::new(0),
@@ -78,6 +83,33 @@ impl Runtime {
             stats_logger: std::sync::Once::new(),
             node: node_id(),
         }
+    }
+
+    /// Starts the shutdown: the token is cancelled, then every running session's signal is
+    /// raised.
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+        let signals: Vec<Arc<Signal>> =
+            crate::locks::lock(&self.session_signals).signals.values().cloned().collect();
+        for signal in signals {
+            signal.raise();
+        }
+    }
+
+    /// Raises `signal` when the server shuts down, until the returned guard is dropped.
+    pub(crate) fn on_shutdown(&self, signal: Arc<Signal>) -> ShutdownWatch<'_> {
+        let id = {
+            let mut signals = crate::locks::lock(&self.session_signals);
+            signals.next += 1;
+            let id = signals.next;
+            signals.signals.insert(id, signal.clone());
+            id
+        };
+        // A shutdown begun before the insert did not see it.
+        if self.shutdown.is_cancelled() {
+            signal.raise();
+        }
+        ShutdownWatch { runtime: self, id }
     }
 
     pub(crate) fn next_session_id(&self) -> ByteStr {
@@ -153,4 +185,23 @@ fn node_id() -> String {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let hash = std::collections::hash_map::RandomState::new().hash_one((std::process::id(), now));
     format!("{:08x}", hash as u32)
+}
+
+/// The signals [`Runtime::begin_shutdown`] raises, by registration.
+#[derive(Default)]
+struct SessionSignals {
+    next: u64,
+    signals: std::collections::HashMap<u64, Arc<Signal>>,
+}
+
+/// A session's signal registered for the shutdown; unregistered when dropped.
+pub(crate) struct ShutdownWatch<'r> {
+    runtime: &'r Runtime,
+    id: u64,
+}
+
+impl Drop for ShutdownWatch<'_> {
+    fn drop(&mut self) {
+        crate::locks::lock(&self.runtime.session_signals).signals.remove(&self.id);
+    }
 }

@@ -673,7 +673,7 @@ impl Server {
     /// dropped).
     #[cfg(feature = "testing")]
     pub(crate) fn stop_now(&self) {
-        self.runtime.shutdown.cancel();
+        self.runtime.begin_shutdown();
     }
 
     /// The server's numbers since it started: sessions by transport, connects, disconnects
@@ -764,7 +764,7 @@ impl Server {
     /// finish. Returns whether everything finished in time. For a service mounted in your own
     /// HTTP server, call this when that server stops.
     pub async fn shutdown(&self, grace: Duration) -> bool {
-        self.runtime.shutdown.cancel();
+        self.runtime.begin_shutdown();
         self.runtime.tracker.close();
         tokio::time::timeout(grace, self.runtime.tracker.wait()).await.is_ok()
     }

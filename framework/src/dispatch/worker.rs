@@ -10,7 +10,6 @@ use std::sync::{Arc, OnceLock};
 
 use futures_util::FutureExt;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::context::MessageContext;
 use super::error::{DispatchError, DispatchErrorKind, HandlerError};
@@ -19,6 +18,7 @@ use super::reply::Message;
 use crate::broker::Subscriber;
 use crate::destination::fill;
 use crate::runtime::Runtime;
+use crate::signal::Signal;
 use crate::stomp::{ByteStr, Frame};
 
 /// Handler calls a session may have queued before it stops reading.
@@ -36,19 +36,25 @@ pub(crate) struct Job {
 /// closes.
 #[derive(Default)]
 pub(crate) struct Fatal {
-    token: CancellationToken,
+    /// The session's signal (raised after `message` is set).
+    signal: Arc<Signal>,
     message: OnceLock<String>,
 }
 
 impl Fatal {
-    pub(crate) fn raise(&self, message: String) {
-        let _ = self.message.set(message);
-        self.token.cancel();
+    /// A failure that raises `signal` (the session's).
+    pub(crate) fn new(signal: Arc<Signal>) -> Self {
+        Fatal { signal, message: OnceLock::new() }
     }
 
-    /// Completes when a handler call raised a fatal error.
-    pub(crate) fn raised(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.token.cancelled()
+    pub(crate) fn raise(&self, message: String) {
+        let _ = self.message.set(message);
+        self.signal.raise();
+    }
+
+    /// Whether it was raised.
+    pub(crate) fn is_raised(&self) -> bool {
+        self.message.get().is_some()
     }
 
     /// The error's message, once raised.
@@ -67,12 +73,13 @@ pub(crate) struct SessionDispatch {
 }
 
 impl SessionDispatch {
-    pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
+    /// The handler queue of a session whose loop waits on `signal`.
+    pub(crate) fn new(runtime: Arc<Runtime>, signal: Arc<Signal>) -> Self {
         SessionDispatch {
             runtime,
             sender: None,
             waiting: VecDeque::new(),
-            fatal: Arc::new(Fatal::default()),
+            fatal: Arc::new(Fatal::new(signal)),
         }
     }
 
@@ -150,7 +157,7 @@ pub(crate) async fn dispatch_send(
     let context = Arc::new(context);
     let fatal = Fatal::default();
     run(runtime, Job { handler, context, subscriber: None }, &fatal).await;
-    match fatal.token.is_cancelled() {
+    match fatal.is_raised() {
         true => {
             let message = fatal.message().to_owned();
             Err(error(DispatchErrorKind::Refused { destination, message }))

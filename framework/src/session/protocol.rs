@@ -18,6 +18,7 @@ use crate::outbox::Outbox;
 use crate::runtime::Runtime;
 use crate::security::rate::TokenBucket;
 use crate::security::{ConnectRequest, CookieAuthenticated, Csrf, CsrfToken, FrameKind, Principal};
+use crate::signal::Signal;
 use crate::stats::Tally;
 use crate::stomp::{ByteStr, Command, EncodedFrame, Frame, HeartBeat, Version, encode, names};
 use crate::template::resolve_user_destination;
@@ -140,6 +141,9 @@ pub(crate) struct Protocol {
     relay: Option<Link>,
     /// Raised when that connection ends.
     upstream_end: Arc<UpstreamEnd>,
+    /// What the session loop waits on for the fatal error, the closer and the upstream end
+    /// (and the server's shutdown).
+    signal: Arc<Signal>,
     /// Set while handling a frame whose receipt the external broker will answer.
     receipt_forwarded: bool,
     /// DISCONNECT went to the external broker: nothing more is read.
@@ -165,6 +169,7 @@ impl Protocol {
         peer: PeerIdentity,
     ) -> Self {
         let rate = runtime.config.inbound_frame_rate.map(TokenBucket::new);
+        let signal = Arc::new(Signal::default());
         let session_info = Arc::new(SessionInfo {
             session_id: session_id.to_string(),
             principal: peer.principal.clone(),
@@ -172,7 +177,7 @@ impl Protocol {
             transport: peer.transport,
         });
         Protocol {
-            dispatch: SessionDispatch::new(runtime.clone()),
+            dispatch: SessionDispatch::new(runtime.clone(), signal.clone()),
             runtime,
             session_id,
             outbox,
@@ -189,14 +194,21 @@ impl Protocol {
             addr: peer.addr,
             pending: None,
             rate,
-            closer: Arc::new(Fatal::default()),
+            closer: Arc::new(Fatal::new(signal.clone())),
             registered: false,
             opened: tokio::time::Instant::now(),
             relay: None,
-            upstream_end: Arc::default(),
+            upstream_end: Arc::new(UpstreamEnd::new(signal.clone())),
+            signal,
             receipt_forwarded: false,
             disconnecting: false,
         }
+    }
+
+    /// The flag the session loop waits on: raised by [`fatal`](Self::fatal),
+    /// [`closer`](Self::closer) and [`upstream_end`](Self::upstream_end).
+    pub(crate) fn signal(&self) -> Arc<Signal> {
+        self.signal.clone()
     }
 
     /// The signal of the session's relay connection ending.

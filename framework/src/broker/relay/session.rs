@@ -12,6 +12,7 @@ use super::StompBrokerRelay;
 use super::upstream::{self, Upstream};
 use crate::locks::lock;
 use crate::outbox::Outbox;
+use crate::signal::Signal;
 use crate::stomp::{ByteStr, Command, Frame, HeartBeat, Version, encode, names};
 
 /// Frames a session may have on their way to the broker before it stops reading its client.
@@ -29,21 +30,21 @@ pub(crate) enum Ended {
 }
 
 /// Raised once, when the session's broker connection ends.
-#[derive(Default)]
 pub(crate) struct UpstreamEnd {
-    token: CancellationToken,
+    /// The session's signal (raised after `outcome` is set).
+    signal: Arc<Signal>,
     outcome: OnceLock<Ended>,
 }
 
 impl UpstreamEnd {
-    fn raise(&self, ended: Ended) {
-        let _ = self.outcome.set(ended);
-        self.token.cancel();
+    /// The end of a connection, told by raising `signal` (the session's).
+    pub(crate) fn new(signal: Arc<Signal>) -> Self {
+        UpstreamEnd { signal, outcome: OnceLock::new() }
     }
 
-    /// Completes when the connection has ended.
-    pub(crate) fn ended(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.token.cancelled()
+    fn raise(&self, ended: Ended) {
+        let _ = self.outcome.set(ended);
+        self.signal.raise();
     }
 
     /// How it ended (once it has).
