@@ -680,7 +680,9 @@ impl Server {
     /// by reason, frames and bytes in and out by command, deliveries, the broker's
     /// subscriptions and destinations, slow-consumer closes, handler calls and failures
     /// (Spring's `WebSocketMessageBrokerStats`). The same figures go to the
-    /// [`metrics`](https://docs.rs/metrics) facade; `docs/production.md` lists them.
+    /// [`metrics`](https://docs.rs/metrics) facade; `docs/production.md` lists them. Install
+    /// the metrics recorder before [`build`](ServerBuilder::build): the per-command frame and
+    /// byte counters are registered with it then, once.
     ///
     /// ```
     /// let server = stompede::Server::builder().build().unwrap();

@@ -90,7 +90,6 @@ fn transport_index(transport: &str) -> usize {
 }
 
 /// The server's counters.
-#[derive(Default)]
 pub(crate) struct Counters {
     open: [AtomicUsize; TRANSPORTS.len()],
     opened: [AtomicU64; TRANSPORTS.len()],
@@ -102,6 +101,40 @@ pub(crate) struct Counters {
     bytes_out: [AtomicU64; COMMANDS_OUT.len()],
     handler_calls: AtomicU64,
     handler_errors: AtomicU64,
+    /// The frames and bytes counters of each command, as the metrics recorder's handles: looked
+    /// up once, when the server is built (a lookup per write batch was 7 % of the server's CPU
+    /// in a fan-out profile). So the recorder is to be installed before the server is built.
+    sent_metrics: [(metrics::Counter, metrics::Counter); COMMANDS_OUT.len()],
+    received_metrics: [(metrics::Counter, metrics::Counter); COMMANDS_IN.len()],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            open: Default::default(),
+            opened: Default::default(),
+            connects: AtomicU64::default(),
+            disconnects: Default::default(),
+            frames_in: Default::default(),
+            bytes_in: Default::default(),
+            frames_out: Default::default(),
+            bytes_out: Default::default(),
+            handler_calls: AtomicU64::default(),
+            handler_errors: AtomicU64::default(),
+            sent_metrics: COMMANDS_OUT.map(|command| {
+                (
+                    metrics::counter!("stompede_frames_sent_total", "command" => command),
+                    metrics::counter!("stompede_bytes_sent_total", "command" => command),
+                )
+            }),
+            received_metrics: COMMANDS_IN.map(|command| {
+                (
+                    metrics::counter!("stompede_frames_received_total", "command" => command),
+                    metrics::counter!("stompede_bytes_received_total", "command" => command),
+                )
+            }),
+        }
+    }
 }
 
 /// One session's frames and bytes (on the wire, heart-beats before a frame included) since its
@@ -161,15 +194,13 @@ impl Counters {
         if !std::mem::take(&mut tally.any) {
             return;
         }
-        for (i, command) in COMMANDS_IN.into_iter().enumerate() {
+        for (i, (frame_counter, byte_counter)) in self.received_metrics.iter().enumerate() {
             let (frames, bytes) = (tally.frames_in[i], tally.bytes_in[i]);
             if frames > 0 {
                 self.frames_in[i].fetch_add(frames, Ordering::Relaxed);
                 self.bytes_in[i].fetch_add(bytes, Ordering::Relaxed);
-                metrics::counter!("stompede_frames_received_total", "command" => command)
-                    .increment(frames);
-                metrics::counter!("stompede_bytes_received_total", "command" => command)
-                    .increment(bytes);
+                frame_counter.increment(frames);
+                byte_counter.increment(bytes);
                 tally.frames_in[i] = 0;
                 tally.bytes_in[i] = 0;
             }
@@ -180,13 +211,11 @@ impl Counters {
     pub(crate) fn written(&self, frames: [(u64, u64); COMMANDS_OUT.len()]) {
         for (i, (count, bytes)) in frames.into_iter().enumerate() {
             if count > 0 {
-                let command = COMMANDS_OUT[i];
                 self.frames_out[i].fetch_add(count, Ordering::Relaxed);
                 self.bytes_out[i].fetch_add(bytes, Ordering::Relaxed);
-                metrics::counter!("stompede_frames_sent_total", "command" => command)
-                    .increment(count);
-                metrics::counter!("stompede_bytes_sent_total", "command" => command)
-                    .increment(bytes);
+                let (frame_counter, byte_counter) = &self.sent_metrics[i];
+                frame_counter.increment(count);
+                byte_counter.increment(bytes);
             }
         }
     }

@@ -348,7 +348,8 @@ impl<T: Transport> Session<T> {
                 );
             }
         }
-        match send_within(limit, self.transport.send(&self.batch)).await {
+        let written = tally_written(&self.batch);
+        match send_within(limit, self.transport.send_taking(&mut self.batch)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 return Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()));
@@ -365,7 +366,7 @@ impl<T: Transport> Session<T> {
             // Queues stopped delivering to this session while it was full.
             self.protocol.resume_queues();
         }
-        count_written(&self.runtime, &self.batch);
+        self.runtime.counters.written(written);
         self.batch.clear();
         // A session that has gone quiet gives back what a burst made the batch grow to.
         if n < SMALL_BATCH {
@@ -563,13 +564,18 @@ impl<T: Transport> Session<T> {
 
 /// Adds written frames to the server's counters, by command.
 fn count_written(runtime: &Runtime, frames: &[EncodedFrame]) {
+    runtime.counters.written(tally_written(frames));
+}
+
+/// Frames and bytes by command, for the server's counters.
+fn tally_written(frames: &[EncodedFrame]) -> [(u64, u64); crate::stats::COMMANDS_OUT.len()] {
     let mut by_command = [(0u64, 0u64); crate::stats::COMMANDS_OUT.len()];
     for frame in frames {
         let tally = &mut by_command[crate::stats::command_out_index(frame.first_byte())];
         tally.0 += 1;
         tally.1 += frame.len() as u64;
     }
-    runtime.counters.written(by_command);
+    by_command
 }
 
 /// How a session ends when its connection to the external broker (relay) ended.

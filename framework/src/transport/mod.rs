@@ -84,6 +84,15 @@ pub(crate) trait Transport: Send {
     /// Writes `frames` in order and flushes.
     fn send(&mut self, frames: &[EncodedFrame]) -> impl Future<Output = io::Result<()>> + Send;
 
+    /// Like [`send`](Transport::send), but the transport may take the frames' buffers (leaving
+    /// empty frames behind), saving a reference count each way per frame where it hands them on.
+    fn send_taking(
+        &mut self,
+        frames: &mut [EncodedFrame],
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        self.send(frames)
+    }
+
     /// Writes one heart-beat EOL and flushes.
     fn send_heartbeat(&mut self) -> impl Future<Output = io::Result<()>> + Send;
 

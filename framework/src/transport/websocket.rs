@@ -121,14 +121,40 @@ where
 
 /// The WebSocket message for one encoded frame.
 pub(crate) fn to_message(frame: &EncodedFrame) -> Message {
-    let bytes = frame.to_bytes();
-    if frame.is_utf8() {
+    message_of(frame.to_bytes(), frame.is_utf8())
+}
+
+/// The WebSocket message for one encoded frame, taking its buffer when it has one.
+fn into_message(frame: EncodedFrame) -> Message {
+    let utf8 = frame.is_utf8();
+    message_of(frame.into_bytes(), utf8)
+}
+
+fn message_of(bytes: Bytes, utf8: bool) -> Message {
+    if utf8 {
         // SAFETY: `is_utf8` is true only when the body passed a UTF-8 check; the head is made of
         // the ASCII command, `ByteStr` header text (UTF-8 by construction) and ASCII escapes and
         // separators, so the whole frame is UTF-8.
         Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(bytes) })
     } else {
         Message::Binary(bytes)
+    }
+}
+
+impl<S> WebSocketTransport<S> {
+    /// Refuses a frame larger than the session may send.
+    fn check_size(&self, frame: &EncodedFrame) -> io::Result<()> {
+        if frame.len() <= self.limits.max_outbound_frame {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a {}-byte frame is larger than a WebSocket session may send ({} bytes: the larger of message_size_limit and twice send_buffer_size_limit): raise send_buffer_size_limit or send smaller messages",
+                frame.len(),
+                self.limits.max_outbound_frame
+            ),
+        ))
     }
 }
 
@@ -184,17 +210,16 @@ where
 
     async fn send(&mut self, frames: &[EncodedFrame]) -> io::Result<()> {
         for frame in frames {
-            if frame.len() > self.limits.max_outbound_frame {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "a {}-byte frame is larger than a WebSocket session may send ({} bytes: the larger of message_size_limit and twice send_buffer_size_limit): raise send_buffer_size_limit or send smaller messages",
-                        frame.len(),
-                        self.limits.max_outbound_frame
-                    ),
-                ));
-            }
+            self.check_size(frame)?;
             self.ws.feed(to_message(frame)).await.map_err(into_io)?;
+        }
+        self.ws.flush().await.map_err(into_io)
+    }
+
+    async fn send_taking(&mut self, frames: &mut [EncodedFrame]) -> io::Result<()> {
+        for frame in frames {
+            self.check_size(frame)?;
+            self.ws.feed(into_message(std::mem::take(frame))).await.map_err(into_io)?;
         }
         self.ws.flush().await.map_err(into_io)
     }

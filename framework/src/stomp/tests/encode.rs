@@ -122,3 +122,18 @@ fn identical_heads_share_one_contiguous_frame() {
     let total: usize = c.chunks().iter().map(|chunk| chunk.len()).sum();
     assert_eq!(total, c.len(), "vectored writes see the same frame");
 }
+
+#[test]
+fn a_shared_contiguous_frame_is_per_version() {
+    // The same subscription line in 1.2 and 1.0: the shared headers escape differently.
+    let mut headers = Headers::new();
+    headers.push("destination", "/topic/a");
+    headers.push("note", "a:b");
+    let m = PreparedMessage::new(headers, Bytes::from_static(b"hi"));
+    let head = crate::stomp::message_head(Version::V1_2, &[("subscription", "sub-0")]);
+    let v12 = m.contiguous_for(Version::V1_2, &head).to_bytes();
+    let v10 = m.contiguous_for(Version::V1_0, &head).to_bytes();
+    let contains = |frame: &Bytes, text: &[u8]| frame.windows(text.len()).any(|w| w == text);
+    assert!(contains(&v12, b"\nnote:a\\cb\n"), "1.2 escapes the colon: {v12:?}");
+    assert!(contains(&v10, b"\nnote:a:b\n"), "1.0 does not: {v10:?}");
+}
