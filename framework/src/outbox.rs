@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 use crate::locks::lock;
@@ -29,7 +32,10 @@ const KEEP_CAPACITY: usize = 16;
 /// mostly idle sessions. The lock is held only to push or to take a batch.
 pub(crate) struct Outbox {
     queue: Mutex<VecDeque<Queued>>,
-    ready: Notify,
+    /// The session's task, woken by the push that makes the queue non-empty (and by `close`).
+    /// One waiter: an atomic waker, not a `Notify` (whose waiter list is behind a mutex: a
+    /// second lock per delivery to a waiting session).
+    ready: AtomicWaker,
     /// Woken when the queue drops back to its limit (or closes): publishers held back by a
     /// `Backpressure` subscriber wait on it.
     room: Notify,
@@ -62,7 +68,7 @@ impl Outbox {
     pub(crate) fn new(limit: usize, send_time_limit: Duration) -> (Arc<Outbox>, OutboxReceiver) {
         let outbox = Arc::new(Outbox {
             queue: Mutex::new(VecDeque::new()),
-            ready: Notify::new(),
+            ready: AtomicWaker::new(),
             room: Notify::new(),
             queued: AtomicUsize::new(0),
             limit,
@@ -101,11 +107,10 @@ impl Outbox {
             queue.push_back(Queued { frame, lossy: None });
             was_empty
         };
-        // The receiver looks at the queue before every wait, so only the push that makes it
-        // non-empty needs to wake it (a push racing that look sees an empty queue and leaves a
-        // permit).
+        // The receiver registers before it looks at the queue, so only the push that makes it
+        // non-empty needs to wake it.
         if was_empty {
-            self.ready.notify_one();
+            self.ready.wake();
         }
         true
     }
@@ -149,7 +154,7 @@ impl Outbox {
         queue.push_back(Queued { frame, lossy: Some((missed.clone(), reported)) });
         drop(queue);
         if was_empty {
-            self.ready.notify_one();
+            self.ready.wake();
         }
         true
     }
@@ -216,7 +221,7 @@ impl Outbox {
     pub(crate) fn close(&self, reason: String) {
         let _ = self.reason.set(reason);
         self.is_closed.store(true, Ordering::Release);
-        self.ready.notify_one();
+        self.ready.wake();
         self.room.notify_waiters();
         let dropped: usize =
             std::mem::take(&mut *lock(&self.queue)).iter().map(|q| q.frame.len()).sum();
@@ -233,17 +238,19 @@ impl OutboxReceiver {
     /// Waits for frames and moves up to `max` of them into `batch`. Returns 0 only when the
     /// outbox was closed.
     pub(crate) async fn recv_many(&mut self, batch: &mut Vec<EncodedFrame>, max: usize) -> usize {
-        loop {
+        std::future::poll_fn(|cx| {
+            // Registered first: a push (or close) after the look below wakes this task.
+            self.outbox.ready.register(cx.waker());
             let taken = self.take(batch, max);
             if taken > 0 {
-                return taken;
+                return Poll::Ready(taken);
             }
             if self.outbox.is_closed.load(Ordering::Acquire) {
-                return 0;
+                return Poll::Ready(0);
             }
-            // A push (or close) between `take` and here leaves a permit: nothing is missed.
-            self.outbox.ready.notified().await;
-        }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Takes whatever is queued now, without waiting.
