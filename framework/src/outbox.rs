@@ -164,17 +164,27 @@ impl Outbox {
         self.queued.load(Ordering::Acquire) > self.limit
     }
 
-    /// Completes when no more than the limit waits to be written, or the outbox is closed.
+    /// Completes when no more than half the limit waits to be written, or the outbox is
+    /// closed. Half, not the limit: a publisher held back resumes with room for many messages,
+    /// not one (resuming at the limit made every SEND of a full-speed publisher a wait and a
+    /// wake-up, and its subscribers write one frame per batch).
     pub(crate) async fn room(&self) {
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if !self.over_limit() || self.is_closed.load(Ordering::Acquire) {
+            if self.queued.load(Ordering::Acquire) <= self.low_water()
+                || self.is_closed.load(Ordering::Acquire)
+            {
                 return;
             }
             notified.await;
         }
+    }
+
+    /// Where publishers held back by this outbox resume: half the limit.
+    fn low_water(&self) -> usize {
+        self.limit / 2
     }
 
     /// Why a queue that now holds `total` bytes, over the limit, must be closed, if it must:
@@ -196,16 +206,19 @@ impl Outbox {
     }
 
     /// Records that `bytes` of queued frames reached the transport; returns whether that
-    /// brought the queue back to its limit from above it.
+    /// brought the queue back to its limit from above it. Publishers waiting for room are
+    /// woken when it drops to half the limit.
     pub(crate) fn written(&self, bytes: usize) -> bool {
         let before = self.queued.fetch_sub(bytes, Ordering::AcqRel);
         let left = before - bytes;
-        if left <= self.limit {
+        let low = self.low_water();
+        if before > low && left <= low {
+            self.room.notify_waiters();
+        }
+        // Only a queue that was over the limit has its clock running.
+        if before > self.limit && left <= self.limit {
             *lock(&self.over_since) = None;
-            if before > self.limit {
-                self.room.notify_waiters();
-                return true;
-            }
+            return true;
         }
         false
     }
@@ -334,6 +347,35 @@ mod tests {
         outbox.written(batch.iter().map(EncodedFrame::len).sum());
         assert_eq!(outbox.queued_bytes(), 0);
         assert!(outbox.over_since.lock().unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_publisher_held_back_resumes_at_half_the_limit() {
+        use futures_util::FutureExt;
+        let (outbox, mut rx) = Outbox::new(1000, Duration::from_secs(10));
+        while !outbox.over_limit() {
+            assert!(outbox.push(frame(100)));
+        }
+        let mut batch = Vec::new();
+        rx.drain_now(&mut batch);
+        let sizes: Vec<usize> = batch.iter().map(EncodedFrame::len).collect();
+        let queued = outbox.queued_bytes();
+        let mut room = Box::pin(outbox.room());
+        assert!(room.as_mut().now_or_never().is_none(), "over the limit: no room");
+        // Written down to just over half the limit: still no room.
+        let mut left = queued;
+        let mut frames = sizes.into_iter();
+        while left - 115 > 500 {
+            let size = frames.next().unwrap();
+            outbox.written(size);
+            left -= size;
+        }
+        assert!(left > 500 && left <= 1000, "{left}");
+        assert!(room.as_mut().now_or_never().is_none(), "under the limit, over half: no room yet");
+        for size in frames {
+            outbox.written(size);
+        }
+        assert!(room.as_mut().now_or_never().is_some(), "at half the limit: room");
     }
 
     #[test]
