@@ -10,8 +10,10 @@ What it does, in order:
   2. enables RabbitMQ's STOMP plugins and, when its open-files limit is under 4096, restarts it
      with the shell's hard limit, as the rabbitmq user through setpriv (`su` would reset the
      limit; it drops connections past ~900 otherwise), and checks the limit took;
-  3. splits the two cores: every server is pinned to CPU 0, the load generator to CPU 1
-     (taskset), so the load generator never competes with the server it measures (RabbitMQ,
+  3. splits the two cores: every server is started pinned to CPU 0 (so its runtime starts one
+     worker thread; --pin-after-start pins it once running, as before 2026-12-03, leaving it the
+     machine's two workers on one core), the load generator to CPU 1 (taskset), so the load
+     generator never competes with the server it measures (RabbitMQ,
      whose idle Erlang schedulers spin, is paused with SIGSTOP while the others run); with
      --server-cpu F each server also gets its own cgroup capped at F of a core (CFS quota,
      10 ms periods), so that full-speed runs are bound by the server, not by the generator
@@ -190,6 +192,9 @@ def main():
     ap.add_argument("--before", default=None, metavar="BINARY",
                     help="also run this broker binary (examples/broker built from an earlier commit) as "
                          "server 'before', on port 61616: a before/after comparison in one run")
+    ap.add_argument("--pin-after-start", action="store_true",
+                    help="pin the servers once they run (their runtimes then keep one worker thread per "
+                         "core of the machine, all on CPU 0), as this script did before 2026-12-03")
     ap.add_argument("--server-cpu", type=float, default=None,
                     help="cap each server at this fraction of a core (cgroup v1 CFS quota)")
     o = ap.parse_args()
@@ -206,13 +211,16 @@ def main():
     subprocess.run(["cargo", "build", "--release", "--example", "broker", "--example", "baseline",
                     "--example", "loadgen"], cwd=ROOT, check=True)
     pids = {"rabbitmq": prepare_rabbitmq()} if "rabbitmq" in SERVERS else {}
-    procs = [subprocess.Popen([str(RELEASE / "broker"), "--addr", "127.0.0.1:61614"], stdout=subprocess.DEVNULL),
-             subprocess.Popen([str(RELEASE / "baseline"), "--addr", "127.0.0.1:61615"], stdout=subprocess.DEVNULL)]
+    # Started pinned, so that each runtime sizes itself to the one core it has (one worker
+    # thread); pinned after start, a runtime keeps two workers taking turns on one core.
+    launch = [] if o.pin_after_start else ["taskset", "-c", "0"]
+    procs = [subprocess.Popen([*launch, str(RELEASE / "broker"), "--addr", "127.0.0.1:61614"], stdout=subprocess.DEVNULL),
+             subprocess.Popen([*launch, str(RELEASE / "baseline"), "--addr", "127.0.0.1:61615"], stdout=subprocess.DEVNULL)]
     pids["ours"], pids["baseline"] = procs[0].pid, procs[1].pid
     wait_port(61614)
     wait_port(61615)
     if o.before:
-        procs.append(subprocess.Popen([o.before, "--addr", "127.0.0.1:61616"], stdout=subprocess.DEVNULL))
+        procs.append(subprocess.Popen([*launch, o.before, "--addr", "127.0.0.1:61616"], stdout=subprocess.DEVNULL))
         pids["before"] = procs[-1].pid
         wait_port(61616)
     for pid in pids.values():
