@@ -44,6 +44,9 @@ pub(crate) struct Outbox {
     limit: usize,
     send_time_limit: Duration,
     over_since: Mutex<Option<Instant>>,
+    /// Whether `over_since` may be set: a write that leaves the queue at or under the limit
+    /// clears it then (a push racing a write, or lossy drops, can leave it set under the limit).
+    clock_running: AtomicBool,
     /// Set by `close`: what `push` checks for every delivery. The session learns of it from
     /// its receiver, which `close` wakes and which then reports the outbox closed.
     is_closed: AtomicBool,
@@ -74,6 +77,7 @@ impl Outbox {
             limit,
             send_time_limit,
             over_since: Mutex::new(None),
+            clock_running: AtomicBool::new(false),
             is_closed: AtomicBool::new(false),
             reason: OnceLock::new(),
         });
@@ -133,6 +137,7 @@ impl Outbox {
         let len = frame.len();
         let mut queue = lock(&self.queue);
         let mut queued = self.queued.load(Ordering::Acquire);
+        let before_drops = queued;
         while queued > 0 && queued + len > self.limit {
             let Some(i) = queue.iter().position(|q| q.lossy.is_some()) else { break };
             let Some(old) = queue.remove(i) else { break };
@@ -143,6 +148,7 @@ impl Outbox {
             }
             queued = self.queued.fetch_sub(old.frame.len(), Ordering::AcqRel) - old.frame.len();
         }
+        self.notify_crossings(before_drops, queued);
         if queued > 0 && queued + len > self.limit {
             // Frames being written, or other subscriptions' frames, fill the queue.
             missed.fetch_add(1 + reported, Ordering::AcqRel);
@@ -164,16 +170,25 @@ impl Outbox {
         self.queued.load(Ordering::Acquire) > self.limit
     }
 
+    /// Completes when no more than the limit waits to be written, or the outbox is closed.
+    pub(crate) async fn under_limit(&self) {
+        self.at_most(self.limit).await;
+    }
+
     /// Completes when no more than half the limit waits to be written, or the outbox is
     /// closed. Half, not the limit: a publisher held back resumes with room for many messages,
     /// not one (resuming at the limit made every SEND of a full-speed publisher a wait and a
     /// wake-up, and its subscribers write one frame per batch).
     pub(crate) async fn room(&self) {
+        self.at_most(self.low_water()).await;
+    }
+
+    async fn at_most(&self, bytes: usize) {
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.queued.load(Ordering::Acquire) <= self.low_water()
+            if self.queued.load(Ordering::Acquire) <= bytes
                 || self.is_closed.load(Ordering::Acquire)
             {
                 return;
@@ -196,7 +211,10 @@ impl Outbox {
                 self.limit
             ));
         }
-        let since = *lock(&self.over_since).get_or_insert_with(Instant::now);
+        let since = *lock(&self.over_since).get_or_insert_with(|| {
+            self.clock_running.store(true, Ordering::Release);
+            Instant::now()
+        });
         (since.elapsed() > self.send_time_limit).then(|| {
             format!(
                 "slow consumer: outbound queue stayed over the {}-byte send buffer limit for more than {:?} (the send time limit)",
@@ -207,20 +225,27 @@ impl Outbox {
 
     /// Records that `bytes` of queued frames reached the transport; returns whether that
     /// brought the queue back to its limit from above it. Publishers waiting for room are
-    /// woken when it drops to half the limit.
+    /// woken when it drops to the limit and to half the limit.
     pub(crate) fn written(&self, bytes: usize) -> bool {
         let before = self.queued.fetch_sub(bytes, Ordering::AcqRel);
         let left = before - bytes;
+        self.notify_crossings(before, left);
+        if left <= self.limit
+            && self.clock_running.load(Ordering::Acquire)
+            && self.clock_running.swap(false, Ordering::AcqRel)
+        {
+            *lock(&self.over_since) = None;
+        }
+        before > self.limit && left <= self.limit
+    }
+
+    /// Wakes the publishers waiting for room when the queue went from `before` bytes down to
+    /// `left`, past the limit or half of it.
+    fn notify_crossings(&self, before: usize, left: usize) {
         let low = self.low_water();
-        if before > low && left <= low {
+        if (before > low && left <= low) || (before > self.limit && left <= self.limit) {
             self.room.notify_waiters();
         }
-        // Only a queue that was over the limit has its clock running.
-        if before > self.limit && left <= self.limit {
-            *lock(&self.over_since) = None;
-            return true;
-        }
-        false
     }
 
     /// Bytes waiting to be written.
@@ -347,6 +372,28 @@ mod tests {
         outbox.written(batch.iter().map(EncodedFrame::len).sum());
         assert_eq!(outbox.queued_bytes(), 0);
         assert!(outbox.over_since.lock().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_clock_left_running_under_the_limit_is_cleared_by_the_next_write() {
+        let (outbox, mut rx) = Outbox::new(150, Duration::from_secs(10));
+        let missed = Arc::new(AtomicU64::new(0));
+        assert!(outbox.push_lossy(frame(60), &missed, 0));
+        // An ordinary frame takes the queue over the limit: the clock starts.
+        assert!(outbox.push(frame(60)));
+        assert!(outbox.over_since.lock().unwrap().is_some());
+        // Dropping the lossy frame brings it back under the limit, with no write.
+        assert!(outbox.push_lossy(frame(10), &missed, 0));
+        assert_eq!(missed.load(Ordering::Acquire), 1);
+        assert!(!outbox.over_limit());
+        let mut batch = Vec::new();
+        rx.drain_now(&mut batch);
+        let first = batch[0].len();
+        outbox.written(first);
+        assert!(
+            outbox.over_since.lock().unwrap().is_none(),
+            "a stale clock would close the session at its next brief overflow"
+        );
     }
 
     #[tokio::test]

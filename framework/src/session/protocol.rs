@@ -275,7 +275,8 @@ impl Protocol {
         if let Some((waiting, deadline)) = &mut self.backpressure {
             // Cancel-safe: an outbox leaves the list only once it has room.
             while let Some(outbox) = waiting.last() {
-                if tokio::time::timeout_at(*deadline, outbox.room()).await.is_err() {
+                // Over the limit for the whole wait: a slow consumer.
+                if tokio::time::timeout_at(*deadline, outbox.under_limit()).await.is_err() {
                     let limit = self.runtime.config.send_time_limit;
                     let why = format!(
                         "slow consumer: outbound queue stayed over the {}-byte send buffer limit while its publishers waited {limit:?} (backpressure, bounded by the send time limit)",
@@ -286,6 +287,9 @@ impl Protocol {
                     }
                     break;
                 }
+                // Back under the limit: resume once it has drained to half (room for many
+                // messages, not one), within the same deadline, which closes nobody.
+                let _ = tokio::time::timeout_at(*deadline, outbox.room()).await;
                 waiting.pop();
             }
             self.backpressure = None;
