@@ -11,9 +11,8 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
-
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
@@ -405,21 +404,18 @@ mod tests {
         }
         let mut batch = Vec::new();
         rx.drain_now(&mut batch);
-        let sizes: Vec<usize> = batch.iter().map(EncodedFrame::len).collect();
-        let queued = outbox.queued_bytes();
+        let mut sizes = batch.iter().map(EncodedFrame::len).peekable();
         let mut room = Box::pin(outbox.room());
         assert!(room.as_mut().now_or_never().is_none(), "over the limit: no room");
         // Written down to just over half the limit: still no room.
-        let mut left = queued;
-        let mut frames = sizes.into_iter();
-        while left - 115 > 500 {
-            let size = frames.next().unwrap();
+        let mut left = outbox.queued_bytes();
+        while let Some(size) = sizes.next_if(|&size| left - size > 500) {
             outbox.written(size);
             left -= size;
         }
         assert!(left > 500 && left <= 1000, "{left}");
         assert!(room.as_mut().now_or_never().is_none(), "under the limit, over half: no room yet");
-        for size in frames {
+        for size in sizes {
             outbox.written(size);
         }
         assert!(room.as_mut().now_or_never().is_some(), "at half the limit: room");

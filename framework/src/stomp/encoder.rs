@@ -95,16 +95,21 @@ impl EncodedFrame {
     /// [`to_bytes`](Self::to_bytes), taking the buffer of a contiguous frame rather than
     /// sharing it.
     pub fn into_bytes(self) -> Bytes {
-        if !self.nul && self.shared.is_empty() && self.body.is_empty() {
+        if self.is_contiguous() {
             return self.head;
         }
         self.to_bytes()
     }
 
+    /// Whether `head` is the whole frame (no separate parts, no NUL to add).
+    fn is_contiguous(&self) -> bool {
+        !self.nul && self.shared.is_empty() && self.body.is_empty()
+    }
+
     /// The whole frame as one contiguous buffer. This copies, unless the frame is already
     /// contiguous (as [`PreparedMessage::contiguous_for`] makes it).
     pub fn to_bytes(&self) -> Bytes {
-        if !self.nul && self.shared.is_empty() && self.body.is_empty() {
+        if self.is_contiguous() {
             return self.head.clone();
         }
         let mut out = BytesMut::with_capacity(self.len());
