@@ -237,7 +237,14 @@ pub(crate) fn resolve_user_destination(destination: &str, session: &str) -> Stri
 /// Whether `destination` is such a name (`...-user` then a session id: 8 hex digits, `-`,
 /// digits), which clients may not use directly.
 pub(crate) fn is_resolved_user_destination(destination: &str) -> bool {
-    let Some((_, session)) = destination.rsplit_once("-user") else { return false };
+    // The last `-user`, found from its `-` (a `str` pattern search sets up a searcher each
+    // time, and this runs for every SEND to the broker).
+    let bytes = destination.as_bytes();
+    let Some(at) = memchr::memrchr_iter(b'-', bytes).find(|&i| bytes[i..].starts_with(b"-user"))
+    else {
+        return false;
+    };
+    let session = &destination[at + 5..];
     let Some((node, n)) = session.split_once('-') else { return false };
     node.len() == 8
         && node.bytes().all(|b| b.is_ascii_hexdigit())

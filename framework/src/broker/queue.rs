@@ -20,7 +20,7 @@ use crate::stomp::{ByteStr, PreparedMessage};
 pub(crate) struct Message {
     pub(crate) prepared: PreparedMessage,
     pub(crate) id: u64,
-    pub(crate) id_text: String,
+    pub(crate) id_text: ByteStr,
     pub(crate) destination: ByteStr,
     /// What it counts against byte limits: body and headers.
     pub(crate) size: usize,
@@ -30,7 +30,7 @@ impl Message {
     pub(crate) fn new(
         prepared: PreparedMessage,
         id: u64,
-        id_text: String,
+        id_text: ByteStr,
         destination: ByteStr,
     ) -> Message {
         let headers: usize = prepared

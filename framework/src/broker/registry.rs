@@ -11,8 +11,6 @@
 //! subscribe.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -62,9 +60,7 @@ impl Default for Registry {
 
 impl Registry {
     fn shard(&self, destination: &str) -> &Shard {
-        let mut hasher = DefaultHasher::new();
-        destination.hash(&mut hasher);
-        &self.shards[(hasher.finish() as usize) % SHARDS]
+        &self.shards[super::shard_index(destination, SHARDS)]
     }
 
     /// Adds a subscriber; its destination may be a pattern.

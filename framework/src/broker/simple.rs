@@ -1,8 +1,6 @@
 //! The in-memory broker: one process, every destination, no persistence.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -98,9 +96,7 @@ impl Default for Retained {
 
 impl Retained {
     fn shard(&self, destination: &str) -> &RetainedShard {
-        let mut hasher = DefaultHasher::new();
-        destination.hash(&mut hasher);
-        &self.shards[(hasher.finish() as usize) % RETAINED_SHARDS]
+        &self.shards[super::shard_index(destination, RETAINED_SHARDS)]
     }
 
     fn is_empty(&self) -> bool {
@@ -537,7 +533,8 @@ impl SimpleBroker {
 
 /// The message every subscriber of one publish shares, with message id `id`.
 fn prepare(id: u64, destination: &ByteStr, headers: &Headers, body: Bytes) -> Arc<Message> {
-    let id_text = itoa::Buffer::new().format(id).to_owned();
+    // One allocation, shared by the header and the message's own copy.
+    let id_text = ByteStr::from(itoa::Buffer::new().format(id).to_owned());
     let mut shared = Headers::with_capacity(headers.len() + 2);
     shared.push(names::DESTINATION, destination.clone());
     shared.push(names::MESSAGE_ID, id_text.clone());

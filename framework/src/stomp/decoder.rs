@@ -35,20 +35,39 @@ pub struct Decoder {
     limits: Limits,
     version: Version,
     phase: Phase,
+    /// The lines of the head being read (command line first), found in the one pass over
+    /// its bytes; reused from frame to frame.
+    lines: Vec<Line>,
     heart_beats: u64,
     failed: Option<DecodeError>,
+}
+
+/// One line of a head: offsets into the caller's buffer, found while scanning for its end.
+#[derive(Clone, Copy, Debug)]
+struct Line {
+    start: usize,
+    /// The end, a trailing CR excluded.
+    end: usize,
+    /// The first `:`, if any.
+    colon: Option<usize>,
+    /// Whether the line holds a NUL or a `\\`, which need a closer look.
+    special: bool,
 }
 
 #[derive(Debug)]
 enum Phase {
     /// Reading the command and header lines. Offsets are into the caller's buffer.
     Head {
-        /// Bytes before this offset hold no line end we have not processed.
+        /// Bytes before this offset have been scanned.
         scanned: usize,
         /// Start of the line being read.
         line_start: usize,
-        /// Complete lines read so far (the command line included).
-        lines: usize,
+        /// The first `:` of the line being read, if seen.
+        colon: Option<usize>,
+        /// Whether the line being read holds a NUL or a `\\`.
+        special: bool,
+        /// Whether the head holds a byte outside ASCII (then it is checked to be UTF-8).
+        non_ascii: bool,
     },
     /// The head is parsed and removed from the buffer; waiting for the body.
     Body {
@@ -61,7 +80,29 @@ enum Phase {
     },
 }
 
-const FRESH: Phase = Phase::Head { scanned: 0, line_start: 0, lines: 0 };
+const FRESH: Phase =
+    Phase::Head { scanned: 0, line_start: 0, colon: None, special: false, non_ascii: false };
+
+/// What the head scan must notice in a byte: [`CLASS`] maps each byte to these bits.
+const EOL: u8 = 1;
+const COLON: u8 = 2;
+const SPECIAL: u8 = 4;
+const NON_ASCII: u8 = 8;
+
+/// Every byte's class: most are 0, so the scan's inner loop is one table load and a test.
+static CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0x80;
+    while b < 256 {
+        table[b] = NON_ASCII;
+        b += 1;
+    }
+    table[b'\n' as usize] = EOL;
+    table[b':' as usize] = COLON;
+    table[b'\\' as usize] = SPECIAL;
+    table[0] = SPECIAL;
+    table
+};
 
 impl Default for Decoder {
     fn default() -> Self {
@@ -72,7 +113,14 @@ impl Default for Decoder {
 impl Decoder {
     /// A decoder enforcing `limits`, reading STOMP 1.2 escapes until told otherwise.
     pub fn new(limits: Limits) -> Self {
-        Decoder { limits, version: Version::V1_2, phase: FRESH, heart_beats: 0, failed: None }
+        Decoder {
+            limits,
+            version: Version::V1_2,
+            phase: FRESH,
+            lines: Vec::new(),
+            heart_beats: 0,
+            failed: None,
+        }
     }
 
     /// Sets the negotiated version, which decides how header values are unescaped. Call it
@@ -98,7 +146,7 @@ impl Decoder {
 
     /// Whether a frame has been started but not finished: bytes of it sit in the buffer.
     pub fn is_mid_frame(&self) -> bool {
-        !matches!(self.phase, Phase::Head { scanned: 0, lines: 0, .. })
+        !matches!(self.phase, Phase::Head { scanned: 0, .. }) || !self.lines.is_empty()
     }
 
     /// Decodes the next frame from the front of `buf`, consuming its bytes.
@@ -118,40 +166,62 @@ impl Decoder {
     }
 
     fn step(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
-        if let Phase::Head { scanned, line_start, lines } = &mut self.phase {
+        if let Phase::Head { scanned, line_start, colon, special, non_ascii } = &mut self.phase {
             // Before the command line, EOLs are heart-beats. A lone `\r` may be the first half
             // of a `\r\n` split across reads, so this is retried until a command starts.
-            if *lines == 0 {
+            if self.lines.is_empty() {
                 let skipped = skip_eols(buf);
                 if skipped > 0 {
                     self.heart_beats += skipped;
-                    *scanned = 0;
+                    (*scanned, *line_start, *colon, *special) = (0, 0, None, false);
                 }
             }
             let limits = &self.limits;
             let mut head_len = None;
-            while let Some(pos) = memchr::memchr(b'\n', &buf[*scanned..]) {
-                let line_end = *scanned + pos;
-                if line_end - *line_start > limits.max_header_line {
+            let bytes = &buf[..];
+            let mut i = *scanned;
+            // One pass over the head: line ends, each line's first colon, and the bytes that
+            // need a closer look, so parsing the head scans nothing again.
+            while i < bytes.len() {
+                let class = CLASS[usize::from(bytes[i])];
+                if class == 0 {
+                    i += 1;
+                    continue;
+                }
+                if class & EOL == 0 {
+                    if class & COLON != 0 {
+                        colon.get_or_insert(i);
+                    }
+                    *special |= class & SPECIAL != 0;
+                    *non_ascii |= class & NON_ASCII != 0;
+                    i += 1;
+                    continue;
+                }
+                if i - *line_start > limits.max_header_line {
                     return Err(DecodeError::new(DecodeErrorKind::HeaderLineTooLong {
                         limit: limits.max_header_line,
                     }));
                 }
-                let line = trim_cr(&buf[*line_start..line_end]);
-                *scanned = line_end + 1;
-                *line_start = line_end + 1;
-                if line.is_empty() && *lines > 0 {
-                    head_len = Some(line_end + 1);
+                let end = if i > *line_start && bytes[i - 1] == b'\r' { i - 1 } else { i };
+                if end == *line_start && !self.lines.is_empty() {
+                    head_len = Some(i + 1);
                     break;
                 }
-                *lines += 1;
+                self.lines.push(Line {
+                    start: *line_start,
+                    end,
+                    colon: colon.take(),
+                    special: std::mem::take(special),
+                });
+                i += 1;
+                *line_start = i;
                 // `lines` counts the command line too.
-                if *lines > limits.max_header_count.saturating_add(1) {
+                if self.lines.len() > limits.max_header_count.saturating_add(1) {
                     return Err(DecodeError::new(DecodeErrorKind::TooManyHeaders {
                         limit: limits.max_header_count,
                     }));
                 }
-                if *line_start > limits.max_frame_size {
+                if i > limits.max_frame_size {
                     return Err(frame_too_large(limits));
                 }
             }
@@ -170,8 +240,11 @@ impl Decoder {
             if head_len > limits.max_frame_size {
                 return Err(frame_too_large(limits));
             }
+            let non_ascii = *non_ascii;
             let head = buf.split_to(head_len).freeze();
-            let (command, headers) = parse_head(head, self.version)?;
+            let parsed = parse_head(head, &self.lines, non_ascii, self.version);
+            self.lines.clear();
+            let (command, headers) = parsed?;
             let content_length = content_length(&headers, limits, head_len)
                 .map_err(|e| e.in_frame(command, headers.get(names::RECEIPT)))?;
             self.phase = Phase::Body { command, headers, head_len, content_length, scanned: 0 };
@@ -238,10 +311,6 @@ fn skip_eols(buf: &mut BytesMut) -> u64 {
     }
 }
 
-fn trim_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
 fn take_body(buf: &mut BytesMut, len: usize) -> Bytes {
     let body = buf.split_to(len).freeze();
     buf.advance(1); // the NUL
@@ -252,46 +321,69 @@ fn frame_too_large(limits: &Limits) -> DecodeError {
     DecodeError::new(DecodeErrorKind::FrameTooLarge { limit: limits.max_frame_size })
 }
 
-/// Parses the command line and header lines of `head` (which ends with the blank line).
-fn parse_head(head: Bytes, version: Version) -> Result<(Command, Headers), DecodeError> {
-    if std::str::from_utf8(&head).is_err() {
+/// Parses the command line and header lines of `head` (which ends with the blank line), whose
+/// `lines` the scan for its end has found.
+///
+/// A header line with no NUL and no `\\`, the common case, becomes two slices of `head` (a
+/// well-known name becomes a static string) without looking at its bytes again.
+fn parse_head(
+    head: Bytes,
+    lines: &[Line],
+    non_ascii: bool,
+    version: Version,
+) -> Result<(Command, Headers), DecodeError> {
+    if non_ascii && std::str::from_utf8(&head).is_err() {
         return Err(DecodeError::new(DecodeErrorKind::InvalidUtf8));
     }
-    let mut lines = head[..head.len() - 1].split(|&b| b == b'\n').map(trim_cr);
-    let command_line = lines.next().unwrap_or_default();
+    let Some((first, header_lines)) = lines.split_first() else {
+        return Err(DecodeError::new(DecodeErrorKind::UnknownCommand(String::new())));
+    };
+    let command_line = &head[first.start..first.end];
     // A NUL ends a frame: inside a command or header it would let a peer smuggle a second
     // frame to every client that splits frames on NUL (stompjs 2.3.3 among them).
-    if command_line.contains(&0) {
+    if first.special && command_line.contains(&0) {
         return Err(DecodeError::new(DecodeErrorKind::NulInHead(lossy_prefix(command_line))));
     }
     let command = Command::parse(command_line).ok_or_else(|| {
         DecodeError::new(DecodeErrorKind::UnknownCommand(lossy_prefix(command_line)))
     })?;
     let escaping = Escaping::for_frame(version, command.escapes_headers());
-    let mut headers = Headers::with_capacity(4);
+    let mut headers = Headers::with_capacity(header_lines.len());
     let mut pending_error = None;
-    let base = head.as_ptr() as usize;
-    for line in lines.filter(|line| !line.is_empty()) {
-        let start = line.as_ptr() as usize - base;
-        if line.contains(&0) {
-            pending_error.get_or_insert(DecodeErrorKind::NulInHead(lossy_prefix(line)));
+    for line in header_lines {
+        let raw = &head[line.start..line.end];
+        if line.special && raw.contains(&0) {
+            pending_error.get_or_insert(DecodeErrorKind::NulInHead(lossy_prefix(raw)));
             continue;
         }
-        let Some(colon) = memchr::memchr(b':', line) else {
-            pending_error.get_or_insert(DecodeErrorKind::MalformedHeader(lossy_prefix(line)));
+        let Some(colon) = line.colon else {
+            pending_error.get_or_insert(DecodeErrorKind::MalformedHeader(lossy_prefix(raw)));
             continue;
         };
-        if colon == 0 {
-            pending_error.get_or_insert(DecodeErrorKind::EmptyHeaderName(lossy_prefix(line)));
+        if colon == line.start {
+            pending_error.get_or_insert(DecodeErrorKind::EmptyHeaderName(lossy_prefix(raw)));
             continue;
         }
-        let name = header_text(&head, start, &line[..colon], escaping);
-        let value = header_text(&head, start + colon + 1, &line[colon + 1..], escaping);
+        let (raw_name, raw_value) = (&head[line.start..colon], &head[colon + 1..line.end]);
+        if !line.special {
+            // SAFETY: the whole head is UTF-8 (all ASCII, or checked above), and both slices
+            // start and end at ASCII bytes (line ends and the first ':'), which never fall
+            // inside a multi-byte character, so they are UTF-8 too.
+            let name = match known_name(raw_name) {
+                Some(name) => ByteStr::from_static(name),
+                None => unsafe { ByteStr::from_utf8_unchecked(head.slice_ref(raw_name)) },
+            };
+            let value = unsafe { ByteStr::from_utf8_unchecked(head.slice_ref(raw_value)) };
+            headers.push(name, value);
+            continue;
+        }
+        let name = header_text(&head, line.start, raw_name, escaping);
+        let value = header_text(&head, colon + 1, raw_value, escaping);
         match (name, value) {
             (Ok(name), Ok(value)) => headers.push(name, value),
             (Err(sequence), _) | (_, Err(sequence)) => {
                 pending_error.get_or_insert(DecodeErrorKind::InvalidEscape {
-                    header: lossy_prefix(&line[..colon]),
+                    header: lossy_prefix(raw_name),
                     sequence,
                 });
             }
@@ -302,6 +394,28 @@ fn parse_head(head: Bytes, version: Version) -> Result<(Command, Headers), Decod
         Some(kind) => Err(DecodeError::new(kind).in_frame(command, headers.get(names::RECEIPT))),
         None => Ok((command, headers)),
     }
+}
+
+/// The standard header names, as static strings: a decoded frame's names then share no
+/// buffer (no reference count to change when a header is copied or dropped).
+fn known_name(name: &[u8]) -> Option<&'static str> {
+    Some(match name {
+        b"destination" => names::DESTINATION,
+        b"content-length" => names::CONTENT_LENGTH,
+        b"content-type" => names::CONTENT_TYPE,
+        b"receipt" => names::RECEIPT,
+        b"id" => names::ID,
+        b"ack" => names::ACK,
+        b"subscription" => names::SUBSCRIPTION,
+        b"message-id" => names::MESSAGE_ID,
+        b"transaction" => names::TRANSACTION,
+        b"accept-version" => names::ACCEPT_VERSION,
+        b"host" => names::HOST,
+        b"heart-beat" => names::HEART_BEAT,
+        b"login" => names::LOGIN,
+        b"passcode" => names::PASSCODE,
+        _ => return None,
+    })
 }
 
 /// One unescaped header name or value, sharing `head` when nothing was escaped.

@@ -244,19 +244,28 @@ impl PreparedMessage {
     /// The encoded shared headers for `version` (encoded on first use, then reused).
     pub fn shared_part(&self, version: Version) -> &Bytes {
         let escaping = Escaping::for_frame(version, true);
-        let slot = match escaping {
+        self.shared_slot(version).get_or_init(|| {
+            let mut out = BytesMut::with_capacity(head_capacity(Command::Message, &self.headers));
+            self.encode_shared(&mut out, escaping);
+            out.freeze()
+        })
+    }
+
+    fn shared_slot(&self, version: Version) -> &OnceLock<Bytes> {
+        match Escaping::for_frame(version, true) {
             Escaping::None => &self.shared[0],
             Escaping::V1_1 => &self.shared[1],
             Escaping::V1_2 => &self.shared[2],
-        };
-        slot.get_or_init(|| {
-            let mut out = BytesMut::with_capacity(head_capacity(Command::Message, &self.headers));
-            write_headers(&mut out, &self.headers, escaping, true);
-            write_content_length(&mut out, self.body.len());
-            out.put_u8(b'\n');
-            debug_assert_no_nul(&out);
-            out.freeze()
-        })
+        }
+    }
+
+    /// Appends the shared headers, the `content-length` and the blank line.
+    fn encode_shared(&self, out: &mut BytesMut, escaping: Escaping) {
+        let start = out.len();
+        write_headers(out, &self.headers, escaping, true);
+        write_content_length(out, self.body.len());
+        out.put_u8(b'\n');
+        debug_assert_no_nul(&out[start..]);
     }
 
     /// The MESSAGE frame for one subscriber, with `per_delivery` headers first (so they win
@@ -282,9 +291,7 @@ impl PreparedMessage {
     /// builds it; later deliveries with an identical head share it, without a copy.
     pub fn contiguous_for(&self, version: Version, head: &Bytes) -> EncodedFrame {
         const CACHED_HEADS: usize = 8;
-        let first = self.first.get_or_init(|| {
-            (version, head.clone(), self.with_head(version, head.clone()).to_bytes())
-        });
+        let first = self.first.get_or_init(|| (version, head.clone(), self.build(version, head)));
         let whole = if first.0 == version && first.1 == head {
             first.2.clone()
         } else {
@@ -292,7 +299,7 @@ impl PreparedMessage {
             match complete.iter().find(|(v, h, _)| *v == version && h == head) {
                 Some((_, _, whole)) => whole.clone(),
                 None => {
-                    let whole = self.with_head(version, head.clone()).to_bytes();
+                    let whole = self.build(version, head);
                     if complete.len() < CACHED_HEADS {
                         complete.push((version, head.clone(), whole.clone()));
                     }
@@ -307,6 +314,39 @@ impl PreparedMessage {
             utf8: self.body_utf8,
             nul: false,
         }
+    }
+
+    /// The whole frame for `head`, in one buffer. The shared headers are encoded straight
+    /// into it the first time (most messages have one head, so they are never needed apart),
+    /// and copied from [`shared_part`](Self::shared_part) after that.
+    fn build(&self, version: Version, head: &Bytes) -> Bytes {
+        let slot = self.shared_slot(version);
+        let body = &self.body;
+        let mut out = match slot.get() {
+            Some(shared) => {
+                let mut out = BytesMut::with_capacity(head.len() + shared.len() + body.len() + 1);
+                out.put_slice(head);
+                out.put_slice(shared);
+                out
+            }
+            None if self.first.get().is_none() => {
+                let capacity = head.len() + head_capacity(Command::Message, &self.headers);
+                let mut out = BytesMut::with_capacity(capacity + body.len() + 1);
+                out.put_slice(head);
+                self.encode_shared(&mut out, Escaping::for_frame(version, true));
+                out
+            }
+            None => {
+                let shared = self.shared_part(version);
+                let mut out = BytesMut::with_capacity(head.len() + shared.len() + body.len() + 1);
+                out.put_slice(head);
+                out.put_slice(shared);
+                out
+            }
+        };
+        out.put_slice(body);
+        out.put_u8(0);
+        out.freeze()
     }
 }
 

@@ -395,7 +395,7 @@ impl System {
                 None => return,
             }
         };
-        let message_id = frame.get(names::MESSAGE_ID).unwrap_or_default().to_owned();
+        let message_id = frame.headers.get_shared(names::MESSAGE_ID).cloned().unwrap_or_default();
         let mut headers = Headers::with_capacity(frame.headers.len());
         for (name, value) in frame.headers.entries() {
             if name.as_str() != names::SUBSCRIPTION && name.as_str() != names::CONTENT_LENGTH {

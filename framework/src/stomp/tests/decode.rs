@@ -247,6 +247,18 @@ fn headers_must_be_utf8() {
 }
 
 #[test]
+fn non_ascii_header_text_is_kept_and_checked_in_every_line() {
+    let f = decode_one("SEND\ndestination:/topic/caf\u{e9}\nn\u{f6}te:\u{1f600}\n\n\0".as_bytes())
+        .unwrap();
+    assert_eq!(f.destination(), Some("/topic/caf\u{e9}"));
+    assert_eq!(f.headers.get("n\u{f6}te"), Some("\u{1f600}"));
+    // A bad byte in the command line or in a header name fails the same way.
+    for head in [&b"SE\xffND\ndestination:/a\n\n\0"[..], b"SEND\nd\xc3est:/a\n\n\0"] {
+        assert_eq!(decode_one(head).unwrap_err().kind(), &DecodeErrorKind::InvalidUtf8);
+    }
+}
+
+#[test]
 fn body_need_not_be_utf8() {
     let f = decode_one(b"SEND\ndestination:/a\n\n\xff\xfe\0").unwrap();
     assert_eq!(&f.body[..], b"\xff\xfe");
