@@ -20,9 +20,18 @@ use tokio::sync::Notify;
 use crate::locks::lock;
 use crate::stomp::EncodedFrame;
 
-/// A queue holding more than this many frames' worth of capacity gives the excess back once it
-/// drains: an idle session keeps almost nothing.
+/// A queue holding more than this many frames' worth of capacity gives it back when it drains
+/// and the session has gone quiet (this many frames or fewer in [`QUIET_TAKES`] takes in a
+/// row): an idle session keeps almost nothing, a busy one keeps what it needs rather than grow
+/// it again frame by frame (a copy of every queued entry each time it doubles).
 const KEEP_CAPACITY: usize = 16;
+
+/// See [`KEEP_CAPACITY`].
+const QUIET_TAKES: u8 = 4;
+
+/// A drained queue with more capacity than this gives it back at once, busy or not: what a
+/// session keeps after a burst stays small.
+const MAX_KEPT_CAPACITY: usize = 256;
 
 /// The sending side of a session's outbound queue, shared with every publisher.
 ///
@@ -64,6 +73,8 @@ struct Queued {
 /// for a session that has ended.
 pub(crate) struct OutboxReceiver {
     outbox: Arc<Outbox>,
+    /// Takes in a row that found fewer than [`KEEP_CAPACITY`] frames.
+    quiet_takes: u8,
 }
 
 impl Outbox {
@@ -80,7 +91,7 @@ impl Outbox {
             is_closed: AtomicBool::new(false),
             reason: OnceLock::new(),
         });
-        (outbox.clone(), OutboxReceiver { outbox })
+        (outbox.clone(), OutboxReceiver { outbox, quiet_takes: 0 })
     }
 
     /// Queues a frame. Returns false when the session is closed (or is being closed now
@@ -303,7 +314,15 @@ impl OutboxReceiver {
             batch.reserve_exact(n);
         }
         batch.extend(queue.drain(..n).map(|q| q.frame));
-        if queue.is_empty() && queue.capacity() > KEEP_CAPACITY {
+        self.quiet_takes = match n < KEEP_CAPACITY {
+            true => self.quiet_takes.saturating_add(1),
+            false => 0,
+        };
+        let quiet = self.quiet_takes >= QUIET_TAKES;
+        if queue.is_empty()
+            && queue.capacity() > KEEP_CAPACITY
+            && (quiet || queue.capacity() > MAX_KEPT_CAPACITY)
+        {
             *queue = VecDeque::new();
         }
         n
@@ -422,15 +441,33 @@ mod tests {
     }
 
     #[test]
-    fn a_drained_queue_gives_its_capacity_back() {
+    fn a_drained_queue_gives_its_capacity_back_once_quiet_or_when_large() {
         let (outbox, mut rx) = Outbox::new(1 << 20, Duration::from_secs(10));
-        for _ in 0..100 {
-            assert!(outbox.push(frame(10)));
-        }
+        let capacity = || outbox.queue.lock().unwrap().capacity();
         let mut batch = Vec::new();
-        rx.drain_now(&mut batch);
-        assert_eq!(batch.len(), 100);
-        assert_eq!(outbox.queue.lock().unwrap().capacity(), 0);
+        let mut burst = |count: usize, batch: &mut Vec<EncodedFrame>| {
+            for _ in 0..count {
+                assert!(outbox.push(frame(10)));
+            }
+            batch.clear();
+            rx.drain_now(batch);
+            assert_eq!(batch.len(), count);
+        };
+        // Busy: the capacity stays for the next burst.
+        burst(100, &mut batch);
+        let busy = capacity();
+        assert!(busy >= 100, "{busy}");
+        // Quiet for fewer takes than QUIET_TAKES: still kept.
+        for _ in 1..QUIET_TAKES {
+            burst(1, &mut batch);
+            assert_eq!(capacity(), busy);
+        }
+        // Quiet long enough: given back.
+        burst(1, &mut batch);
+        assert_eq!(capacity(), 0);
+        // A burst past MAX_KEPT_CAPACITY is given back as soon as it drains.
+        burst(MAX_KEPT_CAPACITY + 1, &mut batch);
+        assert_eq!(capacity(), 0);
     }
 
     #[test]

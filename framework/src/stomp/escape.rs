@@ -77,6 +77,25 @@ pub(crate) fn unescape(raw: &[u8], escaping: Escaping) -> Result<Option<Vec<u8>>
 /// NUL ends a frame), so it becomes U+FFFD, the Unicode replacement character.
 const NUL_REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
 
+/// The bytes each way of writing header text must replace, as bits of [`SPECIAL`].
+const RAW_VALUE: u8 = 1;
+const RAW_NAME: u8 = 2;
+const V1_1: u8 = 4;
+const V1_2: u8 = 8;
+
+/// For every byte, the ways of writing header text that must replace it: `\n` and NUL in
+/// all; `\r` where there is no escape for it (none) or there is (1.2), not in 1.1; `:` and
+/// `\\` in 1.1 and 1.2, and `:` in a name where there are no escapes.
+static SPECIAL: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b'\n' as usize] = RAW_VALUE | RAW_NAME | V1_1 | V1_2;
+    table[0] = RAW_VALUE | RAW_NAME | V1_1 | V1_2;
+    table[b'\r' as usize] = RAW_VALUE | RAW_NAME | V1_2;
+    table[b':' as usize] = RAW_NAME | V1_1 | V1_2;
+    table[b'\\' as usize] = V1_1 | V1_2;
+    table
+};
+
 /// Appends `text` to `out`, escaped for `escaping`.
 ///
 /// Where no escaping exists (1.0, CONNECT, CONNECTED) a line break inside a header cannot be
@@ -85,11 +104,14 @@ const NUL_REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
 /// it is written as U+FFFD, so an encoded head never contains a NUL (a peer splitting frames on
 /// NUL would otherwise read the rest of the header as a second frame).
 pub(crate) fn escape_into(out: &mut BytesMut, text: &[u8], escaping: Escaping, name: bool) {
-    let special = |b: u8| match escaping {
-        Escaping::None => b == b'\n' || b == b'\r' || b == 0 || (name && b == b':'),
-        Escaping::V1_1 => b == b'\n' || b == b':' || b == b'\\' || b == 0,
-        Escaping::V1_2 => b == b'\n' || b == b':' || b == b'\\' || b == b'\r' || b == 0,
+    let mask = match (escaping, name) {
+        (Escaping::None, false) => RAW_VALUE,
+        (Escaping::None, true) => RAW_NAME,
+        (Escaping::V1_1, _) => V1_1,
+        (Escaping::V1_2, _) => V1_2,
     };
+    let special = |b: u8| SPECIAL[usize::from(b)] & mask != 0;
+    // Almost all header text has nothing to escape: one table lookup per byte finds out.
     if !text.iter().any(|&b| special(b)) {
         out.put_slice(text);
         return;
