@@ -3,7 +3,8 @@
 //! Encoding never copies a body: an [`EncodedFrame`] is the encoded head plus the body's shared
 //! [`Bytes`], ready for a vectored write. For a message going to many subscribers,
 //! [`PreparedMessage`] encodes the shared headers once per protocol version and each
-//! subscriber only adds its own small head (`subscription`, `message-id`, `ack`).
+//! subscriber only adds its own small head (`subscription`, `message-id`, `ack`), or shares a
+//! whole contiguous frame with the subscribers whose head is the same.
 
 use std::io::IoSlice;
 use std::sync::OnceLock;
@@ -15,7 +16,7 @@ use super::{Command, Frame, Headers, Version, names};
 
 const NUL: &[u8] = b"\0";
 
-/// An encoded frame in up to three shared parts plus the closing NUL.
+/// An encoded frame: its head and its shared body, plus the closing NUL.
 ///
 /// ```
 /// use stompede::stomp::{encode, Command, Frame, Version};
@@ -28,7 +29,6 @@ const NUL: &[u8] = b"\0";
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EncodedFrame {
     head: Bytes,
-    shared: Bytes,
     body: Bytes,
     // Whether the whole frame is UTF-8 (headers always are; this records the body's check).
     utf8: bool,
@@ -37,16 +37,10 @@ pub struct EncodedFrame {
 }
 
 impl EncodedFrame {
-    /// The command and headers, up to and including the blank line (or up to the shared
-    /// headers, for a fanned-out message).
+    /// The command and headers, up to and including the blank line (or the whole frame, for
+    /// one made by [`PreparedMessage::contiguous_for`]).
     pub fn head(&self) -> &Bytes {
         &self.head
-    }
-
-    /// The headers shared by every subscriber of a fanned-out message, with the blank line;
-    /// empty for frames made by [`encode`].
-    pub fn shared(&self) -> &Bytes {
-        &self.shared
     }
 
     /// The body, shared with the frame it came from.
@@ -56,7 +50,7 @@ impl EncodedFrame {
 
     /// Total size on the wire, NUL included.
     pub fn len(&self) -> usize {
-        self.head.len() + self.shared.len() + self.body.len() + usize::from(self.nul)
+        self.head.len() + self.body.len() + usize::from(self.nul)
     }
 
     /// Whether the whole frame is valid UTF-8, so it can travel as a WebSocket text message.
@@ -69,9 +63,9 @@ impl EncodedFrame {
         false
     }
 
-    /// The four parts in wire order, for a vectored write.
-    pub fn chunks(&self) -> [&[u8]; 4] {
-        [&self.head, &self.shared, &self.body, if self.nul { NUL } else { b"" }]
+    /// The three parts in wire order, for a vectored write.
+    pub fn chunks(&self) -> [&[u8]; 3] {
+        [&self.head, &self.body, if self.nul { NUL } else { b"" }]
     }
 
     /// The frame's first byte (its command's), if any.
@@ -80,7 +74,7 @@ impl EncodedFrame {
     }
 
     /// The parts as `IoSlice`s for `write_vectored`.
-    pub fn io_slices(&self) -> [IoSlice<'_>; 4] {
+    pub fn io_slices(&self) -> [IoSlice<'_>; 3] {
         self.chunks().map(IoSlice::new)
     }
 
@@ -103,7 +97,7 @@ impl EncodedFrame {
 
     /// Whether `head` is the whole frame (no separate parts, no NUL to add).
     fn is_contiguous(&self) -> bool {
-        !self.nul && self.shared.is_empty() && self.body.is_empty()
+        !self.nul && self.body.is_empty()
     }
 
     /// The whole frame as one contiguous buffer. This copies, unless the frame is already
@@ -136,7 +130,6 @@ pub fn encode(frame: &Frame, version: Version) -> EncodedFrame {
     debug_assert_no_nul(&head);
     EncodedFrame {
         head: head.freeze(),
-        shared: Bytes::new(),
         body: frame.body.clone(),
         utf8: std::str::from_utf8(&frame.body).is_ok(),
         nul: true,
@@ -197,8 +190,7 @@ fn write_content_length(out: &mut BytesMut, len: usize) {
 /// let b = message.for_subscriber(Version::V1_2, &[("subscription", "sub-1"), ("message-id", "7")]);
 /// assert_eq!(&a.to_bytes()[..],
 ///     &b"MESSAGE\nsubscription:sub-0\nmessage-id:7\ndestination:/topic/news\ncontent-length:13\n\nextra! extra!\0"[..]);
-/// // Both deliveries share the encoded headers and the body.
-/// assert_eq!(a.shared().as_ptr(), b.shared().as_ptr());
+/// // Both deliveries share the body; the shared headers were encoded once.
 /// assert_eq!(a.body().as_ptr(), b.body().as_ptr());
 /// ```
 #[derive(Debug)]
@@ -275,11 +267,15 @@ impl PreparedMessage {
     }
 
     /// The MESSAGE frame for one subscriber whose head was encoded ahead of time with
-    /// [`message_head`] (for the same `version`): no allocation per delivery.
+    /// [`message_head`] (for the same `version`): its head and the shared headers (encoded
+    /// once) are copied into one buffer; the body is shared.
     pub fn with_head(&self, version: Version, head: Bytes) -> EncodedFrame {
+        let shared = self.shared_part(version);
+        let mut whole_head = BytesMut::with_capacity(head.len() + shared.len());
+        whole_head.put_slice(&head);
+        whole_head.put_slice(shared);
         EncodedFrame {
-            head,
-            shared: self.shared_part(version).clone(),
+            head: whole_head.freeze(),
             body: self.body.clone(),
             utf8: self.body_utf8,
             nul: true,
@@ -307,13 +303,7 @@ impl PreparedMessage {
                 }
             }
         };
-        EncodedFrame {
-            head: whole,
-            shared: Bytes::new(),
-            body: Bytes::new(),
-            utf8: self.body_utf8,
-            nul: false,
-        }
+        EncodedFrame { head: whole, body: Bytes::new(), utf8: self.body_utf8, nul: false }
     }
 
     /// The whole frame for `head`, in one buffer. The shared headers are encoded straight
