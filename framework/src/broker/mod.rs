@@ -26,6 +26,7 @@ pub(crate) use queue::{Settle, Settlement};
 pub(crate) use simple::Refused;
 pub(crate) use subscriber::{ListenerFn, Pressure, Subscriber};
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -76,14 +77,16 @@ impl Broker {
     pub(crate) fn publish_from_client(
         &self,
         destination: &ByteStr,
-        headers: &Headers,
+        headers: Headers,
         body: Bytes,
         pressure: &mut Pressure,
     ) -> Result<usize, Refused> {
         match self {
-            Broker::Simple(broker) => broker.publish_with(destination, headers, body, pressure),
+            Broker::Simple(broker) => {
+                broker.publish_with(destination, Cow::Owned(headers), body, pressure)
+            }
             Broker::Relay(relay) => {
-                relay.publish(destination, headers, body);
+                relay.publish(destination, &headers, body);
                 Ok(0)
             }
         }

@@ -14,25 +14,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::options::{QueueLimits, QueueOverflow};
 use super::subscriber::{Delivered, Pressure, Subscriber};
 use crate::locks::lock;
-use crate::stomp::{ByteStr, PreparedMessage};
+use crate::stomp::{ByteStr, PreparedMessage, names};
 
 /// One published message, shared by every delivery of it.
 pub(crate) struct Message {
     pub(crate) prepared: PreparedMessage,
     pub(crate) id: u64,
-    pub(crate) id_text: ByteStr,
     pub(crate) destination: ByteStr,
     /// What it counts against byte limits: body and headers.
     pub(crate) size: usize,
 }
 
 impl Message {
-    pub(crate) fn new(
-        prepared: PreparedMessage,
-        id: u64,
-        id_text: ByteStr,
-        destination: ByteStr,
-    ) -> Message {
+    pub(crate) fn new(prepared: PreparedMessage, id: u64, destination: ByteStr) -> Message {
         let headers: usize = prepared
             .headers()
             .entries()
@@ -40,7 +34,12 @@ impl Message {
             .map(|(name, value)| name.len() + value.len() + 2)
             .sum();
         let size = prepared.body().len() + headers + 16;
-        Message { prepared, id, id_text, destination, size }
+        Message { prepared, id, destination, size }
+    }
+
+    /// Its `message-id`, as its frames carry it.
+    pub(crate) fn id_text(&self) -> &str {
+        self.prepared.headers().get(names::MESSAGE_ID).unwrap_or_default()
     }
 
     /// What the message counts against byte limits: its body and headers.

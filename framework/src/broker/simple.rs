@@ -1,5 +1,6 @@
 //! The in-memory broker: one process, every destination, no persistence.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,23 +14,6 @@ use super::registry::Registry;
 use super::subscriber::{Delivered, Pressure, Subscriber};
 use crate::locks::lock;
 use crate::stomp::{ByteStr, Headers, PreparedMessage, names};
-
-/// Headers of a SEND that never travel on to subscribers: they describe the SEND itself, or
-/// are set per delivery.
-const NOT_FORWARDED: [&str; 11] = [
-    names::DESTINATION,
-    names::MESSAGE_ID,
-    names::SUBSCRIPTION,
-    names::ACK,
-    names::CONTENT_LENGTH,
-    names::RECEIPT,
-    names::TRANSACTION,
-    RETAIN,
-    // Set by the broker per delivery: a publisher may not fake them.
-    "redelivered",
-    "retained",
-    "missed-messages",
-];
 
 /// The SEND header that asks for the message to be retained (`retain:true`).
 pub(crate) const RETAIN: &str = "retain";
@@ -124,7 +108,8 @@ impl SimpleBroker {
     /// refuses (a full queue, a full retained store) is logged and dropped; a client's SEND
     /// gets an ERROR instead.
     pub fn publish(&self, destination: &ByteStr, headers: &Headers, body: Bytes) -> usize {
-        match self.publish_with(destination, headers, body, &mut Pressure::default()) {
+        match self.publish_with(destination, Cow::Borrowed(headers), body, &mut Pressure::default())
+        {
             Ok(delivered) => delivered,
             Err(Refused(why)) => {
                 tracing::warn!(%destination, "message dropped: {why}");
@@ -138,7 +123,7 @@ impl SimpleBroker {
     pub(crate) fn publish_with(
         &self,
         destination: &ByteStr,
-        headers: &Headers,
+        headers: Cow<'_, Headers>,
         body: Bytes,
         pressure: &mut Pressure,
     ) -> Result<usize, Refused> {
@@ -286,7 +271,12 @@ impl SimpleBroker {
     }
 
     /// The message every subscriber of one publish shares.
-    fn prepare_next(&self, destination: &ByteStr, headers: &Headers, body: Bytes) -> Arc<Message> {
+    fn prepare_next(
+        &self,
+        destination: &ByteStr,
+        headers: Cow<'_, Headers>,
+        body: Bytes,
+    ) -> Arc<Message> {
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
         prepare(id, destination, headers, body)
     }
@@ -301,7 +291,7 @@ impl SimpleBroker {
         headers: &Headers,
         body: Bytes,
     ) -> usize {
-        let message = self.prepare_next(shown, headers, body);
+        let message = self.prepare_next(shown, Cow::Borrowed(headers), body);
         let (limits, mut pressure) = (&self.options.queue_limits, Pressure::default());
         let mut delivered = 0;
         self.users.for_each_match(resolved, |subscriber| {
@@ -455,14 +445,14 @@ impl SimpleBroker {
                 // loop for ever.
                 tracing::warn!(
                     queue = %queue,
-                    message_id = %message.id_text,
+                    message_id = %message.id_text(),
                     "dead letter redelivered {max} times without being acknowledged; dropped"
                 );
                 continue;
             }
             tracing::warn!(
                 queue = %queue,
-                message_id = %message.id_text,
+                message_id = %message.id_text(),
                 dead_letter = %target,
                 "message redelivered {max} times without being acknowledged; moved to the dead-letter destination"
             );
@@ -477,7 +467,7 @@ impl SimpleBroker {
             headers.push("original-destination", queue.clone());
             let body = message.prepared.body().clone();
             if let Err(Refused(why)) =
-                self.publish_with(&target, &headers, body, &mut Pressure::default())
+                self.publish_with(&target, Cow::Owned(headers), body, &mut Pressure::default())
             {
                 tracing::warn!(dead_letter = %target, "dead letter dropped: {why}");
             }
@@ -532,19 +522,52 @@ impl SimpleBroker {
 }
 
 /// The message every subscriber of one publish shares, with message id `id`.
-fn prepare(id: u64, destination: &ByteStr, headers: &Headers, body: Bytes) -> Arc<Message> {
-    // One allocation, shared by the header and the message's own copy.
+fn prepare(id: u64, destination: &ByteStr, headers: Cow<'_, Headers>, body: Bytes) -> Arc<Message> {
+    // The header is the message's only copy of its id's text (`Message::id_text`).
     let id_text = ByteStr::from(itoa::Buffer::new().format(id).to_owned());
-    let mut shared = Headers::with_capacity(headers.len() + 2);
-    shared.push(names::DESTINATION, destination.clone());
-    shared.push(names::MESSAGE_ID, id_text.clone());
-    for (name, value) in headers.entries() {
-        if !NOT_FORWARDED.contains(&name.as_str()) {
-            shared.push(name.clone(), value.clone());
+    let front = [
+        (ByteStr::from_static(names::DESTINATION), destination.clone()),
+        (ByteStr::from_static(names::MESSAGE_ID), id_text),
+    ];
+    let shared = match headers {
+        // A client's SEND gives its headers up: they are filtered in place, no copy.
+        Cow::Owned(mut shared) => {
+            shared.retain(|name, _| forwarded(name));
+            shared.prepend(front);
+            shared
         }
-    }
+        Cow::Borrowed(headers) => {
+            let mut shared = Headers::with_capacity(headers.len() + 2);
+            shared.prepend(front);
+            for (name, value) in headers.entries() {
+                if forwarded(name) {
+                    shared.push(name.clone(), value.clone());
+                }
+            }
+            shared
+        }
+    };
     let prepared = PreparedMessage::new(shared, body);
-    Arc::new(Message::new(prepared, id, id_text, destination.clone()))
+    Arc::new(Message::new(prepared, id, destination.clone()))
+}
+
+/// Whether a publisher's header reaches subscribers: not the per-SEND ones, nor the ones the
+/// broker sets per delivery (a publisher may not fake them).
+fn forwarded(name: &str) -> bool {
+    !matches!(
+        name,
+        names::DESTINATION
+            | names::MESSAGE_ID
+            | names::SUBSCRIPTION
+            | names::ACK
+            | names::CONTENT_LENGTH
+            | names::RECEIPT
+            | names::TRANSACTION
+            | RETAIN
+            | "redelivered"
+            | "retained"
+            | "missed-messages"
+    )
 }
 
 /// Delivers a message, with message id `id`, to one subscription only, as if published to
@@ -556,7 +579,7 @@ pub(crate) fn deliver_one(
     headers: &Headers,
     body: Bytes,
 ) {
-    let message = prepare(id, destination, headers, body);
+    let message = prepare(id, destination, Cow::Borrowed(headers), body);
     let mut pressure = Pressure::default();
     subscriber.push(&message, Delivered::default(), &mut pressure);
 }

@@ -243,7 +243,7 @@ impl Subscriber {
         } else {
             // Clients acknowledge with the `ack` header (1.2) or message-id + subscription
             // (1.0, 1.1).
-            let ack_id = format!("{}-{}", self.subscription_id, message.id_text);
+            let ack_id = format!("{}-{}", self.subscription_id, message.id_text());
             let missed_text = itoa::Buffer::new().format(missed).to_owned();
             let mut per_delivery: Vec<(&str, &str)> =
                 vec![(names::SUBSCRIPTION, &self.subscription_id)];

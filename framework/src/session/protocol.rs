@@ -937,7 +937,7 @@ impl Protocol {
         let mut pressure = Pressure::default();
         let broker = &self.runtime.broker;
         let delivered = broker
-            .publish_from_client(destination, &frame.headers, frame.body, &mut pressure)
+            .publish_from_client(destination, frame.headers, frame.body, &mut pressure)
             .map_err(|Refused(why)| violation(why))?;
         tracing::debug!(session_id = %self.session_id, %destination, delivered, "published");
         let full = std::mem::take(&mut pressure.outboxes);

@@ -108,6 +108,19 @@ impl Headers {
     pub fn entries(&self) -> &[(ByteStr, ByteStr)] {
         &self.entries
     }
+
+    /// Keeps only the entries for which `keep` is true, in order.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&ByteStr, &ByteStr) -> bool) {
+        self.entries.retain(|(name, value)| keep(name, value));
+    }
+
+    /// Puts `entries` in front of the others, in order.
+    pub(crate) fn prepend<const N: usize>(&mut self, entries: [(ByteStr, ByteStr); N]) {
+        self.entries.reserve(N);
+        for (i, entry) in entries.into_iter().enumerate() {
+            self.entries.insert(i, entry);
+        }
+    }
 }
 
 impl<N: Into<ByteStr>, V: Into<ByteStr>> FromIterator<(N, V)> for Headers {

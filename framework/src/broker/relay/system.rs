@@ -395,7 +395,6 @@ impl System {
                 None => return,
             }
         };
-        let message_id = frame.headers.get_shared(names::MESSAGE_ID).cloned().unwrap_or_default();
         let mut headers = Headers::with_capacity(frame.headers.len());
         for (name, value) in frame.headers.entries() {
             if name.as_str() != names::SUBSCRIPTION && name.as_str() != names::CONTENT_LENGTH {
@@ -405,7 +404,7 @@ impl System {
         let destination = frame.headers.get_shared(names::DESTINATION).cloned().unwrap_or_default();
         let prepared = PreparedMessage::new(headers, frame.body);
         // Shared subscriptions acknowledge automatically: the message id is never parsed.
-        let message = Arc::new(Message::new(prepared, 0, message_id, destination));
+        let message = Arc::new(Message::new(prepared, 0, destination));
         let mut pressure = Pressure::default();
         for subscriber in subscribers {
             subscriber.push(&message, Delivered::default(), &mut pressure);
