@@ -94,6 +94,8 @@ pub struct RawPeer {
     pub heart_beats: u64,
     /// Kinds of WebSocket data messages received, in order (`true` for text).
     pub text_messages: Vec<bool>,
+    /// Payloads of the WebSocket pongs received, in order.
+    pub pongs: Vec<Bytes>,
 }
 
 /// What the peer observed next.
@@ -133,6 +135,7 @@ impl RawPeer {
             buf: BytesMut::new(),
             heart_beats: 0,
             text_messages: Vec::new(),
+            pongs: Vec::new(),
         }
     }
 
@@ -148,6 +151,14 @@ impl RawPeer {
     /// Sends one text WebSocket message.
     pub async fn send_text(&mut self, text: &str) {
         self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// Sends `messages` in one write: they reach the server together, as from a busy client.
+    pub async fn send_all(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            self.ws.feed(message).await.expect("send");
+        }
+        self.ws.flush().await.expect("send");
     }
 
     /// Sends one binary WebSocket message.
@@ -177,6 +188,7 @@ impl RawPeer {
                         self.buf.extend_from_slice(&b);
                     }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Event::Closed,
+                    Some(Ok(Message::Pong(payload))) => self.pongs.push(payload),
                     Some(Ok(_)) => {}
                 }
             }

@@ -30,6 +30,34 @@ async fn error_for(input: &str, connect: bool) -> (String, Option<String>) {
     (error.get("message").unwrap().to_owned(), error.get("receipt-id").map(str::to_owned))
 }
 
+/// A busy client's messages arrive together and the server takes them in one read: every frame
+/// is still handled in order, and a ping among them is answered, as are frames after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_arriving_together_are_all_handled_in_order_with_a_ping_among_them() {
+    use tokio_tungstenite::tungstenite::Message;
+    let server = start(Server::builder()).await;
+    let mut peer = RawPeer::connected(&ws_url(&server)).await;
+    let send =
+        |n: usize| Message::text(format!("SEND\ndestination:/topic/t\nreceipt:r{n}\n\nm{n}\0"));
+    let mut messages = vec![Message::text("SUBSCRIBE\nid:0\ndestination:/topic/t\n\n\0")];
+    messages.extend((0..50).map(send));
+    messages.push(Message::Ping("are you there".into()));
+    messages.extend((50..100).map(send));
+    // Split across messages too: a frame's head in one, its body in the next.
+    messages.push(Message::text("SEND\ndestination:/topic/t\nreceipt:r100\n\n"));
+    messages.push(Message::text("m100\0"));
+    peer.send_all(messages).await;
+    for n in 0..=100 {
+        // Each SEND's MESSAGE and RECEIPT, in the order they were sent.
+        let mut seen = [peer.frame().await, peer.frame().await];
+        seen.sort_by_key(|frame| frame.command != Command::Message);
+        assert_eq!(seen[0].body_str(), Some(format!("m{n}").as_str()), "{seen:?}");
+        assert_eq!(seen[1].command, Command::Receipt, "{seen:?}");
+        assert_eq!(seen[1].get("receipt-id"), Some(format!("r{n}").as_str()));
+    }
+    assert_eq!(peer.pongs, ["are you there"], "the ping was answered once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frame_before_connect() {
     let (message, _) = error_for("SEND\ndestination:/topic/a\n\nx\0", false).await;

@@ -335,6 +335,7 @@ impl<T: Transport> Session<T> {
             );
         }
         let limit = self.runtime.config.send_time_limit;
+        // What the outbox counted: the frames as queued, before any interceptor changed them.
         let bytes: usize = self.batch.iter().map(EncodedFrame::len).sum();
         let interceptors = &self.runtime.config.interceptors;
         if !interceptors.outbound.is_empty() {

@@ -43,16 +43,38 @@ pub struct Decoder {
 }
 
 /// One line of a head: offsets into the caller's buffer, found while scanning for its end.
+/// 32-bit, so that what a session keeps between frames stays small (a head is never longer
+/// than 4 GiB: see `MAX_HEAD`).
 #[derive(Clone, Copy, Debug)]
 struct Line {
-    start: usize,
+    start: u32,
     /// The end, a trailing CR excluded.
-    end: usize,
-    /// The first `:`, if any.
-    colon: Option<usize>,
+    end: u32,
+    /// The first `:`, or `NO_COLON`.
+    colon: u32,
     /// Whether the line holds a NUL or a `\\`, which need a closer look.
     special: bool,
 }
+
+const NO_COLON: u32 = u32::MAX;
+
+/// The longest head the decoder reads, whatever `max_frame_size` allows: offsets in it fit
+/// in a `u32`.
+const MAX_HEAD: usize = u32::MAX as usize - 1;
+
+impl Line {
+    fn range(&self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    fn colon(&self) -> Option<usize> {
+        (self.colon != NO_COLON).then_some(self.colon as usize)
+    }
+}
+
+/// The decoder keeps room for this many lines between frames (a CONNECT has about six);
+/// a frame with more gives the rest back.
+const KEPT_LINES: usize = 8;
 
 #[derive(Debug)]
 enum Phase {
@@ -207,10 +229,12 @@ impl Decoder {
                     head_len = Some(i + 1);
                     break;
                 }
+                // Every offset is at most `MAX_HEAD` (checked below, a line at a time).
+                let offset = |at: usize| u32::try_from(at).unwrap_or(NO_COLON - 1);
                 self.lines.push(Line {
-                    start: *line_start,
-                    end,
-                    colon: colon.take(),
+                    start: offset(*line_start),
+                    end: offset(end),
+                    colon: colon.take().map_or(NO_COLON, offset),
                     special: std::mem::take(special),
                 });
                 i += 1;
@@ -221,7 +245,7 @@ impl Decoder {
                         limit: limits.max_header_count,
                     }));
                 }
-                if i > limits.max_frame_size {
+                if i > limits.max_frame_size.min(MAX_HEAD) {
                     return Err(frame_too_large(limits));
                 }
             }
@@ -232,18 +256,19 @@ impl Decoder {
                         limit: limits.max_header_line,
                     }));
                 }
-                if buf.len() > limits.max_frame_size {
+                if buf.len() > limits.max_frame_size.min(MAX_HEAD) {
                     return Err(frame_too_large(limits));
                 }
                 return Ok(None);
             };
-            if head_len > limits.max_frame_size {
+            if head_len > limits.max_frame_size.min(MAX_HEAD) {
                 return Err(frame_too_large(limits));
             }
             let non_ascii = *non_ascii;
             let head = buf.split_to(head_len).freeze();
             let parsed = parse_head(head, &self.lines, non_ascii, self.version);
             self.lines.clear();
+            self.lines.shrink_to(KEPT_LINES);
             let (command, headers) = parsed?;
             let content_length = content_length(&headers, limits, head_len)
                 .map_err(|e| e.in_frame(command, headers.get(names::RECEIPT)))?;
@@ -338,7 +363,7 @@ fn parse_head(
     let Some((first, header_lines)) = lines.split_first() else {
         return Err(DecodeError::new(DecodeErrorKind::UnknownCommand(String::new())));
     };
-    let command_line = &head[first.start..first.end];
+    let command_line = &head[first.range()];
     // A NUL ends a frame: inside a command or header it would let a peer smuggle a second
     // frame to every client that splits frames on NUL (stompjs 2.3.3 among them).
     if first.special && command_line.contains(&0) {
@@ -351,20 +376,21 @@ fn parse_head(
     let mut headers = Headers::with_capacity(header_lines.len());
     let mut pending_error = None;
     for line in header_lines {
-        let raw = &head[line.start..line.end];
+        let raw = &head[line.range()];
         if line.special && raw.contains(&0) {
             pending_error.get_or_insert(DecodeErrorKind::NulInHead(lossy_prefix(raw)));
             continue;
         }
-        let Some(colon) = line.colon else {
+        let Some(colon) = line.colon() else {
             pending_error.get_or_insert(DecodeErrorKind::MalformedHeader(lossy_prefix(raw)));
             continue;
         };
-        if colon == line.start {
+        let start = line.range().start;
+        if colon == start {
             pending_error.get_or_insert(DecodeErrorKind::EmptyHeaderName(lossy_prefix(raw)));
             continue;
         }
-        let (raw_name, raw_value) = (&head[line.start..colon], &head[colon + 1..line.end]);
+        let (raw_name, raw_value) = (&head[start..colon], &head[colon + 1..line.range().end]);
         if !line.special {
             // SAFETY: the whole head is UTF-8 (all ASCII, or checked above), and both slices
             // start and end at ASCII bytes (line ends and the first ':'), which never fall
@@ -377,7 +403,7 @@ fn parse_head(
             headers.push(name, value);
             continue;
         }
-        let name = header_text(&head, line.start, raw_name, escaping);
+        let name = header_text(&head, start, raw_name, escaping);
         let value = header_text(&head, colon + 1, raw_value, escaping);
         match (name, value) {
             (Ok(name), Ok(value)) => headers.push(name, value),

@@ -84,11 +84,12 @@ pub(crate) trait Transport: Send {
     /// Writes `frames` in order and flushes.
     fn send(&mut self, frames: &[EncodedFrame]) -> impl Future<Output = io::Result<()>> + Send;
 
-    /// Like [`send`](Transport::send), but the transport may take the frames' buffers (leaving
-    /// empty frames behind), saving a reference count each way per frame where it hands them on.
+    /// Like [`send`](Transport::send), but the transport may take the frames out of `frames`
+    /// (leaving it empty, or holding what it did not take), saving a reference count each way
+    /// per frame where it hands their buffers on. The caller clears `frames` afterwards.
     fn send_taking(
         &mut self,
-        frames: &mut [EncodedFrame],
+        frames: &mut Vec<EncodedFrame>,
     ) -> impl Future<Output = io::Result<()>> + Send {
         self.send(frames)
     }

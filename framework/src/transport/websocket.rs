@@ -6,6 +6,7 @@
 //! a frame may span several messages or share one with others.
 
 use std::io;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -86,13 +87,23 @@ pub(crate) struct WebSocketTransport<S> {
     /// When writing that pong began, plus the limit. Kept here because `recv` may be
     /// cancelled while it waits, and the next `recv` must not grant a fresh limit.
     pong_due: Option<Instant>,
+    /// What the stream gave after the data messages one `recv` took (a ping, a close, an
+    /// error, its end): the next `recv` starts with it. Boxed: rarely set, and an error is
+    /// large.
+    stashed: Option<Box<Option<Result<Message, WsError>>>>,
 }
 
 impl<S> WebSocketTransport<S> {
     pub(crate) fn new(ws: WebSocketStream<S>, limits: WebSocketLimits) -> Self {
-        WebSocketTransport { ws, limits, pong_pending: false, pong_due: None }
+        WebSocketTransport { ws, limits, pong_pending: false, pong_due: None, stashed: None }
     }
 }
+
+/// How many bytes of messages that are ready at once one `recv` takes at most (one message
+/// more than this, when it is larger). A busy publisher's frames are then decoded and handled
+/// in one turn of its session's loop, not one turn each; the bound keeps the turn short and
+/// the buffer small.
+const READ_MORE: usize = 16 * 1024;
 
 /// Writes out the pong tungstenite queued for a ping, waiting until `due` at most. A peer that
 /// keeps sending pings without reading the answers is thereby read no further (its pings wait
@@ -141,6 +152,33 @@ fn message_of(bytes: Bytes, utf8: bool) -> Message {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketTransport<S> {
+    /// Appends the data messages the stream can give at once, without waiting, after `taken`
+    /// bytes of a first one: up to [`READ_MORE`] bytes in all. Anything else it gives (a ping,
+    /// a close, an error, its end) is kept for the next `recv`. Returns the bytes appended.
+    ///
+    /// It never waits (each poll is answered at once), so it cannot be cancelled halfway.
+    async fn read_ready(&mut self, buf: &mut BytesMut, taken: usize) -> usize {
+        let mut appended = 0;
+        while taken + appended < READ_MORE && self.stashed.is_none() {
+            let ws = &mut self.ws;
+            let next = std::future::poll_fn(|cx| Poll::Ready(ws.poll_next_unpin(cx))).await;
+            let payload: Bytes = match next {
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(Message::Text(text)))) => text.into(),
+                Poll::Ready(Some(Ok(Message::Binary(bytes)))) => bytes,
+                Poll::Ready(other) => {
+                    self.stashed = Some(Box::new(other));
+                    break;
+                }
+            };
+            buf.extend_from_slice(&payload);
+            appended += payload.len();
+        }
+        appended
+    }
+}
+
 impl<S> WebSocketTransport<S> {
     /// Refuses a frame larger than the session may send.
     fn check_size(&self, frame: &EncodedFrame) -> io::Result<()> {
@@ -172,7 +210,11 @@ where
                 Box::pin(flush_pong(&mut self.ws, due, limit)).await?;
                 (self.pong_pending, self.pong_due) = (false, None);
             }
-            let Some(message) = self.ws.next().await else { return Ok(0) };
+            let next = match self.stashed.take() {
+                Some(stashed) => *stashed,
+                None => self.ws.next().await,
+            };
+            let Some(message) = next else { return Ok(0) };
             let payload: Bytes = match message {
                 Ok(Message::Text(text)) => text.into(),
                 Ok(Message::Binary(bytes)) => bytes,
@@ -204,7 +246,7 @@ where
                 continue;
             }
             buf.extend_from_slice(&payload);
-            return Ok(payload.len());
+            return Ok(payload.len() + self.read_ready(buf, payload.len()).await);
         }
     }
 
@@ -216,10 +258,11 @@ where
         self.ws.flush().await.map_err(into_io)
     }
 
-    async fn send_taking(&mut self, frames: &mut [EncodedFrame]) -> io::Result<()> {
-        for frame in frames {
-            self.check_size(frame)?;
-            self.ws.feed(into_message(std::mem::take(frame))).await.map_err(into_io)?;
+    async fn send_taking(&mut self, frames: &mut Vec<EncodedFrame>) -> io::Result<()> {
+        // Drained: each frame's buffer moves into its message, and nothing is left to drop.
+        for frame in frames.drain(..) {
+            self.check_size(&frame)?;
+            self.ws.feed(into_message(frame)).await.map_err(into_io)?;
         }
         self.ws.flush().await.map_err(into_io)
     }
