@@ -230,10 +230,23 @@ async fn publish(
 ) {
     let Some(list) = read(subscribers).get(destination).cloned() else { return };
     let id = message_ids.fetch_add(1, Ordering::Relaxed);
-    let shared = format!(
-        "message-id:{id}\ndestination:{destination}\ncontent-length:{}\n\n{body}\0",
-        body.len()
-    );
+    // Concatenated by hand: `format!` cost more than the rest of a publish to ten subscribers.
+    let (mut id_text, mut length_text) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let parts = [
+        "message-id:",
+        id_text.format(id),
+        "\ndestination:",
+        destination,
+        "\ncontent-length:",
+        length_text.format(body.len()),
+        "\n\n",
+        body,
+        "\0",
+    ];
+    let mut shared = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        shared.push_str(part);
+    }
     let mut built: Vec<(Bytes, Utf8Bytes)> = Vec::new();
     for sub in list.iter() {
         let whole = match built.iter().find(|(head, _)| *head == sub.head) {
