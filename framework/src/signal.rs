@@ -8,8 +8,9 @@
 //! operations, and the loop then asks the sources which one it was.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 
@@ -52,11 +53,144 @@ impl Signal {
     }
 }
 
+/// Skips polling a future that cannot have progressed: the future is polled with a waker of
+/// the gate's own, and polled again only once that waker has fired (or after it completed).
+///
+/// The session loop polls its transport's read on every turn, and most turns of a busy
+/// subscriber are writes: down through the WebSocket layers, a read with nothing to read cost
+/// about 800 instructions, once per delivery at low rates.
+pub(crate) struct Gate {
+    state: Arc<GateState>,
+    /// A waker that opens the gate and wakes the task behind it.
+    waker: Waker,
+}
+
+struct GateState {
+    open: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for GateState {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.open.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl Gate {
+    /// A gate that lets the first poll through.
+    pub(crate) fn new() -> Self {
+        let state = Arc::new(GateState { open: AtomicBool::new(true), task: AtomicWaker::new() });
+        let waker = Waker::from(state.clone());
+        Gate { state, waker }
+    }
+
+    /// `future`, polled only when the gate is open: it opens when a waker the future was
+    /// polled with fires, and stays open after the future completes (whatever it reads from
+    /// may hold more than it took).
+    pub(crate) async fn gated<F: Future>(&self, future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            self.state.task.register(cx.waker());
+            if !self.state.open.swap(false, Ordering::AcqRel) {
+                return Poll::Pending;
+            }
+            match future.as_mut().poll(&mut Context::from_waker(&self.waker)) {
+                Poll::Ready(output) => {
+                    self.state.open.store(true, Ordering::Release);
+                    Poll::Ready(output)
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
+
+    /// A source the gated future reads: counts its polls, keeps the waker of the last one, and
+    /// is ready once `ready` is set.
+    #[derive(Default)]
+    struct Source {
+        polls: AtomicUsize,
+        ready: AtomicBool,
+        waker: Mutex<Option<Waker>>,
+    }
+
+    impl Source {
+        async fn read(&self) {
+            std::future::poll_fn(|cx| {
+                self.polls.fetch_add(1, Ordering::SeqCst);
+                if self.ready.load(Ordering::SeqCst) {
+                    return Poll::Ready(());
+                }
+                *self.waker.lock().unwrap() = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await
+        }
+
+        fn make_ready(&self) {
+            self.ready.store(true, Ordering::SeqCst);
+            if let Some(waker) = self.waker.lock().unwrap().take() {
+                waker.wake();
+            }
+        }
+    }
+
+    fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+        future.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_gated_future_is_polled_again_only_after_its_waker_fired() {
+        let (gate, source) = (Gate::new(), Source::default());
+        // Recreated on every poll, as the session loop does with its read.
+        assert!(poll_once(std::pin::pin!(gate.gated(source.read()))).is_pending());
+        assert_eq!(source.polls.load(Ordering::SeqCst), 1, "the first poll goes through");
+        for _ in 0..3 {
+            assert!(poll_once(std::pin::pin!(gate.gated(source.read()))).is_pending());
+        }
+        assert_eq!(source.polls.load(Ordering::SeqCst), 1, "nothing woke it: not polled");
+        source.make_ready();
+        assert!(poll_once(std::pin::pin!(gate.gated(source.read()))).is_ready());
+        assert_eq!(source.polls.load(Ordering::SeqCst), 2);
+        // Completed: the next one is polled at once (the source may hold more).
+        assert!(poll_once(std::pin::pin!(gate.gated(source.read()))).is_ready());
+        assert_eq!(source.polls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn the_gates_waker_wakes_the_task_that_polled_it() {
+        let source = Arc::new(Source::default());
+        let reader = source.clone();
+        let task = tokio::spawn(async move {
+            let gate = Gate::new();
+            loop {
+                // Another branch keeps the loop turning, as the session's writes do.
+                tokio::select! {
+                    () = gate.gated(reader.read()) => break,
+                    () = tokio::task::yield_now() => {}
+                }
+            }
+        });
+        tokio::task::yield_now().await;
+        source.make_ready();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the read was not polled after its waker fired")
+            .expect("the task panicked");
+    }
 
     #[tokio::test]
     async fn a_raise_from_another_task_wakes_the_waiter() {

@@ -22,6 +22,7 @@ use crate::events::{DisconnectReason, SessionEvent};
 use crate::outbox::{Outbox, OutboxReceiver};
 use crate::runtime::Runtime;
 use crate::security::Principal;
+use crate::signal::Gate;
 use crate::stomp::{ByteStr, Decoder, EncodedFrame, Frame, HeartBeat, Version};
 use crate::transport::connections::ConnectionSlot;
 use crate::transport::{Transport, TransportError};
@@ -249,6 +250,9 @@ impl<T: Transport> Session<T> {
         let signal = self.protocol.signal();
         let _shutdown = runtime.on_shutdown(signal.clone());
         let raised = signal.raised();
+        // The read is polled again only once its waker fired (or it completed): most turns of
+        // a subscriber's loop are writes.
+        let reads = Gate::new();
         tokio::pin!(read_timer, beat_timer, raised);
         loop {
             let s = &mut *self;
@@ -260,7 +264,7 @@ impl<T: Transport> Session<T> {
                     s.unblocked(flow, read_timer.as_mut(), beat_timer.as_mut())
                 }
                 n = outbound.recv_many(&mut s.batch, WRITE_BATCH) => s.write_batch(n).await,
-                received = s.transport.recv(&mut s.inbound), if !s.protocol.is_blocked() => {
+                received = reads.gated(s.transport.recv(&mut s.inbound)), if !s.protocol.is_blocked() => {
                     s.received(received, read_timer.as_mut(), beat_timer.as_mut())
                 }
                 () = &mut read_timer => s.read_timer_fired(read_timer.as_mut()),
