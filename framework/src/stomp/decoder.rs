@@ -72,8 +72,9 @@ impl Line {
     }
 }
 
-/// The decoder keeps room for this many lines between frames (a CONNECT has about six);
-/// a frame with more gives the rest back.
+/// While more bytes wait, the decoder keeps room for this many lines between frames (a CONNECT
+/// has about six); a frame with more gives the rest back. With nothing left to decode it keeps
+/// none: an idle session holds no line table.
 const KEPT_LINES: usize = 8;
 
 #[derive(Debug)]
@@ -319,6 +320,9 @@ impl Decoder {
         let Phase::Body { command, headers, .. } = std::mem::replace(&mut self.phase, FRESH) else {
             unreachable!("the decoder is in the body phase until the frame is taken");
         };
+        if buf.is_empty() {
+            self.lines = Vec::new();
+        }
         Ok(Some(Frame { command, headers, body }))
     }
 }
