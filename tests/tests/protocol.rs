@@ -58,6 +58,46 @@ async fn messages_arriving_together_are_all_handled_in_order_with_a_ping_among_t
     assert_eq!(peer.pongs, ["are you there"], "the ping was answered once");
 }
 
+/// The server frames its WebSocket messages itself: every payload length encoding (7-bit,
+/// 16-bit, 64-bit) reaches a standard client intact, text and binary, alone or in a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_of_every_websocket_length_class_arrive_intact() {
+    use tokio_tungstenite::tungstenite::Message;
+    let server = start(Server::builder().message_size_limit(256 * 1024)).await;
+    let mut peer = RawPeer::connected(&ws_url(&server)).await;
+    peer.send_text("SUBSCRIBE\nid:0\ndestination:/topic/sizes\nreceipt:s\n\n\0").await;
+    assert_eq!(peer.frame().await.command, Command::Receipt);
+    // Bodies whose MESSAGE frames fall on each side of 125 and 65,535 bytes, and past 64 KiB
+    // (the write buffer), some of them not UTF-8 (binary WebSocket messages).
+    let sizes = [0usize, 1, 40, 60, 61, 62, 200, 65_400, 65_500, 65_600, 70_000, 200_000];
+    let body = |n: usize, size: usize| -> Vec<u8> {
+        let fill = if n % 2 == 0 { b'a' + (n % 26) as u8 } else { 0xFF };
+        vec![fill; size]
+    };
+    let sends: Vec<Message> = sizes
+        .iter()
+        .enumerate()
+        .map(|(n, &size)| {
+            let mut frame = format!("SEND\ndestination:/topic/sizes\ncontent-length:{size}\n\n")
+                .into_bytes();
+            frame.extend(body(n, size));
+            frame.push(0);
+            Message::Binary(frame.into())
+        })
+        .collect();
+    peer.send_all(sends).await;
+    for (n, &size) in sizes.iter().enumerate() {
+        let message = peer.frame().await;
+        assert_eq!(message.command, Command::Message, "{n}");
+        assert_eq!(message.body.len(), size, "{n}");
+        assert_eq!(&message.body[..], &body(n, size)[..], "{n}");
+    }
+    // One WebSocket message per frame; text exactly when the frame is UTF-8.
+    let kinds: Vec<bool> = peer.text_messages[2..].to_vec();
+    let expected: Vec<bool> = (0..sizes.len()).map(|n| n % 2 == 0 || sizes[n] == 0).collect();
+    assert_eq!(kinds, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frame_before_connect() {
     let (message, _) = error_for("SEND\ndestination:/topic/a\n\nx\0", false).await;

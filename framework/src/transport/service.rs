@@ -398,7 +398,7 @@ impl Upgrading {
                 // A task of its own, sized to the session: this one, sized to the upgrade's
                 // steps as well, ends here.
                 let session =
-                    session::run(runtime.clone(), peer, WebSocketTransport::new(ws, limits));
+                    session::run(runtime.clone(), peer, WebSocketTransport::server(ws, limits));
                 runtime.tracker.spawn(session);
             }
             #[cfg(feature = "sockjs")]
