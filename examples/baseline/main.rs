@@ -16,9 +16,12 @@
 //! - subscriber lists are copy-on-write `Arc<Vec<_>>` snapshots: a publish clones one `Arc`
 //!   under a read lock and delivers without any lock held;
 //! - per connection, one reader task and one writer task fed by a bounded queue of 1,024
-//!   ready WebSocket messages; a full queue makes the publisher's reader wait (so nobody is
-//!   dropped and nothing grows without bound); the writer feeds up to 256 messages and
-//!   flushes once, with tungstenite's default write buffering.
+//!   ready frames; a full queue makes the publisher's reader wait (so nobody is dropped and
+//!   nothing grows without bound); the writer takes up to 256 frames and writes them in one
+//!   `write`;
+//! - tungstenite does the handshake only: the reader unmasks WebSocket frames and the writer
+//!   puts the two-to-ten-byte header before each frame by hand (what the broker example does
+//!   for its writes too), which leaves out tungstenite's per-message work.
 //!
 //! It understands CONNECT/STOMP, SUBSCRIBE, UNSUBSCRIBE, SEND and DISCONNECT, and `receipt`
 //! headers, one frame per WebSocket message (as browser clients and the load generator send
@@ -29,13 +32,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// Messages a connection's writer may have waiting.
 const QUEUE: usize = 1024;
@@ -48,7 +50,7 @@ struct Sub {
     id: String,
     /// `MESSAGE\nsubscription:{id}\n`.
     head: Bytes,
-    out: mpsc::Sender<Message>,
+    out: mpsc::Sender<Bytes>,
 }
 
 /// Subscriptions by destination, each list a snapshot replaced on change.
@@ -111,7 +113,7 @@ fn update(subscribers: &Subscribers, destination: &str, change: impl FnOnce(&mut
 }
 
 async fn connection(
-    stream: tokio::net::TcpStream,
+    mut stream: tokio::net::TcpStream,
     connection: u64,
     subscribers: Subscribers,
     message_ids: Arc<AtomicU64>,
@@ -128,87 +130,92 @@ async fn connection(
         }
         Ok(response)
     };
-    // tungstenite's default 128 KiB read buffer is allocated up front: 5,000 idle connections
-    // would hold 640 MiB. Writes keep its default buffering.
+    // tungstenite does the handshake only. A client sends nothing before the 101 answer, so
+    // nothing it read is lost when it is dropped.
     let config = WebSocketConfig::default().read_buffer_size(4096);
-    let accepted = tokio_tungstenite::accept_hdr_async_with_config(stream, negotiate, Some(config));
-    let Ok(ws) = accepted.await else { return };
-    let (mut sink, mut source) = ws.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
+    let accepted =
+        tokio_tungstenite::accept_hdr_async_with_config(&mut stream, negotiate, Some(config));
+    if accepted.await.is_err() {
+        return;
+    }
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
     let writer = tokio::spawn(async move {
-        let mut batch = Vec::new();
+        let (mut batch, mut out) = (Vec::new(), Vec::new());
         while rx.recv_many(&mut batch, BATCH).await > 0 {
-            for message in batch.drain(..) {
-                if sink.feed(message).await.is_err() {
-                    return;
-                }
+            out.clear();
+            for frame in batch.drain(..) {
+                put_frame_header(&mut out, frame.len());
+                out.extend_from_slice(&frame);
             }
-            if sink.flush().await.is_err() {
+            if writer.write_all(&out).await.is_err() {
                 return;
             }
         }
     });
     let mut mine: Vec<(String, String)> = Vec::new();
-    while let Some(Ok(message)) = source.next().await {
-        let Message::Text(text) = message else { continue };
-        let frame = text.as_str().trim_start_matches(['\n', '\r']);
-        let Some((head, rest)) = frame.split_once("\n\n") else { continue };
-        let body = rest.strip_suffix('\0').unwrap_or(rest);
-        let command = head.lines().next().unwrap_or("");
-        match command {
-            "CONNECT" | "STOMP" => {
-                let connected = Message::text("CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\0");
-                if tx.send(connected).await.is_err() {
-                    break;
-                }
-            }
-            "SUBSCRIBE" => {
-                if let (Some(id), Some(destination)) =
-                    (header(head, "id"), header(head, "destination"))
-                {
-                    let head = Bytes::from(format!("MESSAGE\nsubscription:{id}\n"));
-                    let sub =
-                        Arc::new(Sub { connection, id: id.to_owned(), head, out: tx.clone() });
-                    update(&subscribers, destination, |list| list.push(sub));
-                    mine.push((destination.to_owned(), id.to_owned()));
-                }
-            }
-            "UNSUBSCRIBE" => {
-                if let Some(id) = header(head, "id") {
-                    let (gone, kept): (Vec<_>, Vec<_>) = mine.drain(..).partition(|(_, s)| s == id);
-                    mine = kept;
-                    for (destination, id) in gone {
-                        update(&subscribers, &destination, |list| {
-                            list.retain(|s| !(s.connection == connection && s.id == id))
-                        });
+    let mut buf = BytesMut::with_capacity(4096);
+    'read: loop {
+        while let Some(message) = next_message(&mut buf) {
+            let Some(payload) = message else { break 'read };
+            let Ok(text) = std::str::from_utf8(&payload) else { continue };
+            let frame = text.trim_start_matches(['\n', '\r']);
+            let Some((head, rest)) = frame.split_once("\n\n") else { continue };
+            let body = rest.strip_suffix('\0').unwrap_or(rest);
+            let command = head.lines().next().unwrap_or("");
+            match command {
+                "CONNECT" | "STOMP" => {
+                    let connected =
+                        Bytes::from_static(b"CONNECTED\nversion:1.2\nheart-beat:0,0\n\n\0");
+                    if tx.send(connected).await.is_err() {
+                        break 'read;
                     }
                 }
-            }
-            "SEND" => {
-                if let Some(destination) = header(head, "destination") {
-                    publish(&subscribers, &message_ids, destination, body).await;
+                "SUBSCRIBE" => {
+                    if let (Some(id), Some(destination)) =
+                        (header(head, "id"), header(head, "destination"))
+                    {
+                        let head = Bytes::from(format!("MESSAGE\nsubscription:{id}\n"));
+                        let sub =
+                            Arc::new(Sub { connection, id: id.to_owned(), head, out: tx.clone() });
+                        update(&subscribers, destination, |list| list.push(sub));
+                        mine.push((destination.to_owned(), id.to_owned()));
+                    }
                 }
-            }
-            "DISCONNECT" => {
-                if let Some(receipt) = header(head, "receipt") {
-                    let _ = tx
-                        .send(Message::text(format!("RECEIPT\nreceipt-id:{receipt}\n\n\0")))
-                        .await;
+                "UNSUBSCRIBE" => {
+                    if let Some(id) = header(head, "id") {
+                        let (gone, kept): (Vec<_>, Vec<_>) =
+                            mine.drain(..).partition(|(_, s)| s == id);
+                        mine = kept;
+                        for (destination, id) in gone {
+                            update(&subscribers, &destination, |list| {
+                                list.retain(|s| !(s.connection == connection && s.id == id))
+                            });
+                        }
+                    }
                 }
-                break;
+                "SEND" => {
+                    if let Some(destination) = header(head, "destination") {
+                        publish(&subscribers, &message_ids, destination, body).await;
+                    }
+                }
+                "DISCONNECT" => {
+                    if let Some(receipt) = header(head, "receipt") {
+                        let _ = tx.send(receipt_frame(receipt)).await;
+                    }
+                    break 'read;
+                }
+                _ => {}
             }
-            _ => {}
-        }
-        if command != "DISCONNECT" {
             if let Some(receipt) = header(head, "receipt") {
-                if tx
-                    .send(Message::text(format!("RECEIPT\nreceipt-id:{receipt}\n\n\0")))
-                    .await
-                    .is_err()
-                {
-                    break;
+                if tx.send(receipt_frame(receipt)).await.is_err() {
+                    break 'read;
                 }
             }
+        }
+        match reader.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
     }
     for (destination, id) in mine {
@@ -218,6 +225,71 @@ async fn connection(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+fn receipt_frame(receipt: &str) -> Bytes {
+    Bytes::from(format!("RECEIPT\nreceipt-id:{receipt}\n\n\0"))
+}
+
+/// The largest WebSocket frame the baseline accepts (it has no other limits).
+const MAX_FRAME: usize = 1 << 20;
+
+/// Takes the next complete WebSocket frame from the front of `buf` and unmasks it (RFC 6455,
+/// 5.2): `Some(Some(payload))` for a text or binary frame, `Some(None)` for a close (or a frame
+/// over `MAX_FRAME`), `None` until a whole frame has arrived. Pings and pongs are skipped; the
+/// load generator and browsers send data unfragmented.
+fn next_message(buf: &mut BytesMut) -> Option<Option<BytesMut>> {
+    loop {
+        let (&[b0, b1], rest) = buf.split_first_chunk::<2>()?;
+        let (mut len, mut at) = (usize::from(b1 & 0x7F), 2);
+        if len == 126 {
+            len = usize::from(u16::from_be_bytes(*rest.first_chunk::<2>()?));
+            at = 4;
+        } else if len == 127 {
+            len = usize::try_from(u64::from_be_bytes(*rest.first_chunk::<8>()?))
+                .unwrap_or(usize::MAX);
+            at = 10;
+        }
+        if len > MAX_FRAME {
+            return Some(None);
+        }
+        let masked = b1 & 0x80 != 0;
+        let mask: [u8; 4] = match masked {
+            true => *buf.get(at..)?.first_chunk::<4>()?,
+            false => [0; 4],
+        };
+        let start = at + if masked { 4 } else { 0 };
+        if buf.len() < start + len {
+            return None;
+        }
+        buf.advance(start);
+        let mut payload = buf.split_to(len);
+        for (i, byte) in payload.iter_mut().enumerate() {
+            *byte ^= mask[i & 3];
+        }
+        match b0 & 0x0F {
+            0x1 | 0x2 => return Some(Some(payload)),
+            0x8 => return Some(None),
+            _ => continue,
+        }
+    }
+}
+
+/// Appends the header of an unmasked text frame of `len` bytes (a server's frames are never
+/// masked).
+fn put_frame_header(out: &mut Vec<u8>, len: usize) {
+    out.push(0x81);
+    match len {
+        0..=125 => out.push(len as u8),
+        126..=0xFFFF => {
+            out.push(126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
 }
 
 /// Delivers one SEND: the shared part encoded once, one buffer per distinct subscription
@@ -247,7 +319,7 @@ async fn publish(
     for part in parts {
         shared.push_str(part);
     }
-    let mut built: Vec<(Bytes, Utf8Bytes)> = Vec::new();
+    let mut built: Vec<(Bytes, Bytes)> = Vec::new();
     for sub in list.iter() {
         let whole = match built.iter().find(|(head, _)| *head == sub.head) {
             Some((_, whole)) => whole.clone(),
@@ -255,7 +327,7 @@ async fn publish(
                 let mut text = String::with_capacity(sub.head.len() + shared.len());
                 text.push_str(std::str::from_utf8(&sub.head).unwrap_or_default());
                 text.push_str(&shared);
-                let whole = Utf8Bytes::from(text);
+                let whole = Bytes::from(text);
                 if built.len() < 8 {
                     built.push((sub.head.clone(), whole.clone()));
                 }
@@ -266,7 +338,7 @@ async fn publish(
         // subscribers is not cut into one yield per 128 deliveries (each waking writers that
         // then write one message apiece). A full queue makes this publisher wait:
         // back-pressure, nothing dropped.
-        match sub.out.try_send(Message::Text(whole)) {
+        match sub.out.try_send(whole) {
             Err(mpsc::error::TrySendError::Full(message)) => {
                 let _ = sub.out.send(message).await;
             }

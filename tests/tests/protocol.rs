@@ -78,8 +78,8 @@ async fn messages_of_every_websocket_length_class_arrive_intact() {
         .iter()
         .enumerate()
         .map(|(n, &size)| {
-            let mut frame = format!("SEND\ndestination:/topic/sizes\ncontent-length:{size}\n\n")
-                .into_bytes();
+            let mut frame =
+                format!("SEND\ndestination:/topic/sizes\ncontent-length:{size}\n\n").into_bytes();
             frame.extend(body(n, size));
             frame.push(0);
             Message::Binary(frame.into())
