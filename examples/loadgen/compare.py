@@ -146,14 +146,17 @@ def median(results, key):
 
 
 def svg_plot(rows, path):
-    """Two line charts side by side: deliveries/s and p99 latency against subscribers."""
+    """Three line charts side by side: deliveries/s, p99 latency and server CPU per delivery
+    against subscribers."""
     colors = {"ours": "#d62728", "baseline": "#1f77b4", "rabbitmq": "#ff7f0e", "before": "#7f7f7f"}
     counts = sorted({r["subscribers"] for r in rows})
     width, height, pad = 420, 300, 50
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width}" height="{height + 40}" font-family="sans-serif" font-size="11">']
-    for panel, (title, key) in enumerate([("deliveries/s (median)", "rate"), ("p99 latency, ms (median)", "p99_ms")]):
+    panels = [("deliveries/s (median)", "rate"), ("p99 latency, ms (median)", "p99_ms"),
+              ("server CPU µs per delivery (median)", "cpu")]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{len(panels) * width}" height="{height + 40}" font-family="sans-serif" font-size="11">']
+    for panel, (title, key) in enumerate(panels):
         x0 = panel * width
-        values = [r[key] for r in rows if r[key] is not None]
+        values = [r[key] for r in rows if r.get(key) is not None]
         top = max(values) * 1.1 if values else 1
         parts.append(f'<text x="{x0 + width / 2}" y="16" text-anchor="middle" font-weight="bold">{title}</text>')
         parts.append(f'<line x1="{x0 + pad}" y1="{height}" x2="{x0 + width - 10}" y2="{height}" stroke="black"/>')
@@ -166,11 +169,11 @@ def svg_plot(rows, path):
             parts.append(f'<text x="{px(i)}" y="{height + 15}" text-anchor="middle">{c} subs</text>')
         for t in range(5):
             v = top * t / 4
-            parts.append(f'<text x="{x0 + pad - 4}" y="{py(v) + 4}" text-anchor="end">{v:,.0f}</text>' if key == "rate"
-                         else f'<text x="{x0 + pad - 4}" y="{py(v) + 4}" text-anchor="end">{v:.1f}</text>')
+            label = f"{v:,.0f}" if key == "rate" else f"{v:.2f}" if key == "cpu" else f"{v:.1f}"
+            parts.append(f'<text x="{x0 + pad - 4}" y="{py(v) + 4}" text-anchor="end">{label}</text>')
         for server, color in colors.items():
             pts = [(px(i), py(r[key])) for i, c in enumerate(counts)
-                   for r in rows if r["server"] == server and r["subscribers"] == c and r[key] is not None]
+                   for r in rows if r["server"] == server and r["subscribers"] == c and r.get(key) is not None]
             if pts:
                 parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in pts)}"/>')
                 parts.extend(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>' for x, y in pts)
@@ -287,7 +290,7 @@ def main():
             cpu_ratio = "1.00" if server == "ours" else fmt(ours["cpu"] / cpu if cpu and ours["cpu"] else None, ".2f")
             lines.append(f"| {title} | {server} | {fmt(rate, ',.0f')} | {ratio} | {fmt(p99, '.2f')} | {fmt(cpu, '.2f')} | {cpu_ratio} | {bad}{f' ({errors} failed runs)' if errors else ''} |")
             if "full speed" in title:
-                rows.append({"server": server, "subscribers": subs, "rate": rate, "p99_ms": p99})
+                rows.append({"server": server, "subscribers": subs, "rate": rate, "p99_ms": p99, "cpu": cpu})
     table = "\n".join(lines)
     cap = f" Each server capped at {o.server_cpu} of a core." if o.server_cpu else ""
     (out / "compare.md").write_text(

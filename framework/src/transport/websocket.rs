@@ -1,7 +1,9 @@
 //! STOMP over WebSocket (RFC 6455), via tokio-tungstenite.
 //!
 //! Outbound frames travel one per WebSocket message: text when the frame is UTF-8, binary
-//! otherwise (clients must reject invalid UTF-8 in a text message). Inbound, text and binary
+//! otherwise (clients must reject invalid UTF-8 in a text message). A server writes batches of
+//! them with WebSocket headers it makes itself; control frames, a client's (masked) frames and
+//! all reading go through tungstenite. Inbound, text and binary
 //! messages are both accepted, and their bytes are simply appended to the decoder's buffer, so
 //! a frame may span several messages or share one with others.
 
