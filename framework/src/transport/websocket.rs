@@ -298,8 +298,8 @@ where
     /// behind their headers into one buffer of at most [`WRITE_BUFFER`] bytes (a larger frame
     /// goes out from its own parts), written straight to the stream. tungstenite's write path
     /// (a message, a frame, its header, its buffer) cost about 300 instructions per delivery;
-    /// this costs the copy. A server's frames are never masked, and anything tungstenite holds
-    /// (a pong) is flushed first, so the order on the wire is kept. A client's frames must be
+    /// this costs the copy. A server's frames are never masked, and a pong tungstenite holds is
+    /// flushed first, so the order on the wire is kept. A client's frames must be
     /// masked: they go through tungstenite. So does a batch written while something the read
     /// kept back waits (a close the peer sent, to which tungstenite has queued the answer:
     /// no data frame may follow that; tungstenite refuses it).
@@ -312,7 +312,11 @@ where
             }
             return self.ws.flush().await.map_err(into_io);
         }
-        self.ws.flush().await.map_err(into_io)?;
+        if self.pong_pending {
+            // The only output tungstenite may still hold here: a pong whose flush `recv` began
+            // and was interrupted. Everything else it writes, it flushes at once.
+            self.ws.flush().await.map_err(into_io)?;
+        }
         let total: usize = frames.iter().map(|frame| frame.len() + 10).sum();
         let mut out = BytesMut::with_capacity(total.min(WRITE_BUFFER));
         for frame in frames.drain(..) {
