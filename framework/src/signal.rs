@@ -92,7 +92,16 @@ impl Gate {
     /// `future`, polled only when the gate is open: it opens when a waker the future was
     /// polled with fires, and stays open after the future completes (whatever it reads from
     /// may hold more than it took).
-    pub(crate) async fn gated<F: Future>(&self, future: F) -> F::Output {
+    ///
+    /// That is only right when every waker the future registers stays registered after it is
+    /// dropped unfinished (a socket's readiness does; a timer or a cancellation token inside
+    /// the future does not). With `enabled` false the future is simply awaited (and the gate
+    /// left open).
+    pub(crate) async fn gated<F: Future>(&self, enabled: bool, future: F) -> F::Output {
+        if !enabled {
+            self.state.open.store(true, Ordering::Release);
+            return future.await;
+        }
         let mut future = std::pin::pin!(future);
         std::future::poll_fn(|cx| {
             self.state.task.register(cx.waker());
@@ -156,17 +165,17 @@ mod tests {
     fn a_gated_future_is_polled_again_only_after_its_waker_fired() {
         let (gate, source) = (Gate::new(), Source::default());
         // Recreated on every poll, as the session loop does with its read.
-        assert!(poll_once(std::pin::pin!(gate.gated(source.read()))).is_pending());
+        assert!(poll_once(std::pin::pin!(gate.gated(true, source.read()))).is_pending());
         assert_eq!(source.polls.load(Ordering::SeqCst), 1, "the first poll goes through");
         for _ in 0..3 {
-            assert!(poll_once(std::pin::pin!(gate.gated(source.read()))).is_pending());
+            assert!(poll_once(std::pin::pin!(gate.gated(true, source.read()))).is_pending());
         }
         assert_eq!(source.polls.load(Ordering::SeqCst), 1, "nothing woke it: not polled");
         source.make_ready();
-        assert!(poll_once(std::pin::pin!(gate.gated(source.read()))).is_ready());
+        assert!(poll_once(std::pin::pin!(gate.gated(true, source.read()))).is_ready());
         assert_eq!(source.polls.load(Ordering::SeqCst), 2);
         // Completed: the next one is polled at once (the source may hold more).
-        assert!(poll_once(std::pin::pin!(gate.gated(source.read()))).is_ready());
+        assert!(poll_once(std::pin::pin!(gate.gated(true, source.read()))).is_ready());
         assert_eq!(source.polls.load(Ordering::SeqCst), 3);
     }
 
@@ -179,7 +188,7 @@ mod tests {
             loop {
                 // Another branch keeps the loop turning, as the session's writes do.
                 tokio::select! {
-                    () = gate.gated(reader.read()) => break,
+                    () = gate.gated(true, reader.read()) => break,
                     () = tokio::task::yield_now() => {}
                 }
             }

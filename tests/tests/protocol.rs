@@ -98,6 +98,26 @@ async fn messages_of_every_websocket_length_class_arrive_intact() {
     assert_eq!(kinds, expected);
 }
 
+/// A client that sends DISCONNECT with a receipt and its WebSocket close at once still gets the
+/// RECEIPT: the server reads no further than the DISCONNECT before answering it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_and_close_sent_together_still_get_the_receipt() {
+    use tokio_tungstenite::tungstenite::Message;
+    let server = start(Server::builder()).await;
+    let mut peer = RawPeer::connected(&ws_url(&server)).await;
+    peer.send_all(vec![
+        Message::text("SEND\ndestination:/topic/t\nreceipt:s\n\nhi\0"),
+        Message::text("DISCONNECT\nreceipt:bye\n\n\0"),
+        Message::Close(None),
+    ])
+    .await;
+    let receipt = peer.frame().await;
+    assert_eq!(receipt.get("receipt-id"), Some("s"));
+    let receipt = peer.frame().await;
+    assert_eq!(receipt.command, Command::Receipt, "{receipt:?}");
+    assert_eq!(receipt.get("receipt-id"), Some("bye"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frame_before_connect() {
     let (message, _) = error_for("SEND\ndestination:/topic/a\n\nx\0", false).await;

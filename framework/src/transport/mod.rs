@@ -94,6 +94,14 @@ pub(crate) trait Transport: Send {
         self.send(frames)
     }
 
+    /// Whether the session loop may skip polling [`recv`](Transport::recv) until a waker a
+    /// previous, dropped `recv` registered has fired (`signal::Gate`): only when every such
+    /// waker stays registered (a socket's readiness) and no deadline or cancellation lives
+    /// inside `recv` for the moment. False unless a transport says otherwise.
+    fn reads_may_be_gated(&self) -> bool {
+        false
+    }
+
     /// Writes one heart-beat EOL and flushes.
     fn send_heartbeat(&mut self) -> impl Future<Output = io::Result<()>> + Send;
 

@@ -11,7 +11,7 @@ use std::io;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -96,6 +96,11 @@ pub(crate) struct WebSocketTransport<S> {
     /// Whether batches of frames are framed here and written straight to the stream (a
     /// server's: see [`send_taking`](Transport::send_taking)), not through tungstenite.
     frames_by_hand: bool,
+    /// Hand-framed bytes not yet written: a write cut short (its time limit ran out) leaves
+    /// the rest of a frame here, and every later write sends it first, so the stream stays
+    /// well-framed for the ERROR and the close that follow. Empty, and unallocated, between
+    /// batches.
+    unsent: BytesMut,
 }
 
 impl<S> WebSocketTransport<S> {
@@ -108,6 +113,7 @@ impl<S> WebSocketTransport<S> {
             pong_due: None,
             stashed: None,
             frames_by_hand: false,
+            unsent: BytesMut::new(),
         }
     }
 
@@ -133,6 +139,14 @@ fn put_frame_header(out: &mut BytesMut, text: bool, len: usize) {
             out.put_u64(len as u64);
         }
     }
+}
+
+/// Whether a message starts with a DISCONNECT frame: nothing is read after one in the same
+/// `recv`. A client's close usually follows it, and tungstenite, once it has read the close,
+/// refuses to send anything more, such as the RECEIPT the DISCONNECT asked for.
+fn is_disconnect(payload: &[u8]) -> bool {
+    let start = payload.iter().position(|&b| b != b'\n' && b != b'\r').unwrap_or(payload.len());
+    payload[start..].starts_with(b"DISCONNECT")
 }
 
 /// How many bytes of messages that are ready at once one `recv` takes at most (one message
@@ -189,6 +203,22 @@ fn message_of(bytes: Bytes, utf8: bool) -> Message {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketTransport<S> {
+    /// Writes what is left of hand-framed output (see `unsent`), then gives its buffer back.
+    /// Cancel-safe: bytes leave `unsent` only once written.
+    async fn write_unsent(&mut self) -> io::Result<()> {
+        while !self.unsent.is_empty() {
+            let written = self.ws.get_mut().write(&self.unsent).await?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.unsent.advance(written);
+        }
+        if self.unsent.capacity() > 0 {
+            self.unsent = BytesMut::new();
+        }
+        Ok(())
+    }
+
     /// Appends the data messages the stream can give at once, without waiting, after `taken`
     /// bytes of a first one: up to [`READ_MORE`] bytes in all. Anything else it gives (a ping,
     /// a close, an error, its end) is kept for the next `recv`. Returns the bytes appended.
@@ -210,6 +240,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketTransport<S> {
             };
             buf.extend_from_slice(&payload);
             appended += payload.len();
+            if is_disconnect(&payload) {
+                break;
+            }
         }
         appended
     }
@@ -243,6 +276,17 @@ where
                 let due = *self.pong_due.get_or_insert_with(|| Instant::now() + limit);
                 // Boxed: pings are rare, and its state (a timer) would otherwise be reserved
                 // in every session's future.
+                // A frame cut short goes out whole before the pong; its time limit is the
+                // pong's.
+                match tokio::time::timeout_at(due, self.write_unsent()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(TransportError::Io(e)),
+                    Err(_) => {
+                        return Err(TransportError::SlowConsumer(format!(
+                            "slow consumer: the client sends WebSocket pings but has not read the answer for {limit:?} (the send time limit)"
+                        )));
+                    }
+                }
                 Box::pin(flush_pong(&mut self.ws, due, limit)).await?;
                 (self.pong_pending, self.pong_due) = (false, None);
             }
@@ -282,11 +326,15 @@ where
                 continue;
             }
             buf.extend_from_slice(&payload);
+            if is_disconnect(&payload) {
+                return Ok(payload.len());
+            }
             return Ok(payload.len() + self.read_ready(buf, payload.len()).await);
         }
     }
 
     async fn send(&mut self, frames: &[EncodedFrame]) -> io::Result<()> {
+        self.write_unsent().await?;
         for frame in frames {
             self.check_size(frame)?;
             self.ws.feed(to_message(frame)).await.map_err(into_io)?;
@@ -295,8 +343,8 @@ where
     }
 
     /// A server frames the batch itself: one WebSocket header per frame, the frames copied
-    /// behind their headers into one buffer of at most [`WRITE_BUFFER`] bytes (a larger frame
-    /// goes out from its own parts), written straight to the stream. tungstenite's write path
+    /// behind their headers into one buffer (written out whenever the next frame would take
+    /// it past [`WRITE_BUFFER`]), written straight to the stream. tungstenite's write path
     /// (a message, a frame, its header, its buffer) cost about 300 instructions per delivery;
     /// this costs the copy. A server's frames are never masked, and a pong tungstenite holds is
     /// flushed first, so the order on the wire is kept. A client's frames must be
@@ -305,6 +353,7 @@ where
     /// no data frame may follow that; tungstenite refuses it).
     async fn send_taking(&mut self, frames: &mut Vec<EncodedFrame>) -> io::Result<()> {
         if !self.frames_by_hand || self.stashed.is_some() {
+            self.write_unsent().await?;
             // Drained: each frame's buffer moves into its message, and nothing is left to drop.
             for frame in frames.drain(..) {
                 self.check_size(&frame)?;
@@ -317,41 +366,39 @@ where
             // and was interrupted. Everything else it writes, it flushes at once.
             self.ws.flush().await.map_err(into_io)?;
         }
+        self.write_unsent().await?;
         let total: usize = frames.iter().map(|frame| frame.len() + 10).sum();
-        let mut out = BytesMut::with_capacity(total.min(WRITE_BUFFER));
+        self.unsent.reserve(total.min(WRITE_BUFFER));
         for frame in frames.drain(..) {
             self.check_size(&frame)?;
             let len = frame.len();
-            if !out.is_empty() && out.len() + len + 10 > WRITE_BUFFER {
-                self.ws.get_mut().write_all(&out).await?;
-                out.clear();
+            if !self.unsent.is_empty() && self.unsent.len() + len + 10 > WRITE_BUFFER {
+                self.write_unsent().await?;
             }
-            put_frame_header(&mut out, frame.is_utf8(), len);
-            if len > WRITE_BUFFER {
-                let stream = self.ws.get_mut();
-                stream.write_all(&out).await?;
-                out.clear();
-                for chunk in frame.chunks() {
-                    stream.write_all(chunk).await?;
-                }
-                continue;
-            }
+            put_frame_header(&mut self.unsent, frame.is_utf8(), len);
             for chunk in frame.chunks() {
-                out.put_slice(chunk);
+                self.unsent.put_slice(chunk);
             }
         }
-        let stream = self.ws.get_mut();
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-        }
-        stream.flush().await
+        self.write_unsent().await?;
+        self.ws.get_mut().flush().await
+    }
+
+    /// A socket's readiness stays registered after a `recv` is dropped, except while a pong
+    /// is being flushed: its time limit is a timer inside `recv`.
+    fn reads_may_be_gated(&self) -> bool {
+        !self.pong_pending
     }
 
     async fn send_heartbeat(&mut self) -> io::Result<()> {
+        self.write_unsent().await?;
         self.ws.send(Message::Text(Utf8Bytes::from_static("\n"))).await.map_err(into_io)
     }
 
     async fn close(&mut self) {
+        if self.write_unsent().await.is_err() {
+            return;
+        }
         let _ = self.ws.close(None).await;
     }
 }
