@@ -409,3 +409,59 @@ pub(crate) fn into_io(e: WsError) -> io::Error {
         other => io::Error::other(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stomp::{Command, Frame, Version, encode};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    fn limits() -> WebSocketLimits {
+        WebSocketLimits {
+            max_message: 1 << 20,
+            max_outbound_frame: 1 << 20,
+            pong_time_limit: Duration::from_secs(5),
+        }
+    }
+
+    fn message(body_len: usize) -> EncodedFrame {
+        encode(&Frame::new(Command::Message).body(vec![b'x'; body_len]), Version::V1_2)
+    }
+
+    /// A hand-framed write cut short (the peer does not read, the send time limit runs out)
+    /// must not leave the stream with half a frame: what follows it (the ERROR a slow consumer
+    /// is told, then the close) has to reach the peer as whole WebSocket frames.
+    #[tokio::test]
+    async fn a_write_cut_short_is_finished_before_anything_else_is_written() {
+        // A pipe that holds 1 KiB: a 100 KiB frame cannot be written while nobody reads.
+        let (server_end, client_end) = tokio::io::duplex(1024);
+        let ws = WebSocketStream::from_raw_socket(server_end, Role::Server, None).await;
+        let mut transport = WebSocketTransport::server(ws, limits());
+        let mut batch = vec![message(100 * 1024)];
+        let cut_short =
+            tokio::time::timeout(Duration::from_millis(50), transport.send_taking(&mut batch))
+                .await;
+        assert!(cut_short.is_err(), "the write must still be waiting for the reader");
+        // The peer starts reading; the server writes one more frame and closes.
+        let reader = tokio::spawn(async move {
+            let mut client = WebSocketStream::from_raw_socket(client_end, Role::Client, None).await;
+            let mut seen = Vec::new();
+            while let Some(Ok(message)) = client.next().await {
+                match message {
+                    Message::Text(text) => seen.push(text.len()),
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            seen
+        });
+        let last = message(10);
+        transport.send(std::slice::from_ref(&last)).await.expect("the last frame is written");
+        transport.close().await;
+        let seen = tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .expect("the reader finished")
+            .expect("the reader did not panic");
+        assert_eq!(seen, [message(100 * 1024).len(), last.len()], "two whole frames, in order");
+    }
+}
