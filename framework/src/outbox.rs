@@ -34,7 +34,7 @@ const QUIET_TAKES: u8 = 4;
 const MAX_KEPT_CAPACITY: usize = 256;
 
 /// The most capacity a queue starts from again (see `Outbox::last_take`): 4,096 entries of
-/// about 120 bytes.
+/// 80 bytes.
 const MAX_HINT: usize = 4096;
 
 /// The sending side of a session's outbound queue, shared with every publisher.

@@ -200,6 +200,8 @@ impl Decoder {
                 }
             }
             let limits = &self.limits;
+            // Offsets in a head fit in 32 bits (`Line`), whatever `max_frame_size` allows.
+            let max_head = limits.max_frame_size.min(MAX_HEAD);
             let mut head_len = None;
             let bytes = &buf[..];
             let mut i = *scanned;
@@ -246,7 +248,7 @@ impl Decoder {
                         limit: limits.max_header_count,
                     }));
                 }
-                if i > limits.max_frame_size.min(MAX_HEAD) {
+                if i > max_head {
                     return Err(frame_too_large(limits));
                 }
             }
@@ -257,12 +259,12 @@ impl Decoder {
                         limit: limits.max_header_line,
                     }));
                 }
-                if buf.len() > limits.max_frame_size.min(MAX_HEAD) {
+                if buf.len() > max_head {
                     return Err(frame_too_large(limits));
                 }
                 return Ok(None);
             };
-            if head_len > limits.max_frame_size.min(MAX_HEAD) {
+            if head_len > max_head {
                 return Err(frame_too_large(limits));
             }
             let non_ascii = *non_ascii;

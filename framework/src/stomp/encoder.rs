@@ -310,29 +310,19 @@ impl PreparedMessage {
     /// into it the first time (most messages have one head, so they are never needed apart),
     /// and copied from [`shared_part`](Self::shared_part) after that.
     fn build(&self, version: Version, head: &Bytes) -> Bytes {
-        let slot = self.shared_slot(version);
         let body = &self.body;
-        let mut out = match slot.get() {
-            Some(shared) => {
-                let mut out = BytesMut::with_capacity(head.len() + shared.len() + body.len() + 1);
-                out.put_slice(head);
-                out.put_slice(shared);
-                out
-            }
-            None if self.first.get().is_none() => {
-                let capacity = head.len() + head_capacity(Command::Message, &self.headers);
-                let mut out = BytesMut::with_capacity(capacity + body.len() + 1);
-                out.put_slice(head);
-                self.encode_shared(&mut out, Escaping::for_frame(version, true));
-                out
-            }
-            None => {
-                let shared = self.shared_part(version);
-                let mut out = BytesMut::with_capacity(head.len() + shared.len() + body.len() + 1);
-                out.put_slice(head);
-                out.put_slice(shared);
-                out
-            }
+        let mut out = if self.first.get().is_none() && self.shared_slot(version).get().is_none() {
+            let capacity = head.len() + head_capacity(Command::Message, &self.headers);
+            let mut out = BytesMut::with_capacity(capacity + body.len() + 1);
+            out.put_slice(head);
+            self.encode_shared(&mut out, Escaping::for_frame(version, true));
+            out
+        } else {
+            let shared = self.shared_part(version);
+            let mut out = BytesMut::with_capacity(head.len() + shared.len() + body.len() + 1);
+            out.put_slice(head);
+            out.put_slice(shared);
+            out
         };
         out.put_slice(body);
         out.put_u8(0);

@@ -166,12 +166,22 @@ pub(crate) async fn flush_pong<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    pong_within(due, limit, ws.flush()).await
+}
+
+/// Runs `flush`, the write of a pong, until `due` at most; a peer that has not read it by then
+/// is a slow consumer.
+async fn pong_within(
+    due: Instant,
+    limit: Duration,
+    flush: impl Future<Output = Result<(), WsError>>,
+) -> Result<(), TransportError> {
     let slow = || {
         TransportError::SlowConsumer(format!(
             "slow consumer: the client sends WebSocket pings but has not read the answer for {limit:?} (the send time limit)"
         ))
     };
-    match tokio::time::timeout_at(due, ws.flush()).await {
+    match tokio::time::timeout_at(due, flush).await {
         Ok(Ok(())) => Ok(()),
         // The connection's own write deadline (before CONNECT, see `stall`) said the same.
         Ok(Err(WsError::Io(e))) if e.kind() == io::ErrorKind::TimedOut => Err(slow()),
@@ -274,20 +284,14 @@ where
             if self.pong_pending {
                 let limit = self.limits.pong_time_limit;
                 let due = *self.pong_due.get_or_insert_with(|| Instant::now() + limit);
-                // Boxed: pings are rare, and its state (a timer) would otherwise be reserved
-                // in every session's future.
-                // A frame cut short goes out whole before the pong; its time limit is the
-                // pong's.
-                match tokio::time::timeout_at(due, self.write_unsent()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(TransportError::Io(e)),
-                    Err(_) => {
-                        return Err(TransportError::SlowConsumer(format!(
-                            "slow consumer: the client sends WebSocket pings but has not read the answer for {limit:?} (the send time limit)"
-                        )));
-                    }
-                }
-                Box::pin(flush_pong(&mut self.ws, due, limit)).await?;
+                // A frame cut short goes out whole before the pong, within the pong's time
+                // limit. Boxed: pings are rare, and its state (a timer) would otherwise be
+                // reserved in every session's future.
+                let flush = async {
+                    self.write_unsent().await.map_err(WsError::Io)?;
+                    self.ws.flush().await
+                };
+                Box::pin(pong_within(due, limit, flush)).await?;
                 (self.pong_pending, self.pong_due) = (false, None);
             }
             let next = match self.stashed.take() {
