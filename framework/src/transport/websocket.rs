@@ -158,6 +158,7 @@ const READ_MORE: usize = 16 * 1024;
 /// Writes out the pong tungstenite queued for a ping, waiting until `due` at most. A peer that
 /// keeps sending pings without reading the answers is thereby read no further (its pings wait
 /// in its own socket, not in our memory), then closed.
+#[cfg(feature = "sockjs")]
 pub(crate) async fn flush_pong<S>(
     ws: &mut WebSocketStream<S>,
     due: Instant,
