@@ -53,8 +53,8 @@ pub(crate) struct Outbox {
     room: Notify,
     /// Bytes pushed and not yet written to the transport. The queue's bound rests on this.
     queued: AtomicUsize,
-    /// How many frames the last take found: the capacity a queue that gave its capacity
-    /// back starts from again (one allocation instead of a doubling for every power of two).
+    /// How many frames the last take found (not only took): the capacity a queue that gave
+    /// its capacity back starts from again (one allocation instead of a doubling for every power of two).
     last_take: AtomicUsize,
     limit: usize,
     send_time_limit: Duration,
@@ -76,6 +76,65 @@ struct Queued {
     // Boxed: rare, and every queue entry is smaller for it (80 bytes, from 120 before the
     // encoded frame lost its third part).
     lossy: Option<Box<(Arc<AtomicU64>, u64)>>,
+}
+
+/// Frames taken from an outbox for one write, in order.
+///
+/// When the queue holds no more than one batch, a take hands over the queue's buffer itself:
+/// the batch's (empty) buffer and the queue's trade places, and no frame is copied. A busy
+/// session's two buffers then keep trading places, each with the room a batch needs.
+#[derive(Default)]
+pub(crate) struct Batch {
+    frames: VecDeque<Queued>,
+}
+
+impl Batch {
+    /// How many frames the batch holds.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether the batch holds no frame.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// The frames, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &EncodedFrame> + Send {
+        self.frames.iter().map(|queued| &queued.frame)
+    }
+
+    /// Takes the frames out, in order, leaving the batch empty (with its capacity).
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = EncodedFrame> + Send + '_ {
+        self.frames.drain(..).map(|queued| queued.frame)
+    }
+
+    /// Adds a frame at the end.
+    pub(crate) fn push(&mut self, frame: EncodedFrame) {
+        self.frames.push_back(Queued { frame, lossy: None });
+    }
+
+    /// Drops the frames (those of a write that failed).
+    pub(crate) fn clear(&mut self) {
+        self.frames.clear();
+    }
+
+    /// Empties the batch after a write of `n` frames. A batch that has gone quiet (fewer than
+    /// [`KEEP_CAPACITY`] frames) or that a burst made larger than [`MAX_KEPT_CAPACITY`] gives
+    /// the excess back: the buffer goes back to the queue at the next take.
+    pub(crate) fn written(&mut self, n: usize) {
+        self.frames.clear();
+        if n < KEEP_CAPACITY || self.frames.capacity() > MAX_KEPT_CAPACITY {
+            self.frames.shrink_to(KEEP_CAPACITY);
+        }
+    }
+}
+
+impl From<Vec<EncodedFrame>> for Batch {
+    fn from(frames: Vec<EncodedFrame>) -> Batch {
+        Batch { frames: frames.into_iter().map(|frame| Queued { frame, lossy: None }).collect() }
+    }
 }
 
 /// The session's end of the queue. Dropping it closes the outbox, so nothing more is queued
@@ -297,7 +356,7 @@ impl Outbox {
 impl OutboxReceiver {
     /// Waits for frames and moves up to `max` of them into `batch`. Returns 0 only when the
     /// outbox was closed.
-    pub(crate) async fn recv_many(&mut self, batch: &mut Vec<EncodedFrame>, max: usize) -> usize {
+    pub(crate) async fn recv_many(&mut self, batch: &mut Batch, max: usize) -> usize {
         std::future::poll_fn(|cx| {
             // Registered first: a push (or close) after the look below wakes this task.
             self.outbox.ready.register(cx.waker());
@@ -314,19 +373,23 @@ impl OutboxReceiver {
     }
 
     /// Takes whatever is queued now, without waiting.
-    pub(crate) fn drain_now(&mut self, batch: &mut Vec<EncodedFrame>) {
+    pub(crate) fn drain_now(&mut self, batch: &mut Batch) {
         self.take(batch, usize::MAX);
     }
 
-    fn take(&mut self, batch: &mut Vec<EncodedFrame>, max: usize) -> usize {
+    fn take(&mut self, batch: &mut Batch, max: usize) -> usize {
         let mut queue = lock(&self.outbox.queue);
-        let n = queue.len().min(max);
-        if batch.capacity() == 0 {
-            // Sized to the first batch (one frame, for a quiet session), then grown as needed.
-            batch.reserve_exact(n);
+        let found = queue.len();
+        let n = found.min(max);
+        if n == found && batch.is_empty() {
+            // All of it: the buffers trade places (see `Batch`).
+            std::mem::swap(&mut *queue, &mut batch.frames);
+        } else {
+            batch.frames.extend(queue.drain(..n));
         }
-        batch.extend(queue.drain(..n).map(|q| q.frame));
-        self.outbox.last_take.store(n, Ordering::Relaxed);
+        // What it found, not what it took: a queue that gives its capacity back after a burst
+        // gets room for the whole next burst in one allocation, not a doubling per batch.
+        self.outbox.last_take.store(found, Ordering::Relaxed);
         self.quiet_takes = match n < KEEP_CAPACITY {
             true => self.quiet_takes.saturating_add(1),
             false => 0,
@@ -398,7 +461,7 @@ mod tests {
         let (outbox, mut rx) = Outbox::new(150, Duration::from_millis(50));
         assert!(outbox.push(frame(100)));
         assert!(outbox.push(frame(100)));
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         rx.drain_now(&mut batch);
         outbox.written(batch.iter().map(EncodedFrame::len).sum());
         assert_eq!(outbox.queued_bytes(), 0);
@@ -417,9 +480,9 @@ mod tests {
         assert!(outbox.push_lossy(frame(10), &missed, 0));
         assert_eq!(missed.load(Ordering::Acquire), 1);
         assert!(!outbox.over_limit());
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         rx.drain_now(&mut batch);
-        let first = batch[0].len();
+        let first = batch.iter().next().map_or(0, EncodedFrame::len);
         outbox.written(first);
         assert!(
             outbox.over_since.lock().unwrap().is_none(),
@@ -434,7 +497,7 @@ mod tests {
         while !outbox.over_limit() {
             assert!(outbox.push(frame(100)));
         }
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         rx.drain_now(&mut batch);
         let mut sizes = batch.iter().map(EncodedFrame::len).peekable();
         let mut room = Box::pin(outbox.room());
@@ -454,36 +517,60 @@ mod tests {
     }
 
     #[test]
-    fn a_drained_queue_gives_its_capacity_back_once_quiet_or_when_large() {
+    fn a_take_hands_the_queue_over_and_quiet_or_large_buffers_are_given_back() {
         let (outbox, mut rx) = Outbox::new(1 << 20, Duration::from_secs(10));
-        let capacity = || outbox.queue.lock().unwrap().capacity();
-        let mut batch = Vec::new();
-        let mut burst = |count: usize, batch: &mut Vec<EncodedFrame>| {
+        let queue_capacity = || outbox.queue.lock().unwrap().capacity();
+        let mut batch = Batch::default();
+        // One turn of a session: `count` frames queued, taken and written. Returns the
+        // capacity of the buffer the batch was handed.
+        let mut turn = |count: usize, batch: &mut Batch| {
             for _ in 0..count {
                 assert!(outbox.push(frame(10)));
             }
-            batch.clear();
             rx.drain_now(batch);
             assert_eq!(batch.len(), count);
+            let handed = batch.frames.capacity();
+            batch.written(count);
+            handed
         };
-        // Busy: the capacity stays for the next burst.
-        burst(100, &mut batch);
-        let busy = capacity();
-        assert!(busy >= 100, "{busy}");
-        // Quiet for fewer takes than QUIET_TAKES: still kept.
-        for _ in 1..QUIET_TAKES {
-            burst(1, &mut batch);
-            assert_eq!(capacity(), busy);
+        // A burst is handed over whole: the queue's own buffer, not a copy...
+        let burst = turn(100, &mut batch);
+        assert!(burst >= 100, "{burst}");
+        // ...which a busy session keeps for its next burst.
+        assert_eq!(batch.frames.capacity(), burst);
+        // Quiet long enough: both buffers are small again.
+        for _ in 0..=QUIET_TAKES {
+            turn(1, &mut batch);
         }
-        // Quiet long enough: given back.
-        burst(1, &mut batch);
-        assert_eq!(capacity(), 0);
-        // A burst past MAX_KEPT_CAPACITY is given back as soon as it drains...
-        burst(MAX_KEPT_CAPACITY + 1, &mut batch);
-        assert_eq!(capacity(), 0);
-        // ...and comes back at that size with the next frame, not one doubling at a time.
-        assert!(outbox.push(frame(10)));
-        assert!(capacity() > MAX_KEPT_CAPACITY, "{}", capacity());
+        assert!(queue_capacity() <= KEEP_CAPACITY, "{}", queue_capacity());
+        assert!(batch.frames.capacity() <= KEEP_CAPACITY, "{}", batch.frames.capacity());
+        // A burst past MAX_KEPT_CAPACITY is given back as soon as it is written.
+        let burst = turn(MAX_KEPT_CAPACITY + 1, &mut batch);
+        assert!(burst > MAX_KEPT_CAPACITY, "{burst}");
+        assert!(batch.frames.capacity() <= KEEP_CAPACITY, "{}", batch.frames.capacity());
+        assert!(queue_capacity() <= KEEP_CAPACITY, "{}", queue_capacity());
+    }
+
+    #[test]
+    fn a_queue_larger_than_a_batch_is_taken_a_batch_at_a_time_in_order() {
+        let (outbox, mut rx) = Outbox::new(1 << 20, Duration::from_secs(10));
+        for size in 1..=10 {
+            assert!(outbox.push(frame(size)));
+        }
+        let mut batch = Batch::default();
+        let mut sizes = Vec::new();
+        let mut taken = Vec::new();
+        while outbox.queued_bytes() > 0 {
+            let n = rx.take(&mut batch, 4);
+            taken.push(n);
+            let bytes: usize = batch.iter().map(EncodedFrame::len).sum();
+            sizes.extend(batch.drain().map(|frame| frame.len()));
+            outbox.written(bytes);
+            batch.written(n);
+        }
+        assert_eq!(taken, [4, 4, 2]);
+        let expected: Vec<usize> = (1..=10).map(|size| frame(size).len()).collect();
+        assert_eq!(sizes, expected);
     }
 
     #[test]

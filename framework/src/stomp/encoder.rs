@@ -86,6 +86,18 @@ impl EncodedFrame {
         }
     }
 
+    /// Appends the whole frame to `out`, which has room for it (a write buffer being
+    /// filled): the parts that are not empty, one append each.
+    pub(crate) fn write_parts(&self, out: &mut BytesMut) {
+        out.extend_from_slice(&self.head);
+        if !self.body.is_empty() {
+            out.extend_from_slice(&self.body);
+        }
+        if self.nul {
+            out.put_u8(0);
+        }
+    }
+
     /// [`to_bytes`](Self::to_bytes), taking the buffer of a contiguous frame rather than
     /// sharing it.
     pub fn into_bytes(self) -> Bytes {

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use crate::config::Config;
+use crate::outbox::Batch;
 use crate::stomp::EncodedFrame;
 
 /// The HTTP side's own state, apart from the runtime: the SockJS endpoints and their sessions
@@ -84,15 +85,11 @@ pub(crate) trait Transport: Send {
     /// Writes `frames` in order and flushes.
     fn send(&mut self, frames: &[EncodedFrame]) -> impl Future<Output = io::Result<()>> + Send;
 
-    /// Like [`send`](Transport::send), but the transport may take the frames out of `frames`
-    /// (leaving it empty, or holding what it did not take), saving a reference count each way
-    /// per frame where it hands their buffers on. The caller clears `frames` afterwards.
-    fn send_taking(
-        &mut self,
-        frames: &mut Vec<EncodedFrame>,
-    ) -> impl Future<Output = io::Result<()>> + Send {
-        self.send(frames)
-    }
+    /// Like [`send`](Transport::send), for a batch taken from the session's outbox: the
+    /// transport may take the frames out of `frames` (leaving it empty, or holding what it did
+    /// not take), saving a reference count each way per frame where it hands their buffers on.
+    /// The caller empties `frames` afterwards.
+    fn send_taking(&mut self, frames: &mut Batch) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Whether the session loop may skip polling [`recv`](Transport::recv) until a waker a
     /// previous, dropped `recv` registered has fired (`signal::Gate`): only when every such

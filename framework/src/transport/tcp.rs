@@ -2,10 +2,11 @@
 
 use std::io;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{Transport, TransportError};
+use crate::outbox::Batch;
 use crate::stomp::EncodedFrame;
 
 pub(crate) struct TcpTransport<S> {
@@ -34,19 +35,11 @@ where
     }
 
     async fn send(&mut self, frames: &[EncodedFrame]) -> io::Result<()> {
-        self.out.clear();
-        for frame in frames {
-            for chunk in frame.chunks() {
-                self.out.put_slice(chunk);
-            }
-        }
-        self.stream.write_all(&self.out).await?;
-        self.stream.flush().await?;
-        // Don't keep a burst's worth of memory around on an idle connection.
-        if self.out.capacity() > 64 * 1024 {
-            self.out = BytesMut::new();
-        }
-        Ok(())
+        self.write_all(frames.iter()).await
+    }
+
+    async fn send_taking(&mut self, frames: &mut Batch) -> io::Result<()> {
+        self.write_all(frames.iter()).await
     }
 
     async fn send_heartbeat(&mut self) -> io::Result<()> {
@@ -56,5 +49,28 @@ where
 
     async fn close(&mut self) {
         let _ = self.stream.shutdown().await;
+    }
+}
+
+impl<S> TcpTransport<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    /// Writes `frames` in order, copied into one buffer, and flushes.
+    async fn write_all<'a>(
+        &mut self,
+        frames: impl Iterator<Item = &'a EncodedFrame> + Send,
+    ) -> io::Result<()> {
+        self.out.clear();
+        for frame in frames {
+            frame.write_to(&mut self.out);
+        }
+        self.stream.write_all(&self.out).await?;
+        self.stream.flush().await?;
+        // Don't keep a burst's worth of memory around on an idle connection.
+        if self.out.capacity() > 64 * 1024 {
+            self.out = BytesMut::new();
+        }
+        Ok(())
     }
 }

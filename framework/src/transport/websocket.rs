@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::{Transport, TransportError};
+use crate::outbox::Batch;
 use crate::stomp::EncodedFrame;
 
 /// Frames of a batch collect in the write buffer and go out in one write on flush (0 would mean
@@ -127,19 +128,21 @@ impl<S> WebSocketTransport<S> {
 /// Appends the header of an unmasked, unfragmented WebSocket data frame (RFC 6455, 5.2): a
 /// text frame when `text`, else binary, carrying `len` bytes.
 fn put_frame_header(out: &mut BytesMut, text: bool, len: usize) {
-    out.put_u8(if text { 0x81 } else { 0x82 });
+    let first = if text { 0x81 } else { 0x82 };
     match len {
-        0..=125 => out.put_u8(len as u8),
-        126..=0xFFFF => {
-            out.put_u8(126);
-            out.put_u16(len as u16);
-        }
+        // One two-byte append for the common case (a MESSAGE of a few hundred bytes takes the
+        // next arm, also one append).
+        0..=125 => out.put_u16(u16::from_be_bytes([first, len as u8])),
+        126..=0xFFFF => out.put_u32(u32::from_be_bytes([first, 126, (len >> 8) as u8, len as u8])),
         _ => {
-            out.put_u8(127);
+            out.put_u16(u16::from_be_bytes([first, 127]));
             out.put_u64(len as u64);
         }
     }
 }
+
+/// The longest header [`put_frame_header`] writes.
+const MAX_FRAME_HEADER: usize = 10;
 
 /// Whether a message starts with a DISCONNECT frame: nothing is read after one in the same
 /// `recv`. A client's close usually follows it, and tungstenite, once it has read the close,
@@ -356,11 +359,11 @@ where
     /// masked: they go through tungstenite. So does a batch written while something the read
     /// kept back waits (a close the peer sent, to which tungstenite has queued the answer:
     /// no data frame may follow that; tungstenite refuses it).
-    async fn send_taking(&mut self, frames: &mut Vec<EncodedFrame>) -> io::Result<()> {
+    async fn send_taking(&mut self, frames: &mut Batch) -> io::Result<()> {
         if !self.frames_by_hand || self.stashed.is_some() {
             self.write_unsent().await?;
             // Drained: each frame's buffer moves into its message, and nothing is left to drop.
-            for frame in frames.drain(..) {
+            for frame in frames.drain() {
                 self.check_size(&frame)?;
                 self.ws.feed(into_message(frame)).await.map_err(into_io)?;
             }
@@ -372,18 +375,26 @@ where
             self.ws.flush().await.map_err(into_io)?;
         }
         self.write_unsent().await?;
-        let total: usize = frames.iter().map(|frame| frame.len() + 10).sum();
+        // Every frame's size is checked before any of the batch is written: one too large
+        // ends the session before the batch, not halfway through it.
+        let mut total = 0;
+        for frame in frames.iter() {
+            self.check_size(frame)?;
+            total += frame.len() + MAX_FRAME_HEADER;
+        }
         self.unsent.reserve(total.min(WRITE_BUFFER));
-        for frame in frames.drain(..) {
-            self.check_size(&frame)?;
+        // Borrowed, not taken: the caller drops the frames together afterwards (cheaper than
+        // moving each out of the batch's ring buffer).
+        for frame in frames.iter() {
             let len = frame.len();
-            if !self.unsent.is_empty() && self.unsent.len() + len + 10 > WRITE_BUFFER {
+            if !self.unsent.is_empty() && self.unsent.len() + len + MAX_FRAME_HEADER > WRITE_BUFFER
+            {
                 self.write_unsent().await?;
+                total = total.saturating_sub(WRITE_BUFFER);
+                self.unsent.reserve(total.min(WRITE_BUFFER));
             }
             put_frame_header(&mut self.unsent, frame.is_utf8(), len);
-            for chunk in frame.chunks() {
-                self.unsent.put_slice(chunk);
-            }
+            frame.write_parts(&mut self.unsent);
         }
         self.write_unsent().await?;
         self.ws.get_mut().flush().await
@@ -442,7 +453,7 @@ mod tests {
         let (server_end, client_end) = tokio::io::duplex(1024);
         let ws = WebSocketStream::from_raw_socket(server_end, Role::Server, None).await;
         let mut transport = WebSocketTransport::server(ws, limits());
-        let mut batch = vec![message(100 * 1024)];
+        let mut batch = Batch::from(vec![message(100 * 1024)]);
         let cut_short =
             tokio::time::timeout(Duration::from_millis(50), transport.send_taking(&mut batch))
                 .await;

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::frames::{self, Close};
+use crate::outbox::Batch;
 use crate::stomp::EncodedFrame;
 use crate::transport::{Transport, TransportError};
 
@@ -299,6 +300,14 @@ impl Transport for StompSide {
     async fn send(&mut self, frames: &[EncodedFrame]) -> io::Result<()> {
         for frame in frames {
             self.queue(frame.to_bytes()).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_taking(&mut self, frames: &mut Batch) -> io::Result<()> {
+        // Taken: a contiguous frame's buffer is queued as it is.
+        for frame in frames.drain() {
+            self.queue(frame.into_bytes()).await?;
         }
         Ok(())
     }
