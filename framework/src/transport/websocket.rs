@@ -252,6 +252,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketTransport<S> {
                     break;
                 }
             };
+            if buf.capacity() - buf.len() < payload.len() {
+                // Room for everything this turn may read, at once: appending message by
+                // message would grow (and copy) the buffer several times per turn.
+                buf.reserve((READ_MORE - taken.min(READ_MORE)).max(payload.len()));
+            }
             buf.extend_from_slice(&payload);
             appended += payload.len();
             if is_disconnect(&payload) {
