@@ -86,6 +86,8 @@ struct Queued {
 #[derive(Default)]
 pub(crate) struct Batch {
     frames: VecDeque<Queued>,
+    /// Writes in a row of fewer than [`KEEP_CAPACITY`] frames.
+    quiet_writes: u8,
 }
 
 impl Batch {
@@ -120,12 +122,21 @@ impl Batch {
         self.frames.clear();
     }
 
-    /// Empties the batch after a write of `n` frames. A batch that has gone quiet (fewer than
-    /// [`KEEP_CAPACITY`] frames) or that a burst made larger than [`MAX_KEPT_CAPACITY`] gives
-    /// the excess back: the buffer goes back to the queue at the next take.
+    /// Empties the batch after a write of `n` frames. A session that has gone quiet (writes of
+    /// fewer than [`KEEP_CAPACITY`] frames, [`QUIET_TAKES`] in a row), or a buffer a burst made
+    /// larger than [`MAX_KEPT_CAPACITY`], gives the excess back; a busy session keeps its room
+    /// (shrinking at every small write made a busy queue grow again, a copy per doubling, after
+    /// each one). The buffer goes back to the queue at the next take.
     pub(crate) fn written(&mut self, n: usize) {
         self.frames.clear();
-        if n < KEEP_CAPACITY || self.frames.capacity() > MAX_KEPT_CAPACITY {
+        self.quiet_writes = match n < KEEP_CAPACITY {
+            true => self.quiet_writes.saturating_add(1),
+            false => 0,
+        };
+        let capacity = self.frames.capacity();
+        if capacity > MAX_KEPT_CAPACITY
+            || (capacity > KEEP_CAPACITY && self.quiet_writes >= QUIET_TAKES)
+        {
             self.frames.shrink_to(KEEP_CAPACITY);
         }
     }
@@ -133,7 +144,8 @@ impl Batch {
 
 impl From<Vec<EncodedFrame>> for Batch {
     fn from(frames: Vec<EncodedFrame>) -> Batch {
-        Batch { frames: frames.into_iter().map(|frame| Queued { frame, lossy: None }).collect() }
+        let frames = frames.into_iter().map(|frame| Queued { frame, lossy: None }).collect();
+        Batch { frames, quiet_writes: 0 }
     }
 }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::options::{QueueLimits, SlowConsumerPolicy};
 use super::queue::{Message, QueueCell};
 use crate::outbox::Outbox;
-use crate::stomp::{ByteStr, PreparedMessage, Version, message_head, names};
+use crate::stomp::{ByteStr, EncodedFrame, PreparedMessage, Version, message_head, names};
 
 /// How a subscription acknowledges messages (the SUBSCRIBE frame's `ack` header).
 ///
@@ -178,21 +178,28 @@ impl Subscriber {
     /// straight into its session's outbox. Never blocks: a session that cannot keep up is
     /// dealt with by its slow-consumer policy; with `Backpressure`, its outbox is added to
     /// `pressure` for the publisher to wait on.
+    #[inline]
     pub(crate) fn deliver(
         &self,
         message: &Arc<Message>,
         limits: &QueueLimits,
         pressure: &mut Pressure,
     ) {
-        match self.queue.get() {
-            Some(queue) => {
-                // A subscription's own queue drops its oldest when full: no Full comes back.
-                let _ = queue.lock().offer(&queue.name, message.clone(), limits, pressure);
-            }
-            None => {
-                self.push(message, Delivered::default(), pressure);
+        if let Some(queue) = self.queue.get() {
+            // A subscription's own queue drops its oldest when full: no Full comes back.
+            let _ = queue.lock().offer(&queue.name, message.clone(), limits, pressure);
+            return;
+        }
+        // The common case, inlined into the broker's fan-out loop: a session's subscription
+        // that acknowledges nothing and drops nothing gets the message's shared frame.
+        if let Delivery::Session { version, ack: AckMode::Auto, outbox, head } = &self.delivery {
+            if self.policy != SlowConsumerPolicy::DropOldest {
+                let frame = message.prepared.contiguous_for(*version, head);
+                self.queue_frame(outbox, frame, pressure);
+                return;
             }
         }
+        self.push(message, Delivered::default(), pressure);
     }
 
     /// Pushes one MESSAGE into the session's outbox (or calls the listener). Returns false
@@ -261,10 +268,22 @@ impl Subscriber {
             }
             message.prepared.with_head(version, message_head(version, &per_delivery))
         };
-        let pushed = match lossy {
+        match lossy {
             true => outbox.push_lossy(frame, &self.missed, missed),
-            false => outbox.push(frame),
-        };
+            false => self.queue_frame(outbox, frame, pressure),
+        }
+    }
+
+    /// Queues `frame` in the session's outbox; with `Backpressure`, an outbox now over its
+    /// limit joins `pressure`. Returns false when the session is closed.
+    #[inline]
+    fn queue_frame(
+        &self,
+        outbox: &Arc<Outbox>,
+        frame: EncodedFrame,
+        pressure: &mut Pressure,
+    ) -> bool {
+        let pushed = outbox.push(frame);
         if pushed && self.policy == SlowConsumerPolicy::Backpressure && outbox.over_limit() {
             pressure.add(outbox);
         }

@@ -297,25 +297,37 @@ impl PreparedMessage {
     /// Like [`with_head`](PreparedMessage::with_head), but as one contiguous buffer, for
     /// transports that need one (a WebSocket message). The first delivery with a given head
     /// builds it; later deliveries with an identical head share it, without a copy.
+    #[inline]
     pub fn contiguous_for(&self, version: Version, head: &Bytes) -> EncodedFrame {
-        const CACHED_HEADS: usize = 8;
-        let first = self.first.get_or_init(|| (version, head.clone(), self.build(version, head)));
-        let whole = if first.0 == version && first.1 == head {
-            first.2.clone()
-        } else {
-            let mut complete = crate::locks::lock(&self.complete);
-            match complete.iter().find(|(v, h, _)| *v == version && h == head) {
-                Some((_, _, whole)) => whole.clone(),
-                None => {
-                    let whole = self.build(version, head);
-                    if complete.len() < CACHED_HEADS {
-                        complete.push((version, head.clone(), whole.clone()));
-                    }
-                    whole
-                }
-            }
+        // Inlined for the common case, a delivery with the first head's frame; the rest is
+        // out of line.
+        let whole = match self.first.get() {
+            Some((v, h, whole)) if *v == version && h == head => whole.clone(),
+            _ => self.contiguous_slow(version, head),
         };
         EncodedFrame { head: whole, body: Bytes::new(), utf8: self.body_utf8, nul: false }
+    }
+
+    /// [`contiguous_for`](Self::contiguous_for) for the first delivery, or another head.
+    #[cold]
+    #[inline(never)]
+    fn contiguous_slow(&self, version: Version, head: &Bytes) -> Bytes {
+        const CACHED_HEADS: usize = 8;
+        let first = self.first.get_or_init(|| (version, head.clone(), self.build(version, head)));
+        if first.0 == version && first.1 == head {
+            return first.2.clone();
+        }
+        let mut complete = crate::locks::lock(&self.complete);
+        match complete.iter().find(|(v, h, _)| *v == version && h == head) {
+            Some((_, _, whole)) => whole.clone(),
+            None => {
+                let whole = self.build(version, head);
+                if complete.len() < CACHED_HEADS {
+                    complete.push((version, head.clone(), whole.clone()));
+                }
+                whole
+            }
+        }
     }
 
     /// The whole frame for `head`, in one buffer. The shared headers are encoded straight
