@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::Pattern;
-use super::subscriber::Subscriber;
+use super::subscriber::{Listed, Subscriber};
 use crate::locks::{read, write};
 use crate::stomp::ByteStr;
 
@@ -28,7 +28,7 @@ type Shard = RwLock<HashMap<ByteStr, Arc<Topic>, foldhash::fast::RandomState>>;
 
 /// The wildcard subscriptions: a snapshot publishers share, replaced (or changed in place
 /// when no publisher holds it) by subscribe and unsubscribe.
-type Patterns = RwLock<Arc<Vec<Arc<(Pattern, Arc<Subscriber>)>>>>;
+type Patterns = RwLock<Arc<Vec<Arc<(Pattern, Listed)>>>>;
 
 /// Subscribers by destination.
 pub(crate) struct Registry {
@@ -46,7 +46,7 @@ struct Topic {
 /// A list for fast iteration, with positions for O(1) removal.
 #[derive(Default)]
 struct Slots {
-    list: Vec<Arc<Subscriber>>,
+    list: Vec<Listed>,
     position: HashMap<u64, usize>,
 }
 
@@ -70,7 +70,8 @@ impl Registry {
     pub(crate) fn add(&self, subscriber: Arc<Subscriber>) {
         self.total.fetch_add(1, Ordering::Relaxed);
         if Pattern::is_pattern(&subscriber.destination) {
-            let entry = Arc::new((Pattern::parse(&subscriber.destination), subscriber));
+            let entry =
+                Arc::new((Pattern::parse(&subscriber.destination), Listed::new(subscriber)));
             Arc::make_mut(&mut *write(&self.patterns)).push(entry);
             self.pattern_count.fetch_add(1, Ordering::Release);
             return;
@@ -80,14 +81,16 @@ impl Registry {
         let mut slots = write(&topic.subscribers);
         let index = slots.list.len();
         slots.position.insert(subscriber.uid, index);
-        slots.list.push(subscriber);
+        slots.list.push(Listed::new(subscriber));
     }
 
     /// Removes a subscriber added before; removing one twice does nothing.
     pub(crate) fn remove(&self, subscriber: &Subscriber) {
         if Pattern::is_pattern(&subscriber.destination) {
             let mut patterns = write(&self.patterns);
-            if let Some(i) = patterns.iter().position(|entry| entry.1.uid == subscriber.uid) {
+            if let Some(i) =
+                patterns.iter().position(|entry| entry.1.subscriber.uid == subscriber.uid)
+            {
                 Arc::make_mut(&mut *patterns).swap_remove(i);
                 self.pattern_count.fetch_sub(1, Ordering::Release);
                 self.total.fetch_sub(1, Ordering::Relaxed);
@@ -100,7 +103,7 @@ impl Registry {
         let Some(index) = slots.position.remove(&subscriber.uid) else { return };
         slots.list.swap_remove(index);
         if let Some(moved) = slots.list.get(index) {
-            let uid = moved.uid;
+            let uid = moved.subscriber.uid;
             slots.position.insert(uid, index);
         }
         self.total.fetch_sub(1, Ordering::Relaxed);
@@ -112,19 +115,19 @@ impl Registry {
     }
 
     /// Calls `deliver` for every subscriber whose destination or pattern matches.
-    pub(crate) fn for_each_match(&self, destination: &str, mut deliver: impl FnMut(&Subscriber)) {
+    pub(crate) fn for_each_match(&self, destination: &str, mut deliver: impl FnMut(&Listed)) {
         let topic = read(self.shard(destination)).get(destination).cloned();
         if let Some(topic) = topic {
-            for subscriber in read(&topic.subscribers).list.iter() {
-                deliver(subscriber);
+            for listed in read(&topic.subscribers).list.iter() {
+                deliver(listed);
             }
         }
         if self.pattern_count.load(Ordering::Acquire) > 0 {
             let snapshot = read(&self.patterns).clone();
             for entry in snapshot.iter() {
-                let (pattern, subscriber) = &**entry;
+                let (pattern, listed) = &**entry;
                 if pattern.matches(destination) {
-                    deliver(subscriber);
+                    deliver(listed);
                 }
             }
         }

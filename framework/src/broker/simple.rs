@@ -155,8 +155,8 @@ impl SimpleBroker {
     fn fan_out(&self, message: &Arc<Message>, pressure: &mut Pressure) -> usize {
         let limits = &self.options.queue_limits;
         let mut delivered = 0;
-        self.registry.for_each_match(&message.destination, |subscriber| {
-            subscriber.deliver(message, limits, pressure);
+        self.registry.for_each_match(&message.destination, |listed| {
+            listed.deliver(message, limits, pressure);
             delivered += 1;
         });
         delivered
@@ -294,8 +294,8 @@ impl SimpleBroker {
         let message = self.prepare_next(shown, Cow::Borrowed(headers), body);
         let (limits, mut pressure) = (&self.options.queue_limits, Pressure::default());
         let mut delivered = 0;
-        self.users.for_each_match(resolved, |subscriber| {
-            subscriber.deliver(&message, limits, &mut pressure);
+        self.users.for_each_match(resolved, |listed| {
+            listed.deliver(&message, limits, &mut pressure);
             delivered += 1;
         });
         delivered

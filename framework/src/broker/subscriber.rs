@@ -1,12 +1,14 @@
 //! One subscription as the broker sees it: where its messages go and how they are headed.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 
 use super::options::{QueueLimits, SlowConsumerPolicy};
 use super::queue::{Message, QueueCell};
+use crate::locks::lock;
 use crate::outbox::Outbox;
 use crate::stomp::{ByteStr, EncodedFrame, PreparedMessage, Version, message_head, names};
 
@@ -41,6 +43,41 @@ impl AckMode {
 }
 
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+
+/// How many recently made subscription heads [`shared_head`] remembers.
+const RECENT_HEADS: usize = 64;
+
+/// Subscription heads made lately, for [`shared_head`].
+static RECENT: Mutex<VecDeque<(Version, Bytes)>> = Mutex::new(VecDeque::new());
+
+/// The MESSAGE head of a subscription (`MESSAGE` and its `subscription` header), shared with
+/// any recent subscription that has the same one: most clients number their subscriptions
+/// from the same start (stomp.js's first is `sub-0`), so thousands of subscriptions share a
+/// handful of heads. The fan-out then recognises the head of a message's cached frame by its
+/// address alone (see `PreparedMessage::contiguous_for`), without reading each subscription's
+/// own copy: with many subscribers, that read was a cache miss per delivery (a fifth of the
+/// broker's time at 1,000 subscribers). Bounded: the last [`RECENT_HEADS`] distinct heads.
+fn shared_head(version: Version, subscription_id: &str) -> Bytes {
+    shared_head_among(&RECENT, version, subscription_id)
+}
+
+/// [`shared_head`], remembering in `recent`.
+fn shared_head_among(
+    recent: &Mutex<VecDeque<(Version, Bytes)>>,
+    version: Version,
+    subscription_id: &str,
+) -> Bytes {
+    let head = message_head(version, &[(names::SUBSCRIPTION, subscription_id)]);
+    let mut recent = lock(recent);
+    if let Some((_, same)) = recent.iter().find(|(v, h)| *v == version && *h == head) {
+        return same.clone();
+    }
+    if recent.len() == RECENT_HEADS {
+        recent.pop_front();
+    }
+    recent.push_back((version, head.clone()));
+    head
+}
 
 /// An in-process listener's callback (see [`Server::listen`](crate::Server::listen)).
 pub(crate) type ListenerFn = dyn Fn(&PreparedMessage) + Send + Sync;
@@ -122,7 +159,7 @@ impl Subscriber {
         ack: AckMode,
         outbox: Arc<Outbox>,
     ) -> Subscriber {
-        let head = message_head(version, &[(names::SUBSCRIPTION, &subscription_id)]);
+        let head = shared_head(version, &subscription_id);
         Subscriber::new(
             subscription_id,
             destination,
@@ -178,28 +215,21 @@ impl Subscriber {
     /// straight into its session's outbox. Never blocks: a session that cannot keep up is
     /// dealt with by its slow-consumer policy; with `Backpressure`, its outbox is added to
     /// `pressure` for the publisher to wait on.
-    #[inline]
     pub(crate) fn deliver(
         &self,
         message: &Arc<Message>,
         limits: &QueueLimits,
         pressure: &mut Pressure,
     ) {
-        if let Some(queue) = self.queue.get() {
-            // A subscription's own queue drops its oldest when full: no Full comes back.
-            let _ = queue.lock().offer(&queue.name, message.clone(), limits, pressure);
-            return;
-        }
-        // The common case, inlined into the broker's fan-out loop: a session's subscription
-        // that acknowledges nothing and drops nothing gets the message's shared frame.
-        if let Delivery::Session { version, ack: AckMode::Auto, outbox, head } = &self.delivery {
-            if self.policy != SlowConsumerPolicy::DropOldest {
-                let frame = message.prepared.contiguous_for(*version, head);
-                self.queue_frame(outbox, frame, pressure);
-                return;
+        match self.queue.get() {
+            Some(queue) => {
+                // A subscription's own queue drops its oldest when full: no Full comes back.
+                let _ = queue.lock().offer(&queue.name, message.clone(), limits, pressure);
+            }
+            None => {
+                self.push(message, Delivered::default(), pressure);
             }
         }
-        self.push(message, Delivered::default(), pressure);
     }
 
     /// Pushes one MESSAGE into the session's outbox (or calls the listener). Returns false
@@ -270,23 +300,178 @@ impl Subscriber {
         };
         match lossy {
             true => outbox.push_lossy(frame, &self.missed, missed),
-            false => self.queue_frame(outbox, frame, pressure),
+            false => {
+                let backpressure = self.policy == SlowConsumerPolicy::Backpressure;
+                queue_frame(outbox, backpressure, frame, pressure)
+            }
         }
     }
 
-    /// Queues `frame` in the session's outbox; with `Backpressure`, an outbox now over its
-    /// limit joins `pressure`. Returns false when the session is closed.
-    #[inline]
-    fn queue_frame(
-        &self,
-        outbox: &Arc<Outbox>,
-        frame: EncodedFrame,
-        pressure: &mut Pressure,
-    ) -> bool {
-        let pushed = outbox.push(frame);
-        if pushed && self.policy == SlowConsumerPolicy::Backpressure && outbox.over_limit() {
-            pressure.add(outbox);
+    /// What the fan-out needs to deliver a broadcast message to this subscription without
+    /// looking at it again, if it takes the common path: a session's subscription that
+    /// acknowledges nothing, drops nothing and has no queue of its own.
+    fn direct(&self) -> Option<Direct> {
+        let Delivery::Session { version, ack: AckMode::Auto, outbox, head } = &self.delivery else {
+            return None;
+        };
+        if self.policy == SlowConsumerPolicy::DropOldest || self.queue.get().is_some() {
+            return None;
         }
-        pushed
+        Some(Direct {
+            version: *version,
+            backpressure: self.policy == SlowConsumerPolicy::Backpressure,
+            outbox: outbox.clone(),
+            head: head.clone(),
+        })
+    }
+}
+
+/// Queues `frame` in a session's outbox; with `Backpressure`, an outbox now over its limit
+/// joins `pressure`. Returns false when the session is closed.
+#[inline]
+fn queue_frame(
+    outbox: &Arc<Outbox>,
+    backpressure: bool,
+    frame: EncodedFrame,
+    pressure: &mut Pressure,
+) -> bool {
+    let pushed = outbox.push(frame);
+    if pushed && backpressure && outbox.over_limit() {
+        pressure.add(outbox);
+    }
+    pushed
+}
+
+/// A subscriber as a registry's list holds it, with what its common delivery needs beside it:
+/// the fan-out reads the list in order and, for most subscriptions, touches only their
+/// outboxes, not the subscribers themselves (with a thousand subscribers, reading each one's
+/// fields was a cache miss per delivery, the largest single cost of a fan-out).
+pub(crate) struct Listed {
+    pub(crate) subscriber: Arc<Subscriber>,
+    direct: Option<Direct>,
+}
+
+/// See [`Subscriber::direct`].
+struct Direct {
+    version: Version,
+    backpressure: bool,
+    outbox: Arc<Outbox>,
+    head: Bytes,
+}
+
+impl Listed {
+    /// Lists `subscriber`. Its path is decided now: a subscription's queue, acknowledgement
+    /// mode and policy are set before it is registered, and never change.
+    pub(crate) fn new(subscriber: Arc<Subscriber>) -> Listed {
+        Listed { direct: subscriber.direct(), subscriber }
+    }
+
+    /// Delivers a broadcast `message`, as [`Subscriber::deliver`] does.
+    #[inline]
+    pub(crate) fn deliver(
+        &self,
+        message: &Arc<Message>,
+        limits: &QueueLimits,
+        pressure: &mut Pressure,
+    ) {
+        match &self.direct {
+            Some(direct) => {
+                let frame = message.prepared.contiguous_for(direct.version, &direct.head);
+                queue_frame(&direct.outbox, direct.backpressure, frame, pressure);
+            }
+            None => self.subscriber.deliver(message, limits, pressure),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn subscriber(id: &str, ack: AckMode) -> (Subscriber, crate::outbox::OutboxReceiver) {
+        let (outbox, receiver) = Outbox::new(1 << 20, Duration::from_secs(10));
+        let subscriber = Subscriber::session(
+            ByteStr::from(id.to_owned()),
+            "/topic/t".into(),
+            Version::V1_2,
+            ack,
+            outbox,
+        );
+        (subscriber, receiver)
+    }
+
+    fn head(subscriber: &Subscriber) -> &Bytes {
+        match &subscriber.delivery {
+            Delivery::Session { head, .. } => head,
+            Delivery::Local(_) => panic!("a session's subscriber"),
+        }
+    }
+
+    #[test]
+    fn subscriptions_with_the_same_head_share_its_buffer() {
+        // Its own list: the server-wide one is shared with the other tests.
+        let recent = Mutex::new(VecDeque::new());
+        let a = shared_head_among(&recent, Version::V1_2, "sub-0");
+        let b = shared_head_among(&recent, Version::V1_2, "sub-0");
+        let c = shared_head_among(&recent, Version::V1_2, "sub-1");
+        let d = shared_head_among(&recent, Version::V1_0, "sub-0");
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one buffer for one head");
+        assert_ne!(a.as_ptr(), c.as_ptr());
+        assert_ne!(a.as_ptr(), d.as_ptr(), "one per version");
+        assert_eq!(&c[..], b"MESSAGE\nsubscription:sub-1\n");
+        // A session's subscription takes its head from the server-wide list.
+        let (subscriber, _receiver) = subscriber("shared-head-test", AckMode::Auto);
+        assert_eq!(&head(&subscriber)[..], b"MESSAGE\nsubscription:shared-head-test\n");
+    }
+
+    #[test]
+    fn the_shared_heads_remembered_are_bounded() {
+        // Its own list: the server-wide one is shared with the other tests.
+        let recent = Mutex::new(VecDeque::new());
+        let first = shared_head_among(&recent, Version::V1_2, "sub-0");
+        for n in 1..=RECENT_HEADS * 3 {
+            let _ = shared_head_among(&recent, Version::V1_2, &format!("sub-{n}"));
+        }
+        assert_eq!(lock(&recent).len(), RECENT_HEADS);
+        let again = shared_head_among(&recent, Version::V1_2, "sub-0");
+        assert_eq!(again, first);
+        assert_ne!(again.as_ptr(), first.as_ptr(), "forgotten: a head of its own");
+    }
+
+    #[test]
+    fn only_plain_session_subscriptions_are_delivered_directly() {
+        let (auto, _r1) = subscriber("direct-test", AckMode::Auto);
+        assert!(Listed::new(Arc::new(auto)).direct.is_some());
+        let (client, _r2) = subscriber("direct-test", AckMode::Client);
+        assert!(Listed::new(Arc::new(client)).direct.is_none(), "acknowledging: its own queue");
+        let (lossy, _r3) = subscriber("direct-test", AckMode::Auto);
+        let lossy = lossy.with_flow(usize::MAX, SlowConsumerPolicy::DropOldest);
+        assert!(Listed::new(Arc::new(lossy)).direct.is_none(), "lossy: counts what it drops");
+        let local = Subscriber::local("/topic/t".into(), Arc::new(|_: &PreparedMessage| {}));
+        assert!(Listed::new(Arc::new(local)).direct.is_none());
+    }
+
+    #[test]
+    fn a_direct_delivery_queues_the_frame_a_full_delivery_would() {
+        let mut headers = crate::stomp::Headers::new();
+        headers.push("destination", "/topic/t");
+        let prepared = PreparedMessage::new(headers, Bytes::from_static(b"hi"));
+        let message = Arc::new(Message::new(prepared, 7, "/topic/t".into()));
+        let (auto, mut direct_rx) = subscriber("same-frame-test", AckMode::Auto);
+        let (auto_too, mut full_rx) = subscriber("same-frame-test", AckMode::Auto);
+        let limits = QueueLimits::default();
+        let mut pressure = Pressure::default();
+        Listed::new(Arc::new(auto)).deliver(&message, &limits, &mut pressure);
+        auto_too.deliver(&message, &limits, &mut pressure);
+        let (mut direct, mut full) =
+            (crate::outbox::Batch::default(), crate::outbox::Batch::default());
+        direct_rx.drain_now(&mut direct);
+        full_rx.drain_now(&mut full);
+        let bytes = |batch: &crate::outbox::Batch| -> Vec<Bytes> {
+            batch.iter().map(EncodedFrame::to_bytes).collect()
+        };
+        assert_eq!(bytes(&direct), bytes(&full));
+        assert_eq!(bytes(&direct).len(), 1);
     }
 }

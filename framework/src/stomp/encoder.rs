@@ -302,7 +302,7 @@ impl PreparedMessage {
         // Inlined for the common case, a delivery with the first head's frame; the rest is
         // out of line.
         let whole = match self.first.get() {
-            Some((v, h, whole)) if *v == version && h == head => whole.clone(),
+            Some((v, h, whole)) if *v == version && same_head(h, head) => whole.clone(),
             _ => self.contiguous_slow(version, head),
         };
         EncodedFrame { head: whole, body: Bytes::new(), utf8: self.body_utf8, nul: false }
@@ -352,6 +352,13 @@ impl PreparedMessage {
         out.put_u8(0);
         out.freeze()
     }
+}
+
+/// Whether two subscription heads are the same: the same buffer (subscriptions share their
+/// heads where they can), or equal bytes.
+#[inline]
+fn same_head(a: &Bytes, b: &Bytes) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
 
 /// Encodes `MESSAGE\n` and the per-delivery headers of a subscriber for
