@@ -19,6 +19,7 @@ pub(crate) mod tcp;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 pub(crate) mod websocket;
+mod ws_read;
 
 use std::future::Future;
 use std::io;

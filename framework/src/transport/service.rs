@@ -385,10 +385,16 @@ impl Upgrading {
             #[cfg(feature = "sockjs")]
             Upgrade::SockJs(_) => limits.sockjs(runtime.config.send_buffer_size_limit),
         };
+        let config = match self.kind {
+            // The session reads its client's frames itself (`WebSocketTransport::server`).
+            Upgrade::Stomp => websocket::server_config(limits),
+            #[cfg(feature = "sockjs")]
+            Upgrade::SockJs(_) => websocket::config(limits),
+        };
         let ws = WebSocketStream::from_raw_socket(
             ReadAhead::new(TokioIo::new(upgraded)),
             Role::Server,
-            Some(websocket::config(limits)),
+            Some(config),
         )
         .await;
         let (attributes, slot) = (self.attributes, self.slot);

@@ -2,10 +2,11 @@
 //!
 //! Outbound frames travel one per WebSocket message: text when the frame is UTF-8, binary
 //! otherwise (clients must reject invalid UTF-8 in a text message). A server writes batches of
-//! them with WebSocket headers it makes itself; control frames, a client's (masked) frames and
-//! all reading go through tungstenite. Inbound, text and binary
-//! messages are both accepted, and their bytes are simply appended to the decoder's buffer, so
-//! a frame may span several messages or share one with others.
+//! them with WebSocket headers it makes itself, and reads its client's frames by hand
+//! (`ws_read`); the handshake, the close, single frames outside batches and everything a
+//! client (this crate's `stompede::client`) sends or reads go through tungstenite. Inbound,
+//! text and binary messages are both accepted, and their bytes are simply appended to the
+//! decoder's buffer, so a frame may span several messages or share one with others.
 
 use std::io;
 use std::task::Poll;
@@ -13,13 +14,15 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use super::ws_read::{FrameError, FrameReader};
 use super::{Transport, TransportError};
 use crate::outbox::Batch;
 use crate::stomp::EncodedFrame;
@@ -72,6 +75,12 @@ impl WebSocketLimits {
 /// frame limit, and a write buffer with a real maximum. Pongs are answered by tungstenite; when
 /// the write buffer is full it keeps only the latest one (RFC 6455 allows answering only the
 /// most recent ping), and [`WebSocketTransport`] stops reading while a pong waits.
+/// [`config`] for a server's STOMP endpoint, whose client frames are read by hand: tungstenite
+/// gets no read buffer (it would be allocated for every connection, and never used).
+pub(crate) fn server_config(limits: WebSocketLimits) -> WebSocketConfig {
+    config(limits).read_buffer_size(0)
+}
+
 pub(crate) fn config(limits: WebSocketLimits) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)
@@ -102,6 +111,11 @@ pub(crate) struct WebSocketTransport<S> {
     /// well-framed for the ERROR and the close that follow. Empty, and unallocated, between
     /// batches.
     unsent: BytesMut,
+    /// A server's reading of its client's frames (see `ws_read`); `None` for a client, which
+    /// reads through tungstenite. Boxed: most of it is the state of a frame being read.
+    reader: Option<Box<FrameReader>>,
+    /// The status code of the client's close frame, echoed in ours.
+    peer_close: Option<u16>,
 }
 
 impl<S> WebSocketTransport<S> {
@@ -115,13 +129,21 @@ impl<S> WebSocketTransport<S> {
             stashed: None,
             frames_by_hand: false,
             unsent: BytesMut::new(),
+            reader: None,
+            peer_close: None,
         }
     }
 
     /// A server's end: batches of frames are framed by hand (see
     /// [`send_taking`](Transport::send_taking)).
+    /// Its client's frames are read by hand too: tungstenite never reads (create `ws` with
+    /// [`server_config`]).
     pub(crate) fn server(ws: WebSocketStream<S>, limits: WebSocketLimits) -> Self {
-        WebSocketTransport { frames_by_hand: true, ..WebSocketTransport::new(ws, limits) }
+        WebSocketTransport {
+            frames_by_hand: true,
+            reader: Some(Box::new(FrameReader::new(limits.max_message))),
+            ..WebSocketTransport::new(ws, limits)
+        }
     }
 }
 
@@ -233,6 +255,69 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketTransport<S> {
         Ok(())
     }
 
+    /// A server's `recv`: reads from the stream and parses the client's frames itself (see
+    /// `ws_read`). One read's worth is handled per call: a busy publisher's frames arrive many
+    /// at a time. A ping is answered (the latest of a read's) before anything more is read,
+    /// within the pong time limit. Cancel-safe: the read appends only once it completes, and
+    /// parsing does not wait.
+    async fn recv_by_hand(&mut self, buf: &mut BytesMut) -> Result<usize, TransportError> {
+        loop {
+            if self.pong_pending {
+                self.flush_pong().await?;
+            }
+            let Some(reader) = self.reader.as_deref_mut() else { return Ok(0) };
+            if reader.is_closed() {
+                return Ok(0);
+            }
+            let parsed = reader.parse(buf, &mut self.unsent).map_err(|e| match e {
+                FrameError::TooLarge => TransportError::MessageTooLarge(self.limits.max_message),
+                FrameError::Protocol(why) => {
+                    TransportError::Protocol(format!("WebSocket protocol error: {why}"))
+                }
+            })?;
+            // The pongs are written before anything more is read, within the time limit.
+            self.pong_pending |= parsed.pinged;
+            if let Some(code) = parsed.close {
+                self.peer_close = code;
+            }
+            if parsed.appended > 0 {
+                return Ok(parsed.appended);
+            }
+            if parsed.close.is_some() {
+                return Ok(0);
+            }
+            if self.pong_pending {
+                continue;
+            }
+            let wanted = reader.room_for_read();
+            let read = self.ws.get_mut().read_buf(reader.read_buffer()).await?;
+            if read == 0 {
+                return Err(TransportError::Io(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "the connection was reset without a WebSocket closing handshake",
+                )));
+            }
+            reader.read_done(wanted, read);
+        }
+    }
+
+    /// Writes out the pong waiting in `unsent` (or in tungstenite), within the pong time limit
+    /// counted from when the wait began: a peer that sends pings but does not read is closed.
+    async fn flush_pong(&mut self) -> Result<(), TransportError> {
+        let limit = self.limits.pong_time_limit;
+        let due = *self.pong_due.get_or_insert_with(|| Instant::now() + limit);
+        // A frame cut short goes out whole before the pong, within the pong's time limit.
+        // Boxed: pings are rare, and its state (a timer) would otherwise be reserved in every
+        // session's future.
+        let flush = async {
+            self.write_unsent().await.map_err(WsError::Io)?;
+            self.ws.flush().await
+        };
+        Box::pin(pong_within(due, limit, flush)).await?;
+        (self.pong_pending, self.pong_due) = (false, None);
+        Ok(())
+    }
+
     /// Appends the data messages the stream can give at once, without waiting, after `taken`
     /// bytes of a first one: up to [`READ_MORE`] bytes in all. Anything else it gives (a ping,
     /// a close, an error, its end) is kept for the next `recv`. Returns the bytes appended.
@@ -289,19 +374,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     async fn recv(&mut self, buf: &mut BytesMut) -> Result<usize, TransportError> {
+        if self.reader.is_some() {
+            return self.recv_by_hand(buf).await;
+        }
         loop {
             if self.pong_pending {
-                let limit = self.limits.pong_time_limit;
-                let due = *self.pong_due.get_or_insert_with(|| Instant::now() + limit);
-                // A frame cut short goes out whole before the pong, within the pong's time
-                // limit. Boxed: pings are rare, and its state (a timer) would otherwise be
-                // reserved in every session's future.
-                let flush = async {
-                    self.write_unsent().await.map_err(WsError::Io)?;
-                    self.ws.flush().await
-                };
-                Box::pin(pong_within(due, limit, flush)).await?;
-                (self.pong_pending, self.pong_due) = (false, None);
+                self.flush_pong().await?;
             }
             let next = match self.stashed.take() {
                 Some(stashed) => *stashed,
@@ -420,7 +498,10 @@ where
         if self.write_unsent().await.is_err() {
             return;
         }
-        let _ = self.ws.close(None).await;
+        // The client's own close code is echoed (RFC 6455, 5.5.1), if it may be sent.
+        let code = self.peer_close.map(CloseCode::from).filter(|code| code.is_allowed());
+        let frame = code.map(|code| CloseFrame { code, reason: Utf8Bytes::from_static("") });
+        let _ = self.ws.close(frame).await;
     }
 }
 
@@ -484,5 +565,62 @@ mod tests {
             .expect("the reader finished")
             .expect("the reader did not panic");
         assert_eq!(seen, [message(100 * 1024).len(), last.len()], "two whole frames, in order");
+    }
+
+    /// A server reads its client's frames by hand: what a real client (tungstenite) sends
+    /// arrives whole, its pings are answered, and its close ends the reading and is answered
+    /// with the same code.
+    #[tokio::test]
+    async fn a_server_reads_a_clients_messages_answers_its_pings_and_echoes_its_close() {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+        let ws = WebSocketStream::from_raw_socket(server_end, Role::Server, None).await;
+        let mut transport = WebSocketTransport::server(ws, limits());
+        let mut client = WebSocketStream::from_raw_socket(client_end, Role::Client, None).await;
+        client.send(Message::text("SEND\ndestination:/a\n\nhi\0")).await.unwrap();
+        client.send(Message::Ping(Bytes::from_static(b"there?"))).await.unwrap();
+        client.send(Message::binary(vec![0xFF, 0x00])).await.unwrap();
+        let mut buf = BytesMut::new();
+        let expected = [&b"SEND\ndestination:/a\n\nhi\0"[..], &[0xFF, 0x00]].concat();
+        while buf.len() < expected.len() {
+            let read = tokio::time::timeout(Duration::from_secs(5), transport.recv(&mut buf));
+            assert!(read.await.unwrap().unwrap() > 0);
+        }
+        assert_eq!(&buf[..], &expected[..]);
+        let close = CloseFrame { code: CloseCode::Away, reason: "bye".into() };
+        client.send(Message::Close(Some(close))).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(5), transport.recv(&mut buf));
+        assert_eq!(read.await.unwrap().unwrap(), 0, "the close ends the reading");
+        transport.close().await;
+        drop(transport);
+        let mut seen = Vec::new();
+        let read_all = async {
+            while let Some(Ok(message)) = client.next().await {
+                seen.push(message);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), read_all).await.expect("the stream ended");
+        assert_eq!(seen.first(), Some(&Message::Pong(Bytes::from_static(b"there?"))), "{seen:?}");
+        let echoed = seen.iter().find_map(|message| match message {
+            Message::Close(frame) => Some(frame.as_ref().map(|frame| frame.code)),
+            _ => None,
+        });
+        assert_eq!(echoed, Some(Some(CloseCode::Away)), "{seen:?}");
+    }
+
+    /// A broken frame from the client is a protocol error that names the rule it broke.
+    #[tokio::test]
+    async fn a_text_message_that_is_not_utf8_is_a_protocol_error() {
+        use tokio::io::AsyncWriteExt as _;
+        let (server_end, mut client_end) = tokio::io::duplex(1024);
+        let ws = WebSocketStream::from_raw_socket(server_end, Role::Server, None).await;
+        let mut transport = WebSocketTransport::server(ws, limits());
+        // A masked (all-zero mask) text frame holding 0xC3 0x28.
+        client_end.write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xC3, 0x28]).await.unwrap();
+        let mut buf = BytesMut::new();
+        match transport.recv(&mut buf).await {
+            Err(TransportError::Protocol(why)) => assert!(why.contains("UTF-8"), "{why}"),
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
     }
 }
