@@ -391,11 +391,11 @@ impl Upgrading {
             #[cfg(feature = "sockjs")]
             Upgrade::SockJs(_) => websocket::config(limits),
         };
-        let ws = WebSocketStream::from_raw_socket(
+        let ws = without_waker(WebSocketStream::from_raw_socket(
             ReadAhead::new(TokioIo::new(upgraded)),
             Role::Server,
             Some(config),
-        )
+        ))
         .await;
         let (attributes, slot) = (self.attributes, self.slot);
         match self.kind {
@@ -413,6 +413,20 @@ impl Upgrading {
                 sockjs::run_websocket(runtime, endpoint, ws, peer, limits).await;
             }
         }
+    }
+}
+
+/// Runs `future`, whose first poll must not leave this task's waker behind: tokio-tungstenite
+/// keeps the waker of the task that creates a `WebSocketStream` until the stream is next polled
+/// through it, and a server's session reads and writes its stream by hand, so the upgrade
+/// task (2 KiB, done by then) would stay allocated for the connection's life. The first poll
+/// gets a waker that does nothing (creating the stream does no I/O: it completes at once).
+async fn without_waker<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let first = future.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop()));
+    match first {
+        Poll::Ready(output) => output,
+        Poll::Pending => future.await,
     }
 }
 
