@@ -393,15 +393,17 @@ impl OutboxReceiver {
         let mut queue = lock(&self.outbox.queue);
         let found = queue.len();
         let n = found.min(max);
-        if n == found && batch.is_empty() {
+        if found > 0 && n == found && batch.is_empty() {
             // All of it: the buffers trade places (see `Batch`).
             std::mem::swap(&mut *queue, &mut batch.frames);
         } else {
             batch.frames.extend(queue.drain(..n));
         }
-        // What it found, not what it took: a queue that gives its capacity back after a burst
-        // gets room for the whole next burst in one allocation, not a doubling per batch.
-        self.outbox.last_take.store(found, Ordering::Relaxed);
+        // What it found, not what it took (and not the empty looks in between): a queue that
+        // gave its capacity back gets room for a burst like the last one in one allocation.
+        if found > 0 {
+            self.outbox.last_take.store(found, Ordering::Relaxed);
+        }
         self.quiet_takes = match n < KEEP_CAPACITY {
             true => self.quiet_takes.saturating_add(1),
             false => 0,
@@ -412,6 +414,12 @@ impl OutboxReceiver {
             && (quiet || queue.capacity() > MAX_KEPT_CAPACITY)
         {
             *queue = VecDeque::new();
+        }
+        if quiet && found == 0 && batch.is_empty() && batch.frames.capacity() > KEEP_CAPACITY {
+            // The batch's buffer too, once the session has looked and found nothing a few
+            // times (a heart-beat or a read since its last burst): an idle session keeps room
+            // for a few frames, not a burst's worth, in either buffer.
+            batch.frames.shrink_to(KEEP_CAPACITY);
         }
         n
     }
@@ -561,6 +569,25 @@ mod tests {
         assert!(burst > MAX_KEPT_CAPACITY, "{burst}");
         assert!(batch.frames.capacity() <= KEEP_CAPACITY, "{}", batch.frames.capacity());
         assert!(queue_capacity() <= KEEP_CAPACITY, "{}", queue_capacity());
+    }
+
+    #[test]
+    fn an_idle_session_gives_a_bursts_room_back_after_a_few_empty_looks() {
+        let (outbox, mut rx) = Outbox::new(1 << 20, Duration::from_secs(10));
+        let mut batch = Batch::default();
+        for _ in 0..100 {
+            assert!(outbox.push(frame(10)));
+        }
+        assert_eq!(rx.take(&mut batch, 128), 100);
+        outbox.written(batch.iter().map(EncodedFrame::len).sum());
+        batch.written(100);
+        assert!(batch.frames.capacity() >= 100, "a busy session keeps its room");
+        // A heart-beat or a read wakes the session now and then; the outbox stays empty.
+        for _ in 0..QUIET_TAKES {
+            assert_eq!(rx.take(&mut batch, 128), 0);
+        }
+        assert!(batch.frames.capacity() <= KEEP_CAPACITY, "{}", batch.frames.capacity());
+        assert!(outbox.queue.lock().unwrap().capacity() <= KEEP_CAPACITY);
     }
 
     #[test]

@@ -124,7 +124,11 @@ impl QueueLimits {
 
     /// How many times a message of a point-to-point queue is redelivered (after a NACK, or
     /// its consumer leaving without acknowledging it) before it goes to the dead-letter
-    /// destination instead (5).
+    /// destination instead (5). A message counts as delivered once it is queued for its
+    /// consumer's connection, whether the client read it or not: a consumer that leaves with
+    /// prefetched messages it never read returns them as redeliveries (as RabbitMQ counts
+    /// them), so consumers that come and go often with a large `prefetch-count` need a higher
+    /// limit.
     pub fn max_redeliveries(mut self, count: u32) -> Self {
         self.max_redeliveries = count;
         self

@@ -70,17 +70,18 @@ impl WebSocketLimits {
     }
 }
 
-/// WebSocket settings sized for many mostly idle connections: a small read buffer, a write
-/// buffer that batches a burst into one syscall, an inbound message limit derived from the
-/// frame limit, and a write buffer with a real maximum. Pongs are answered by tungstenite; when
-/// the write buffer is full it keeps only the latest one (RFC 6455 allows answering only the
-/// most recent ping), and [`WebSocketTransport`] stops reading while a pong waits.
 /// [`config`] for a server's STOMP endpoint, whose client frames are read by hand: tungstenite
 /// gets no read buffer (it would be allocated for every connection, and never used).
 pub(crate) fn server_config(limits: WebSocketLimits) -> WebSocketConfig {
     config(limits).read_buffer_size(0)
 }
 
+/// WebSocket settings sized for many mostly idle connections: a small read buffer, a write
+/// buffer that batches a burst into one syscall, an inbound message limit derived from the
+/// frame limit, and a write buffer with a real maximum. Where tungstenite reads (a client,
+/// SockJS's WebSocket transport), it answers pongs; when the write buffer is full it keeps
+/// only the latest one (RFC 6455 allows answering only the most recent ping), and the reader
+/// stops reading while a pong waits.
 pub(crate) fn config(limits: WebSocketLimits) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)
@@ -106,10 +107,10 @@ pub(crate) struct WebSocketTransport<S> {
     /// Whether batches of frames are framed here and written straight to the stream (a
     /// server's: see [`send_taking`](Transport::send_taking)), not through tungstenite.
     frames_by_hand: bool,
-    /// Hand-framed bytes not yet written: a write cut short (its time limit ran out) leaves
-    /// the rest of a frame here, and every later write sends it first, so the stream stays
-    /// well-framed for the ERROR and the close that follow. Empty, and unallocated, between
-    /// batches.
+    /// Hand-framed bytes not yet written: the pongs a server's read owes (written before it
+    /// reads more), and the rest of a frame a write cut short (its time limit ran out) left:
+    /// every later write sends it first, so the stream stays well-framed for the ERROR and the
+    /// close that follow. Empty, and unallocated, between writes.
     unsent: BytesMut,
     /// A server's reading of its client's frames (see `ws_read`); `None` for a client, which
     /// reads through tungstenite. Boxed: most of it is the state of a frame being read.
@@ -257,9 +258,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketTransport<S> {
 
     /// A server's `recv`: reads from the stream and parses the client's frames itself (see
     /// `ws_read`). One read's worth is handled per call: a busy publisher's frames arrive many
-    /// at a time. A ping is answered (the latest of a read's) before anything more is read,
-    /// within the pong time limit. Cancel-safe: the read appends only once it completes, and
-    /// parsing does not wait.
+    /// at a time. Every ping is answered, the pongs written before anything more is read,
+    /// within the pong time limit. A broken frame after good ones in the same read is reported
+    /// by the next call, once the good ones are handled. Cancel-safe: the read appends only
+    /// once it completes, and parsing does not wait.
     async fn recv_by_hand(&mut self, buf: &mut BytesMut) -> Result<usize, TransportError> {
         loop {
             if self.pong_pending {
@@ -437,11 +439,11 @@ where
     /// behind their headers into one buffer (written out whenever the next frame would take
     /// it past [`WRITE_BUFFER`]), written straight to the stream. tungstenite's write path
     /// (a message, a frame, its header, its buffer) cost about 300 instructions per delivery;
-    /// this costs the copy. A server's frames are never masked, and a pong tungstenite holds is
-    /// flushed first, so the order on the wire is kept. A client's frames must be
-    /// masked: they go through tungstenite. So does a batch written while something the read
-    /// kept back waits (a close the peer sent, to which tungstenite has queued the answer:
-    /// no data frame may follow that; tungstenite refuses it).
+    /// this costs the copy. A server's frames are never masked, and the pongs its read owes (in
+    /// `unsent`) go first, so the order on the wire is kept. A client's frames must be
+    /// masked: they go through tungstenite. So does a batch a client writes while something
+    /// its read kept back waits (a close the peer sent, to which tungstenite has queued the
+    /// answer: no data frame may follow that; tungstenite refuses it).
     async fn send_taking(&mut self, frames: &mut Batch) -> io::Result<()> {
         if !self.frames_by_hand || self.stashed.is_some() {
             self.write_unsent().await?;
@@ -453,8 +455,9 @@ where
             return self.ws.flush().await.map_err(into_io);
         }
         if self.pong_pending {
-            // The only output tungstenite may still hold here: a pong whose flush `recv` began
-            // and was interrupted. Everything else it writes, it flushes at once.
+            // Pongs are in `unsent` (a server reads by hand); tungstenite may hold output only
+            // where it reads, and flushes it first then. Everything else it writes, it flushes
+            // at once.
             self.ws.flush().await.map_err(into_io)?;
         }
         self.write_unsent().await?;

@@ -15,6 +15,9 @@ use bytes::{Buf, BytesMut};
 /// The most a control frame may carry (RFC 6455, 5.5).
 const MAX_CONTROL_PAYLOAD: usize = 125;
 
+/// The longest frame header: two bytes, a 64-bit length, the mask.
+const MAX_HEADER: usize = 14;
+
 /// Bytes asked of the socket per read while a connection is quiet.
 const QUIET_READ: usize = 1024;
 
@@ -76,6 +79,10 @@ pub(crate) struct FrameReader {
     busy: bool,
     /// A close was read: nothing more is.
     closed: bool,
+    /// An error found after payload bytes the same pass appended: reported by the next pass,
+    /// so that the frames before it are handled first (as they would have been had the bad
+    /// frame arrived in a later read).
+    failed: Option<FrameError>,
 }
 
 impl FrameReader {
@@ -90,6 +97,7 @@ impl FrameReader {
             max_message,
             busy: false,
             closed: false,
+            failed: None,
         }
     }
 
@@ -125,7 +133,44 @@ impl FrameReader {
         out: &mut BytesMut,
         pongs: &mut BytesMut,
     ) -> Result<Parsed, FrameError> {
+        if let Some(failed) = self.failed.take() {
+            return Err(failed);
+        }
         let mut parsed = Parsed::default();
+        let result = self.parse_into(out, pongs, &mut parsed);
+        self.release();
+        match result {
+            Ok(()) => Ok(parsed),
+            // Handled first: what came before the error.
+            Err(e) if parsed.appended > 0 => {
+                self.failed = Some(e);
+                Ok(parsed)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A buffer larger than a quiet read's is not kept between reads: freed when empty,
+    /// and a frame header a read cut is moved to a small one. (A busy connection allocates its
+    /// large buffer once per read, a few instructions per frame.)
+    fn release(&mut self) {
+        if self.raw.capacity() <= QUIET_READ {
+            return;
+        }
+        if self.raw.is_empty() {
+            self.raw = BytesMut::new();
+        } else if self.raw.len() <= MAX_HEADER + MAX_CONTROL_PAYLOAD {
+            self.raw = BytesMut::from(&self.raw[..]);
+        }
+    }
+
+    /// [`parse`](Self::parse)'s pass, adding to `parsed` as it goes.
+    fn parse_into(
+        &mut self,
+        out: &mut BytesMut,
+        pongs: &mut BytesMut,
+        parsed: &mut Parsed,
+    ) -> Result<(), FrameError> {
         while !self.closed {
             if let Some(payload) = &mut self.payload {
                 let n = payload.left.min(self.raw.len());
@@ -141,7 +186,12 @@ impl FrameReader {
                 parsed.appended += n;
                 let (done, fin) = (payload.left == 0, payload.fin);
                 if self.message == Some(true) {
-                    self.carry.check(&out[start..])?;
+                    if let Err(e) = self.carry.check(&out[start..]) {
+                        // Bytes that are not UTF-8 are not handed on.
+                        out.truncate(start);
+                        parsed.appended -= n;
+                        return Err(e);
+                    }
                 }
                 if done {
                     self.payload = None;
@@ -151,15 +201,11 @@ impl FrameReader {
                 }
                 continue;
             }
-            if !self.frame_header(&mut parsed, pongs)? {
+            if !self.frame_header(parsed, pongs)? {
                 break;
             }
         }
-        if self.raw.is_empty() && self.raw.capacity() > QUIET_READ && !self.busy {
-            // A quiet connection holds no large buffer.
-            self.raw = BytesMut::new();
-        }
-        Ok(parsed)
+        Ok(())
     }
 
     /// A text message ended: no character may be left unfinished.
@@ -228,8 +274,7 @@ impl FrameReader {
                 self.raw.advance(header + len);
                 match opcode {
                     0x8 => {
-                        let code = body.first_chunk::<2>().map(|code| u16::from_be_bytes(*code));
-                        parsed.close = Some(code);
+                        parsed.close = Some(close_code(body)?);
                         self.closed = true;
                     }
                     0x9 => {
@@ -306,6 +351,26 @@ impl Utf8Carry {
     }
 }
 
+/// The status code of a close frame's payload, if it has one (RFC 6455, 5.5.1 and 7.4): a
+/// code may not be sent as one (1005, 1006, 1015, or outside the ranges in use), or a reason
+/// that is not UTF-8, is a protocol error.
+fn close_code(body: &[u8]) -> Result<Option<u16>, FrameError> {
+    let Some((code, reason)) = body.split_first_chunk::<2>() else {
+        return match body.is_empty() {
+            true => Ok(None),
+            false => Err(FrameError::Protocol("a WebSocket close frame with a one-byte code")),
+        };
+    };
+    let code = u16::from_be_bytes(*code);
+    if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+        return Err(FrameError::Protocol("a WebSocket close code that may not be sent"));
+    }
+    if std::str::from_utf8(reason).is_err() {
+        return Err(FrameError::Protocol("a WebSocket close reason that is not UTF-8"));
+    }
+    Ok(Some(code))
+}
+
 /// XORs `bytes` with `mask`, starting at `phase` within it (RFC 6455, 5.3).
 fn unmask(bytes: &mut [u8], mask: [u8; 4], phase: usize) {
     let mut mask = mask;
@@ -362,6 +427,8 @@ mod tests {
                 found.push(parsed);
             }
         }
+        // An error found after good frames is reported by the next pass.
+        reader.parse(&mut out, &mut pongs)?;
         Ok((out.to_vec(), pongs.to_vec(), found))
     }
 
@@ -417,6 +484,59 @@ mod tests {
     }
 
     #[test]
+    fn a_close_frame_must_carry_a_code_that_may_be_sent_and_a_utf8_reason() {
+        let refused = |body: &[u8]| match read_all(&frame(0x88, body), 64) {
+            Err(FrameError::Protocol(why)) => why,
+            other => panic!("{body:?}: {other:?}"),
+        };
+        assert!(refused(&[0x03]).contains("one-byte"));
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 2999, 5000] {
+            assert!(refused(&code.to_be_bytes()).contains("may not be sent"), "{code}");
+        }
+        assert!(refused(&[0x03, 0xE8, 0xC3, 0x28]).contains("not UTF-8"));
+        let (_, _, found) = read_all(&[&frame(0x88, &[0x0F, 0xA0]), &b"ok"[..]].concat(), 64)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(found[0].close, Some(Some(4000)), "an application's code");
+    }
+
+    #[test]
+    fn the_frames_before_a_bad_one_are_handled_first() {
+        let mut unmasked = frame(0x81, b"x");
+        unmasked[1] &= 0x7F;
+        let wire = [frame(0x81, b"SEND\n\n\0"), unmasked].concat();
+        let mut reader = FrameReader::new(1 << 20);
+        let (mut out, mut pongs) = (BytesMut::new(), BytesMut::new());
+        reader.room_for_read();
+        reader.read_buffer().extend_from_slice(&wire);
+        let first = reader.parse(&mut out, &mut pongs).expect("the good frame first");
+        assert_eq!((first.appended, &out[..]), (7, &b"SEND\n\n\0"[..]));
+        let second = reader.parse(&mut out, &mut pongs);
+        assert!(matches!(second, Err(FrameError::Protocol(why)) if why.contains("unmasked")));
+    }
+
+    #[test]
+    fn an_idle_reader_keeps_no_large_buffer() {
+        let mut reader = FrameReader::new(1 << 20);
+        let (mut out, mut pongs) = (BytesMut::new(), BytesMut::new());
+        let wire = frame(0x82, &[b'x'; 4000]);
+        // A read that fills its room makes the next one large...
+        let wanted = reader.room_for_read();
+        reader.read_buffer().extend_from_slice(&wire[..wanted]);
+        reader.read_done(wanted, wanted);
+        reader.parse(&mut out, &mut pongs).unwrap();
+        let large = reader.room_for_read();
+        assert!(large >= BUSY_READ, "{large}");
+        // ...and once it has been parsed, only a cut frame header stays, in a small buffer.
+        reader.read_buffer().extend_from_slice(&wire[wanted..]);
+        reader.read_buffer().extend_from_slice(&frame(0x81, b"next")[..3]);
+        reader.read_done(large, wire.len() - wanted + 3);
+        reader.parse(&mut out, &mut pongs).unwrap();
+        assert_eq!(out.len(), 4000);
+        assert_eq!(reader.raw.len(), 3);
+        assert!(reader.raw.capacity() <= QUIET_READ, "{}", reader.raw.capacity());
+    }
+
+    #[test]
     fn broken_frames_are_refused_with_a_reason() {
         let protocol = |wire: Vec<u8>| match read_all(&wire, wire.len()) {
             Err(FrameError::Protocol(why)) => why,
@@ -446,6 +566,19 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_not_utf8_are_not_handed_on() {
+        let mut reader = FrameReader::new(1 << 20);
+        let (mut out, mut pongs) = (BytesMut::new(), BytesMut::new());
+        let wire = [frame(0x81, b"SEND\n\n\0"), frame(0x81, &[b'S', 0xC3, 0x28])].concat();
+        reader.room_for_read();
+        reader.read_buffer().extend_from_slice(&wire);
+        assert_eq!(reader.parse(&mut out, &mut pongs).map(|parsed| parsed.appended), Ok(7));
+        assert_eq!(&out[..], b"SEND\n\n\0", "only the good frame");
+        assert!(matches!(reader.parse(&mut out, &mut pongs), Err(FrameError::Protocol(_))));
+        assert_eq!(out.len(), 7);
+    }
+
+    #[test]
     fn binary_messages_need_not_be_utf8() {
         let (out, _, _) = read_all(&frame(0x82, &[0xC3, 0x28, 0xFF]), 2).unwrap();
         assert_eq!(out, [0xC3, 0x28, 0xFF]);
@@ -458,6 +591,8 @@ mod tests {
         // Two fragments of 60 bytes: the second takes the message over 100.
         let wire = [frame(0x01, &[b'a'; 60]), frame(0x80, &[b'b'; 60])].concat();
         reader.read_buffer().extend_from_slice(&wire[..wire.len() - 60]);
+        let first = reader.parse(&mut out, &mut BytesMut::new());
+        assert_eq!(first.map(|parsed| parsed.appended), Ok(60), "the first fragment first");
         assert_eq!(reader.parse(&mut out, &mut BytesMut::new()), Err(FrameError::TooLarge));
         assert_eq!(out.len(), 60, "the first fragment only");
         let mut reader = FrameReader::new(100);
