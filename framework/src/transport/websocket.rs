@@ -104,16 +104,15 @@ pub(crate) struct WebSocketTransport<S> {
     /// error, its end): the next `recv` starts with it. Boxed: rarely set, and an error is
     /// large.
     stashed: Option<Box<Option<Result<Message, WsError>>>>,
-    /// Whether batches of frames are framed here and written straight to the stream (a
-    /// server's: see [`send_taking`](Transport::send_taking)), not through tungstenite.
-    frames_by_hand: bool,
     /// Hand-framed bytes not yet written: the pongs a server's read owes (written before it
     /// reads more), and the rest of a frame a write cut short (its time limit ran out) left:
     /// every later write sends it first, so the stream stays well-framed for the ERROR and the
     /// close that follow. Empty, and unallocated, between writes.
     unsent: BytesMut,
     /// A server's reading of its client's frames (see `ws_read`); `None` for a client, which
-    /// reads through tungstenite. Boxed: most of it is the state of a frame being read.
+    /// reads and writes through tungstenite. A server also frames its batches itself (see
+    /// [`send_taking`](Transport::send_taking)). Boxed: most of it is the state of a frame
+    /// being read.
     reader: Option<Box<FrameReader>>,
     /// The status code of the client's close frame, echoed in ours.
     peer_close: Option<u16>,
@@ -128,7 +127,6 @@ impl<S> WebSocketTransport<S> {
             pong_pending: false,
             pong_due: None,
             stashed: None,
-            frames_by_hand: false,
             unsent: BytesMut::new(),
             reader: None,
             peer_close: None,
@@ -141,7 +139,6 @@ impl<S> WebSocketTransport<S> {
     /// [`server_config`]).
     pub(crate) fn server(ws: WebSocketStream<S>, limits: WebSocketLimits) -> Self {
         WebSocketTransport {
-            frames_by_hand: true,
             reader: Some(Box::new(FrameReader::new(limits.max_message))),
             ..WebSocketTransport::new(ws, limits)
         }
@@ -441,11 +438,10 @@ where
     /// (a message, a frame, its header, its buffer) cost about 300 instructions per delivery;
     /// this costs the copy. A server's frames are never masked, and the pongs its read owes (in
     /// `unsent`) go first, so the order on the wire is kept. A client's frames must be
-    /// masked: they go through tungstenite. So does a batch a client writes while something
-    /// its read kept back waits (a close the peer sent, to which tungstenite has queued the
-    /// answer: no data frame may follow that; tungstenite refuses it).
+    /// masked: they go through tungstenite (which also refuses a data frame after a close it
+    /// has read and answered).
     async fn send_taking(&mut self, frames: &mut Batch) -> io::Result<()> {
-        if !self.frames_by_hand || self.stashed.is_some() {
+        if self.reader.is_none() {
             self.write_unsent().await?;
             // Drained: each frame's buffer moves into its message, and nothing is left to drop.
             for frame in frames.drain() {
@@ -454,12 +450,8 @@ where
             }
             return self.ws.flush().await.map_err(into_io);
         }
-        if self.pong_pending {
-            // Pongs are in `unsent` (a server reads by hand); tungstenite may hold output only
-            // where it reads, and flushes it first then. Everything else it writes, it flushes
-            // at once.
-            self.ws.flush().await.map_err(into_io)?;
-        }
+        // A server's pongs are in `unsent`, and go first; tungstenite holds nothing here (it
+        // reads nothing, and flushes whatever it writes at once).
         self.write_unsent().await?;
         // Every frame's size is checked before any of the batch is written: one too large
         // ends the session before the batch, not halfway through it.

@@ -174,7 +174,8 @@ impl FrameReader {
         while !self.closed {
             if let Some(payload) = &mut self.payload {
                 let n = payload.left.min(self.raw.len());
-                if n == 0 && payload.left > 0 {
+                // (A payload still in this field always has bytes left to read.)
+                if n == 0 {
                     break;
                 }
                 let start = out.len();
