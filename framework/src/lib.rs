@@ -78,6 +78,7 @@ pub mod intercept;
 mod locks;
 mod log_throttle;
 mod outbox;
+mod prefetch;
 mod runtime;
 pub mod security;
 mod server;

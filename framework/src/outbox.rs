@@ -9,7 +9,7 @@
 //! `2 × limit` bytes (plus one frame, which an empty queue always accepts).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 use crate::locks::lock;
+use crate::prefetch;
 use crate::stomp::EncodedFrame;
 
 /// A queue holding more than this many frames' worth of capacity gives it back when it drains
@@ -42,29 +43,40 @@ const MAX_HINT: usize = 4096;
 /// A `VecDeque` behind a mutex rather than a channel: it allocates nothing until the first
 /// frame and returns its capacity after a burst, which matters with tens of thousands of
 /// mostly idle sessions. The lock is held only to push or to take a batch.
+///
+/// Laid out for the fan-out: what every push touches comes first, in the struct's first two
+/// cache lines (aligned to one), which [`prefetch`](Outbox::prefetch) asks for ahead of the
+/// push.
+#[repr(C, align(64))]
 pub(crate) struct Outbox {
     queue: Mutex<VecDeque<Queued>>,
+    /// Bytes pushed and not yet written to the transport. The queue's bound rests on this.
+    queued: AtomicUsize,
+    /// Where the next push will store its entry (a hint kept under the queue's lock: only
+    /// ever prefetched, never read through).
+    next_slot: AtomicPtr<Queued>,
+    limit: usize,
+    /// Set by `close`: what `push` checks for every delivery. The session learns of it from
+    /// its receiver, which `close` wakes and which then reports the outbox closed.
+    is_closed: AtomicBool,
     /// The session's task, woken by the push that makes the queue non-empty (and by `close`).
     /// One waiter: an atomic waker, not a `Notify` (whose waiter list is behind a mutex: a
     /// second lock per delivery to a waiting session).
     ready: AtomicWaker,
-    /// Woken when the queue drops back to its limit (or closes): publishers held back by a
-    /// `Backpressure` subscriber wait on it.
-    room: Notify,
-    /// Bytes pushed and not yet written to the transport. The queue's bound rests on this.
-    queued: AtomicUsize,
+    /// The data pointer of the waker last registered in `ready` (a hint, only prefetched:
+    /// waking a task writes to it).
+    task: AtomicPtr<()>,
     /// How many frames the last take found (not only took): the capacity a queue that gave
     /// its capacity back starts from again (one allocation instead of a doubling for every power of two).
     last_take: AtomicUsize,
-    limit: usize,
+    /// Woken when the queue drops back to its limit (or closes): publishers held back by a
+    /// `Backpressure` subscriber wait on it.
+    room: Notify,
     send_time_limit: Duration,
     over_since: Mutex<Option<Instant>>,
     /// Whether `over_since` may be set: a write that leaves the queue at or under the limit
     /// clears it then (a push racing a write, or lossy drops, can leave it set under the limit).
     clock_running: AtomicBool,
-    /// Set by `close`: what `push` checks for every delivery. The session learns of it from
-    /// its receiver, which `close` wakes and which then reports the outbox closed.
-    is_closed: AtomicBool,
     reason: OnceLock<String>,
 }
 
@@ -161,18 +173,39 @@ impl Outbox {
     pub(crate) fn new(limit: usize, send_time_limit: Duration) -> (Arc<Outbox>, OutboxReceiver) {
         let outbox = Arc::new(Outbox {
             queue: Mutex::new(VecDeque::new()),
-            ready: AtomicWaker::new(),
-            room: Notify::new(),
             queued: AtomicUsize::new(0),
-            last_take: AtomicUsize::new(0),
+            next_slot: AtomicPtr::new(std::ptr::null_mut()),
             limit,
+            is_closed: AtomicBool::new(false),
+            ready: AtomicWaker::new(),
+            task: AtomicPtr::new(std::ptr::null_mut()),
+            last_take: AtomicUsize::new(0),
+            room: Notify::new(),
             send_time_limit,
             over_since: Mutex::new(None),
             clock_running: AtomicBool::new(false),
-            is_closed: AtomicBool::new(false),
             reason: OnceLock::new(),
         });
         (outbox.clone(), OutboxReceiver { outbox, quiet_takes: 0 })
+    }
+
+    /// Asks for this outbox's own cache lines (what a push reads and writes), a few
+    /// deliveries ahead of a push into it. Reads nothing.
+    #[inline(always)]
+    pub(crate) fn prefetch(outbox: &Arc<Outbox>) {
+        let at = Arc::as_ptr(outbox).cast::<u8>();
+        prefetch::for_write(at);
+        prefetch::for_write(at.wrapping_add(64));
+    }
+
+    /// Asks for the queue slot the next push will fill and the session task it may wake; once
+    /// [`prefetch`](Outbox::prefetch) has brought the outbox in (it reads the two hints).
+    #[inline(always)]
+    pub(crate) fn prefetch_slot(&self) {
+        let slot = self.next_slot.load(Ordering::Relaxed);
+        prefetch::for_write(slot);
+        prefetch::for_write(slot.cast::<u8>().wrapping_add(std::mem::size_of::<Queued>() - 1));
+        prefetch::for_write(self.task.load(Ordering::Relaxed));
     }
 
     /// Queues a frame. Returns false when the session is closed (or is being closed now
@@ -202,6 +235,7 @@ impl Outbox {
                 queue.reserve_exact(hint.clamp(1, MAX_HINT));
             }
             queue.push_back(Queued { frame, lossy: None });
+            self.next_slot.store(next_slot(&queue), Ordering::Relaxed);
             was_empty
         };
         // The receiver registers before it looks at the queue, so only the push that makes it
@@ -251,6 +285,7 @@ impl Outbox {
         self.queued.fetch_add(len, Ordering::AcqRel);
         let was_empty = queue.is_empty();
         queue.push_back(Queued { frame, lossy: Some(Box::new((missed.clone(), reported))) });
+        self.next_slot.store(next_slot(&queue), Ordering::Relaxed);
         drop(queue);
         if was_empty {
             self.ready.wake();
@@ -354,8 +389,11 @@ impl Outbox {
         self.is_closed.store(true, Ordering::Release);
         self.ready.wake();
         self.room.notify_waiters();
-        let dropped: usize =
-            std::mem::take(&mut *lock(&self.queue)).iter().map(|q| q.frame.len()).sum();
+        let dropped: usize = {
+            let mut queue = lock(&self.queue);
+            self.next_slot.store(std::ptr::null_mut(), Ordering::Relaxed);
+            std::mem::take(&mut *queue).iter().map(|q| q.frame.len()).sum()
+        };
         self.queued.fetch_sub(dropped, Ordering::AcqRel);
     }
 
@@ -372,6 +410,7 @@ impl OutboxReceiver {
         std::future::poll_fn(|cx| {
             // Registered first: a push (or close) after the look below wakes this task.
             self.outbox.ready.register(cx.waker());
+            self.outbox.task.store(cx.waker().data().cast_mut(), Ordering::Relaxed);
             let taken = self.take(batch, max);
             if taken > 0 {
                 return Poll::Ready(taken);
@@ -421,8 +460,18 @@ impl OutboxReceiver {
             // for a few frames, not a burst's worth, in either buffer.
             batch.frames.shrink_to(KEEP_CAPACITY);
         }
+        self.outbox.next_slot.store(next_slot(&queue), Ordering::Relaxed);
         n
     }
+}
+
+/// Where the next `push_back` onto `queue` will store its entry, as far as can be told without
+/// reaching into the ring buffer (a full queue, or one at the end of its buffer, gives an
+/// address that will not be used: the hint is only prefetched).
+fn next_slot(queue: &VecDeque<Queued>) -> *mut Queued {
+    let (front, back) = queue.as_slices();
+    let last = if back.is_empty() { front } else { back };
+    last.as_ptr_range().end.cast_mut()
 }
 
 impl Drop for OutboxReceiver {
@@ -610,6 +659,31 @@ mod tests {
         assert_eq!(taken, [4, 4, 2]);
         let expected: Vec<usize> = (1..=10).map(|size| frame(size).len()).collect();
         assert_eq!(sizes, expected);
+    }
+
+    #[test]
+    fn the_next_slot_hint_is_where_the_next_push_lands() {
+        let (outbox, mut rx) = Outbox::new(1 << 20, Duration::from_secs(10));
+        let mut batch = Batch::default();
+        let mut checked = 0;
+        for count in [3, 20, 1, 7] {
+            for _ in 0..count {
+                let hint = outbox.next_slot.load(Ordering::Relaxed);
+                let capacity = outbox.queue.lock().unwrap().capacity();
+                assert!(outbox.push(frame(10)));
+                let queue = outbox.queue.lock().unwrap();
+                // A push that grew the buffer moved it: the hint is stale then, and harmless.
+                if queue.capacity() == capacity {
+                    assert_eq!(queue.back().map(|q| q as *const Queued), Some(hint.cast_const()));
+                    checked += 1;
+                }
+            }
+            // The take hands the queue's buffer over: the hint follows the one left behind.
+            rx.drain_now(&mut batch);
+            outbox.written(batch.iter().map(EncodedFrame::len).sum());
+            batch.written(count);
+        }
+        assert!(checked >= 20, "only {checked} pushes into a buffer with room");
     }
 
     #[test]

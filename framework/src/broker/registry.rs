@@ -21,6 +21,11 @@ use crate::stomp::ByteStr;
 
 const SHARDS: usize = 64;
 
+/// How many deliveries ahead a fan-out asks for a subscription's outbox...
+const OUTBOX_AHEAD: usize = 8;
+/// ...and for the queue slot and task it will write to (see `crate::prefetch`).
+const SLOT_AHEAD: usize = 4;
+
 /// A shard of exact destinations. Hashed with foldhash, keyed by a random seed per map (as
 /// hashbrown's default hasher): a lookup per SEND costs a fraction of SipHash's on names of a
 /// few dozen bytes, and clients still cannot choose names that collide.
@@ -118,7 +123,18 @@ impl Registry {
     pub(crate) fn for_each_match(&self, destination: &str, mut deliver: impl FnMut(&Listed)) {
         let topic = read(self.shard(destination)).get(destination).cloned();
         if let Some(topic) = topic {
-            for listed in read(&topic.subscribers).list.iter() {
+            let slots = read(&topic.subscribers);
+            let list = &slots.list;
+            // Software pipelining (see `crate::prefetch`): the outbox of the subscription
+            // OUTBOX_AHEAD places on, then the queue slot of the one SLOT_AHEAD on, so that
+            // a delivery finds both in cache.
+            for (i, listed) in list.iter().enumerate() {
+                if let Some(ahead) = list.get(i + OUTBOX_AHEAD) {
+                    ahead.prefetch_outbox();
+                }
+                if let Some(ahead) = list.get(i + SLOT_AHEAD) {
+                    ahead.prefetch_slot();
+                }
                 deliver(listed);
             }
         }

@@ -366,6 +366,23 @@ impl Listed {
         Listed { direct: subscriber.direct(), subscriber }
     }
 
+    /// Asks for the subscription's outbox, a few deliveries ahead (see [`crate::prefetch`]).
+    #[inline(always)]
+    pub(crate) fn prefetch_outbox(&self) {
+        if let Some(direct) = &self.direct {
+            Outbox::prefetch(&direct.outbox);
+        }
+    }
+
+    /// Asks for the queue slot the delivery will fill, once the outbox is in (see
+    /// [`crate::prefetch`]).
+    #[inline(always)]
+    pub(crate) fn prefetch_slot(&self) {
+        if let Some(direct) = &self.direct {
+            direct.outbox.prefetch_slot();
+        }
+    }
+
     /// Delivers a broadcast `message`, as [`Subscriber::deliver`] does.
     #[inline]
     pub(crate) fn deliver(
