@@ -311,3 +311,25 @@ async fn a_stalled_outbound_interceptor_drops_the_frame_and_the_session_goes_on(
         seen.iter().map(|f| String::from_utf8_lossy(&f.body).into_owned()).collect();
     assert!(!bodies.contains(&"stall".to_owned()), "{bodies:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_an_interceptor_made_binary_travels_as_binary() {
+    // The client's bytes arrive as WebSocket text (known to be UTF-8): what an interceptor
+    // puts in their place is checked again.
+    let builder = Server::builder().inbound_interceptor(|mut frame, _session| async move {
+        if frame.command == Command::Send && frame.body.as_ref() == b"swap" {
+            frame.body = bytes::Bytes::from_static(b"\xff\xfe");
+        }
+        Inbound::Pass(frame)
+    });
+    let server = start(builder).await;
+    let mut peer = RawPeer::connected(&ws_url(&server)).await;
+    peer.send_text("SUBSCRIBE\nid:0\ndestination:/topic/t\nreceipt:sub\n\n\0").await;
+    assert_eq!(peer.frame().await.get("receipt-id"), Some("sub"));
+    peer.send_text("SEND\ndestination:/topic/t\n\nswap\0").await;
+    peer.send_text("SEND\ndestination:/topic/t\n\nkept\0").await;
+    assert_eq!(&peer.frame().await.body[..], b"\xff\xfe");
+    assert_eq!(peer.frame().await.body_str(), Some("kept"));
+    let kinds = &peer.text_messages[peer.text_messages.len() - 2..];
+    assert_eq!(kinds, [false, true], "the swapped body as a binary message, the other as text");
+}

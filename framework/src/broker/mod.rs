@@ -47,6 +47,21 @@ pub enum Broker {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Unavailable;
 
+/// A message body on its way to the broker, and whether it is already known to be UTF-8
+/// (a client's bytes read as WebSocket text): its frames may then go out as text without the
+/// body being checked again.
+pub(crate) struct Body {
+    pub(crate) bytes: Bytes,
+    pub(crate) known_utf8: bool,
+}
+
+impl From<Bytes> for Body {
+    /// A body nothing is known of.
+    fn from(bytes: Bytes) -> Body {
+        Body { bytes, known_utf8: false }
+    }
+}
+
 impl Broker {
     /// Delivers a message to every matching subscription; returns how many received it (with
     /// the relay, which cannot know: 0, and nothing is sent while the broker is unavailable).
@@ -78,7 +93,7 @@ impl Broker {
         &self,
         destination: &ByteStr,
         headers: Headers,
-        body: Bytes,
+        body: Body,
         pressure: &mut Pressure,
     ) -> Result<usize, Refused> {
         match self {
@@ -86,7 +101,7 @@ impl Broker {
                 broker.publish_with(destination, Cow::Owned(headers), body, pressure)
             }
             Broker::Relay(relay) => {
-                relay.publish(destination, &headers, body);
+                relay.publish(destination, &headers, body.bytes);
                 Ok(0)
             }
         }

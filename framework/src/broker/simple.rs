@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::Pattern;
 use super::options::BrokerOptions;
 use super::queue::{Full, Kind, Message, QueueCell, Settlement};
 use super::registry::Registry;
 use super::subscriber::{Delivered, Pressure, Subscriber};
+use super::{Body, Pattern};
 use crate::locks::lock;
 use crate::stomp::{ByteStr, Headers, PreparedMessage, names};
 
@@ -108,8 +108,12 @@ impl SimpleBroker {
     /// refuses (a full queue, a full retained store) is logged and dropped; a client's SEND
     /// gets an ERROR instead.
     pub fn publish(&self, destination: &ByteStr, headers: &Headers, body: Bytes) -> usize {
-        match self.publish_with(destination, Cow::Borrowed(headers), body, &mut Pressure::default())
-        {
+        match self.publish_with(
+            destination,
+            Cow::Borrowed(headers),
+            body.into(),
+            &mut Pressure::default(),
+        ) {
             Ok(delivered) => delivered,
             Err(Refused(why)) => {
                 tracing::warn!(%destination, "message dropped: {why}");
@@ -124,7 +128,7 @@ impl SimpleBroker {
         &self,
         destination: &ByteStr,
         headers: Cow<'_, Headers>,
-        body: Bytes,
+        body: Body,
         pressure: &mut Pressure,
     ) -> Result<usize, Refused> {
         // The header counts only where the application allowed it (`retain_header`).
@@ -275,7 +279,7 @@ impl SimpleBroker {
         &self,
         destination: &ByteStr,
         headers: Cow<'_, Headers>,
-        body: Bytes,
+        body: Body,
     ) -> Arc<Message> {
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
         prepare(id, destination, headers, body)
@@ -291,7 +295,7 @@ impl SimpleBroker {
         headers: &Headers,
         body: Bytes,
     ) -> usize {
-        let message = self.prepare_next(shown, Cow::Borrowed(headers), body);
+        let message = self.prepare_next(shown, Cow::Borrowed(headers), body.into());
         let (limits, mut pressure) = (&self.options.queue_limits, Pressure::default());
         let mut delivered = 0;
         self.users.for_each_match(resolved, |listed| {
@@ -466,9 +470,12 @@ impl SimpleBroker {
             }
             headers.push("original-destination", queue.clone());
             let body = message.prepared.body().clone();
-            if let Err(Refused(why)) =
-                self.publish_with(&target, Cow::Owned(headers), body, &mut Pressure::default())
-            {
+            if let Err(Refused(why)) = self.publish_with(
+                &target,
+                Cow::Owned(headers),
+                body.into(),
+                &mut Pressure::default(),
+            ) {
                 tracing::warn!(dead_letter = %target, "dead letter dropped: {why}");
             }
         }
@@ -522,7 +529,7 @@ impl SimpleBroker {
 }
 
 /// The message every subscriber of one publish shares, with message id `id`.
-fn prepare(id: u64, destination: &ByteStr, headers: Cow<'_, Headers>, body: Bytes) -> Arc<Message> {
+fn prepare(id: u64, destination: &ByteStr, headers: Cow<'_, Headers>, body: Body) -> Arc<Message> {
     // The header is the message's only copy of its id's text (`Message::id_text`).
     let id_text = ByteStr::from(itoa::Buffer::new().format(id).to_owned());
     let front = [
@@ -547,7 +554,7 @@ fn prepare(id: u64, destination: &ByteStr, headers: Cow<'_, Headers>, body: Byte
             shared
         }
     };
-    let prepared = PreparedMessage::new(shared, body);
+    let prepared = PreparedMessage::with_known_utf8(shared, body.bytes, body.known_utf8);
     Arc::new(Message::new(prepared, id, destination.clone()))
 }
 
@@ -579,7 +586,7 @@ pub(crate) fn deliver_one(
     headers: &Headers,
     body: Bytes,
 ) {
-    let message = prepare(id, destination, Cow::Borrowed(headers), body);
+    let message = prepare(id, destination, Cow::Borrowed(headers), body.into());
     let mut pressure = Pressure::default();
     subscriber.push(&message, Delivered::default(), &mut pressure);
 }

@@ -320,7 +320,8 @@ impl<T: Transport> Session<T> {
             Some(flow @ Flow::Close { .. }) => return flow.into(),
             Some(Flow::Continue) | None => {}
         }
-        decode_and_handle(&mut self.decoder, &mut self.inbound, &mut self.protocol).into()
+        let text = self.transport.inbound_is_utf8();
+        decode_and_handle(&mut self.decoder, &mut self.inbound, &mut self.protocol, text).into()
     }
 
     /// Writes the `n` frames taken from the outbox, within the send time limit.
@@ -438,11 +439,13 @@ impl<T: Transport> Session<T> {
         if self.protocol.version().is_none() || self.clock.read_allowance.is_some() {
             self.clock.last_read = Instant::now();
         }
-        match decode_and_handle(&mut self.decoder, &mut self.inbound, &mut self.protocol) {
+        let text = self.transport.inbound_is_utf8();
+        match decode_and_handle(&mut self.decoder, &mut self.inbound, &mut self.protocol, text) {
             Flow::Connected { version, outgoing, incoming } => {
                 self.connected(version, outgoing, incoming, read_timer, beat_timer);
                 // Frames pipelined behind CONNECT (same read) are decoded now.
-                decode_and_handle(&mut self.decoder, &mut self.inbound, &mut self.protocol).into()
+                decode_and_handle(&mut self.decoder, &mut self.inbound, &mut self.protocol, text)
+                    .into()
             }
             flow => flow.into(),
         }
@@ -628,12 +631,15 @@ async fn send_within<F: std::future::Future>(
 }
 
 /// Decodes and handles every complete frame in `inbound`, stopping at CONNECT (so the caller
-/// can switch the decoder's version) or at a close.
+/// can switch the decoder's version) or at a close. `text`: whether every byte in `inbound`
+/// is known to be UTF-8 ([`Transport::inbound_is_utf8`]).
 fn decode_and_handle(
     decoder: &mut Decoder,
     inbound: &mut BytesMut,
     protocol: &mut Protocol,
+    text: bool,
 ) -> Flow {
+    protocol.inbound_is_utf8 = text;
     loop {
         // A full handler queue stops decoding until it has room again.
         if protocol.is_blocked() {

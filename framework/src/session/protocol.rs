@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::relay::{self, Link, UpstreamEnd};
-use crate::broker::{AckMode, Pattern, Pressure, Refused, Settle, Settlement, Subscriber};
+use crate::broker::{AckMode, Body, Pattern, Pressure, Refused, Settle, Settlement, Subscriber};
 use crate::destination::strip_prefix;
 use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch};
 use crate::events::{DisconnectReason, SessionEvent};
@@ -108,6 +108,9 @@ pub(crate) struct Protocol {
     session_id: ByteStr,
     outbox: Arc<Outbox>,
     version: Option<Version>,
+    /// Whether every byte the client sent so far is known to be UTF-8 (WebSocket text, set by
+    /// the session before each decoding): a SEND's body, a slice of those bytes, then is too.
+    pub(crate) inbound_is_utf8: bool,
     /// Broker subscriptions, and subscriptions to subscribe mappings (which the broker never
     /// sees), by id.
     subscriptions: HashMap<ByteStr, Subscription>,
@@ -182,6 +185,7 @@ impl Protocol {
             session_id,
             outbox,
             version: None,
+            inbound_is_utf8: false,
             subscriptions: HashMap::new(),
             transactions: HashMap::new(),
             transaction_bytes: 0,
@@ -936,8 +940,12 @@ impl Protocol {
     fn publish(&mut self, destination: &ByteStr, frame: Frame) -> Result<(), Violation> {
         let mut pressure = Pressure::default();
         let broker = &self.runtime.broker;
+        // The body is the client's bytes as read, unless an interceptor could have changed it.
+        let known_utf8 =
+            self.inbound_is_utf8 && self.runtime.config.interceptors.inbound.is_empty();
+        let body = Body { bytes: frame.body, known_utf8 };
         let delivered = broker
-            .publish_from_client(destination, frame.headers, frame.body, &mut pressure)
+            .publish_from_client(destination, frame.headers, body, &mut pressure)
             .map_err(|Refused(why)| violation(why))?;
         tracing::debug!(session_id = %self.session_id, %destination, delivered, "published");
         let full = std::mem::take(&mut pressure.outboxes);

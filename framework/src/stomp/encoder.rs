@@ -224,7 +224,14 @@ pub struct PreparedMessage {
 impl PreparedMessage {
     /// Prepares a message; `headers` must not contain per-delivery headers.
     pub fn new(headers: Headers, body: Bytes) -> Self {
-        let body_utf8 = std::str::from_utf8(&body).is_ok();
+        PreparedMessage::with_known_utf8(headers, body, false)
+    }
+
+    /// [`new`](Self::new), for a body already known to be UTF-8 (`known_utf8`), which is then
+    /// not checked again (otherwise it is).
+    pub(crate) fn with_known_utf8(headers: Headers, body: Bytes, known_utf8: bool) -> Self {
+        let body_utf8 = known_utf8 || std::str::from_utf8(&body).is_ok();
+        debug_assert_eq!(body_utf8, std::str::from_utf8(&body).is_ok(), "a body said to be UTF-8");
         PreparedMessage {
             headers,
             body,

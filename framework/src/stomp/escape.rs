@@ -96,6 +96,32 @@ static SPECIAL: [u8; 256] = {
     table
 };
 
+/// Whether `text` holds a byte that some way of writing header text replaces (below 0x0E, a
+/// colon or a backslash: a superset of every [`SPECIAL`] entry). False means nothing to
+/// escape, whatever the escaping. Eight bytes at a time (a frame's header text is a few dozen
+/// bytes).
+fn may_need_escaping(text: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of each byte of the result is set where that byte of `word` is below `n`
+    // (n <= 128), and only there if none is (the usual zero-byte test, widened).
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
+    let flagged = |word: u64| {
+        below(word, 0x0E)
+            | below(word ^ (ONES * u64::from(b':')), 1)
+            | below(word ^ (ONES * u64::from(b'\\')), 1)
+    };
+    let mut chunks = text.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if flagged(u64::from_ne_bytes(word)) != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x0E || b == b':' || b == b'\\')
+}
+
 /// Appends `text` to `out`, escaped for `escaping`.
 ///
 /// Where no escaping exists (1.0, CONNECT, CONNECTED) a line break inside a header cannot be
@@ -111,8 +137,9 @@ pub(crate) fn escape_into(out: &mut BytesMut, text: &[u8], escaping: Escaping, n
         (Escaping::V1_2, _) => V1_2,
     };
     let special = |b: u8| SPECIAL[usize::from(b)] & mask != 0;
-    // Almost all header text has nothing to escape: one table lookup per byte finds out.
-    if !text.iter().any(|&b| special(b)) {
+    // Almost all header text has nothing to escape: eight bytes at a time find out, and only
+    // text with a byte that may need it is looked at byte by byte.
+    if !may_need_escaping(text) || !text.iter().any(|&b| special(b)) {
         out.put_slice(text);
         return;
     }
@@ -142,6 +169,31 @@ mod tests {
         let mut out = BytesMut::new();
         escape_into(&mut out, text.as_bytes(), escaping, false);
         String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_fast_check_flags_every_byte_any_escaping_replaces() {
+        // At every position of texts long enough for whole words and a remainder, and beside
+        // the bytes the word test is most likely to confuse with them.
+        for special in (0u8..=255).filter(|&b| SPECIAL[usize::from(b)] != 0) {
+            for len in 1..=19 {
+                for at in 0..len {
+                    let mut text = vec![b'a'; len];
+                    text[at] = special;
+                    assert!(may_need_escaping(&text), "{special:#x} at {at} of {len}");
+                }
+            }
+        }
+        for clean in [
+            &b"/topic/greetings"[..],
+            b"message-id",
+            b"text/plain;charset=utf-8",
+            "h\u{e9}llo w\u{f6}rld \u{1F600}".as_bytes(),
+            b"\x0e\x0f \x7f\xff;=9[]{}",
+            b"",
+        ] {
+            assert!(!may_need_escaping(clean), "{clean:?}");
+        }
     }
 
     #[test]

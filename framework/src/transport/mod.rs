@@ -100,6 +100,13 @@ pub(crate) trait Transport: Send {
         false
     }
 
+    /// Whether every byte [`recv`](Transport::recv) has appended so far is known to be UTF-8
+    /// (WebSocket text messages, checked as they were read), so that a STOMP body cut from
+    /// them need not be checked again. False unless a transport knows it.
+    fn inbound_is_utf8(&self) -> bool {
+        false
+    }
+
     /// Writes one heart-beat EOL and flushes.
     fn send_heartbeat(&mut self) -> impl Future<Output = io::Result<()>> + Send;
 

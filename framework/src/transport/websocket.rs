@@ -484,6 +484,11 @@ where
         !self.pong_pending
     }
 
+    /// A server reading by hand knows (tungstenite's reads are not tracked: false).
+    fn inbound_is_utf8(&self) -> bool {
+        self.reader.as_deref().is_some_and(FrameReader::text_only)
+    }
+
     async fn send_heartbeat(&mut self) -> io::Result<()> {
         self.write_unsent().await?;
         self.ws.send(Message::Text(Utf8Bytes::from_static("\n"))).await.map_err(into_io)

@@ -79,6 +79,9 @@ pub(crate) struct FrameReader {
     busy: bool,
     /// A close was read: nothing more is.
     closed: bool,
+    /// Whether a binary message was ever read: until then, every byte handed on is UTF-8
+    /// (see [`text_only`](Self::text_only)).
+    binary: bool,
     /// An error found after payload bytes the same pass appended: reported by the next pass,
     /// so that the frames before it are handled first (as they would have been had the bad
     /// frame arrived in a later read).
@@ -97,6 +100,7 @@ impl FrameReader {
             max_message,
             busy: false,
             closed: false,
+            binary: false,
             failed: None,
         }
     }
@@ -118,6 +122,14 @@ impl FrameReader {
     /// room means more is waiting: the next one asks for more.
     pub(crate) fn read_done(&mut self, wanted: usize, read: usize) {
         self.busy = read == wanted;
+    }
+
+    /// Whether every byte handed on so far came from text messages. Text is checked as it is
+    /// handed on (what is not UTF-8 is not), so the bytes handed on are UTF-8 but for the start
+    /// of a character the next frame will finish: any part of them that ends before a later
+    /// byte (a STOMP body before its NUL) is UTF-8 whole.
+    pub(crate) fn text_only(&self) -> bool {
+        !self.binary
     }
 
     /// Whether a close frame was read.
@@ -299,7 +311,10 @@ impl FrameReader {
                 ));
             }
             0x0 => {}
-            0x1 | 0x2 => self.message = Some(opcode == 0x1),
+            0x1 | 0x2 => {
+                self.message = Some(opcode == 0x1);
+                self.binary |= opcode == 0x2;
+            }
             _ => return Err(FrameError::Protocol("a reserved WebSocket opcode")),
         }
         self.message_len = self.message_len.saturating_add(len);
