@@ -49,8 +49,8 @@ const MAX_HINT: usize = 4096;
 /// push.
 #[repr(C, align(64))]
 pub(crate) struct Outbox {
-    queue: Mutex<VecDeque<Queued>>,
-    /// Bytes pushed and not yet written to the transport. The queue's bound rests on this.
+    queue: Mutex<Queue>,
+    /// [`Queue::bytes`], for reading without the lock (stored under it).
     queued: AtomicUsize,
     /// Where the next push will store its entry (a hint kept under the queue's lock: only
     /// ever prefetched, never read through).
@@ -78,6 +78,25 @@ pub(crate) struct Outbox {
     /// clears it then (a push racing a write, or lossy drops, can leave it set under the limit).
     clock_running: AtomicBool,
     reason: OnceLock<String>,
+}
+
+/// What the outbox's lock guards.
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Queued>,
+    /// Bytes pushed and not yet written to the transport. The queue's bound rests on this.
+    /// Kept under the lock rather than in an atomic of its own: a push takes the lock anyway,
+    /// and each locked instruction of a push costs the fan-out (each waits for the stores
+    /// before it to reach memory).
+    bytes: usize,
+}
+
+impl Queue {
+    /// Sets the byte count, and its copy readable without the lock.
+    fn set_bytes(&mut self, bytes: usize, mirror: &AtomicUsize) {
+        self.bytes = bytes;
+        mirror.store(bytes, Ordering::Release);
+    }
 }
 
 /// A queued frame; a lossy subscription's (DropOldest) carries the counter of the messages
@@ -172,7 +191,7 @@ pub(crate) struct OutboxReceiver {
 impl Outbox {
     pub(crate) fn new(limit: usize, send_time_limit: Duration) -> (Arc<Outbox>, OutboxReceiver) {
         let outbox = Arc::new(Outbox {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
             queued: AtomicUsize::new(0),
             next_slot: AtomicPtr::new(std::ptr::null_mut()),
             limit,
@@ -215,29 +234,29 @@ impl Outbox {
             return false;
         }
         let len = frame.len();
-        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        let mut queue = lock(&self.queue);
+        let before = queue.bytes;
         let total = before + len;
         if before > 0 && total > self.limit {
             if let Some(reason) = self.overflow(total) {
+                drop(queue);
                 self.close(reason);
-                self.queued.fetch_sub(len, Ordering::AcqRel);
                 return false;
             }
         }
-        let was_empty = {
-            let mut queue = lock(&self.queue);
-            let was_empty = queue.is_empty();
-            if queue.capacity() == 0 {
-                // Room for what the last take found, at least one (not the usual four): most
-                // sessions are quiet, and hold a frame at a time; a busy one that gave its
-                // capacity back after a large batch gets it back at once.
-                let hint = self.last_take.load(Ordering::Relaxed);
-                queue.reserve_exact(hint.clamp(1, MAX_HINT));
-            }
-            queue.push_back(Queued { frame, lossy: None });
-            self.next_slot.store(next_slot(&queue), Ordering::Relaxed);
-            was_empty
-        };
+        queue.set_bytes(total, &self.queued);
+        let frames = &mut queue.frames;
+        let was_empty = frames.is_empty();
+        if frames.capacity() == 0 {
+            // Room for what the last take found, at least one (not the usual four): most
+            // sessions are quiet, and hold a frame at a time; a busy one that gave its
+            // capacity back after a large batch gets it back at once.
+            let hint = self.last_take.load(Ordering::Relaxed);
+            frames.reserve_exact(hint.clamp(1, MAX_HINT));
+        }
+        frames.push_back(Queued { frame, lossy: None });
+        self.next_slot.store(next_slot(frames), Ordering::Relaxed);
+        drop(queue);
         // The receiver registers before it looks at the queue, so only the push that makes it
         // non-empty needs to wake it.
         if was_empty {
@@ -263,17 +282,18 @@ impl Outbox {
         }
         let len = frame.len();
         let mut queue = lock(&self.queue);
-        let mut queued = self.queued.load(Ordering::Acquire);
-        let before_drops = queued;
+        let before_drops = queue.bytes;
+        let mut queued = before_drops;
         while queued > 0 && queued + len > self.limit {
-            let Some(i) = queue.iter().position(|q| q.lossy.is_some()) else { break };
-            let Some(old) = queue.remove(i) else { break };
+            let Some(i) = queue.frames.iter().position(|q| q.lossy.is_some()) else { break };
+            let Some(old) = queue.frames.remove(i) else { break };
             if let Some((counter, carried)) = old.lossy.as_deref() {
                 counter.fetch_add(1 + carried, Ordering::AcqRel);
                 metrics::counter!("stompede_messages_dropped_total", "where" => "session")
                     .increment(1);
             }
-            queued = self.queued.fetch_sub(old.frame.len(), Ordering::AcqRel) - old.frame.len();
+            queued -= old.frame.len();
+            queue.set_bytes(queued, &self.queued);
         }
         self.notify_crossings(before_drops, queued);
         if queued > 0 && queued + len > self.limit {
@@ -282,10 +302,11 @@ impl Outbox {
             metrics::counter!("stompede_messages_dropped_total", "where" => "session").increment(1);
             return true;
         }
-        self.queued.fetch_add(len, Ordering::AcqRel);
-        let was_empty = queue.is_empty();
-        queue.push_back(Queued { frame, lossy: Some(Box::new((missed.clone(), reported))) });
-        self.next_slot.store(next_slot(&queue), Ordering::Relaxed);
+        queue.set_bytes(queued + len, &self.queued);
+        let was_empty = queue.frames.is_empty();
+        let lossy = Some(Box::new((missed.clone(), reported)));
+        queue.frames.push_back(Queued { frame, lossy });
+        self.next_slot.store(next_slot(&queue.frames), Ordering::Relaxed);
         drop(queue);
         if was_empty {
             self.ready.wake();
@@ -355,8 +376,13 @@ impl Outbox {
     /// brought the queue back to its limit from above it. Publishers waiting for room are
     /// woken when it drops to the limit and to half the limit.
     pub(crate) fn written(&self, bytes: usize) -> bool {
-        let before = self.queued.fetch_sub(bytes, Ordering::AcqRel);
-        let left = before - bytes;
+        let (before, left) = {
+            let mut queue = lock(&self.queue);
+            let before = queue.bytes;
+            debug_assert!(bytes <= before, "{bytes} bytes written of {before} queued");
+            queue.set_bytes(before.saturating_sub(bytes), &self.queued);
+            (before, queue.bytes)
+        };
         self.notify_crossings(before, left);
         if left <= self.limit
             && self.clock_running.load(Ordering::Acquire)
@@ -389,12 +415,11 @@ impl Outbox {
         self.is_closed.store(true, Ordering::Release);
         self.ready.wake();
         self.room.notify_waiters();
-        let dropped: usize = {
-            let mut queue = lock(&self.queue);
-            self.next_slot.store(std::ptr::null_mut(), Ordering::Relaxed);
-            std::mem::take(&mut *queue).iter().map(|q| q.frame.len()).sum()
-        };
-        self.queued.fetch_sub(dropped, Ordering::AcqRel);
+        let mut queue = lock(&self.queue);
+        self.next_slot.store(std::ptr::null_mut(), Ordering::Relaxed);
+        let dropped: usize = std::mem::take(&mut queue.frames).iter().map(|q| q.frame.len()).sum();
+        let left = queue.bytes - dropped;
+        queue.set_bytes(left, &self.queued);
     }
 
     /// Why the session was closed, if it was.
@@ -429,12 +454,13 @@ impl OutboxReceiver {
     }
 
     fn take(&mut self, batch: &mut Batch, max: usize) -> usize {
-        let mut queue = lock(&self.outbox.queue);
+        let mut guard = lock(&self.outbox.queue);
+        let queue = &mut guard.frames;
         let found = queue.len();
         let n = found.min(max);
         if found > 0 && n == found && batch.is_empty() {
             // All of it: the buffers trade places (see `Batch`).
-            std::mem::swap(&mut *queue, &mut batch.frames);
+            std::mem::swap(queue, &mut batch.frames);
         } else {
             batch.frames.extend(queue.drain(..n));
         }
@@ -460,7 +486,7 @@ impl OutboxReceiver {
             // for a few frames, not a burst's worth, in either buffer.
             batch.frames.shrink_to(KEEP_CAPACITY);
         }
-        self.outbox.next_slot.store(next_slot(&queue), Ordering::Relaxed);
+        self.outbox.next_slot.store(next_slot(queue), Ordering::Relaxed);
         n
     }
 }
@@ -588,7 +614,7 @@ mod tests {
     #[test]
     fn a_take_hands_the_queue_over_and_quiet_or_large_buffers_are_given_back() {
         let (outbox, mut rx) = Outbox::new(1 << 20, Duration::from_secs(10));
-        let queue_capacity = || outbox.queue.lock().unwrap().capacity();
+        let queue_capacity = || outbox.queue.lock().unwrap().frames.capacity();
         let mut batch = Batch::default();
         // One turn of a session: `count` frames queued, taken and written. Returns the
         // capacity of the buffer the batch was handed.
@@ -636,7 +662,7 @@ mod tests {
             assert_eq!(rx.take(&mut batch, 128), 0);
         }
         assert!(batch.frames.capacity() <= KEEP_CAPACITY, "{}", batch.frames.capacity());
-        assert!(outbox.queue.lock().unwrap().capacity() <= KEEP_CAPACITY);
+        assert!(outbox.queue.lock().unwrap().frames.capacity() <= KEEP_CAPACITY);
     }
 
     #[test]
@@ -669,9 +695,10 @@ mod tests {
         for count in [3, 20, 1, 7] {
             for _ in 0..count {
                 let hint = outbox.next_slot.load(Ordering::Relaxed);
-                let capacity = outbox.queue.lock().unwrap().capacity();
+                let capacity = outbox.queue.lock().unwrap().frames.capacity();
                 assert!(outbox.push(frame(10)));
-                let queue = outbox.queue.lock().unwrap();
+                let guard = outbox.queue.lock().unwrap();
+                let queue = &guard.frames;
                 // A push that grew the buffer moved it: the hint is stale then, and harmless.
                 if queue.capacity() == capacity {
                     assert_eq!(queue.back().map(|q| q as *const Queued), Some(hint.cast_const()));

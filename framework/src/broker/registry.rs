@@ -127,7 +127,14 @@ impl Registry {
             let list = &slots.list;
             // Software pipelining (see `crate::prefetch`): the outbox of the subscription
             // OUTBOX_AHEAD places on, then the queue slot of the one SLOT_AHEAD on, so that
-            // a delivery finds both in cache.
+            // a delivery finds both in cache. The first ones are asked for all at once (their
+            // misses overlap rather than follow each other).
+            for ahead in list.iter().take(OUTBOX_AHEAD) {
+                ahead.prefetch_outbox();
+            }
+            for ahead in list.iter().take(SLOT_AHEAD) {
+                ahead.prefetch_slot();
+            }
             for (i, listed) in list.iter().enumerate() {
                 if let Some(ahead) = list.get(i + OUTBOX_AHEAD) {
                     ahead.prefetch_outbox();
