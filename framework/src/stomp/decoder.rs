@@ -127,6 +127,27 @@ static CLASS: [u8; 256] = {
     table
 };
 
+/// Where the first byte of `word` (eight bytes) with a [`CLASS`] other than 0 is, if any: a
+/// NUL, `\n`, `:`, `\\` or a byte of 0x80 or more. Whole words at once (SWAR): the usual
+/// zero-byte test marks the lowest zero byte exactly (the bits it may set wrongly are all
+/// above it), so the lowest mark of all is the first such byte.
+#[inline]
+fn next_with_class(word: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(word);
+    // Little-endian whatever the machine: the first byte is the lowest.
+    let w = u64::from_le_bytes(bytes);
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let marks = zero(w)
+        | zero(w ^ (ONES * u64::from(b'\n')))
+        | zero(w ^ (ONES * u64::from(b':')))
+        | zero(w ^ (ONES * u64::from(b'\\')))
+        | (w & HIGHS);
+    (marks != 0).then(|| (marks.trailing_zeros() / 8) as usize)
+}
+
 impl Default for Decoder {
     fn default() -> Self {
         Decoder::new(Limits::default())
@@ -208,6 +229,17 @@ impl Decoder {
             // One pass over the head: line ends, each line's first colon, and the bytes that
             // need a closer look, so parsing the head scans nothing again.
             while i < bytes.len() {
+                // Eight bytes at a time up to the next byte with a class (most header text
+                // has none), then that byte.
+                if let Some(word) = bytes.get(i..i + 8) {
+                    match next_with_class(word) {
+                        None => {
+                            i += 8;
+                            continue;
+                        }
+                        Some(at) => i += at,
+                    }
+                }
                 let class = CLASS[usize::from(bytes[i])];
                 if class == 0 {
                     i += 1;
@@ -508,4 +540,35 @@ fn lossy_prefix(bytes: &[u8]) -> String {
         text.push('…');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_word_scan_finds_the_first_byte_with_a_class() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = [b'a'; 8];
+                word[at] = b;
+                let expected = (CLASS[usize::from(b)] != 0).then_some(at);
+                assert_eq!(next_with_class(&word), expected, "{b:#x} at {at}");
+                // With another such byte after it (which the zero test may blur): still `at`.
+                for later in [0u8, b'\n', b':', b'\\', 0x80, 0x01] {
+                    for after in at + 1..8 {
+                        let mut word = word;
+                        word[after] = later;
+                        let first = expected.unwrap_or(after);
+                        let first = if CLASS[usize::from(later)] == 0 && expected.is_none() {
+                            None
+                        } else {
+                            Some(first)
+                        };
+                        assert_eq!(next_with_class(&word), first, "{b:#x}@{at} {later:#x}@{after}");
+                    }
+                }
+            }
+        }
+    }
 }

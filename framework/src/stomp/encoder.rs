@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::escape::{Escaping, escape_into};
+use super::escape::{Escaping, write_header};
 use super::{Command, Frame, Headers, Version, names};
 
 const NUL: &[u8] = b"\0";
@@ -29,7 +29,9 @@ const NUL: &[u8] = b"\0";
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EncodedFrame {
     head: Bytes,
-    body: Bytes,
+    // None for an empty body (always: frames compare equal by content): a contiguous frame,
+    // the fan-out's common case, then has one buffer to clone and to drop, not two.
+    body: Option<Bytes>,
     // Whether the whole frame is UTF-8 (headers always are; this records the body's check).
     utf8: bool,
     // Whether the closing NUL follows the parts (false: `head` is the complete frame).
@@ -45,12 +47,13 @@ impl EncodedFrame {
 
     /// The body, shared with the frame it came from.
     pub fn body(&self) -> &Bytes {
-        &self.body
+        static EMPTY: Bytes = Bytes::new();
+        self.body.as_ref().unwrap_or(&EMPTY)
     }
 
     /// Total size on the wire, NUL included.
     pub fn len(&self) -> usize {
-        self.head.len() + self.body.len() + usize::from(self.nul)
+        self.head.len() + self.body().len() + usize::from(self.nul)
     }
 
     /// Whether the whole frame is valid UTF-8, so it can travel as a WebSocket text message.
@@ -65,7 +68,7 @@ impl EncodedFrame {
 
     /// The three parts in wire order, for a vectored write.
     pub fn chunks(&self) -> [&[u8]; 3] {
-        [&self.head, &self.body, if self.nul { NUL } else { b"" }]
+        [&self.head, self.body(), if self.nul { NUL } else { b"" }]
     }
 
     /// The frame's first byte (its command's), if any.
@@ -90,8 +93,8 @@ impl EncodedFrame {
     /// filled): the parts that are not empty, one append each.
     pub(crate) fn write_parts(&self, out: &mut BytesMut) {
         out.extend_from_slice(&self.head);
-        if !self.body.is_empty() {
-            out.extend_from_slice(&self.body);
+        if let Some(body) = &self.body {
+            out.extend_from_slice(body);
         }
         if self.nul {
             out.put_u8(0);
@@ -109,7 +112,7 @@ impl EncodedFrame {
 
     /// Whether `head` is the whole frame (no separate parts, no NUL to add).
     fn is_contiguous(&self) -> bool {
-        !self.nul && self.body.is_empty()
+        !self.nul && self.body.is_none()
     }
 
     /// The whole frame as one contiguous buffer. This copies, unless the frame is already
@@ -142,7 +145,7 @@ pub fn encode(frame: &Frame, version: Version) -> EncodedFrame {
     debug_assert_no_nul(&head);
     EncodedFrame {
         head: head.freeze(),
-        body: frame.body.clone(),
+        body: (!frame.body.is_empty()).then(|| frame.body.clone()),
         utf8: std::str::from_utf8(&frame.body).is_ok(),
         nul: true,
     }
@@ -173,10 +176,7 @@ fn write_headers(
             had_length = true;
             continue;
         }
-        escape_into(out, name.as_bytes(), escaping, true);
-        out.put_u8(b':');
-        escape_into(out, value.as_bytes(), escaping, false);
-        out.put_u8(b'\n');
+        write_header(out, name.as_bytes(), value.as_bytes(), escaping);
     }
     had_length
 }
@@ -295,7 +295,7 @@ impl PreparedMessage {
         whole_head.put_slice(shared);
         EncodedFrame {
             head: whole_head.freeze(),
-            body: self.body.clone(),
+            body: (!self.body.is_empty()).then(|| self.body.clone()),
             utf8: self.body_utf8,
             nul: true,
         }
@@ -312,7 +312,7 @@ impl PreparedMessage {
             Some((v, h, whole)) if *v == version && same_head(h, head) => whole.clone(),
             _ => self.contiguous_slow(version, head),
         };
-        EncodedFrame { head: whole, body: Bytes::new(), utf8: self.body_utf8, nul: false }
+        EncodedFrame { head: whole, body: None, utf8: self.body_utf8, nul: false }
     }
 
     /// [`contiguous_for`](Self::contiguous_for) for the first delivery, or another head.
@@ -377,10 +377,7 @@ pub fn message_head(version: Version, per_delivery: &[(&str, &str)]) -> Bytes {
     let mut head = BytesMut::with_capacity(size);
     head.put_slice(b"MESSAGE\n");
     for (name, value) in per_delivery {
-        escape_into(&mut head, name.as_bytes(), escaping, true);
-        head.put_u8(b':');
-        escape_into(&mut head, value.as_bytes(), escaping, false);
-        head.put_u8(b'\n');
+        write_header(&mut head, name.as_bytes(), value.as_bytes(), escaping);
     }
     debug_assert_no_nul(&head);
     head.freeze()

@@ -119,7 +119,29 @@ fn may_need_escaping(text: &[u8]) -> bool {
             return true;
         }
     }
-    chunks.remainder().iter().any(|&b| b < 0x0E || b == b':' || b == b'\\')
+    // The last few bytes as one more word, padded with a byte that is never flagged.
+    let rest = chunks.remainder();
+    let mut word = [b'a'; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    flagged(u64::from_ne_bytes(word)) != 0
+}
+
+/// Appends the header line `name:value\n`, escaped for `escaping`: one room check and four
+/// plain appends when neither part has anything to escape (almost always).
+#[inline]
+pub(crate) fn write_header(out: &mut BytesMut, name: &[u8], value: &[u8], escaping: Escaping) {
+    if !may_need_escaping(name) && !may_need_escaping(value) {
+        out.reserve(name.len() + value.len() + 2);
+        out.put_slice(name);
+        out.put_u8(b':');
+        out.put_slice(value);
+        out.put_u8(b'\n');
+        return;
+    }
+    escape_into(out, name, escaping, true);
+    out.put_u8(b':');
+    escape_into(out, value, escaping, false);
+    out.put_u8(b'\n');
 }
 
 /// Appends `text` to `out`, escaped for `escaping`.
