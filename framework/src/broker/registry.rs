@@ -25,6 +25,9 @@ const SHARDS: usize = 64;
 const OUTBOX_AHEAD: usize = 8;
 /// ...and for the queue slot and task it will write to (see `crate::prefetch`).
 const SLOT_AHEAD: usize = 4;
+/// A fan-out to fewer subscriptions than this does not prefetch (their outboxes stay in cache
+/// between messages).
+const PREFETCH_FROM: usize = 32;
 
 /// A shard of exact destinations. Hashed with foldhash, keyed by a random seed per map (as
 /// hashbrown's default hasher): a lookup per SEND costs a fraction of SipHash's on names of a
@@ -125,26 +128,18 @@ impl Registry {
         if let Some(topic) = topic {
             let slots = read(&topic.subscribers);
             let list = &slots.list;
-            // Software pipelining (see `crate::prefetch`): the outbox of the subscription
-            // OUTBOX_AHEAD places on, then the queue slot of the one SLOT_AHEAD on, so that
-            // a delivery finds both in cache. The first ones are asked for all at once (their
-            // misses overlap rather than follow each other).
-            for ahead in list.iter().take(OUTBOX_AHEAD) {
-                ahead.prefetch_outbox();
-            }
-            for ahead in list.iter().take(SLOT_AHEAD) {
-                ahead.prefetch_slot();
-            }
-            for (i, listed) in list.iter().enumerate() {
-                if let Some(ahead) = list.get(i + OUTBOX_AHEAD) {
-                    ahead.prefetch_outbox();
-                }
-                if let Some(ahead) = list.get(i + SLOT_AHEAD) {
-                    ahead.prefetch_slot();
-                }
-                deliver(listed);
+            if list.len() < PREFETCH_FROM {
+                // A short list's outboxes are in cache already: prefetching is pure overhead.
+                list.iter().for_each(&mut deliver);
+            } else {
+                deliver_prefetching(list, &mut deliver);
             }
         }
+        self.for_each_pattern_match(destination, deliver);
+    }
+
+    /// [`for_each_match`](Self::for_each_match)'s pattern subscriptions.
+    fn for_each_pattern_match(&self, destination: &str, mut deliver: impl FnMut(&Listed)) {
         if self.pattern_count.load(Ordering::Acquire) > 0 {
             let snapshot = read(&self.patterns).clone();
             for entry in snapshot.iter() {
@@ -164,6 +159,28 @@ impl Registry {
     /// How many distinct exact destinations have subscribers.
     pub(crate) fn destinations(&self) -> usize {
         self.shards.iter().map(|s| read(s).len()).sum()
+    }
+}
+
+/// Delivers to every subscription of `list` in order, with software pipelining (see
+/// `crate::prefetch`): the outbox of the subscription OUTBOX_AHEAD places on, then the queue
+/// slot of the one SLOT_AHEAD on, so that a delivery finds both in cache. The first ones are
+/// asked for all at once (their misses overlap rather than follow each other).
+fn deliver_prefetching(list: &[Listed], deliver: &mut impl FnMut(&Listed)) {
+    for ahead in list.iter().take(OUTBOX_AHEAD) {
+        ahead.prefetch_outbox();
+    }
+    for ahead in list.iter().take(SLOT_AHEAD) {
+        ahead.prefetch_slot();
+    }
+    for (i, listed) in list.iter().enumerate() {
+        if let Some(ahead) = list.get(i + OUTBOX_AHEAD) {
+            ahead.prefetch_outbox();
+        }
+        if let Some(ahead) = list.get(i + SLOT_AHEAD) {
+            ahead.prefetch_slot();
+        }
+        deliver(listed);
     }
 }
 
@@ -219,5 +236,25 @@ mod tests {
         // `/topic/**` and `/topic/other.*` both match `/topic/other.x`.
         assert_eq!(delivered, Ok(2), "subscribe and publish went ahead during the slow publish");
         assert_eq!(registry.len(), 2);
+    }
+
+    /// Short lists and long ones (which prefetch ahead) each deliver to every subscription
+    /// once, in the order they were added, and then to the matching patterns.
+    #[test]
+    fn every_subscription_gets_each_publish_once_in_order() {
+        for count in [1, super::SLOT_AHEAD, super::PREFETCH_FROM - 1, super::PREFETCH_FROM, 100] {
+            let registry = Registry::default();
+            let subscribers: Vec<_> = (0..count).map(|_| local("/topic/t")).collect();
+            for subscriber in &subscribers {
+                registry.add(subscriber.clone());
+            }
+            let pattern = local("/topic/*");
+            registry.add(pattern.clone());
+            let mut seen = Vec::new();
+            registry.for_each_match("/topic/t", |listed| seen.push(listed.subscriber.uid));
+            let mut expected: Vec<_> = subscribers.iter().map(|s| s.uid).collect();
+            expected.push(pattern.uid);
+            assert_eq!(seen, expected, "{count} subscriptions");
+        }
     }
 }
