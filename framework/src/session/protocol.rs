@@ -109,7 +109,8 @@ pub(crate) struct Protocol {
     outbox: Arc<Outbox>,
     version: Option<Version>,
     /// Whether every byte the client sent so far is known to be UTF-8 (WebSocket text, set by
-    /// the session before each decoding): a SEND's body, a slice of those bytes, then is too.
+    /// the session before each decoding; the last character may be unfinished): a SEND's body,
+    /// a slice of those bytes between a `\n` and a NUL, then is too.
     pub(crate) inbound_is_utf8: bool,
     /// Broker subscriptions, and subscriptions to subscribe mappings (which the broker never
     /// sees), by id.

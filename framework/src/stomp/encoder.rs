@@ -45,7 +45,7 @@ impl EncodedFrame {
         &self.head
     }
 
-    /// The body, shared with the frame it came from.
+    /// The body, shared with the frame it came from (an empty body is a shared empty buffer).
     pub fn body(&self) -> &Bytes {
         static EMPTY: Bytes = Bytes::new();
         self.body.as_ref().unwrap_or(&EMPTY)

@@ -101,8 +101,9 @@ pub(crate) trait Transport: Send {
     }
 
     /// Whether every byte [`recv`](Transport::recv) has appended so far is known to be UTF-8
-    /// (WebSocket text messages, checked as they were read), so that a STOMP body cut from
-    /// them need not be checked again. False unless a transport knows it.
+    /// (WebSocket text messages, checked as they were read; the last character may be
+    /// unfinished), so that a STOMP body cut from them (whole characters: it starts after a
+    /// `\n` and ends before a NUL) need not be checked again. False unless a transport knows it.
     fn inbound_is_utf8(&self) -> bool {
         false
     }

@@ -227,9 +227,13 @@ fn into_message(frame: EncodedFrame) -> Message {
 
 fn message_of(bytes: Bytes, utf8: bool) -> Message {
     if utf8 {
-        // SAFETY: `is_utf8` is true only when the body passed a UTF-8 check; the head is made of
-        // the ASCII command, `ByteStr` header text (UTF-8 by construction) and ASCII escapes and
-        // separators, so the whole frame is UTF-8.
+        // SAFETY: `is_utf8` is true only for a UTF-8 body: one that passed a UTF-8 check when
+        // its message was prepared, or (`PreparedMessage::with_known_utf8`) one the client sent
+        // as WebSocket text with no inbound interceptor in between: the frame reader hands on
+        // only checked text until a binary message arrives (and then never again says so), and
+        // a body starts after a `\n` and ends before a NUL, so it is whole characters of that
+        // text. The head is made of the ASCII command, `ByteStr` header text (UTF-8 by
+        // construction) and ASCII escapes and separators, so the whole frame is UTF-8.
         Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(bytes) })
     } else {
         Message::Binary(bytes)

@@ -126,8 +126,8 @@ impl FrameReader {
 
     /// Whether every byte handed on so far came from text messages. Text is checked as it is
     /// handed on (what is not UTF-8 is not), so the bytes handed on are UTF-8 but for the start
-    /// of a character the next frame will finish: any part of them that ends before a later
-    /// byte (a STOMP body before its NUL) is UTF-8 whole.
+    /// of a character the next frame will finish, at the very end: a part of them that starts
+    /// and ends beside ASCII bytes (a STOMP body, after a `\n` and before its NUL) is UTF-8.
     pub(crate) fn text_only(&self) -> bool {
         !self.binary
     }
