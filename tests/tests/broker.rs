@@ -47,6 +47,44 @@ async fn message_reaches_subscriber_with_all_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_and_a_subscriber_see_the_same_message_ids_in_the_same_place() {
+    let server = start(Server::builder()).await;
+    let url = ws_url(&server);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _listener = server
+        .server()
+        .listen("/topic/ids", move |message| {
+            let names: Vec<String> =
+                message.headers().entries().iter().map(|(n, _)| n.to_string()).collect();
+            let id = message.headers().get("message-id").map(str::to_owned);
+            let _ = tx.send((names, id));
+        })
+        .unwrap();
+    let (subscriber, publisher) = (client(&url).await, client(&url).await);
+    let mut sub = subscriber.subscribe("/topic/ids").await.unwrap();
+    let mut ids = Vec::new();
+    for body in ["one", "two"] {
+        let send = Frame::new(Command::Send)
+            .header("destination", "/topic/ids")
+            .header("x-kept", "yes")
+            .body(body);
+        publisher.send_frame_with_receipt(send).await.unwrap();
+        let message = next(&mut sub).await;
+        let (names, listened) = rx.recv_timeout(WAIT).expect("the listener was called");
+        // Where the broker has always put them: destination, message-id, then the rest.
+        assert_eq!(names, ["destination", "message-id", "x-kept"]);
+        assert_eq!(message.get("message-id"), listened.as_deref(), "one id for both");
+        let names: Vec<&str> = message.headers.entries().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["subscription", "destination", "message-id", "x-kept", "content-length"]
+        );
+        ids.push(listened.unwrap().parse::<u64>().expect("a number"));
+    }
+    assert!(ids[1] > ids[0], "ids count up: {ids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_and_topic_prefixes_both_fan_out() {
     let server = start(Server::builder()).await;
     let url = ws_url(&server);

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::options::{QueueLimits, QueueOverflow};
 use super::subscriber::{Delivered, Pressure, Subscriber};
 use crate::locks::lock;
-use crate::stomp::{ByteStr, PreparedMessage, names};
+use crate::stomp::{ByteStr, PreparedMessage};
 
 /// One published message, shared by every delivery of it.
 pub(crate) struct Message {
@@ -33,13 +33,13 @@ impl Message {
             .iter()
             .map(|(name, value)| name.len() + value.len() + 2)
             .sum();
-        let size = prepared.body().len() + headers + 16;
+        // The `message-id` line, kept apart from the headers.
+        let id_line = match prepared.message_id() {
+            Some(id) => "message-id:\n".len() + itoa::Buffer::new().format(id).len(),
+            None => 0,
+        };
+        let size = prepared.body().len() + headers + id_line + 16;
         Message { prepared, id, destination, size }
-    }
-
-    /// Its `message-id`, as its frames carry it.
-    pub(crate) fn id_text(&self) -> &str {
-        self.prepared.headers().get(names::MESSAGE_ID).unwrap_or_default()
     }
 
     /// What the message counts against byte limits: its body and headers.

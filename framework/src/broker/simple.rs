@@ -449,14 +449,14 @@ impl SimpleBroker {
                 // loop for ever.
                 tracing::warn!(
                     queue = %queue,
-                    message_id = %message.id_text(),
+                    message_id = message.id,
                     "dead letter redelivered {max} times without being acknowledged; dropped"
                 );
                 continue;
             }
             tracing::warn!(
                 queue = %queue,
-                message_id = %message.id_text(),
+                message_id = message.id,
                 dead_letter = %target,
                 "message redelivered {max} times without being acknowledged; moved to the dead-letter destination"
             );
@@ -530,12 +530,9 @@ impl SimpleBroker {
 
 /// The message every subscriber of one publish shares, with message id `id`.
 fn prepare(id: u64, destination: &ByteStr, headers: Cow<'_, Headers>, body: Body) -> Arc<Message> {
-    // The header is the message's only copy of its id's text (`Message::id_text`).
-    let id_text = ByteStr::from(itoa::Buffer::new().format(id).to_owned());
-    let front = [
-        (ByteStr::from_static(names::DESTINATION), destination.clone()),
-        (ByteStr::from_static(names::MESSAGE_ID), id_text),
-    ];
+    // The id is kept apart from the headers (`PreparedMessage::with_message_id`): the frames
+    // write it after the destination, and no text of it is made for every message.
+    let front = [(ByteStr::from_static(names::DESTINATION), destination.clone())];
     let shared = match headers {
         // A client's SEND gives its headers up: they are filtered in place, no copy.
         Cow::Owned(mut shared) => {
@@ -544,7 +541,7 @@ fn prepare(id: u64, destination: &ByteStr, headers: Cow<'_, Headers>, body: Body
             shared
         }
         Cow::Borrowed(headers) => {
-            let mut shared = Headers::with_capacity(headers.len() + 2);
+            let mut shared = Headers::with_capacity(headers.len() + 1);
             shared.prepend(front);
             for (name, value) in headers.entries() {
                 if forwarded(name) {
@@ -554,7 +551,8 @@ fn prepare(id: u64, destination: &ByteStr, headers: Cow<'_, Headers>, body: Body
             shared
         }
     };
-    let prepared = PreparedMessage::with_known_utf8(shared, body.bytes, body.known_utf8);
+    let prepared =
+        PreparedMessage::with_known_utf8(shared, body.bytes, body.known_utf8).with_message_id(id);
     Arc::new(Message::new(prepared, id, destination.clone()))
 }
 

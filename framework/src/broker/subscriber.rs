@@ -125,7 +125,14 @@ impl Pressure {
 impl Drop for Pressure {
     fn drop(&mut self) {
         for (listener, message) in std::mem::take(&mut self.listeners) {
-            listener(&message.prepared);
+            // A listener sees the `message-id` among the headers (`Server::listen`).
+            match message.prepared.headers_with_id() {
+                std::borrow::Cow::Borrowed(_) => listener(&message.prepared),
+                std::borrow::Cow::Owned(headers) => {
+                    let body = message.prepared.body().clone();
+                    listener(&PreparedMessage::new(headers, body));
+                }
+            }
         }
     }
 }
@@ -280,7 +287,7 @@ impl Subscriber {
         } else {
             // Clients acknowledge with the `ack` header (1.2) or message-id + subscription
             // (1.0, 1.1).
-            let ack_id = format!("{}-{}", self.subscription_id, message.id_text());
+            let ack_id = format!("{}-{}", self.subscription_id, message.id);
             let missed_text = itoa::Buffer::new().format(missed).to_owned();
             let mut per_delivery: Vec<(&str, &str)> =
                 vec![(names::SUBSCRIPTION, &self.subscription_id)];

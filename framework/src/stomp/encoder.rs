@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::escape::{Escaping, write_header};
-use super::{Command, Frame, Headers, Version, names};
+use super::{ByteStr, Command, Frame, Headers, Version, names};
 
 const NUL: &[u8] = b"\0";
 
@@ -137,7 +137,7 @@ pub fn encode(frame: &Frame, version: Version) -> EncodedFrame {
     let mut head = BytesMut::with_capacity(head_capacity(frame.command, &frame.headers));
     head.put_slice(frame.command.as_str().as_bytes());
     head.put_u8(b'\n');
-    let had_length = write_headers(&mut head, &frame.headers, escaping, true);
+    let had_length = write_headers(&mut head, frame.headers.entries(), escaping, true);
     if !frame.body.is_empty() || had_length {
         write_content_length(&mut head, frame.body.len());
     }
@@ -166,12 +166,12 @@ fn head_capacity(command: Command, headers: &Headers) -> usize {
 /// Writes `name:value\n` for each header; returns whether a `content-length` was skipped.
 fn write_headers(
     out: &mut BytesMut,
-    headers: &Headers,
+    headers: &[(ByteStr, ByteStr)],
     escaping: Escaping,
     skip_length: bool,
 ) -> bool {
     let mut had_length = false;
-    for (name, value) in headers.entries() {
+    for (name, value) in headers {
         if skip_length && name.as_str() == names::CONTENT_LENGTH {
             had_length = true;
             continue;
@@ -210,6 +210,9 @@ pub struct PreparedMessage {
     headers: Headers,
     body: Bytes,
     body_utf8: bool,
+    // The broker's messages keep their id apart from `headers` (`with_message_id`): no
+    // allocation for its text, which only the encoded frames carry.
+    message_id: Option<u64>,
     // Complete frames already built, by subscriber head. Subscriptions often share a head
     // (every browser's first subscription is `sub-0`), and then share one buffer. The first
     // head's is read without a lock (a mutex per delivery showed in fan-out profiles); the
@@ -236,15 +239,52 @@ impl PreparedMessage {
             headers,
             body,
             body_utf8,
+            message_id: None,
             first: OnceLock::new(),
             complete: std::sync::Mutex::new(Vec::new()),
             shared: Default::default(),
         }
     }
 
-    /// The shared headers.
+    /// The shared headers. A message the broker made keeps its `message-id` apart (see
+    /// [`message_id`](Self::message_id)); its frames carry it all the same.
     pub fn headers(&self) -> &Headers {
         &self.headers
+    }
+
+    /// The `message-id` the broker gave the message, when it keeps it apart from
+    /// [`headers`](Self::headers) (written into every frame after the first shared header).
+    pub fn message_id(&self) -> Option<u64> {
+        self.message_id
+    }
+
+    /// The message with its `message-id` given, kept apart from `headers` (the broker's own
+    /// messages: no text of the id is made but the one in the encoded frames).
+    pub(crate) fn with_message_id(mut self, id: u64) -> Self {
+        self.message_id = Some(id);
+        self
+    }
+
+    /// The shared headers with the `message-id` among them (after the first one, where the
+    /// broker puts it): what an in-process listener sees.
+    pub(crate) fn headers_with_id(&self) -> std::borrow::Cow<'_, Headers> {
+        let Some(id) = self.message_id else { return std::borrow::Cow::Borrowed(&self.headers) };
+        let mut headers = Headers::with_capacity(self.headers.len() + 1);
+        let mut entries = self.headers.entries().iter();
+        if let Some((name, value)) = entries.next() {
+            headers.push(name.clone(), value.clone());
+        }
+        headers.push(names::MESSAGE_ID, itoa::Buffer::new().format(id).to_owned());
+        for (name, value) in entries {
+            headers.push(name.clone(), value.clone());
+        }
+        std::borrow::Cow::Owned(headers)
+    }
+
+    /// Room for the shared part: the headers, the `message-id` kept apart, `content-length`.
+    fn shared_capacity(&self) -> usize {
+        let id = if self.message_id.is_some() { b"message-id:\n".len() + 20 } else { 0 };
+        head_capacity(Command::Message, &self.headers) + id
     }
 
     /// The body.
@@ -256,7 +296,7 @@ impl PreparedMessage {
     pub fn shared_part(&self, version: Version) -> &Bytes {
         let escaping = Escaping::for_frame(version, true);
         self.shared_slot(version).get_or_init(|| {
-            let mut out = BytesMut::with_capacity(head_capacity(Command::Message, &self.headers));
+            let mut out = BytesMut::with_capacity(self.shared_capacity());
             self.encode_shared(&mut out, escaping);
             out.freeze()
         })
@@ -273,7 +313,20 @@ impl PreparedMessage {
     /// Appends the shared headers, the `content-length` and the blank line.
     fn encode_shared(&self, out: &mut BytesMut, escaping: Escaping) {
         let start = out.len();
-        write_headers(out, &self.headers, escaping, true);
+        match self.message_id {
+            // After the first header (the destination, where the broker puts it).
+            Some(id) => {
+                let (first, rest) = self.headers.entries().split_at(self.headers.len().min(1));
+                write_headers(out, first, escaping, true);
+                out.put_slice(b"message-id:");
+                out.put_slice(itoa::Buffer::new().format(id).as_bytes());
+                out.put_u8(b'\n');
+                write_headers(out, rest, escaping, true);
+            }
+            None => {
+                write_headers(out, self.headers.entries(), escaping, true);
+            }
+        }
         write_content_length(out, self.body.len());
         out.put_u8(b'\n');
         debug_assert_no_nul(&out[start..]);
@@ -343,7 +396,7 @@ impl PreparedMessage {
     fn build(&self, version: Version, head: &Bytes) -> Bytes {
         let body = &self.body;
         let mut out = if self.first.get().is_none() && self.shared_slot(version).get().is_none() {
-            let capacity = head.len() + head_capacity(Command::Message, &self.headers);
+            let capacity = head.len() + self.shared_capacity();
             let mut out = BytesMut::with_capacity(capacity + body.len() + 1);
             out.put_slice(head);
             self.encode_shared(&mut out, Escaping::for_frame(version, true));
