@@ -122,6 +122,16 @@ fn content_length_must_be_a_decimal_number() {
 }
 
 #[test]
+fn content_length_may_be_padded_with_whitespace() {
+    // Digits alone take a shorter path; padding is trimmed as it always was.
+    for padded in ["5", " 5", "5 ", "\t5\t", "\u{a0}5"] {
+        let wire = format!("SEND\ndestination:/a\ncontent-length:{padded}\n\na\0b\0c\0");
+        let frame = decode_one(wire.as_bytes()).unwrap();
+        assert_eq!(&frame.body[..], b"a\0b\0c", "{padded:?}");
+    }
+}
+
+#[test]
 fn a_frame_split_into_single_bytes_decodes_the_same() {
     let wire = b"SEND\r\ndestination:/queue/a\r\ncontent-length:3\r\n\r\na\0b\0\n";
     let mut decoder = Decoder::default();
