@@ -337,10 +337,15 @@ impl<T: Transport> Session<T> {
             );
         }
         let limit = self.runtime.config.send_time_limit;
-        // What the outbox counted: the frames as queued, before any interceptor changed them.
-        let bytes: usize = self.batch.iter().map(EncodedFrame::len).sum();
         let interceptors = &self.runtime.config.interceptors;
-        if !interceptors.outbound.is_empty() {
+        // What the outbox counted (`bytes`): the frames as queued, before any interceptor
+        // changed them; what the statistics count (`written`): the frames as sent. Without
+        // outbound interceptors they are the same frames, counted in one pass.
+        let (bytes, written) = if interceptors.outbound.is_empty() {
+            let written = tally_written(self.batch.iter());
+            (written.iter().map(|&(_, bytes)| bytes as usize).sum(), written)
+        } else {
+            let bytes: usize = self.batch.iter().map(EncodedFrame::len).sum();
             // One bound for the whole batch: reads and heart-beats wait meanwhile.
             let limit = interceptors.limit();
             // Boxed: most servers have no outbound interceptor, and its state would be
@@ -350,8 +355,8 @@ impl<T: Transport> Session<T> {
                     "the outbound interceptors took longer than {limit:?} (interceptor_timeout) for one batch; the frames they had not passed on were not sent"
                 );
             }
-        }
-        let written = tally_written(self.batch.iter());
+            (bytes, tally_written(self.batch.iter()))
+        };
         match send_within(limit, self.transport.send_taking(&mut self.batch)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
