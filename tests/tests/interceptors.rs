@@ -287,6 +287,16 @@ async fn interceptors_run_before_the_access_rules_and_see_the_principal() {
     assert_eq!(seen, vec![(session_id.clone(), Some("ada".into()), "websocket"); 2]);
 }
 
+/// A server built from `builder`, and a WebSocket client subscribed to `/topic/t` (the
+/// subscription's receipt read).
+async fn subscribed_to_t(builder: ServerBuilder) -> (RunningServer, RawPeer) {
+    let server = start(builder).await;
+    let mut peer = RawPeer::connected(&ws_url(&server)).await;
+    peer.send_text("SUBSCRIBE\nid:0\ndestination:/topic/t\nreceipt:sub\n\n\0").await;
+    assert_eq!(peer.frame().await.get("receipt-id"), Some("sub"));
+    (server, peer)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_outbound_interceptor_drops_the_frame_and_the_session_goes_on() {
     let builder = Server::builder()
@@ -297,10 +307,7 @@ async fn a_stalled_outbound_interceptor_drops_the_frame_and_the_session_goes_on(
             }
             Outbound::Pass(frame)
         });
-    let server = start(builder).await;
-    let mut peer = RawPeer::connected(&ws_url(&server)).await;
-    peer.send_text("SUBSCRIBE\nid:0\ndestination:/topic/t\nreceipt:sub\n\n\0").await;
-    assert_eq!(peer.frame().await.get("receipt-id"), Some("sub"));
+    let (_server, mut peer) = subscribed_to_t(builder).await;
     peer.send_text("SEND\ndestination:/topic/t\n\nstall\0").await;
     peer.send_text("SEND\ndestination:/topic/t\nreceipt:after\n\nfine\0").await;
     let mut seen = Vec::new();
@@ -322,10 +329,7 @@ async fn a_body_an_interceptor_made_binary_travels_as_binary() {
         }
         Inbound::Pass(frame)
     });
-    let server = start(builder).await;
-    let mut peer = RawPeer::connected(&ws_url(&server)).await;
-    peer.send_text("SUBSCRIBE\nid:0\ndestination:/topic/t\nreceipt:sub\n\n\0").await;
-    assert_eq!(peer.frame().await.get("receipt-id"), Some("sub"));
+    let (_server, mut peer) = subscribed_to_t(builder).await;
     peer.send_text("SEND\ndestination:/topic/t\n\nswap\0").await;
     peer.send_text("SEND\ndestination:/topic/t\n\nkept\0").await;
     assert_eq!(&peer.frame().await.body[..], b"\xff\xfe");
