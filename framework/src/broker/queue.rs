@@ -33,9 +33,10 @@ impl Message {
             .iter()
             .map(|(name, value)| name.len() + value.len() + 2)
             .sum();
-        // The `message-id` line, kept apart from the headers.
+        // The `message-id` line, kept apart from the headers: its digits are counted, not
+        // written.
         let id_line = match prepared.message_id() {
-            Some(id) => "message-id:\n".len() + itoa::Buffer::new().format(id).len(),
+            Some(id) => "message-id:\n".len() + decimal_digits(id),
             None => 0,
         };
         let size = prepared.body().len() + headers + id_line + 16;
@@ -46,6 +47,11 @@ impl Message {
     pub(crate) fn bytes(&self) -> usize {
         self.size
     }
+}
+
+/// How many digits `n` has in decimal.
+fn decimal_digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 /// Whether a queue's messages compete (a point-to-point destination) or belong to one

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use super::options::BrokerOptions;
 use super::queue::{Full, Kind, Message, QueueCell, Settlement};
 use super::registry::Registry;
-use super::subscriber::{Delivered, Pressure, Subscriber};
+use super::subscriber::{Delivered, Listed, Pressure, Subscriber};
 use super::{Body, Pattern};
 use crate::locks::lock;
-use crate::stomp::{ByteStr, Headers, PreparedMessage, names};
+use crate::stomp::{ByteStr, Headers, PreparedMessage, Version, names};
 
 /// The SEND header that asks for the message to be retained (`retain:true`).
 pub(crate) const RETAIN: &str = "retain";
@@ -142,11 +142,11 @@ impl SimpleBroker {
             let message = self.prepare_next(destination, headers, body);
             return self.enqueue(message, pressure);
         }
-        let message = self.prepare_next(destination, headers, body);
         let retain = retain || self.options.retains(destination);
         if !retain && self.retained.is_empty() {
-            return Ok(self.fan_out(&message, pressure));
+            return Ok(self.broadcast(destination, headers, body, pressure));
         }
+        let message = self.prepare_next(destination, headers, body);
         // Ordered with subscriptions to this destination: a new subscriber gets either the
         // old retained message and then this one, or only this one as retained.
         let mut shard = lock(self.retained.shard(destination));
@@ -156,6 +156,7 @@ impl SimpleBroker {
         Ok(self.fan_out(&message, pressure))
     }
 
+    /// Delivers `message` to every matching subscription.
     fn fan_out(&self, message: &Arc<Message>, pressure: &mut Pressure) -> usize {
         let limits = &self.options.queue_limits;
         let mut delivered = 0;
@@ -164,6 +165,50 @@ impl SimpleBroker {
             delivered += 1;
         });
         delivered
+    }
+
+    /// [`fan_out`](Self::fan_out) of a message not made yet (nothing is retained): it is made
+    /// at the first matching subscription, with the frame that one takes built at once (every
+    /// later subscription with the same head shares it). With no subscription, it is never
+    /// made.
+    fn broadcast(
+        &self,
+        destination: &ByteStr,
+        headers: Cow<'_, Headers>,
+        body: Body,
+        pressure: &mut Pressure,
+    ) -> usize {
+        let limits = &self.options.queue_limits;
+        let mut parts = Some((headers, body));
+        let mut made = None;
+        let mut delivered = 0;
+        self.registry.for_each_match(destination, |listed| {
+            let message = match &made {
+                Some(message) => message,
+                None => match self.make_for(listed, destination, &mut parts) {
+                    Some(message) => made.insert(message),
+                    None => return,
+                },
+            };
+            listed.deliver(message, limits, pressure);
+            delivered += 1;
+        });
+        delivered
+    }
+
+    /// The message of a [`broadcast`](Self::broadcast), made at its first subscription
+    /// `listed` from `parts` (taken: once only). Out of line, so that the fan-out's loop stays
+    /// small.
+    #[inline(never)]
+    fn make_for(
+        &self,
+        listed: &Listed,
+        destination: &ByteStr,
+        parts: &mut Option<(Cow<'_, Headers>, Body)>,
+    ) -> Option<Arc<Message>> {
+        let (headers, body) = parts.take()?;
+        let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        Some(prepare(id, destination, headers, body, listed.direct_head()))
     }
 
     /// Keeps `message` as its destination's retained message (an empty body clears it),
@@ -282,7 +327,7 @@ impl SimpleBroker {
         body: Body,
     ) -> Arc<Message> {
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
-        prepare(id, destination, headers, body)
+        prepare(id, destination, headers, body, None)
     }
 
     /// Delivers a message to the subscriptions of one session's user destination: `resolved`
@@ -528,8 +573,16 @@ impl SimpleBroker {
     }
 }
 
-/// The message every subscriber of one publish shares, with message id `id`.
-fn prepare(id: u64, destination: &ByteStr, headers: Cow<'_, Headers>, body: Body) -> Arc<Message> {
+/// The message every subscriber of one publish shares, with message id `id`; with `first`,
+/// the complete frame for that version and subscription head is built now (the first
+/// delivery's, which every delivery with the same head shares).
+fn prepare(
+    id: u64,
+    destination: &ByteStr,
+    headers: Cow<'_, Headers>,
+    body: Body,
+    first: Option<(Version, &Bytes)>,
+) -> Arc<Message> {
     // The id is kept apart from the headers (`PreparedMessage::with_message_id`): the frames
     // write it after the destination, and no text of it is made for every message.
     let front = [(ByteStr::from_static(names::DESTINATION), destination.clone())];
@@ -551,8 +604,11 @@ fn prepare(id: u64, destination: &ByteStr, headers: Cow<'_, Headers>, body: Body
             shared
         }
     };
-    let prepared =
+    let mut prepared =
         PreparedMessage::with_known_utf8(shared, body.bytes, body.known_utf8).with_message_id(id);
+    if let Some((version, head)) = first {
+        prepared.build_first_frame(version, head);
+    }
     Arc::new(Message::new(prepared, id, destination.clone()))
 }
 
@@ -584,7 +640,7 @@ pub(crate) fn deliver_one(
     headers: &Headers,
     body: Bytes,
 ) {
-    let message = prepare(id, destination, Cow::Borrowed(headers), body.into());
+    let message = prepare(id, destination, Cow::Borrowed(headers), body.into(), None);
     let mut pressure = Pressure::default();
     subscriber.push(&message, Delivered::default(), &mut pressure);
 }

@@ -390,6 +390,12 @@ impl Listed {
         }
     }
 
+    /// The version and head of the frame a direct delivery to this subscription takes, if it
+    /// takes the direct path: what a message made for this delivery builds first.
+    pub(crate) fn direct_head(&self) -> Option<(Version, &Bytes)> {
+        self.direct.as_ref().map(|direct| (direct.version, &direct.head))
+    }
+
     /// Delivers a broadcast `message`, as [`Subscriber::deliver`] does.
     #[inline]
     pub(crate) fn deliver(

@@ -213,15 +213,37 @@ pub struct PreparedMessage {
     // The broker's messages keep their id apart from `headers` (`with_message_id`): no
     // allocation for its text, which only the encoded frames carry.
     message_id: Option<u64>,
-    // Complete frames already built, by subscriber head. Subscriptions often share a head
-    // (every browser's first subscription is `sub-0`), and then share one buffer. The first
-    // head's is read without a lock (a mutex per delivery showed in fan-out profiles); the
-    // others' wait behind the mutex. Keyed by version too: the shared headers' escaping
-    // depends on it.
+    // The complete frame built when the message was made, for the delivery it was made for
+    // (`build_first_frame`): read first, and set with no once-only initialisation. Keyed by
+    // version and subscription head (the shared headers' escaping depends on the version).
+    made_with: Option<(Version, Bytes, Bytes)>,
+    // What deliveries build later, allocated at the first need: a broadcast to sessions whose
+    // frame was built when it was made never needs it, and the message stays small (it is
+    // moved into its `Arc` once per publish).
+    later: OnceLock<Box<Later>>,
+}
+
+/// A [`PreparedMessage`]'s frames and shared headers built after it was made.
+#[derive(Debug, Default)]
+struct Later {
+    // Complete frames, by subscriber head. Subscriptions often share a head (every browser's
+    // first subscription is `sub-0`), and then share one buffer. The first head's is read
+    // without a lock (a mutex per delivery showed in fan-out profiles); the others' wait
+    // behind the mutex.
     first: OnceLock<(Version, Bytes, Bytes)>,
     complete: std::sync::Mutex<Vec<(Version, Bytes, Bytes)>>,
     // One encoding of the shared headers per escaping style (none, 1.1, 1.2).
     shared: [OnceLock<Bytes>; 3],
+}
+
+impl Later {
+    fn shared_slot(&self, version: Version) -> &OnceLock<Bytes> {
+        match Escaping::for_frame(version, true) {
+            Escaping::None => &self.shared[0],
+            Escaping::V1_1 => &self.shared[1],
+            Escaping::V1_2 => &self.shared[2],
+        }
+    }
 }
 
 impl PreparedMessage {
@@ -240,9 +262,8 @@ impl PreparedMessage {
             body,
             body_utf8,
             message_id: None,
-            first: OnceLock::new(),
-            complete: std::sync::Mutex::new(Vec::new()),
-            shared: Default::default(),
+            made_with: None,
+            later: OnceLock::new(),
         }
     }
 
@@ -263,6 +284,17 @@ impl PreparedMessage {
     pub(crate) fn with_message_id(mut self, id: u64) -> Self {
         self.message_id = Some(id);
         self
+    }
+
+    /// Builds the complete frame for `version` and subscription `head` now, as
+    /// [`contiguous_for`](Self::contiguous_for) would at its first call: a message made for a
+    /// delivery it knows builds that one's frame before it is shared, with no once-only
+    /// initialisation to go through (which cost a tenth of a fan-out to ten subscribers).
+    pub(crate) fn build_first_frame(&mut self, version: Version, head: &Bytes) {
+        if self.made_with.is_none() {
+            let whole = self.build(version, head);
+            self.made_with = Some((version, head.clone(), whole));
+        }
     }
 
     /// The shared headers with the `message-id` among them (after the first one, where the
@@ -295,19 +327,16 @@ impl PreparedMessage {
     /// The encoded shared headers for `version` (encoded on first use, then reused).
     pub fn shared_part(&self, version: Version) -> &Bytes {
         let escaping = Escaping::for_frame(version, true);
-        self.shared_slot(version).get_or_init(|| {
+        self.later().shared_slot(version).get_or_init(|| {
             let mut out = BytesMut::with_capacity(self.shared_capacity());
             self.encode_shared(&mut out, escaping);
             out.freeze()
         })
     }
 
-    fn shared_slot(&self, version: Version) -> &OnceLock<Bytes> {
-        match Escaping::for_frame(version, true) {
-            Escaping::None => &self.shared[0],
-            Escaping::V1_1 => &self.shared[1],
-            Escaping::V1_2 => &self.shared[2],
-        }
+    /// What deliveries build later (allocated now if nothing was).
+    fn later(&self) -> &Later {
+        self.later.get_or_init(Box::default)
     }
 
     /// Appends the shared headers, the `content-length` and the blank line.
@@ -357,15 +386,24 @@ impl PreparedMessage {
     /// Like [`with_head`](PreparedMessage::with_head), but as one contiguous buffer, for
     /// transports that need one (a WebSocket message). The first delivery with a given head
     /// builds it; later deliveries with an identical head share it, without a copy.
-    #[inline]
+    #[inline(always)]
     pub fn contiguous_for(&self, version: Version, head: &Bytes) -> EncodedFrame {
         // Inlined for the common case, a delivery with the first head's frame; the rest is
         // out of line.
-        let whole = match self.first.get() {
+        let whole = match &self.made_with {
             Some((v, h, whole)) if *v == version && same_head(h, head) => whole.clone(),
-            _ => self.contiguous_slow(version, head),
+            _ => self.contiguous_from_cache(version, head),
         };
         EncodedFrame { head: whole, body: None, utf8: self.body_utf8, nul: false }
+    }
+
+    /// [`contiguous_for`](Self::contiguous_for) for a message made without its first frame.
+    #[inline(never)]
+    fn contiguous_from_cache(&self, version: Version, head: &Bytes) -> Bytes {
+        match self.later.get().and_then(|later| later.first.get()) {
+            Some((v, h, whole)) if *v == version && same_head(h, head) => whole.clone(),
+            _ => self.contiguous_slow(version, head),
+        }
     }
 
     /// [`contiguous_for`](Self::contiguous_for) for the first delivery, or another head.
@@ -373,11 +411,12 @@ impl PreparedMessage {
     #[inline(never)]
     fn contiguous_slow(&self, version: Version, head: &Bytes) -> Bytes {
         const CACHED_HEADS: usize = 8;
-        let first = self.first.get_or_init(|| (version, head.clone(), self.build(version, head)));
+        let later = self.later();
+        let first = later.first.get_or_init(|| (version, head.clone(), self.build(version, head)));
         if first.0 == version && first.1 == head {
             return first.2.clone();
         }
-        let mut complete = crate::locks::lock(&self.complete);
+        let mut complete = crate::locks::lock(&later.complete);
         match complete.iter().find(|(v, h, _)| *v == version && h == head) {
             Some((_, _, whole)) => whole.clone(),
             None => {
@@ -395,7 +434,11 @@ impl PreparedMessage {
     /// and copied from [`shared_part`](Self::shared_part) after that.
     fn build(&self, version: Version, head: &Bytes) -> Bytes {
         let body = &self.body;
-        let mut out = if self.first.get().is_none() && self.shared_slot(version).get().is_none() {
+        let nothing_built = self.made_with.is_none()
+            && self.later.get().is_none_or(|later| {
+                later.first.get().is_none() && later.shared_slot(version).get().is_none()
+            });
+        let mut out = if nothing_built {
             let capacity = head.len() + self.shared_capacity();
             let mut out = BytesMut::with_capacity(capacity + body.len() + 1);
             out.put_slice(head);

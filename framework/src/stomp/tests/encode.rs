@@ -143,3 +143,41 @@ fn a_shared_contiguous_frame_is_per_version() {
     assert!(contains(&v12, b"\nnote:a\\cb\n"), "1.2 escapes the colon: {v12:?}");
     assert!(contains(&v10, b"\nnote:a:b\n"), "1.0 does not: {v10:?}");
 }
+
+#[test]
+fn a_frame_built_when_the_message_is_made_is_the_one_deliveries_would_build() {
+    let message = |first: Option<(Version, &Bytes)>| {
+        let mut headers = Headers::new();
+        headers.push("destination", "/topic/a");
+        headers.push("note", "a:b");
+        let mut m = PreparedMessage::new(headers, Bytes::from_static(b"hello")).with_message_id(7);
+        if let Some((version, head)) = first {
+            m.build_first_frame(version, head);
+        }
+        m
+    };
+    let head = crate::stomp::message_head(Version::V1_2, &[("subscription", "sub-0")]);
+    let other = crate::stomp::message_head(Version::V1_2, &[("subscription", "sub-1")]);
+    let (made, lazy) = (message(Some((Version::V1_2, &head))), message(None));
+    let first = made.contiguous_for(Version::V1_2, &head).to_bytes();
+    assert_eq!(first, lazy.contiguous_for(Version::V1_2, &head).to_bytes());
+    assert_eq!(
+        made.contiguous_for(Version::V1_2, &head).to_bytes().as_ptr(),
+        first.as_ptr(),
+        "every delivery with that head shares the frame built first"
+    );
+    // Another head, another version, the parts: built later, from the same shared headers.
+    assert_eq!(
+        made.contiguous_for(Version::V1_2, &other).to_bytes(),
+        lazy.contiguous_for(Version::V1_2, &other).to_bytes()
+    );
+    assert_eq!(
+        made.contiguous_for(Version::V1_0, &head).to_bytes(),
+        lazy.contiguous_for(Version::V1_0, &head).to_bytes()
+    );
+    assert_eq!(made.with_head(Version::V1_2, head.clone()).to_bytes(), first);
+    assert_eq!(
+        &first[..],
+        &b"MESSAGE\nsubscription:sub-0\ndestination:/topic/a\nmessage-id:7\nnote:a\\cb\ncontent-length:5\n\nhello\0"[..]
+    );
+}
