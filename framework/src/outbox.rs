@@ -230,6 +230,7 @@ impl Outbox {
 
     /// Queues a frame. Returns false when the session is closed (or is being closed now
     /// because of this push); the frame is dropped then.
+    #[inline]
     pub(crate) fn push(&self, frame: EncodedFrame) -> bool {
         if self.is_closed.load(Ordering::Acquire) {
             return false;
@@ -362,6 +363,7 @@ impl Outbox {
 
     /// Why a queue that now holds `total` bytes, over the limit, must be closed, if it must:
     /// at twice the limit at once, otherwise once it has stayed over for the send time limit.
+    #[inline(never)]
     fn overflow(&self, total: usize) -> Option<String> {
         if total > self.limit.saturating_mul(2) {
             return Some(format!(
@@ -502,12 +504,16 @@ impl OutboxReceiver {
 }
 
 /// Where the next `push_back` onto `queue` will store its entry, as far as can be told without
-/// reaching into the ring buffer (a full queue, or one at the end of its buffer, gives an
-/// address that will not be used: the hint is only prefetched).
+/// reaching into the ring buffer: the slot after the last entry (a full queue, or one whose
+/// last entry ends its buffer, gives an address that will not be used: the hint is only
+/// prefetched, and a prefetch never faults). The last entry, not `as_slices`: a tenth of the
+/// instructions, and this runs for every delivery.
 fn next_slot(queue: &VecDeque<Queued>) -> *mut Queued {
-    let (front, back) = queue.as_slices();
-    let last = if back.is_empty() { front } else { back };
-    last.as_ptr_range().end.cast_mut()
+    match queue.back() {
+        Some(last) => std::ptr::from_ref(last).wrapping_add(1).cast_mut(),
+        // Empty (after a take): where its first entry will go.
+        None => queue.as_slices().0.as_ptr().cast_mut(),
+    }
 }
 
 impl Drop for OutboxReceiver {
