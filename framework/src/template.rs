@@ -237,19 +237,18 @@ pub(crate) fn resolve_user_destination(destination: &str, session: &str) -> Stri
 /// Whether `destination` is such a name (`...-user` then a session id: 8 hex digits, `-`,
 /// digits), which clients may not use directly.
 pub(crate) fn is_resolved_user_destination(destination: &str) -> bool {
-    // The last `-user`, found from its `-` (a `str` pattern search sets up a searcher each
-    // time, and this runs for every SEND to the broker).
+    // Read from the end, where the session id is (`-user{8 hex digits}-{digits}`): most
+    // destinations end in a letter and are ruled out at once (this runs for every SEND to
+    // the broker). The `-user` found this way is the last one, as the id holds no `u`.
     let bytes = destination.as_bytes();
-    let Some(at) = memchr::memrchr_iter(b'-', bytes).find(|&i| bytes[i..].starts_with(b"-user"))
-    else {
+    let digits = bytes.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let Some(rest) = bytes.len().checked_sub(digits).filter(|_| digits > 0) else {
         return false;
     };
-    let session = &destination[at + 5..];
-    let Some((node, n)) = session.split_once('-') else { return false };
-    node.len() == 8
-        && node.bytes().all(|b| b.is_ascii_hexdigit())
-        && !n.is_empty()
-        && n.bytes().all(|b| b.is_ascii_digit())
+    let Some(rest) = bytes[..rest].strip_suffix(b"-") else { return false };
+    let Some(node_at) = rest.len().checked_sub(8) else { return false };
+    let (rest, node) = rest.split_at(node_at);
+    node.iter().all(u8::is_ascii_hexdigit) && rest.ends_with(b"-user")
 }
 
 #[cfg(test)]
@@ -261,5 +260,22 @@ mod tests {
         assert!(!super::is_resolved_user_destination("/queue/power-users"));
         assert!(!super::is_resolved_user_destination("/queue/reply-userX-7"));
         assert!(!super::is_resolved_user_destination("/queue/reply"));
+        for not_resolved in [
+            "",
+            "-user3fa2b1c9-",
+            "-user3fa2b1c-7",
+            "/queue/a-usar3fa2b1c9-7",
+            "/queue/a-user3fa2b1cg-7",
+            "/queue/a-user3fa2b1c9_7",
+            "/queue/a-user3fa2b1c9-7x",
+            "3fa2b1c9-7",
+        ] {
+            assert!(!super::is_resolved_user_destination(not_resolved), "{not_resolved}");
+        }
+        for resolved in
+            ["-user3fa2b1c9-7", "/q/a-user-userABCDEF01-1234", "/queue/x-user00000000-0"]
+        {
+            assert!(super::is_resolved_user_destination(resolved), "{resolved}");
+        }
     }
 }

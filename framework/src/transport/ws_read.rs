@@ -192,13 +192,14 @@ impl FrameReader {
                 }
                 let start = out.len();
                 out.extend_from_slice(&self.raw[..n]);
-                unmask(&mut out[start..], payload.mask, payload.phase);
+                let ascii = unmask(&mut out[start..], payload.mask, payload.phase);
                 self.raw.advance(n);
                 payload.left -= n;
                 payload.phase = (payload.phase + n) % 4;
                 parsed.appended += n;
                 let (done, fin) = (payload.left == 0, payload.fin);
-                if self.message == Some(true) {
+                // ASCII alone (the usual STOMP frame) is UTF-8: unmasking told.
+                if self.message == Some(true) && !(ascii && self.carry.len == 0) {
                     if let Err(e) = self.carry.check(&out[start..]) {
                         // Bytes that are not UTF-8 are not handed on.
                         out.truncate(start);
@@ -387,23 +388,30 @@ fn close_code(body: &[u8]) -> Result<Option<u16>, FrameError> {
     Ok(Some(code))
 }
 
-/// XORs `bytes` with `mask`, starting at `phase` within it (RFC 6455, 5.3).
-fn unmask(bytes: &mut [u8], mask: [u8; 4], phase: usize) {
+/// XORs `bytes` with `mask`, starting at `phase` within it (RFC 6455, 5.3). Returns whether
+/// the unmasked bytes are all ASCII (then valid UTF-8 on their own: a text message needs no
+/// other check of them), found on the way for one OR per eight bytes.
+fn unmask(bytes: &mut [u8], mask: [u8; 4], phase: usize) -> bool {
     let mut mask = mask;
     mask.rotate_left(phase % 4);
     // Eight bytes at a time: the mask twice over.
     let [a, b, c, d] = mask;
     let word = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+    let mut seen = 0u64;
     let mut chunks = bytes.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let mut eight = [0; 8];
         eight.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u64::from_ne_bytes(eight) ^ word).to_ne_bytes());
+        let clear = u64::from_ne_bytes(eight) ^ word;
+        seen |= clear;
+        chunk.copy_from_slice(&clear.to_ne_bytes());
     }
     // A multiple of eight bytes went by: the mask's phase is where it was.
     for (byte, m) in chunks.into_remainder().iter_mut().zip(mask.iter().cycle()) {
         *byte ^= m;
+        seen |= u64::from(*byte);
     }
+    seen & 0x8080_8080_8080_8080 == 0
 }
 
 #[cfg(test)]
@@ -618,6 +626,29 @@ mod tests {
         reader.read_buffer().extend_from_slice(&frame(0x81, &[b'c'; 101])[..14]);
         let (mut out, mut pongs) = (BytesMut::new(), BytesMut::new());
         assert_eq!(reader.parse(&mut out, &mut pongs), Err(FrameError::TooLarge));
+    }
+
+    #[test]
+    fn unmasking_tells_whether_the_bytes_are_ascii() {
+        let masked = |clear: &[u8], phase: usize| -> Vec<u8> {
+            let mut bytes = clear.to_vec();
+            unmask(&mut bytes, MASK, phase);
+            bytes
+        };
+        for len in 0..40 {
+            for phase in 0..4 {
+                let ascii = vec![b'a'; len];
+                let mut bytes = masked(&ascii, phase);
+                assert!(unmask(&mut bytes, MASK, phase), "{len} ASCII bytes");
+                assert_eq!(bytes, ascii);
+                for at in 0..len {
+                    let mut clear = ascii.clone();
+                    clear[at] = 0xC3;
+                    let mut bytes = masked(&clear, phase);
+                    assert!(!unmask(&mut bytes, MASK, phase), "a high byte at {at} of {len}");
+                }
+            }
+        }
     }
 
     #[test]
