@@ -26,6 +26,7 @@ pub(crate) struct Message {
 }
 
 impl Message {
+    #[inline]
     pub(crate) fn new(prepared: PreparedMessage, id: u64, destination: ByteStr) -> Message {
         let headers: usize = prepared
             .headers()

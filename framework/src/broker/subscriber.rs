@@ -124,6 +124,9 @@ impl Pressure {
 
 impl Drop for Pressure {
     fn drop(&mut self) {
+        if self.listeners.is_empty() {
+            return;
+        }
         for (listener, message) in std::mem::take(&mut self.listeners) {
             // A listener sees the `message-id` among the headers (`Server::listen`).
             match message.prepared.headers_with_id() {

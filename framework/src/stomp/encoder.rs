@@ -254,6 +254,7 @@ impl PreparedMessage {
 
     /// [`new`](Self::new), for a body already known to be UTF-8 (`known_utf8`), which is then
     /// not checked again (otherwise it is).
+    #[inline]
     pub(crate) fn with_known_utf8(headers: Headers, body: Bytes, known_utf8: bool) -> Self {
         let body_utf8 = known_utf8 || std::str::from_utf8(&body).is_ok();
         debug_assert_eq!(body_utf8, std::str::from_utf8(&body).is_ok(), "a body said to be UTF-8");
@@ -281,6 +282,7 @@ impl PreparedMessage {
 
     /// The message with its `message-id` given, kept apart from `headers` (the broker's own
     /// messages: no text of the id is made but the one in the encoded frames).
+    #[inline]
     pub(crate) fn with_message_id(mut self, id: u64) -> Self {
         self.message_id = Some(id);
         self

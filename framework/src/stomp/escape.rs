@@ -111,19 +111,29 @@ fn may_need_escaping(text: &[u8]) -> bool {
             | below(word ^ (ONES * u64::from(b':')), 1)
             | below(word ^ (ONES * u64::from(b'\\')), 1)
     };
-    let mut chunks = text.chunks_exact(8);
-    for chunk in &mut chunks {
+    let word_at = |at: usize| {
         let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        if flagged(u64::from_ne_bytes(word)) != 0 {
+        word.copy_from_slice(&text[at..at + 8]);
+        u64::from_ne_bytes(word)
+    };
+    if text.len() < 8 {
+        // Padded with a byte that is never flagged, one byte at a time (a copy of a length
+        // known only now is a call to memcpy).
+        let mut word = [b'a'; 8];
+        for (slot, &b) in word.iter_mut().zip(text) {
+            *slot = b;
+        }
+        return flagged(u64::from_ne_bytes(word)) != 0;
+    }
+    let mut at = 0;
+    while at + 8 <= text.len() {
+        if flagged(word_at(at)) != 0 {
             return true;
         }
+        at += 8;
     }
-    // The last few bytes as one more word, padded with a byte that is never flagged.
-    let rest = chunks.remainder();
-    let mut word = [b'a'; 8];
-    word[..rest.len()].copy_from_slice(rest);
-    flagged(u64::from_ne_bytes(word)) != 0
+    // The last few bytes: the last eight, overlapping bytes already looked at.
+    at < text.len() && flagged(word_at(text.len() - 8)) != 0
 }
 
 /// Appends the header line `name:value\n`, escaped for `escaping`: one room check and four

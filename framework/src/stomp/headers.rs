@@ -109,15 +109,26 @@ impl Headers {
         &self.entries
     }
 
-    /// Keeps only the entries for which `keep` is true, in order.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&ByteStr, &ByteStr) -> bool) {
-        self.entries.retain(|(name, value)| keep(name, value));
-    }
-
-    /// Puts `entries` in front of the others, in order.
-    pub(crate) fn prepend<const N: usize>(&mut self, entries: [(ByteStr, ByteStr); N]) {
-        // One shift of the entries already there, not one per entry put in front.
-        self.entries.splice(0..0, entries);
+    /// Keeps the entries `keep` accepts, in order, after `front`. When the first entry goes
+    /// (a SEND's `destination`, usually its first header), `front` takes its place: no shift
+    /// of the others, as putting it in front would take.
+    pub(crate) fn retain_after(
+        &mut self,
+        front: (ByteStr, ByteStr),
+        mut keep: impl FnMut(&ByteStr, &ByteStr) -> bool,
+    ) {
+        match self.entries.first_mut() {
+            Some(first) if !keep(&first.0, &first.1) => {
+                *first = front;
+                let mut at_front = true;
+                self.entries
+                    .retain(|(name, value)| std::mem::take(&mut at_front) || keep(name, value));
+            }
+            _ => {
+                self.entries.retain(|(name, value)| keep(name, value));
+                self.entries.insert(0, front);
+            }
+        }
     }
 }
 
@@ -206,5 +217,25 @@ mod tests {
         assert_eq!(h.remove("a").as_deref(), Some("1"));
         assert_eq!(h.len(), 1);
         assert_eq!(h.remove("a"), None);
+    }
+
+    #[test]
+    fn retain_after_puts_front_first_whether_or_not_the_first_entry_stays() {
+        let front = || (ByteStr::from("d"), ByteStr::from("/topic/t"));
+        let not_x = |name: &ByteStr, _: &ByteStr| name.as_str() != "x";
+        let cases: [(&[(&str, &str)], &[(&str, &str)]); 5] = [
+            (&[("x", "1"), ("a", "2"), ("x", "3"), ("b", "4")], &[("a", "2"), ("b", "4")]),
+            (&[("a", "1"), ("x", "2"), ("b", "3")], &[("a", "1"), ("b", "3")]),
+            (&[("x", "1")], &[]),
+            (&[("a", "1")], &[("a", "1")]),
+            (&[], &[]),
+        ];
+        for (given, kept) in cases {
+            let mut h: Headers = given.iter().copied().collect();
+            h.retain_after(front(), not_x);
+            let mut expected = vec![("d", "/topic/t")];
+            expected.extend_from_slice(kept);
+            assert_eq!(h.iter().collect::<Vec<_>>(), expected, "{given:?}");
+        }
     }
 }
