@@ -223,7 +223,8 @@ mod tests {
     fn retain_after_puts_front_first_whether_or_not_the_first_entry_stays() {
         let front = || (ByteStr::from("d"), ByteStr::from("/topic/t"));
         let not_x = |name: &ByteStr, _: &ByteStr| name.as_str() != "x";
-        let cases: [(&[(&str, &str)], &[(&str, &str)]); 5] = [
+        type Entries<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Entries, Entries); 5] = [
             (&[("x", "1"), ("a", "2"), ("x", "3"), ("b", "4")], &[("a", "2"), ("b", "4")]),
             (&[("a", "1"), ("x", "2"), ("b", "3")], &[("a", "1"), ("b", "3")]),
             (&[("x", "1")], &[]),
