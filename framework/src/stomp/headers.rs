@@ -224,7 +224,7 @@ mod tests {
         let front = || (ByteStr::from("d"), ByteStr::from("/topic/t"));
         let not_x = |name: &ByteStr, _: &ByteStr| name.as_str() != "x";
         type Entries<'a> = &'a [(&'a str, &'a str)];
-        let cases: [(Entries, Entries); 5] = [
+        let cases: [(Entries<'_>, Entries<'_>); 5] = [
             (&[("x", "1"), ("a", "2"), ("x", "3"), ("b", "4")], &[("a", "2"), ("b", "4")]),
             (&[("a", "1"), ("x", "2"), ("b", "3")], &[("a", "1"), ("b", "3")]),
             (&[("x", "1")], &[]),
