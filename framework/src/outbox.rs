@@ -232,10 +232,18 @@ impl Outbox {
     /// because of this push); the frame is dropped then.
     #[inline]
     pub(crate) fn push(&self, frame: EncodedFrame) -> bool {
+        let len = frame.len();
+        self.push_with(len, || frame)
+    }
+
+    /// [`push`](Self::push) of the `len`-byte frame `make` makes, only if the push goes
+    /// ahead, straight into its place in the queue (the fan-out's frames are a shared buffer:
+    /// made here, they are not copied on their way in).
+    #[inline(always)]
+    pub(crate) fn push_with(&self, len: usize, make: impl FnOnce() -> EncodedFrame) -> bool {
         if self.is_closed.load(Ordering::Acquire) {
             return false;
         }
-        let len = frame.len();
         let mut queue = lock(&self.queue);
         // Again under the lock: `close` sets the flag before it empties the queue under the
         // lock, so a push that raced it adds nothing after the queue was emptied.
@@ -261,7 +269,7 @@ impl Outbox {
             let hint = self.last_take.load(Ordering::Relaxed);
             frames.reserve_exact(hint.clamp(1, MAX_HINT));
         }
-        frames.push_back(Queued { frame, lossy: None });
+        frames.push_back(Queued { frame: make(), lossy: None });
         self.next_slot.store(next_slot(frames), Ordering::Relaxed);
         drop(queue);
         // The receiver registers before it looks at the queue, so only the push that makes it

@@ -409,8 +409,15 @@ impl Listed {
     ) {
         match &self.direct {
             Some(direct) => {
-                let frame = message.prepared.contiguous_for(direct.version, &direct.head);
-                queue_frame(&direct.outbox, direct.backpressure, frame, pressure);
+                let (outbox, prepared) = (&direct.outbox, &message.prepared);
+                let pushed = match prepared.made_frame(direct.version, &direct.head) {
+                    // The usual case: the frame built when the message was made.
+                    Some((len, make)) => outbox.push_with(len, make),
+                    None => outbox.push(prepared.contiguous_for(direct.version, &direct.head)),
+                };
+                if pushed && direct.backpressure && outbox.over_limit() {
+                    pressure.add(outbox);
+                }
             }
             None => self.subscriber.deliver(message, limits, pressure),
         }

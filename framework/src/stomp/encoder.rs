@@ -52,8 +52,9 @@ impl EncodedFrame {
     }
 
     /// Total size on the wire, NUL included.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.head.len() + self.body().len() + usize::from(self.nul)
+        self.head.len() + self.body.as_ref().map_or(0, Bytes::len) + usize::from(self.nul)
     }
 
     /// Whether the whole frame is valid UTF-8, so it can travel as a WebSocket text message.
@@ -397,6 +398,29 @@ impl PreparedMessage {
             _ => self.contiguous_from_cache(version, head),
         };
         EncodedFrame { head: whole, body: None, utf8: self.body_utf8, nul: false }
+    }
+
+    /// The frame [`contiguous_for`](Self::contiguous_for) gives `version` and `head` when it
+    /// was built as the message was made (`build_first_frame`): its length, and what makes it
+    /// (one reference more to the buffer), for [`Outbox::push_with`](crate::outbox::Outbox).
+    #[inline(always)]
+    pub(crate) fn made_frame(
+        &self,
+        version: Version,
+        head: &Bytes,
+    ) -> Option<(usize, impl FnOnce() -> EncodedFrame + '_)> {
+        match &self.made_with {
+            Some((v, h, whole)) if *v == version && same_head(h, head) => {
+                let make = || EncodedFrame {
+                    head: whole.clone(),
+                    body: None,
+                    utf8: self.body_utf8,
+                    nul: false,
+                };
+                Some((whole.len(), make))
+            }
+            _ => None,
+        }
     }
 
     /// [`contiguous_for`](Self::contiguous_for) for a message made without its first frame.
