@@ -120,13 +120,44 @@ pub(crate) struct Batch {
     frames: VecDeque<Queued>,
     /// Writes in a row of fewer than [`KEEP_CAPACITY`] frames.
     quiet_writes: u8,
+    /// The frames' sizes, as [`measure`](Batch::measure) found them; `None` once the frames
+    /// changed since.
+    measured: Option<Measured>,
+}
+
+/// The sizes of a batch's frames (see [`Batch::measure`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Measured {
+    /// All of them together.
+    pub(crate) bytes: usize,
+    /// The largest.
+    pub(crate) largest: usize,
 }
 
 impl Batch {
     /// How many frames the batch holds.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.frames.len()
+    }
+
+    /// Goes over the frames once, handing each to `each` with its size, and remembers their
+    /// sizes for whoever writes them next (see [`measured`](Batch::measured)): the session
+    /// counts what it writes and the transport checks and reserves for it, in one pass.
+    pub(crate) fn measure(&mut self, mut each: impl FnMut(&EncodedFrame, usize)) -> Measured {
+        let mut measured = Measured { bytes: 0, largest: 0 };
+        for queued in &self.frames {
+            let len = queued.frame.len();
+            measured.bytes += len;
+            measured.largest = measured.largest.max(len);
+            each(&queued.frame, len);
+        }
+        self.measured = Some(measured);
+        measured
+    }
+
+    /// What [`measure`](Batch::measure) found, if the frames have not changed since.
+    pub(crate) fn measured(&self) -> Option<Measured> {
+        self.measured
     }
 
     /// Whether the batch holds no frame.
@@ -141,16 +172,19 @@ impl Batch {
 
     /// Takes the frames out, in order, leaving the batch empty (with its capacity).
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = EncodedFrame> + Send + '_ {
+        self.measured = None;
         self.frames.drain(..).map(|queued| queued.frame)
     }
 
     /// Adds a frame at the end.
     pub(crate) fn push(&mut self, frame: EncodedFrame) {
+        self.measured = None;
         self.frames.push_back(Queued { frame, lossy: None });
     }
 
     /// Drops the frames (those of a write that failed).
     pub(crate) fn clear(&mut self) {
+        self.measured = None;
         self.frames.clear();
     }
 
@@ -160,6 +194,7 @@ impl Batch {
     /// (shrinking at every small write made a busy queue grow again, a copy per doubling, after
     /// each one). The buffer goes back to the queue at the next take.
     pub(crate) fn written(&mut self, n: usize) {
+        self.measured = None;
         self.frames.clear();
         self.quiet_writes = match n < KEEP_CAPACITY {
             true => self.quiet_writes.saturating_add(1),
@@ -177,7 +212,7 @@ impl Batch {
 impl From<Vec<EncodedFrame>> for Batch {
     fn from(frames: Vec<EncodedFrame>) -> Batch {
         let frames = frames.into_iter().map(|frame| Queued { frame, lossy: None }).collect();
-        Batch { frames, quiet_writes: 0 }
+        Batch { frames, quiet_writes: 0, measured: None }
     }
 }
 
@@ -478,6 +513,7 @@ impl OutboxReceiver {
         let queue = &mut guard.frames;
         let found = queue.len();
         let n = found.min(max);
+        batch.measured = None;
         if found > 0 && n == found && batch.is_empty() {
             // All of it: the buffers trade places (see `Batch`).
             std::mem::swap(queue, &mut batch.frames);
@@ -751,5 +787,37 @@ mod tests {
         drop(rx);
         assert!(!outbox.push(frame(10)));
         assert_eq!(outbox.queued_bytes(), 0, "queued frames were freed");
+    }
+
+    #[test]
+    fn a_batch_remembers_its_sizes_only_until_its_frames_change() {
+        let (outbox, mut rx) = Outbox::new(1 << 20, Duration::from_secs(10));
+        let sizes = [frame(10), frame(300), frame(20)].map(|f| f.len());
+        for size in [10, 300, 20] {
+            assert!(outbox.push(frame(size)));
+        }
+        let mut batch = Batch::default();
+        rx.drain_now(&mut batch);
+        assert_eq!(batch.measured(), None, "a take has not measured anything");
+        let mut seen = Vec::new();
+        let measured = batch.measure(|frame, len| {
+            assert_eq!(frame.len(), len);
+            seen.push(len);
+        });
+        assert_eq!(seen, sizes);
+        let expected = Measured { bytes: sizes.iter().sum(), largest: sizes[1] };
+        assert_eq!((measured, batch.measured()), (expected, Some(expected)));
+        batch.push(frame(5));
+        assert_eq!(batch.measured(), None, "a frame more");
+        batch.measure(|_, _| {});
+        let _ = batch.drain().count();
+        assert_eq!(batch.measured(), None, "drained");
+        batch.measure(|_, _| {});
+        assert!(outbox.push(frame(1)));
+        rx.drain_now(&mut batch);
+        assert_eq!(batch.measured(), None, "taken into");
+        batch.measure(|_, _| {});
+        batch.written(1);
+        assert_eq!(batch.measured(), None, "written");
     }
 }

@@ -342,8 +342,9 @@ impl<T: Transport> Session<T> {
         // changed them; what the statistics count (`written`): the frames as sent. Without
         // outbound interceptors they are the same frames, counted in one pass.
         let (bytes, written) = if interceptors.outbound.is_empty() {
-            let written = tally_written(self.batch.iter());
-            (written.iter().map(|&(_, bytes)| bytes as usize).sum(), written)
+            let mut written = Tally::default();
+            let measured = self.batch.measure(|frame, len| written.add(frame, len));
+            (measured.bytes, written.0)
         } else {
             let bytes: usize = self.batch.iter().map(EncodedFrame::len).sum();
             // One bound for the whole batch: reads and heart-beats wait meanwhile.
@@ -355,7 +356,9 @@ impl<T: Transport> Session<T> {
                     "the outbound interceptors took longer than {limit:?} (interceptor_timeout) for one batch; the frames they had not passed on were not sent"
                 );
             }
-            (bytes, tally_written(self.batch.iter()))
+            let mut written = Tally::default();
+            self.batch.measure(|frame, len| written.add(frame, len));
+            (bytes, written.0)
         };
         match send_within(limit, self.transport.send_taking(&mut self.batch)).await {
             Ok(Ok(())) => {}
@@ -573,20 +576,23 @@ impl<T: Transport> Session<T> {
 
 /// Adds written frames to the server's counters, by command.
 fn count_written(runtime: &Runtime, frames: &[EncodedFrame]) {
-    runtime.counters.written(tally_written(frames));
+    let mut written = Tally::default();
+    for frame in frames {
+        written.add(frame, frame.len());
+    }
+    runtime.counters.written(written.0);
 }
 
-/// Frames and bytes by command, for the server's counters.
-fn tally_written<'a>(
-    frames: impl IntoIterator<Item = &'a EncodedFrame>,
-) -> [(u64, u64); crate::stats::COMMANDS_OUT.len()] {
-    let mut by_command = [(0u64, 0u64); crate::stats::COMMANDS_OUT.len()];
-    for frame in frames {
-        let tally = &mut by_command[crate::stats::command_out_index(frame.first_byte())];
+/// Frames written and their bytes, by command (`stats::COMMANDS_OUT`).
+#[derive(Default)]
+struct Tally([(u64, u64); crate::stats::COMMANDS_OUT.len()]);
+
+impl Tally {
+    fn add(&mut self, frame: &EncodedFrame, len: usize) {
+        let tally = &mut self.0[crate::stats::command_out_index(frame.first_byte())];
         tally.0 += 1;
-        tally.1 += frame.len() as u64;
+        tally.1 += len as u64;
     }
-    by_command
 }
 
 /// How a session ends when its connection to the external broker (relay) ended.
