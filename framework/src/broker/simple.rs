@@ -585,16 +585,15 @@ fn prepare(
 ) -> Arc<Message> {
     // The id is kept apart from the headers (`PreparedMessage::with_message_id`): the frames
     // write it after the destination, and no text of it is made for every message.
-    let front = (ByteStr::from_static(names::DESTINATION), destination.clone());
     let shared = match headers {
         // A client's SEND gives its headers up: they are filtered in place, no copy.
         Cow::Owned(mut shared) => {
-            shared.retain_after(front, |name, _| forwarded(name));
+            shared.retain_after(names::DESTINATION, destination, |name, _| forwarded(name));
             shared
         }
         Cow::Borrowed(headers) => {
             let mut shared = Headers::with_capacity(headers.len() + 1);
-            shared.push(front.0, front.1);
+            shared.push(ByteStr::from_static(names::DESTINATION), destination.clone());
             for (name, value) in headers.entries() {
                 if forwarded(name) {
                     shared.push(name.clone(), value.clone());

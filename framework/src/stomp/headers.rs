@@ -109,24 +109,29 @@ impl Headers {
         &self.entries
     }
 
-    /// Keeps the entries `keep` accepts, in order, after `front`. When the first entry goes
-    /// (a SEND's `destination`, usually its first header), `front` takes its place: no shift
-    /// of the others, as putting it in front would take.
+    /// Keeps the entries `keep` accepts, in order, after the entry `name:value`. When the
+    /// first entry goes (a SEND's `destination`, usually its first header), `name:value` takes
+    /// its place: no shift of the others, as putting it in front would take; and when the
+    /// first entry already says `name:value` (the same destination), it stays as it is.
     pub(crate) fn retain_after(
         &mut self,
-        front: (ByteStr, ByteStr),
+        name: &'static str,
+        value: &ByteStr,
         mut keep: impl FnMut(&ByteStr, &ByteStr) -> bool,
     ) {
+        let front = || (ByteStr::from_static(name), value.clone());
         match self.entries.first_mut() {
             Some(first) if !keep(&first.0, &first.1) => {
-                *first = front;
+                if !(first.0.as_str() == name && first.1 == *value) {
+                    *first = front();
+                }
                 let mut at_front = true;
                 self.entries
                     .retain(|(name, value)| std::mem::take(&mut at_front) || keep(name, value));
             }
             _ => {
                 self.entries.retain(|(name, value)| keep(name, value));
-                self.entries.insert(0, front);
+                self.entries.insert(0, front());
             }
         }
     }
@@ -221,19 +226,22 @@ mod tests {
 
     #[test]
     fn retain_after_puts_front_first_whether_or_not_the_first_entry_stays() {
-        let front = || (ByteStr::from("d"), ByteStr::from("/topic/t"));
-        let not_x = |name: &ByteStr, _: &ByteStr| name.as_str() != "x";
+        let value = ByteStr::from("/topic/t");
+        let not_x_or_d = |name: &ByteStr, _: &ByteStr| !matches!(name.as_str(), "x" | "d");
         type Entries<'a> = &'a [(&'a str, &'a str)];
-        let cases: [(Entries<'_>, Entries<'_>); 5] = [
+        let cases: [(Entries<'_>, Entries<'_>); 7] = [
             (&[("x", "1"), ("a", "2"), ("x", "3"), ("b", "4")], &[("a", "2"), ("b", "4")]),
             (&[("a", "1"), ("x", "2"), ("b", "3")], &[("a", "1"), ("b", "3")]),
             (&[("x", "1")], &[]),
             (&[("a", "1")], &[("a", "1")]),
             (&[], &[]),
+            // The first entry already the one wanted, or the same name with another value.
+            (&[("d", "/topic/t"), ("a", "1")], &[("a", "1")]),
+            (&[("d", "/topic/other"), ("d", "/topic/t")], &[]),
         ];
         for (given, kept) in cases {
             let mut h: Headers = given.iter().copied().collect();
-            h.retain_after(front(), not_x);
+            h.retain_after("d", &value, not_x_or_d);
             let mut expected = vec![("d", "/topic/t")];
             expected.extend_from_slice(kept);
             assert_eq!(h.iter().collect::<Vec<_>>(), expected, "{given:?}");
