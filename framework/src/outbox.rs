@@ -276,6 +276,8 @@ impl Outbox {
     /// made here, they are not copied on their way in).
     #[inline(always)]
     pub(crate) fn push_with(&self, len: usize, make: impl FnOnce() -> EncodedFrame) -> bool {
+        // `recv_many` tells an empty queue by its byte count.
+        debug_assert!(len > 0, "an empty frame");
         if self.is_closed.load(Ordering::Acquire) {
             return false;
         }
@@ -491,6 +493,14 @@ impl OutboxReceiver {
             // Registered first: a push (or close) after the look below wakes this task.
             self.outbox.ready.register(cx.waker());
             self.outbox.task.store(cx.waker().data().cast_mut(), Ordering::Relaxed);
+            // Nothing queued (no byte counted: every frame has some, and what was taken
+            // before has been written by the time the session looks again): no lock to take.
+            // Most looks of a quiet session find nothing; a push after this one wakes it.
+            if self.outbox.queued.load(Ordering::Acquire) == 0
+                && !self.outbox.is_closed.load(Ordering::Acquire)
+            {
+                return Poll::Pending;
+            }
             let taken = self.take(batch, max);
             if taken > 0 {
                 return Poll::Ready(taken);

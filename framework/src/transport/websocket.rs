@@ -9,7 +9,8 @@
 //! decoder's buffer, so a frame may span several messages or share one with others.
 
 use std::io;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -164,6 +165,31 @@ fn put_frame_header(out: &mut BytesMut, text: bool, len: usize) {
 /// The longest header [`put_frame_header`] writes.
 const MAX_FRAME_HEADER: usize = 10;
 
+/// A batch of at most this many bytes (frame headers counted at their longest) is framed on
+/// the stack (see `send_taking`).
+const SMALL_WRITE: usize = 320;
+
+/// [`put_frame_header`] into `out` (which has room for [`MAX_FRAME_HEADER`] bytes); returns
+/// how many bytes it wrote.
+fn put_frame_header_into(out: &mut [u8], text: bool, len: usize) -> usize {
+    let first = if text { 0x81 } else { 0x82 };
+    match len {
+        0..=125 => {
+            out[..2].copy_from_slice(&[first, len as u8]);
+            2
+        }
+        126..=0xFFFF => {
+            out[..4].copy_from_slice(&[first, 126, (len >> 8) as u8, len as u8]);
+            4
+        }
+        _ => {
+            out[..2].copy_from_slice(&[first, 127]);
+            out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        }
+    }
+}
+
 /// Whether a message starts with a DISCONNECT frame: nothing is read after one in the same
 /// `recv`. A client's close usually follows it, and tungstenite, once it has read the close,
 /// refuses to send anything more, such as the RECEIPT the DISCONNECT asked for.
@@ -254,6 +280,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketTransport<S> {
         if self.unsent.capacity() > 0 {
             self.unsent = BytesMut::new();
         }
+        Ok(())
+    }
+
+    /// Frames a batch of at most [`SMALL_WRITE`] bytes on the stack and writes it if the
+    /// socket takes it now; what it does not take goes to `unsent` (empty before), for
+    /// [`write_unsent`](Self::write_unsent). Not async: nothing of it is kept in the session's
+    /// future.
+    fn write_small(&mut self, frames: &Batch) -> io::Result<()> {
+        let mut stack = [0u8; SMALL_WRITE];
+        let mut len = 0;
+        for frame in frames.iter() {
+            len += put_frame_header_into(&mut stack[len..], frame.is_utf8(), frame.len());
+            for chunk in frame.chunks() {
+                stack[len..len + chunk.len()].copy_from_slice(chunk);
+                len += chunk.len();
+            }
+        }
+        // Polled once, with a waker that does nothing: if the socket is not ready, the bytes
+        // wait in `unsent` and the write that follows waits for it properly.
+        let mut cx = Context::from_waker(Waker::noop());
+        let written = match Pin::new(self.ws.get_mut()).poll_write(&mut cx, &stack[..len]) {
+            Poll::Ready(Ok(written)) => written,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => 0,
+        };
+        self.unsent.extend_from_slice(&stack[written..len]);
         Ok(())
     }
 
@@ -467,6 +519,12 @@ where
             }
         }
         let mut total = measured.bytes + frames.len() * MAX_FRAME_HEADER;
+        if total <= SMALL_WRITE {
+            // A small batch (a quiet session's one message): no buffer to allocate and free.
+            self.write_small(frames)?;
+            self.write_unsent().await?;
+            return self.ws.get_mut().flush().await;
+        }
         self.unsent.reserve(total.min(WRITE_BUFFER));
         // Borrowed, not taken: the caller drops the frames together afterwards (cheaper than
         // moving each out of the batch's ring buffer).
@@ -560,6 +618,39 @@ mod tests {
                 .expect("the pipe reads to its end");
             assert!(written.is_empty(), "nothing of the batch was written (measured: {measured})");
         }
+    }
+
+    /// A small batch framed on the stack that the socket takes only in part: the rest is
+    /// written when the socket has room, and the peer reads whole frames, in order.
+    #[tokio::test]
+    async fn a_small_batch_the_socket_takes_in_part_arrives_whole() {
+        // A pipe that holds 64 bytes: two frames of about 100 bytes do not fit.
+        let (server_end, client_end) = tokio::io::duplex(64);
+        let ws = WebSocketStream::from_raw_socket(server_end, Role::Server, None).await;
+        let mut transport = WebSocketTransport::server(ws, limits());
+        let (a, b) = (message(60), message(70));
+        assert!(a.len() + b.len() + 2 * MAX_FRAME_HEADER <= SMALL_WRITE, "a small batch");
+        let reader = tokio::spawn(async move {
+            let mut client = WebSocketStream::from_raw_socket(client_end, Role::Client, None).await;
+            let mut seen = Vec::new();
+            while let Some(Ok(Message::Text(text))) = client.next().await {
+                seen.push(text.len());
+                if seen.len() == 2 {
+                    break;
+                }
+            }
+            seen
+        });
+        let mut batch = Batch::from(vec![a.clone(), b.clone()]);
+        tokio::time::timeout(Duration::from_secs(5), transport.send_taking(&mut batch))
+            .await
+            .expect("written once the peer reads")
+            .expect("no error");
+        let seen = tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .expect("the reader finished")
+            .expect("the reader did not panic");
+        assert_eq!(seen, [a.len(), b.len()], "two whole frames, in order");
     }
 
     /// A hand-framed write cut short (the peer does not read, the send time limit runs out)
