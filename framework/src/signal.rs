@@ -89,26 +89,40 @@ impl Gate {
         Gate { state, waker }
     }
 
-    /// `future`, polled only when the gate is open: it opens when a waker the future was
-    /// polled with fires, and stays open after the future completes (whatever it reads from
-    /// may hold more than it took).
+    /// The future `make` makes, polled only when the gate is open: it opens when a waker the
+    /// future was polled with fires, and stays open after the future completes (whatever it
+    /// reads from may hold more than it took). The future is made only once the gate is open:
+    /// a closed gate costs no future made and dropped (a session's read is a few hundred
+    /// bytes of state, made and dropped twice per message at low rates).
     ///
     /// That is only right when every waker the future registers stays registered after it is
     /// dropped unfinished (a socket's readiness does; a timer or a cancellation token inside
     /// the future does not). With `enabled` false the future is simply awaited (and the gate
     /// left open).
-    pub(crate) async fn gated<F: Future>(&self, enabled: bool, future: F) -> F::Output {
+    pub(crate) async fn gated<F: Future>(
+        &self,
+        enabled: bool,
+        make: impl FnOnce() -> F,
+    ) -> F::Output {
         if !enabled {
             self.state.open.store(true, Ordering::Release);
-            return future.await;
+            return make().await;
         }
-        let mut future = std::pin::pin!(future);
+        let mut make = Some(make);
+        let mut future = std::pin::pin!(None::<F>);
         std::future::poll_fn(|cx| {
             self.state.task.register(cx.waker());
             if !self.state.open.swap(false, Ordering::AcqRel) {
                 return Poll::Pending;
             }
-            match future.as_mut().poll(&mut Context::from_waker(&self.waker)) {
+            if let Some(make) = make.take() {
+                future.set(Some(make()));
+            }
+            let Some(made) = future.as_mut().as_pin_mut() else {
+                // Made above, the first time the gate was open.
+                return Poll::Pending;
+            };
+            match made.poll(&mut Context::from_waker(&self.waker)) {
                 Poll::Ready(output) => {
                     self.state.open.store(true, Ordering::Release);
                     Poll::Ready(output)
@@ -165,17 +179,17 @@ mod tests {
     fn a_gated_future_is_polled_again_only_after_its_waker_fired() {
         let (gate, source) = (Gate::new(), Source::default());
         // Recreated on every poll, as the session loop does with its read.
-        assert!(poll_once(std::pin::pin!(gate.gated(true, source.read()))).is_pending());
+        assert!(poll_once(std::pin::pin!(gate.gated(true, || source.read()))).is_pending());
         assert_eq!(source.polls.load(Ordering::SeqCst), 1, "the first poll goes through");
         for _ in 0..3 {
-            assert!(poll_once(std::pin::pin!(gate.gated(true, source.read()))).is_pending());
+            assert!(poll_once(std::pin::pin!(gate.gated(true, || source.read()))).is_pending());
         }
         assert_eq!(source.polls.load(Ordering::SeqCst), 1, "nothing woke it: not polled");
         source.make_ready();
-        assert!(poll_once(std::pin::pin!(gate.gated(true, source.read()))).is_ready());
+        assert!(poll_once(std::pin::pin!(gate.gated(true, || source.read()))).is_ready());
         assert_eq!(source.polls.load(Ordering::SeqCst), 2);
         // Completed: the next one is polled at once (the source may hold more).
-        assert!(poll_once(std::pin::pin!(gate.gated(true, source.read()))).is_ready());
+        assert!(poll_once(std::pin::pin!(gate.gated(true, || source.read()))).is_ready());
         assert_eq!(source.polls.load(Ordering::SeqCst), 3);
     }
 
@@ -188,7 +202,7 @@ mod tests {
             loop {
                 // Another branch keeps the loop turning, as the session's writes do.
                 tokio::select! {
-                    () = gate.gated(true, reader.read()) => break,
+                    () = gate.gated(true, || reader.read()) => break,
                     () = tokio::task::yield_now() => {}
                 }
             }

@@ -261,7 +261,7 @@ impl<T: Transport> Session<T> {
                     s.unblocked(flow, read_timer.as_mut(), beat_timer.as_mut())
                 }
                 n = outbound.recv_many(&mut s.batch, WRITE_BATCH) => s.write_batch(n).await,
-                received = reads.gated(s.transport.reads_may_be_gated(), s.transport.recv(&mut s.inbound)), if !s.protocol.is_blocked() => {
+                received = reads.gated(s.transport.reads_may_be_gated(), || s.transport.recv(&mut s.inbound)), if !s.protocol.is_blocked() => {
                     s.received(received, read_timer.as_mut(), beat_timer.as_mut())
                 }
                 () = &mut read_timer => s.read_timer_fired(read_timer.as_mut()),
