@@ -161,6 +161,10 @@ struct Clock {
     read_allowance: Option<Duration>,
     /// How often we must send something, once negotiated.
     beat_every: Option<Duration>,
+    /// Whether the read timer has a deadline to keep: before CONNECT, or with a negotiated
+    /// heart-beat from the client. Otherwise it is set for the far future, and the loop does
+    /// not poll it (a quiet session's every wake-up polled it twice, for nothing).
+    read_timer_armed: bool,
 }
 
 impl Clock {
@@ -224,6 +228,7 @@ fn drive<T: Transport>(
             last_write: opened,
             read_allowance: None,
             beat_every: None,
+            read_timer_armed: true,
         },
     };
     async move {
@@ -264,7 +269,9 @@ impl<T: Transport> Session<T> {
                 received = reads.gated(s.transport.reads_may_be_gated(), || s.transport.recv(&mut s.inbound)), if !s.protocol.is_blocked() => {
                     s.received(received, read_timer.as_mut(), beat_timer.as_mut())
                 }
-                () = &mut read_timer => s.read_timer_fired(read_timer.as_mut()),
+                () = &mut read_timer, if s.clock.read_timer_armed => {
+                    s.read_timer_fired(read_timer.as_mut())
+                }
                 () = &mut beat_timer, if s.clock.beat_every.is_some() => {
                     s.beat_timer_fired(beat_timer.as_mut()).await
                 }
@@ -475,6 +482,7 @@ impl<T: Transport> Session<T> {
         self.decoder.set_version(version);
         self.clock.beat_every = outgoing;
         self.clock.read_allowance = incoming.map(HeartBeat::silence_allowance);
+        self.clock.read_timer_armed = self.clock.read_allowance.is_some();
         let config = &self.runtime.config;
         read_timer.reset(self.clock.read_deadline(true, config.time_to_first_message));
         if let Some(every) = outgoing {
