@@ -222,6 +222,10 @@ pub(crate) struct OutboxReceiver {
     outbox: Arc<Outbox>,
     /// Takes in a row that found fewer than [`KEEP_CAPACITY`] frames.
     quiet_takes: u8,
+    /// Whether the queue's buffer held no more than [`KEEP_CAPACITY`] entries after the last
+    /// take (only a push, which counts bytes, can grow it since): an empty look then has
+    /// nothing to give back, and `recv_many` may skip the lock.
+    queue_kept_small: bool,
 }
 
 impl Outbox {
@@ -241,7 +245,7 @@ impl Outbox {
             clock_running: AtomicBool::new(false),
             reason: OnceLock::new(),
         });
-        (outbox.clone(), OutboxReceiver { outbox, quiet_takes: 0 })
+        (outbox.clone(), OutboxReceiver { outbox, quiet_takes: 0, queue_kept_small: true })
     }
 
     /// Asks for this outbox's own cache lines (what a push reads and writes), a few
@@ -494,9 +498,12 @@ impl OutboxReceiver {
             self.outbox.ready.register(cx.waker());
             self.outbox.task.store(cx.waker().data().cast_mut(), Ordering::Relaxed);
             // Nothing queued (no byte counted: every frame has some, and what was taken
-            // before has been written by the time the session looks again): no lock to take.
+            // before has been written by the time the session looks again), and no room of a
+            // burst to give back (empty looks are what trims it, in `take`): no lock to take.
             // Most looks of a quiet session find nothing; a push after this one wakes it.
-            if self.outbox.queued.load(Ordering::Acquire) == 0
+            if self.queue_kept_small
+                && batch.frames.capacity() <= KEEP_CAPACITY
+                && self.outbox.queued.load(Ordering::Acquire) == 0
                 && !self.outbox.is_closed.load(Ordering::Acquire)
             {
                 return Poll::Pending;
@@ -553,6 +560,7 @@ impl OutboxReceiver {
             batch.frames.shrink_to(KEEP_CAPACITY);
         }
         self.outbox.next_slot.store(next_slot(queue), Ordering::Relaxed);
+        self.queue_kept_small = queue.capacity() <= KEEP_CAPACITY;
         n
     }
 }
@@ -733,6 +741,33 @@ mod tests {
         }
         assert!(batch.frames.capacity() <= KEEP_CAPACITY, "{}", batch.frames.capacity());
         assert!(outbox.queue.lock().unwrap().frames.capacity() <= KEEP_CAPACITY);
+    }
+
+    /// The same through `recv_many`, which skips the lock for an empty outbox only once there
+    /// is nothing to give back.
+    #[test]
+    fn an_idle_session_waiting_in_recv_many_gives_a_bursts_room_back() {
+        use futures_util::FutureExt;
+        let (outbox, mut rx) = Outbox::new(1 << 20, Duration::from_secs(10));
+        let mut batch = Batch::default();
+        for _ in 0..200 {
+            assert!(outbox.push(frame(10)));
+        }
+        assert_eq!(rx.recv_many(&mut batch, 128).now_or_never(), Some(128));
+        outbox.written(batch.iter().map(EncodedFrame::len).sum());
+        batch.written(128);
+        assert_eq!(rx.recv_many(&mut batch, 128).now_or_never(), Some(72));
+        outbox.written(batch.iter().map(EncodedFrame::len).sum());
+        batch.written(72);
+        for _ in 0..QUIET_TAKES {
+            assert_eq!(rx.recv_many(&mut batch, 128).now_or_never(), None, "nothing queued");
+        }
+        assert!(batch.frames.capacity() <= KEEP_CAPACITY, "{}", batch.frames.capacity());
+        assert!(outbox.queue.lock().unwrap().frames.capacity() <= KEEP_CAPACITY);
+        // Trimmed: a quiet session's frame is taken, and its empty looks skip the lock.
+        assert!(outbox.push(frame(10)));
+        assert_eq!(rx.recv_many(&mut batch, 128).now_or_never(), Some(1));
+        assert!(rx.queue_kept_small);
     }
 
     #[test]

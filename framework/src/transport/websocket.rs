@@ -519,7 +519,7 @@ where
             }
         }
         let mut total = measured.bytes + frames.len() * MAX_FRAME_HEADER;
-        if total <= SMALL_WRITE {
+        if total <= SMALL_WRITE && !frames.is_empty() {
             // A small batch (a quiet session's one message): no buffer to allocate and free.
             self.write_small(frames)?;
             self.write_unsent().await?;
