@@ -595,6 +595,13 @@ mod tests {
         encode(&Frame::new(Command::Message).body(vec![b'x'; size]), Version::V1_2)
     }
 
+    /// What a session does once it wrote `batch` (its `n` frames): the outbox counts their
+    /// bytes written, the batch is emptied.
+    fn wrote(outbox: &Outbox, batch: &mut Batch, n: usize) {
+        outbox.written(batch.iter().map(EncodedFrame::len).sum());
+        batch.written(n);
+    }
+
     #[test]
     fn an_empty_queue_accepts_any_frame() {
         let (outbox, _rx) = Outbox::new(100, Duration::from_secs(10));
@@ -732,8 +739,7 @@ mod tests {
             assert!(outbox.push(frame(10)));
         }
         assert_eq!(rx.take(&mut batch, 128), 100);
-        outbox.written(batch.iter().map(EncodedFrame::len).sum());
-        batch.written(100);
+        wrote(&outbox, &mut batch, 100);
         assert!(batch.frames.capacity() >= 100, "a busy session keeps its room");
         // A heart-beat or a read wakes the session now and then; the outbox stays empty.
         for _ in 0..QUIET_TAKES {
@@ -754,11 +760,9 @@ mod tests {
             assert!(outbox.push(frame(10)));
         }
         assert_eq!(rx.recv_many(&mut batch, 128).now_or_never(), Some(128));
-        outbox.written(batch.iter().map(EncodedFrame::len).sum());
-        batch.written(128);
+        wrote(&outbox, &mut batch, 128);
         assert_eq!(rx.recv_many(&mut batch, 128).now_or_never(), Some(72));
-        outbox.written(batch.iter().map(EncodedFrame::len).sum());
-        batch.written(72);
+        wrote(&outbox, &mut batch, 72);
         for _ in 0..QUIET_TAKES {
             assert_eq!(rx.recv_many(&mut batch, 128).now_or_never(), None, "nothing queued");
         }
@@ -812,8 +816,7 @@ mod tests {
             }
             // The take hands the queue's buffer over: the hint follows the one left behind.
             rx.drain_now(&mut batch);
-            outbox.written(batch.iter().map(EncodedFrame::len).sum());
-            batch.written(count);
+            wrote(&outbox, &mut batch, count);
         }
         assert!(checked >= 20, "only {checked} pushes into a buffer with room");
     }

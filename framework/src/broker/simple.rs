@@ -139,14 +139,14 @@ impl SimpleBroker {
                     "{destination} is a point-to-point queue: only broadcast destinations retain messages (drop the retain header)"
                 )));
             }
-            let message = self.prepare_next(destination, headers, body);
+            let message = self.prepare_next(destination, headers, body, None);
             return self.enqueue(message, pressure);
         }
         let retain = retain || self.options.retains(destination);
         if !retain && self.retained.is_empty() {
             return Ok(self.broadcast(destination, headers, body, pressure));
         }
-        let message = self.prepare_next(destination, headers, body);
+        let message = self.prepare_next(destination, headers, body, None);
         // Ordered with subscriptions to this destination: a new subscriber gets either the
         // old retained message and then this one, or only this one as retained.
         let mut shard = lock(self.retained.shard(destination));
@@ -207,8 +207,7 @@ impl SimpleBroker {
         parts: &mut Option<(Cow<'_, Headers>, Body)>,
     ) -> Option<Arc<Message>> {
         let (headers, body) = parts.take()?;
-        let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
-        Some(prepare(id, destination, headers, body, listed.direct_head()))
+        Some(self.prepare_next(destination, headers, body, listed.direct_head()))
     }
 
     /// Keeps `message` as its destination's retained message (an empty body clears it),
@@ -319,15 +318,17 @@ impl SimpleBroker {
         deliver_one(subscriber, id, destination, headers, body);
     }
 
-    /// The message every subscriber of one publish shares.
+    /// The message every subscriber of one publish shares, with the next message id; with
+    /// `first`, its frame for that version and subscription head built now (see `prepare`).
     fn prepare_next(
         &self,
         destination: &ByteStr,
         headers: Cow<'_, Headers>,
         body: Body,
+        first: Option<(Version, &Bytes)>,
     ) -> Arc<Message> {
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
-        prepare(id, destination, headers, body, None)
+        prepare(id, destination, headers, body, first)
     }
 
     /// Delivers a message to the subscriptions of one session's user destination: `resolved`
@@ -340,7 +341,7 @@ impl SimpleBroker {
         headers: &Headers,
         body: Bytes,
     ) -> usize {
-        let message = self.prepare_next(shown, Cow::Borrowed(headers), body.into());
+        let message = self.prepare_next(shown, Cow::Borrowed(headers), body.into(), None);
         let (limits, mut pressure) = (&self.options.queue_limits, Pressure::default());
         let mut delivered = 0;
         self.users.for_each_match(resolved, |listed| {

@@ -346,10 +346,17 @@ fn queue_frame(
     pressure: &mut Pressure,
 ) -> bool {
     let pushed = outbox.push(frame);
+    pushed_into(outbox, backpressure, pushed, pressure);
+    pushed
+}
+
+/// After a push into `outbox` (`pushed`: it went ahead): with `Backpressure`, an outbox now
+/// over its limit joins `pressure`.
+#[inline]
+fn pushed_into(outbox: &Arc<Outbox>, backpressure: bool, pushed: bool, pressure: &mut Pressure) {
     if pushed && backpressure && outbox.over_limit() {
         pressure.add(outbox);
     }
-    pushed
 }
 
 /// A subscriber as a registry's list holds it, with what its common delivery needs beside it:
@@ -415,9 +422,7 @@ impl Listed {
                     Some((len, make)) => outbox.push_with(len, make),
                     None => outbox.push(prepared.contiguous_for(direct.version, &direct.head)),
                 };
-                if pushed && direct.backpressure && outbox.over_limit() {
-                    pressure.add(outbox);
-                }
+                pushed_into(outbox, direct.backpressure, pushed, pressure);
             }
             None => self.subscriber.deliver(message, limits, pressure),
         }

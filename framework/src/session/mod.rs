@@ -348,10 +348,8 @@ impl<T: Transport> Session<T> {
         // What the outbox counted (`bytes`): the frames as queued, before any interceptor
         // changed them; what the statistics count (`written`): the frames as sent. Without
         // outbound interceptors they are the same frames, counted in one pass.
-        let (bytes, written) = if interceptors.outbound.is_empty() {
-            let mut written = Tally::default();
-            let measured = self.batch.measure(|frame, len| written.add(frame, len));
-            (measured.bytes, written.0)
+        let queued = if interceptors.outbound.is_empty() {
+            None
         } else {
             let bytes: usize = self.batch.iter().map(EncodedFrame::len).sum();
             // One bound for the whole batch: reads and heart-beats wait meanwhile.
@@ -363,10 +361,11 @@ impl<T: Transport> Session<T> {
                     "the outbound interceptors took longer than {limit:?} (interceptor_timeout) for one batch; the frames they had not passed on were not sent"
                 );
             }
-            let mut written = Tally::default();
-            self.batch.measure(|frame, len| written.add(frame, len));
-            (bytes, written.0)
+            Some(bytes)
         };
+        let mut written = Tally::default();
+        let measured = self.batch.measure(|frame, len| written.add(frame, len));
+        let (bytes, written) = (queued.unwrap_or(measured.bytes), written.0);
         match send_within(limit, self.transport.send_taking(&mut self.batch)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {

@@ -393,10 +393,15 @@ impl PreparedMessage {
     pub fn contiguous_for(&self, version: Version, head: &Bytes) -> EncodedFrame {
         // Inlined for the common case, a delivery with the first head's frame; the rest is
         // out of line.
-        let whole = match &self.made_with {
-            Some((v, h, whole)) if *v == version && same_head(h, head) => whole.clone(),
-            _ => self.contiguous_from_cache(version, head),
-        };
+        match self.made_frame(version, head) {
+            Some((_, make)) => make(),
+            None => self.whole(self.contiguous_from_cache(version, head)),
+        }
+    }
+
+    /// A contiguous frame of this message: `whole` is all of it.
+    #[inline(always)]
+    fn whole(&self, whole: Bytes) -> EncodedFrame {
         EncodedFrame { head: whole, body: None, utf8: self.body_utf8, nul: false }
     }
 
@@ -411,13 +416,7 @@ impl PreparedMessage {
     ) -> Option<(usize, impl FnOnce() -> EncodedFrame + '_)> {
         match &self.made_with {
             Some((v, h, whole)) if *v == version && same_head(h, head) => {
-                let make = || EncodedFrame {
-                    head: whole.clone(),
-                    body: None,
-                    utf8: self.body_utf8,
-                    nul: false,
-                };
-                Some((whole.len(), make))
+                Some((whole.len(), || self.whole(whole.clone())))
             }
             _ => None,
         }

@@ -514,7 +514,8 @@ where
         // the batch as it counted it, usually: then no pass over it is needed here.)
         let measured = frames.measured().unwrap_or_else(|| frames.measure(|_, _| {}));
         if measured.largest > self.limits.max_outbound_frame {
-            if let Some(frame) = frames.iter().find(|frame| self.check_size(frame).is_err()) {
+            let max = self.limits.max_outbound_frame;
+            if let Some(frame) = frames.iter().find(|frame| frame.len() > max) {
                 self.check_size(frame)?;
             }
         }
