@@ -494,7 +494,15 @@ impl OutboxReceiver {
     /// outbox was closed.
     pub(crate) async fn recv_many(&mut self, batch: &mut Batch, max: usize) -> usize {
         std::future::poll_fn(|cx| {
-            // Registered first: a push (or close) after the look below wakes this task.
+            // Something queued (the usual wake-up): taken without registering, since this
+            // poll does not wait (a quiet subscriber's every delivery registered twice).
+            if self.outbox.queued.load(Ordering::Acquire) > 0 {
+                let taken = self.take(batch, max);
+                if taken > 0 {
+                    return Poll::Ready(taken);
+                }
+            }
+            // Registered before the look below: a push (or close) after it wakes this task.
             self.outbox.ready.register(cx.waker());
             self.outbox.task.store(cx.waker().data().cast_mut(), Ordering::Relaxed);
             // Nothing queued (no byte counted: every frame has some, and what was taken
@@ -772,6 +780,37 @@ mod tests {
         assert!(outbox.push(frame(10)));
         assert_eq!(rx.recv_many(&mut batch, 128).now_or_never(), Some(1));
         assert!(rx.queue_kept_small);
+    }
+
+    #[test]
+    fn a_take_that_found_frames_registers_nothing_and_the_next_wait_does() {
+        use std::sync::atomic::AtomicUsize;
+        use std::task::{Context, Wake, Waker};
+        #[derive(Default)]
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let (outbox, mut rx) = Outbox::new(1 << 20, Duration::from_secs(10));
+        let mut batch = Batch::default();
+        let (taker, waiter) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let mut poll_with = |count: &Arc<Count>, batch: &mut Batch| {
+            let waker = Waker::from(count.clone());
+            let mut recv = std::pin::pin!(rx.recv_many(batch, 128));
+            recv.as_mut().poll(&mut Context::from_waker(&waker))
+        };
+        assert!(outbox.push(frame(10)));
+        assert_eq!(poll_with(&taker, &mut batch), Poll::Ready(1));
+        wrote(&outbox, &mut batch, 1);
+        assert!(outbox.push(frame(10)), "pushed between the take and the next wait");
+        assert_eq!(taker.0.load(Ordering::SeqCst), 0, "the take registered no waker");
+        assert_eq!(poll_with(&waiter, &mut batch), Poll::Ready(1));
+        wrote(&outbox, &mut batch, 1);
+        assert_eq!(poll_with(&waiter, &mut batch), Poll::Pending);
+        assert!(outbox.push(frame(10)));
+        assert_eq!(waiter.0.load(Ordering::SeqCst), 1, "the waiting poll's waker is woken");
     }
 
     #[test]

@@ -34,12 +34,20 @@ impl Signal {
         self.raised.load(Ordering::Acquire)
     }
 
-    /// Ready once raised (and every time after).
-    fn poll_raised(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Ready once raised (and every time after). `registered`: the waker this waiter last
+    /// registered, if any. Only a raise takes a registered waker (and it raises the flag
+    /// first), so until then the registration stands, and polling again with a waker that
+    /// wakes the same task registers nothing (two atomic exchanges on each of a quiet
+    /// session's polls).
+    fn poll_raised(&self, cx: &mut Context<'_>, registered: &mut Option<Waker>) -> Poll<()> {
         if self.is_raised() {
             return Poll::Ready(());
         }
+        if registered.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
         self.waker.register(cx.waker());
+        *registered = Some(cx.waker().clone());
         // A raise between the first look and the registration woke nobody: look again.
         match self.is_raised() {
             true => Poll::Ready(()),
@@ -47,9 +55,10 @@ impl Signal {
         }
     }
 
-    /// Completes once raised.
+    /// Completes once raised. One waiter at a time: the signal holds one waker.
     pub(crate) fn raised(&self) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(|cx| self.poll_raised(cx))
+        let mut registered = None;
+        std::future::poll_fn(move |cx| self.poll_raised(cx, &mut registered))
     }
 }
 
@@ -226,6 +235,54 @@ mod tests {
             .await
             .expect("the waiter was not woken")
             .expect("the waiter panicked");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_polled_again_and_again_is_still_woken_by_a_raise() {
+        let signal = Arc::new(Signal::default());
+        let raiser = signal.clone();
+        let (polled, was_polled) = tokio::sync::oneshot::channel();
+        let waiter = tokio::spawn(async move {
+            let mut raised = std::pin::pin!(signal.raised());
+            // Polled on several turns with the task's waker, as the session loop does.
+            for _ in 0..3 {
+                std::future::poll_fn(|cx| {
+                    assert!(raised.as_mut().poll(cx).is_pending());
+                    Poll::Ready(())
+                })
+                .await;
+                tokio::task::yield_now().await;
+            }
+            let _ = polled.send(());
+            raised.await;
+        });
+        was_polled.await.expect("the waiter ended early");
+        raiser.raise();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter was not woken")
+            .expect("the waiter panicked");
+    }
+
+    #[test]
+    fn a_waiter_polled_with_another_waker_registers_that_one() {
+        #[derive(Default)]
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let signal = Signal::default();
+        let mut raised = std::pin::pin!(signal.raised());
+        let (first, second) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        for count in [&first, &second, &second] {
+            let waker = Waker::from(count.clone());
+            assert!(raised.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        }
+        signal.raise();
+        assert_eq!(first.0.load(Ordering::SeqCst), 0, "replaced: not woken");
+        assert_eq!(second.0.load(Ordering::SeqCst), 1, "the waker of the last poll is woken");
     }
 
     #[tokio::test]
