@@ -9,6 +9,7 @@
 //! decoder's buffer, so a frame may span several messages or share one with others.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -171,22 +172,34 @@ const SMALL_WRITE: usize = 320;
 
 /// [`put_frame_header`] into `out` (which has room for [`MAX_FRAME_HEADER`] bytes); returns
 /// how many bytes it wrote.
-fn put_frame_header_into(out: &mut [u8], text: bool, len: usize) -> usize {
+fn put_frame_header_into(out: &mut [MaybeUninit<u8>], text: bool, len: usize) -> usize {
     let first = if text { 0x81 } else { 0x82 };
     match len {
         0..=125 => {
-            out[..2].copy_from_slice(&[first, len as u8]);
+            put_uninit(out, &[first, len as u8]);
             2
         }
         126..=0xFFFF => {
-            out[..4].copy_from_slice(&[first, 126, (len >> 8) as u8, len as u8]);
+            put_uninit(out, &[first, 126, (len >> 8) as u8, len as u8]);
             4
         }
         _ => {
-            out[..2].copy_from_slice(&[first, 127]);
-            out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            put_uninit(out, &[first, 127]);
+            put_uninit(&mut out[2..], &(len as u64).to_be_bytes());
             10
         }
+    }
+}
+
+/// Copies `bytes` to the start of `out` (which has room for them: it panics otherwise).
+#[inline(always)]
+fn put_uninit(out: &mut [MaybeUninit<u8>], bytes: &[u8]) {
+    let out = &mut out[..bytes.len()];
+    // SAFETY: `out` is `bytes.len()` long and `MaybeUninit<u8>` has the layout of `u8`; the
+    // two cannot overlap, `out` being borrowed mutably. (What `write_copy_of_slice` does, which
+    // is newer than this crate's minimum Rust; a loop of byte writes is not made a `memcpy`.)
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), out.len())
     }
 }
 
@@ -288,24 +301,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketTransport<S> {
     /// [`write_unsent`](Self::write_unsent). Not async: nothing of it is kept in the session's
     /// future.
     fn write_small(&mut self, frames: &Batch) -> io::Result<()> {
-        let mut stack = [0u8; SMALL_WRITE];
+        // Not zeroed (a tenth of a quiet delivery's write): only what is written below is read.
+        let mut stack = [MaybeUninit::<u8>::uninit(); SMALL_WRITE];
         let mut len = 0;
         for frame in frames.iter() {
             len += put_frame_header_into(&mut stack[len..], frame.is_utf8(), frame.len());
             for chunk in frame.chunks() {
-                stack[len..len + chunk.len()].copy_from_slice(chunk);
-                len += chunk.len();
+                // Most frames are one part (`contiguous_for`): no copy of the empty ones.
+                if !chunk.is_empty() {
+                    put_uninit(&mut stack[len..], chunk);
+                    len += chunk.len();
+                }
             }
         }
+        let stack = &stack[..len];
+        // SAFETY: the loop above wrote every byte of `stack[..len]`, in order from the start,
+        // and `MaybeUninit<u8>` has the layout of `u8`.
+        let stack: &[u8] = unsafe { std::slice::from_raw_parts(stack.as_ptr().cast::<u8>(), len) };
         // Polled once, with a waker that does nothing: if the socket is not ready, the bytes
         // wait in `unsent` and the write that follows waits for it properly.
         let mut cx = Context::from_waker(Waker::noop());
-        let written = match Pin::new(self.ws.get_mut()).poll_write(&mut cx, &stack[..len]) {
+        let written = match Pin::new(self.ws.get_mut()).poll_write(&mut cx, stack) {
             Poll::Ready(Ok(written)) => written,
             Poll::Ready(Err(e)) => return Err(e),
             Poll::Pending => 0,
         };
-        self.unsent.extend_from_slice(&stack[written..len]);
+        self.unsent.extend_from_slice(&stack[written..]);
         Ok(())
     }
 
@@ -324,6 +345,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketTransport<S> {
             if reader.is_closed() {
                 return Ok(0);
             }
+            // Room for every payload byte the read brought, at once: appended frame by frame,
+            // a busy publisher's buffer grew (and was copied) a few times per read.
+            buf.reserve(reader.unparsed());
             let parsed = reader.parse(buf, &mut self.unsent).map_err(|e| match e {
                 FrameError::TooLarge => TransportError::MessageTooLarge(self.limits.max_message),
                 FrameError::Protocol(why) => {
@@ -507,8 +531,11 @@ where
             return self.ws.flush().await.map_err(into_io);
         }
         // A server's pongs are in `unsent`, and go first; tungstenite holds nothing here (it
-        // reads nothing, and flushes whatever it writes at once).
-        self.write_unsent().await?;
+        // reads nothing, and flushes whatever it writes at once). (Usually nothing is, and
+        // no buffer is kept: no call.)
+        if self.unsent.capacity() > 0 {
+            self.write_unsent().await?;
+        }
         // Every frame's size is checked before any of the batch is written: one too large
         // ends the session before the batch, not halfway through it. (The session measured
         // the batch as it counted it, usually: then no pass over it is needed here.)
@@ -523,7 +550,10 @@ where
         if total <= SMALL_WRITE && !frames.is_empty() {
             // A small batch (a quiet session's one message): no buffer to allocate and free.
             self.write_small(frames)?;
-            self.write_unsent().await?;
+            // Usually the socket took it all: nothing to wait for.
+            if !self.unsent.is_empty() {
+                self.write_unsent().await?;
+            }
             return self.ws.get_mut().flush().await;
         }
         self.unsent.reserve(total.min(WRITE_BUFFER));
@@ -635,7 +665,7 @@ mod tests {
             let mut client = WebSocketStream::from_raw_socket(client_end, Role::Client, None).await;
             let mut seen = Vec::new();
             while let Some(Ok(Message::Text(text))) = client.next().await {
-                seen.push(text.len());
+                seen.push(text.as_bytes().to_vec());
                 if seen.len() == 2 {
                     break;
                 }
@@ -651,7 +681,8 @@ mod tests {
             .await
             .expect("the reader finished")
             .expect("the reader did not panic");
-        assert_eq!(seen, [a.len(), b.len()], "two whole frames, in order");
+        let whole = |frame: &EncodedFrame| frame.chunks().concat();
+        assert_eq!(seen, [whole(&a), whole(&b)], "two whole frames, in order");
     }
 
     /// A hand-framed write cut short (the peer does not read, the send time limit runs out)

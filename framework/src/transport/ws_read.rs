@@ -113,6 +113,11 @@ impl FrameReader {
         self.raw.capacity() - self.raw.len()
     }
 
+    /// Bytes read and not parsed yet: at most what the next [`parse`](Self::parse) appends.
+    pub(crate) fn unparsed(&self) -> usize {
+        self.raw.len()
+    }
+
     /// The buffer the next read appends to (after [`room_for_read`](Self::room_for_read)).
     pub(crate) fn read_buffer(&mut self) -> &mut BytesMut {
         &mut self.raw
@@ -449,7 +454,10 @@ mod tests {
         for bytes in wire.chunks(piece) {
             reader.room_for_read();
             reader.read_buffer().extend_from_slice(bytes);
+            let unparsed = reader.unparsed();
             let parsed = reader.parse(&mut out, &mut pongs)?;
+            // What the transport reserves before a pass is room enough.
+            assert!(parsed.appended <= unparsed, "{} appended of {unparsed}", parsed.appended);
             if parsed != Parsed::default() {
                 found.push(parsed);
             }
