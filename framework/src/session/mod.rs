@@ -304,8 +304,10 @@ impl<T: Transport> Session<T> {
                 Event::BeatTimer => s.beat_timer_fired(beat_timer.as_mut()).await,
             };
             s.runtime.counters.flush_in(&mut s.protocol.tally);
-            if !matches!(step, Step::Continue) {
-                break step;
+            // Matched, not tested: a `Continue` left to go out of scope is dropped by a call.
+            match step {
+                Step::Continue => {}
+                ended => break ended,
             }
         }
     }

@@ -38,7 +38,10 @@ impl<T> WriteStall<T> {
         result: Poll<io::Result<R>>,
     ) -> Poll<io::Result<R>> {
         if result.is_ready() || !self.slot.is_held() {
-            self.stalled = None;
+            // Looked at first: assigning over a `None` still calls its drop, on every write.
+            if self.stalled.is_some() {
+                self.stalled = None;
+            }
             return result;
         }
         let limit = self.limit;
