@@ -20,8 +20,9 @@ What it does, in order:
      (one generator core consumes about 0.85 M deliveries/s, which the baseline serves with
      a third of a core);
   4. for each subscriber count, runs the fan-out scenario against the three servers in
-     alternation for N rounds (total deliveries kept near 200,000 per run), then fixed-rate
-     runs at 10,000 and 30,000 deliveries/s with 100 subscribers;
+     alternation for N rounds, each round starting with the next server (total deliveries
+     kept near 200,000 per run), then fixed-rate runs at 10,000 and 30,000 deliveries/s with
+     100 subscribers;
   5. prints medians and ratios to ours, and writes compare.md, results.jsonl and compare.svg
      (deliveries/s and p99 latency against subscriber count) under --out.
 A run with a lost, duplicated or reordered message is reported as such.
@@ -249,7 +250,12 @@ def main():
     try:
         for title, args, subs in plan:
             for round_no in range(o.rounds):
-                for server in SERVERS:
+                # Each round starts with the next server: whatever the first run of a round
+                # pays for (the load generator's first start after a pause, the machine's
+                # other work) is not always the same server's.
+                names = list(SERVERS)
+                shift = round_no % len(names)
+                for server in names[shift:] + names[:shift]:
                     # RabbitMQ's Erlang schedulers spin when idle, on the measured server's
                     # core: it is paused (SIGSTOP) while the others run.
                     if "rabbitmq" in pids:

@@ -271,6 +271,9 @@ impl<T: Transport> Session<T> {
                 let gated = s.transport.reads_may_be_gated();
                 let (read_armed, beat_armed) =
                     (s.clock.read_timer_armed, s.clock.beat_every.is_some());
+                // Once connected, the read deadline is the heart-beat allowance after the last
+                // read: a read moves it.
+                let reads_move_deadline = s.protocol.version().is_some();
                 let mut unblock = std::pin::pin!(blocked.then(|| s.protocol.unblock()));
                 let mut write = std::pin::pin!(outbound.recv_many(&mut s.batch, WRITE_BATCH));
                 let (transport, inbound) = (&mut s.transport, &mut s.inbound);
@@ -282,7 +285,7 @@ impl<T: Transport> Session<T> {
                         cx,
                         writes_first,
                         raised.as_mut(),
-                        (read_armed, read_timer.as_mut()),
+                        (read_armed, reads_move_deadline, read_timer.as_mut()),
                         (beat_armed, beat_timer.as_mut()),
                         unblock.as_mut().as_pin_mut(),
                         write.as_mut(),
@@ -652,33 +655,42 @@ enum Event {
 /// six branches were a fifth of the instructions of such a delivery). The signal first, then
 /// the timers (so that neither a constant stream of outbound messages nor of inbound frames
 /// keeps a deadline from being noticed), then the handler queue, then the outbox and the
-/// read, in the order `writes_first` gives: the loop alternates it. Like `select!`, it yields
-/// when the task's cooperative budget is spent.
+/// read, in the order `writes_first` gives: the loop alternates it. A read deadline that
+/// reads move (`reads_move_deadline`: the heart-beat allowance, once connected) gives way to a
+/// read that is ready: the frame or heart-beat waiting in the socket moves it (a session whose
+/// loop was busy elsewhere, with a write within the send time limit, is not closed for a
+/// silence that was not there). Like `select!`, it yields when the task's cooperative budget
+/// is spent.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn next_event<W, R, U>(
     cx: &mut std::task::Context<'_>,
     writes_first: bool,
     raised: Pin<&mut impl Future<Output = ()>>,
-    (read_armed, read_timer): (bool, Pin<&mut Sleep>),
+    (read_armed, reads_move_deadline, read_timer): (bool, bool, Pin<&mut Sleep>),
     (beat_armed, beat_timer): (bool, Pin<&mut Sleep>),
     unblock: Option<Pin<&mut U>>,
     write: Pin<&mut W>,
-    read: Option<Pin<&mut R>>,
+    mut read: Option<Pin<&mut R>>,
 ) -> Poll<Event>
 where
     U: Future<Output = Option<Flow>>,
     W: Future<Output = usize>,
     R: Future<Output = Result<usize, TransportError>>,
 {
-    if !tokio::task::coop::has_budget_remaining() {
-        cx.waker().wake_by_ref();
-        return Poll::Pending;
-    }
+    // What `select!` does: a task whose budget is spent yields, and is woken once the runtime
+    // has had its turn. The budget itself is given back when the guard drops (this poll has
+    // done nothing yet).
+    drop(std::task::ready!(tokio::task::coop::poll_proceed(cx)));
     if raised.poll(cx).is_ready() {
         return Poll::Ready(Event::Signalled);
     }
     if read_armed && read_timer.poll(cx).is_ready() {
+        if reads_move_deadline {
+            if let Some(Poll::Ready(received)) = read.as_mut().map(|r| r.as_mut().poll(cx)) {
+                return Poll::Ready(Event::Received(received));
+            }
+        }
         return Poll::Ready(Event::ReadTimer);
     }
     if beat_armed && beat_timer.poll(cx).is_ready() {
@@ -797,32 +809,47 @@ mod tests {
 
     type Read = std::future::Ready<Result<usize, TransportError>>;
 
-    /// What one poll of the session's wait gives: the signal, the read timer and the beat
-    /// timer as said (a timer that is not due is set an hour ahead), the handler queue
-    /// blocked or not, and the outbox and the read both ready.
-    fn first_event(signal: bool, read_due: bool, beat_due: bool, writes_first: bool) -> Event {
+    /// What is ready when the session's wait is polled once.
+    #[derive(Clone, Copy, Default)]
+    struct Ready {
+        signal: bool,
+        read_due: bool,
+        /// Whether a read moves the read deadline (connected, with a heart-beat allowance).
+        reads_move_deadline: bool,
+        beat_due: bool,
+        /// Whether a read is ready (the outbox always is).
+        read: bool,
+        writes_first: bool,
+    }
+
+    /// What one poll of the session's wait gives (a timer that is not due is set an hour
+    /// ahead).
+    fn first_event(ready_now: Ready) -> Event {
         let mut cx = Context::from_waker(Waker::noop());
         let at = |due: bool| match due {
             // Before the runtime started: its timer has passed that at once.
             true => Instant::now() - Duration::from_secs(1),
             false => Instant::now() + Duration::from_secs(3600),
         };
-        let raised = pin!(std::future::poll_fn(|_| match signal {
+        let raised = pin!(std::future::poll_fn(|_| match ready_now.signal {
             true => Poll::Ready(()),
             false => Poll::Pending,
         }));
         let (read_timer, beat_timer) =
-            (pin!(sleep_until(at(read_due))), pin!(sleep_until(at(beat_due))));
+            (pin!(sleep_until(at(ready_now.read_due))), pin!(sleep_until(at(ready_now.beat_due))));
         let unblock: Option<Pin<&mut std::future::Pending<Option<Flow>>>> = None;
-        let (write, read) = (pin!(ready(3)), pin!(ready::<Result<usize, TransportError>>(Ok(5))));
+        let read = pin!(std::future::poll_fn(|_| match ready_now.read {
+            true => Poll::Ready(Ok::<usize, TransportError>(5)),
+            false => Poll::Pending,
+        }));
         match next_event(
             &mut cx,
-            writes_first,
+            ready_now.writes_first,
             raised,
-            (true, read_timer),
+            (true, ready_now.reads_move_deadline, read_timer),
             (true, beat_timer),
             unblock,
-            write,
+            pin!(ready(3)),
             Some(read),
         ) {
             Poll::Ready(event) => event,
@@ -832,12 +859,29 @@ mod tests {
 
     #[tokio::test]
     async fn the_outbox_and_the_read_take_turns_after_the_signal_and_the_timers() {
-        assert!(matches!(first_event(false, false, false, true), Event::Taken(3)));
-        assert!(matches!(first_event(false, false, false, false), Event::Received(Ok(5))));
+        let busy = Ready { read: true, ..Ready::default() };
+        assert!(matches!(first_event(Ready { writes_first: true, ..busy }), Event::Taken(3)));
+        assert!(matches!(
+            first_event(Ready { writes_first: false, ..busy }),
+            Event::Received(Ok(5))
+        ));
         // A deadline is noticed however busy both directions are.
-        assert!(matches!(first_event(false, true, false, true), Event::ReadTimer));
-        assert!(matches!(first_event(false, false, true, false), Event::BeatTimer));
-        assert!(matches!(first_event(true, true, true, true), Event::Signalled));
+        assert!(matches!(first_event(Ready { read_due: true, ..busy }), Event::ReadTimer));
+        assert!(matches!(first_event(Ready { beat_due: true, ..busy }), Event::BeatTimer));
+        let all = Ready { signal: true, read_due: true, beat_due: true, ..busy };
+        assert!(matches!(first_event(all), Event::Signalled));
+    }
+
+    #[tokio::test]
+    async fn a_read_waiting_moves_a_heart_beat_deadline_before_it_is_judged() {
+        let due = Ready { read_due: true, reads_move_deadline: true, ..Ready::default() };
+        // The client's heart-beat is in the socket: read, not judged silent.
+        assert!(matches!(first_event(Ready { read: true, ..due }), Event::Received(Ok(5))));
+        // Nothing to read: the deadline fires.
+        assert!(matches!(first_event(due), Event::ReadTimer));
+        // Before CONNECT the deadline is fixed: bytes arriving do not put it off.
+        let fixed = Ready { reads_move_deadline: false, read: true, ..due };
+        assert!(matches!(first_event(fixed), Event::ReadTimer));
     }
 
     #[tokio::test]
@@ -850,7 +894,7 @@ mod tests {
             &mut cx,
             false,
             pin!(pending::<()>()),
-            (false, read_timer),
+            (false, true, read_timer),
             (false, beat_timer),
             unblock,
             pin!(pending::<usize>()),
@@ -868,7 +912,7 @@ mod tests {
             &mut cx,
             true,
             pin!(pending::<()>()),
-            (true, read_timer),
+            (true, true, read_timer),
             (true, beat_timer),
             Some(pin!(ready(None::<Flow>))),
             pin!(ready(1)),
