@@ -784,19 +784,12 @@ mod tests {
 
     #[test]
     fn a_take_that_found_frames_registers_nothing_and_the_next_wait_does() {
-        use std::sync::atomic::AtomicUsize;
-        use std::task::{Context, Wake, Waker};
-        #[derive(Default)]
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
+        use crate::signal::WakeCount;
+        use std::task::{Context, Waker};
         let (outbox, mut rx) = Outbox::new(1 << 20, Duration::from_secs(10));
         let mut batch = Batch::default();
-        let (taker, waiter) = (Arc::new(Count::default()), Arc::new(Count::default()));
-        let mut poll_with = |count: &Arc<Count>, batch: &mut Batch| {
+        let (taker, waiter) = (Arc::new(WakeCount::default()), Arc::new(WakeCount::default()));
+        let mut poll_with = |count: &Arc<WakeCount>, batch: &mut Batch| {
             let waker = Waker::from(count.clone());
             let mut recv = std::pin::pin!(rx.recv_many(batch, 128));
             recv.as_mut().poll(&mut Context::from_waker(&waker))
@@ -805,12 +798,12 @@ mod tests {
         assert_eq!(poll_with(&taker, &mut batch), Poll::Ready(1));
         wrote(&outbox, &mut batch, 1);
         assert!(outbox.push(frame(10)), "pushed between the take and the next wait");
-        assert_eq!(taker.0.load(Ordering::SeqCst), 0, "the take registered no waker");
+        assert_eq!(taker.count(), 0, "the take registered no waker");
         assert_eq!(poll_with(&waiter, &mut batch), Poll::Ready(1));
         wrote(&outbox, &mut batch, 1);
         assert_eq!(poll_with(&waiter, &mut batch), Poll::Pending);
         assert!(outbox.push(frame(10)));
-        assert_eq!(waiter.0.load(Ordering::SeqCst), 1, "the waiting poll's waker is woken");
+        assert_eq!(waiter.count(), 1, "the waiting poll's waker is woken");
     }
 
     #[test]

@@ -143,6 +143,25 @@ impl Gate {
     }
 }
 
+/// A waker that counts how often it was woken, for tests of what registers and wakes.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct WakeCount(std::sync::atomic::AtomicUsize);
+
+#[cfg(test)]
+impl WakeCount {
+    pub(crate) fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+impl Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,23 +285,16 @@ mod tests {
 
     #[test]
     fn a_waiter_polled_with_another_waker_registers_that_one() {
-        #[derive(Default)]
-        struct Count(AtomicUsize);
-        impl Wake for Count {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
         let signal = Signal::default();
         let mut raised = std::pin::pin!(signal.raised());
-        let (first, second) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let (first, second) = (Arc::new(WakeCount::default()), Arc::new(WakeCount::default()));
         for count in [&first, &second, &second] {
             let waker = Waker::from(count.clone());
             assert!(raised.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
         }
         signal.raise();
-        assert_eq!(first.0.load(Ordering::SeqCst), 0, "replaced: not woken");
-        assert_eq!(second.0.load(Ordering::SeqCst), 1, "the waker of the last poll is woken");
+        assert_eq!(first.count(), 0, "replaced: not woken");
+        assert_eq!(second.count(), 1, "the waker of the last poll is woken");
     }
 
     #[tokio::test]
