@@ -79,6 +79,7 @@ mod locks;
 mod log_throttle;
 mod outbox;
 mod prefetch;
+mod ring;
 mod runtime;
 pub mod security;
 mod server;

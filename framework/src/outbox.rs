@@ -8,7 +8,6 @@
 //! freed, and nobody else is slowed down. So the queue never holds more than
 //! `2 × limit` bytes (plus one frame, which an empty queue always accepts).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
@@ -19,6 +18,7 @@ use tokio::sync::Notify;
 
 use crate::locks::lock;
 use crate::prefetch;
+use crate::ring::Ring;
 use crate::stomp::EncodedFrame;
 
 /// A queue holding more than this many frames' worth of capacity gives it back when it drains
@@ -40,7 +40,7 @@ const MAX_HINT: usize = 4096;
 
 /// The sending side of a session's outbound queue, shared with every publisher.
 ///
-/// A `VecDeque` behind a mutex rather than a channel: it allocates nothing until the first
+/// A ring buffer ([`Ring`]) behind a mutex rather than a channel: it allocates nothing until the first
 /// frame and returns its capacity after a burst, which matters with tens of thousands of
 /// mostly idle sessions. The lock is held only to push, to take a batch, to count what was
 /// written, or to close.
@@ -84,7 +84,7 @@ pub(crate) struct Outbox {
 /// What the outbox's lock guards.
 #[derive(Default)]
 struct Queue {
-    frames: VecDeque<Queued>,
+    frames: Ring<Queued>,
     /// Bytes pushed and not yet written to the transport. The queue's bound rests on this.
     /// Kept under the lock rather than in an atomic of its own: a push takes the lock anyway,
     /// and each locked instruction of a push costs the fan-out (each waits for the stores
@@ -117,7 +117,7 @@ struct Queued {
 /// session's two buffers then keep trading places, each with the room a batch needs.
 #[derive(Default)]
 pub(crate) struct Batch {
-    frames: VecDeque<Queued>,
+    frames: Ring<Queued>,
     /// Writes in a row of fewer than [`KEEP_CAPACITY`] frames.
     quiet_writes: u8,
     /// The frames' sizes, as [`measure`](Batch::measure) found them; `None` once the frames
@@ -145,11 +145,14 @@ impl Batch {
     /// counts what it writes and the transport checks and reserves for it, in one pass.
     pub(crate) fn measure(&mut self, mut each: impl FnMut(&EncodedFrame, usize)) -> Measured {
         let mut measured = Measured { bytes: 0, largest: 0 };
-        for queued in &self.frames {
-            let len = queued.frame.len();
-            measured.bytes += len;
-            measured.largest = measured.largest.max(len);
-            each(&queued.frame, len);
+        let (front, back) = self.frames.as_slices();
+        for part in [front, back] {
+            for queued in part {
+                let len = queued.frame.len();
+                measured.bytes += len;
+                measured.largest = measured.largest.max(len);
+                each(&queued.frame, len);
+            }
         }
         self.measured = Some(measured);
         measured
@@ -173,7 +176,7 @@ impl Batch {
     /// Takes the frames out, in order, leaving the batch empty (with its capacity).
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = EncodedFrame> + Send + '_ {
         self.measured = None;
-        self.frames.drain(..).map(|queued| queued.frame)
+        self.frames.drain().map(|queued| queued.frame)
     }
 
     /// Adds a frame at the end.
@@ -310,8 +313,8 @@ impl Outbox {
             let hint = self.last_take.load(Ordering::Relaxed);
             frames.reserve_exact(hint.clamp(1, MAX_HINT));
         }
-        frames.push_back(Queued { frame: make(), lossy: None });
-        self.next_slot.store(next_slot(frames), Ordering::Relaxed);
+        frames.push_back_with(|| Queued { frame: make(), lossy: None });
+        self.next_slot.store(frames.next_slot(), Ordering::Relaxed);
         drop(queue);
         // The receiver registers before it looks at the queue, so only the push that makes it
         // non-empty needs to wake it.
@@ -365,7 +368,7 @@ impl Outbox {
         let was_empty = queue.frames.is_empty();
         let lossy = Some(Box::new((missed.clone(), reported)));
         queue.frames.push_back(Queued { frame, lossy });
-        self.next_slot.store(next_slot(&queue.frames), Ordering::Relaxed);
+        self.next_slot.store(queue.frames.next_slot(), Ordering::Relaxed);
         drop(queue);
         if was_empty {
             self.ready.wake();
@@ -543,7 +546,7 @@ impl OutboxReceiver {
             // All of it: the buffers trade places (see `Batch`).
             std::mem::swap(queue, &mut batch.frames);
         } else {
-            batch.frames.extend(queue.drain(..n));
+            queue.move_front_to(n, &mut batch.frames);
         }
         // What it found, not what it took (and not the empty looks in between): a queue that
         // gave its capacity back gets room for a burst like the last one in one allocation.
@@ -559,7 +562,7 @@ impl OutboxReceiver {
             && queue.capacity() > KEEP_CAPACITY
             && (quiet || queue.capacity() > MAX_KEPT_CAPACITY)
         {
-            *queue = VecDeque::new();
+            *queue = Ring::new();
         }
         if quiet && found == 0 && batch.is_empty() && batch.frames.capacity() > KEEP_CAPACITY {
             // The batch's buffer too, once the session has looked and found nothing a few
@@ -567,22 +570,9 @@ impl OutboxReceiver {
             // for a few frames, not a burst's worth, in either buffer.
             batch.frames.shrink_to(KEEP_CAPACITY);
         }
-        self.outbox.next_slot.store(next_slot(queue), Ordering::Relaxed);
+        self.outbox.next_slot.store(queue.next_slot(), Ordering::Relaxed);
         self.queue_kept_small = queue.capacity() <= KEEP_CAPACITY;
         n
-    }
-}
-
-/// Where the next `push_back` onto `queue` will store its entry, as far as can be told without
-/// reaching into the ring buffer: the slot after the last entry (a full queue, or one whose
-/// last entry ends its buffer, gives an address that will not be used: the hint is only
-/// prefetched, and a prefetch never faults). The last entry, not `as_slices`: a tenth of the
-/// instructions, and this runs for every delivery.
-fn next_slot(queue: &VecDeque<Queued>) -> *mut Queued {
-    match queue.back() {
-        Some(last) => std::ptr::from_ref(last).wrapping_add(1).cast_mut(),
-        // Empty (after a take): where its first entry will go.
-        None => queue.as_slices().0.as_ptr().cast_mut(),
     }
 }
 
