@@ -127,6 +127,45 @@ static CLASS: [u8; 256] = {
     table
 };
 
+/// How many bytes [`next_with_class_wide`] looks at at once: sixteen where SSE2 is there
+/// (every x86-64 processor), else eight.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+const WIDE: usize = 16;
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+const WIDE: usize = 8;
+
+/// [`next_with_class`] for [`WIDE`] bytes: with SSE2, sixteen bytes compared with each of the
+/// four ASCII bytes that have a class, and their top bits (bytes of 0x80 and up), in about a
+/// dozen instructions (the eight-byte word took twenty-two).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn next_with_class_wide(chunk: &[u8]) -> Option<usize> {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_setzero_si128,
+    };
+    assert!(chunk.len() >= 16);
+    // SAFETY: SSE2 is enabled (the `cfg` above), and the load reads the sixteen bytes the
+    // assertion guarantees (unaligned loads are allowed).
+    let mask = unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast());
+        let is = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+        let found = _mm_or_si128(
+            _mm_or_si128(is(b'\n'), is(b':')),
+            _mm_or_si128(is(b'\\'), _mm_cmpeq_epi8(v, _mm_setzero_si128())),
+        );
+        // The top bit of each byte: the found ones, and those of 0x80 and up.
+        (_mm_movemask_epi8(found) | _mm_movemask_epi8(v)) as u32
+    };
+    (mask != 0).then(|| mask.trailing_zeros() as usize)
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn next_with_class_wide(chunk: &[u8]) -> Option<usize> {
+    next_with_class(&chunk[..8])
+}
+
 /// Where the first byte of `word` (eight bytes) with a [`CLASS`] other than 0 is, if any: a
 /// NUL, `\n`, `:`, `\\` or a byte of 0x80 or more. Whole words at once (SWAR): the usual
 /// zero-byte test marks the lowest zero byte exactly (the bits it may set wrongly are all
@@ -231,7 +270,15 @@ impl Decoder {
             while i < bytes.len() {
                 // Eight bytes at a time up to the next byte with a class (most header text
                 // has none), then that byte.
-                if let Some(word) = bytes.get(i..i + 8) {
+                if let Some(chunk) = bytes.get(i..i + WIDE) {
+                    match next_with_class_wide(chunk) {
+                        None => {
+                            i += WIDE;
+                            continue;
+                        }
+                        Some(at) => i += at,
+                    }
+                } else if let Some(word) = bytes.get(i..i + 8) {
                     match next_with_class(word) {
                         None => {
                             i += 8;
@@ -566,6 +613,24 @@ fn lossy_prefix(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wide_scan_finds_the_first_byte_with_a_class() {
+        for at in 0..WIDE {
+            for special in [b'\n', b':', b'\\', 0, 0x80, 0xC3, 0xFF] {
+                let mut chunk = [b'a'; 24];
+                chunk[at] = special;
+                assert_eq!(next_with_class_wide(&chunk), Some(at), "{special:#x} at {at}");
+                // A later one does not hide it.
+                chunk[WIDE - 1] = b':';
+                assert_eq!(next_with_class_wide(&chunk), Some(at));
+            }
+        }
+        // Bytes after the scanned ones do not count.
+        let mut chunk = [b'z'; 24];
+        chunk[WIDE] = b'\n';
+        assert_eq!(next_with_class_wide(&chunk), None);
+    }
 
     #[test]
     fn the_word_scan_finds_the_first_byte_with_a_class() {
