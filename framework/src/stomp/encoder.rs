@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::escape::{Escaping, write_header};
+use super::escape::{Escaping, put_all, write_header};
 use super::{ByteStr, Command, Frame, Headers, Version, names};
 
 const NUL: &[u8] = b"\0";
@@ -183,9 +183,7 @@ fn write_headers(
 }
 
 fn write_content_length(out: &mut BytesMut, len: usize) {
-    out.put_slice(b"content-length:");
-    out.put_slice(itoa::Buffer::new().format(len).as_bytes());
-    out.put_u8(b'\n');
+    put_all(out, [b"content-length:", itoa::Buffer::new().format(len).as_bytes(), b"\n"]);
 }
 
 /// A MESSAGE to be delivered to many subscribers, encoded once.
@@ -350,17 +348,16 @@ impl PreparedMessage {
             Some(id) => {
                 let (first, rest) = self.headers.entries().split_at(self.headers.len().min(1));
                 write_headers(out, first, escaping, true);
-                out.put_slice(b"message-id:");
-                out.put_slice(itoa::Buffer::new().format(id).as_bytes());
-                out.put_u8(b'\n');
+                put_all(out, [b"message-id:", itoa::Buffer::new().format(id).as_bytes(), b"\n"]);
                 write_headers(out, rest, escaping, true);
             }
             None => {
                 write_headers(out, self.headers.entries(), escaping, true);
             }
         }
-        write_content_length(out, self.body.len());
-        out.put_u8(b'\n');
+        // The content-length line and the blank line that ends the head, at once.
+        let mut digits = itoa::Buffer::new();
+        put_all(out, [b"content-length:", digits.format(self.body.len()).as_bytes(), b"\n\n"]);
         debug_assert_no_nul(&out[start..]);
     }
 
@@ -469,8 +466,7 @@ impl PreparedMessage {
                 return small::frame(|out| {
                     out.put_slice(head);
                     self.encode_shared(out, Escaping::for_frame(version, true));
-                    out.put_slice(body);
-                    out.put_u8(0);
+                    put_all(out, [body, b"\0"]);
                 });
             }
             let mut out = BytesMut::with_capacity(capacity);

@@ -141,17 +141,32 @@ fn may_need_escaping(text: &[u8]) -> bool {
 #[inline]
 pub(crate) fn write_header(out: &mut BytesMut, name: &[u8], value: &[u8], escaping: Escaping) {
     if !may_need_escaping(name) && !may_need_escaping(value) {
-        out.reserve(name.len() + value.len() + 2);
-        out.put_slice(name);
-        out.put_u8(b':');
-        out.put_slice(value);
-        out.put_u8(b'\n');
+        put_all(out, [name, b":", value, b"\n"]);
         return;
     }
     escape_into(out, name, escaping, true);
     out.put_u8(b':');
     escape_into(out, value, escaping, false);
     out.put_u8(b'\n');
+}
+
+/// Appends `parts` to `out` in order, with one check for room (`BytesMut::put_slice` checks
+/// at every part, and a header line has four).
+#[inline(always)]
+pub(crate) fn put_all<const N: usize>(out: &mut BytesMut, parts: [&[u8]; N]) {
+    let total: usize = parts.iter().map(|part| part.len()).sum();
+    out.reserve(total);
+    let mut len = out.len();
+    for part in parts {
+        // SAFETY: `reserve` made room for `total` bytes after the first `len`, and the parts
+        // together are `total` bytes; a part is never `out` itself (borrowed apart from it).
+        unsafe {
+            std::ptr::copy_nonoverlapping(part.as_ptr(), out.as_mut_ptr().add(len), part.len());
+        }
+        len += part.len();
+    }
+    // SAFETY: every byte up to `len` is initialised: the old ones, then the parts just copied.
+    unsafe { out.set_len(len) };
 }
 
 /// Appends `text` to `out`, escaped for `escaping`.
