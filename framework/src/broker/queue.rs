@@ -26,6 +26,16 @@ pub(crate) struct Message {
 }
 
 impl Message {
+    /// A copy to share, of a message made on a publisher's stack (see `Listed::deliver_made`).
+    pub(crate) fn copy(&self) -> Message {
+        Message {
+            prepared: self.prepared.copy(),
+            id: self.id,
+            destination: self.destination.clone(),
+            size: self.size,
+        }
+    }
+
     #[inline]
     pub(crate) fn new(prepared: PreparedMessage, id: u64, destination: ByteStr) -> Message {
         let headers: usize = prepared

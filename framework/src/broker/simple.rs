@@ -180,7 +180,7 @@ impl SimpleBroker {
     ) -> usize {
         let limits = &self.options.queue_limits;
         let mut parts = Some((headers, body));
-        let mut made = None;
+        let (mut made, mut shared) = (None, None);
         let mut delivered = 0;
         self.registry.for_each_match(destination, |listed| {
             let message = match &made {
@@ -190,7 +190,7 @@ impl SimpleBroker {
                     None => return,
                 },
             };
-            listed.deliver(message, limits, pressure);
+            listed.deliver_made(message, &mut shared, limits, pressure);
             delivered += 1;
         });
         delivered
@@ -205,9 +205,10 @@ impl SimpleBroker {
         listed: &Listed,
         destination: &ByteStr,
         parts: &mut Option<(Cow<'_, Headers>, Body)>,
-    ) -> Option<Arc<Message>> {
+    ) -> Option<Message> {
         let (headers, body) = parts.take()?;
-        Some(self.prepare_next(destination, headers, body, listed.direct_head()))
+        let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        Some(prepare_message(id, destination, headers, body, listed.direct_head()))
     }
 
     /// Keeps `message` as its destination's retained message (an empty body clears it),
@@ -584,6 +585,18 @@ fn prepare(
     body: Body,
     first: Option<(Version, &Bytes)>,
 ) -> Arc<Message> {
+    Arc::new(prepare_message(id, destination, headers, body, first))
+}
+
+/// [`prepare`]'s message, not shared yet.
+#[inline]
+fn prepare_message(
+    id: u64,
+    destination: &ByteStr,
+    headers: Cow<'_, Headers>,
+    body: Body,
+    first: Option<(Version, &Bytes)>,
+) -> Message {
     // The id is kept apart from the headers (`PreparedMessage::with_message_id`): the frames
     // write it after the destination, and no text of it is made for every message.
     let shared = match headers {
@@ -608,7 +621,7 @@ fn prepare(
     if let Some((version, head)) = first {
         prepared.build_first_frame(version, head);
     }
-    Arc::new(Message::new(prepared, id, destination.clone()))
+    Message::new(prepared, id, destination.clone())
 }
 
 /// Whether a publisher's header reaches subscribers: not the per-SEND ones, nor the ones the

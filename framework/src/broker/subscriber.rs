@@ -406,6 +406,27 @@ impl Listed {
         self.direct.as_ref().map(|direct| (direct.version, &direct.head))
     }
 
+    /// [`deliver`](Self::deliver) of a broadcast's message `made` on the publisher's stack:
+    /// a direct delivery takes only its frame; one that keeps the message (a subscription
+    /// with its own queue, acknowledgements or a lossy policy) gets `shared`, a copy in an
+    /// `Arc` made the first time one is needed.
+    #[inline]
+    pub(crate) fn deliver_made(
+        &self,
+        made: &Message,
+        shared: &mut Option<Arc<Message>>,
+        limits: &QueueLimits,
+        pressure: &mut Pressure,
+    ) {
+        match &self.direct {
+            Some(direct) => direct.deliver(&made.prepared, pressure),
+            None => {
+                let message = shared.get_or_insert_with(|| Arc::new(made.copy()));
+                self.subscriber.deliver(message, limits, pressure);
+            }
+        }
+    }
+
     /// Delivers a broadcast `message`, as [`Subscriber::deliver`] does.
     #[inline]
     pub(crate) fn deliver(
@@ -415,17 +436,23 @@ impl Listed {
         pressure: &mut Pressure,
     ) {
         match &self.direct {
-            Some(direct) => {
-                let (outbox, prepared) = (&direct.outbox, &message.prepared);
-                let pushed = match prepared.made_frame(direct.version, &direct.head) {
-                    // The usual case: the frame built when the message was made.
-                    Some((len, make)) => outbox.push_with(len, make),
-                    None => outbox.push(prepared.contiguous_for(direct.version, &direct.head)),
-                };
-                pushed_into(outbox, direct.backpressure, pushed, pressure);
-            }
+            Some(direct) => direct.deliver(&message.prepared, pressure),
             None => self.subscriber.deliver(message, limits, pressure),
         }
+    }
+}
+
+impl Direct {
+    /// Pushes the frame of `prepared` for this subscription into its session's outbox.
+    #[inline(always)]
+    fn deliver(&self, prepared: &PreparedMessage, pressure: &mut Pressure) {
+        let outbox = &self.outbox;
+        let pushed = match prepared.made_frame(self.version, &self.head) {
+            // The usual case: the frame built when the message was made.
+            Some((len, make)) => outbox.push_with(len, make),
+            None => outbox.push(prepared.contiguous_for(self.version, &self.head)),
+        };
+        pushed_into(outbox, self.backpressure, pushed, pressure);
     }
 }
 
@@ -518,5 +545,52 @@ mod tests {
         };
         assert_eq!(bytes(&direct), bytes(&full));
         assert_eq!(bytes(&direct).len(), 1);
+    }
+
+    #[test]
+    fn a_broadcast_reaches_direct_and_keeping_subscriptions_alike() {
+        // The message is made on the publisher's stack; the acknowledging subscription keeps
+        // a shared copy of it. Both kinds, before and after each other.
+        let broker = crate::broker::SimpleBroker::default();
+        let subscriptions = [
+            ("mixed-a", AckMode::Auto),
+            ("mixed-b", AckMode::Client),
+            ("mixed-c", AckMode::Auto),
+            ("mixed-d", AckMode::ClientIndividual),
+        ];
+        let mut receivers = Vec::new();
+        for (id, ack) in subscriptions {
+            let (subscriber, receiver) = subscriber(id, ack);
+            broker.subscribe(Arc::new(subscriber));
+            receivers.push((id, receiver));
+        }
+        let mut headers = crate::stomp::Headers::new();
+        headers.push("content-type", "text/plain");
+        for body in ["first", "second"] {
+            let delivered = broker.publish(&"/topic/t".into(), &headers, Bytes::from(body));
+            assert_eq!(delivered, 4);
+        }
+        let mut ids = Vec::new();
+        for (id, receiver) in &mut receivers {
+            let mut batch = crate::outbox::Batch::default();
+            receiver.drain_now(&mut batch);
+            let frames: Vec<Bytes> = batch.iter().map(EncodedFrame::to_bytes).collect();
+            assert_eq!(frames.len(), 2, "{id}");
+            for (frame, body) in frames.iter().zip(["first", "second"]) {
+                let text = std::str::from_utf8(frame).expect("UTF-8");
+                assert!(text.starts_with("MESSAGE\n"), "{text}");
+                assert!(text.contains(&format!("\nsubscription:{id}\n")), "{text}");
+                assert!(text.contains("\ncontent-type:text/plain\n"), "{text}");
+                assert!(text.ends_with(&format!("\n\n{body}\0")), "{text}");
+                let message_id = text.lines().find_map(|l| l.strip_prefix("message-id:"));
+                ids.push((body, message_id.expect("a message-id").to_owned()));
+            }
+        }
+        // Every subscription saw the same id for the same message, and the two differ.
+        for body in ["first", "second"] {
+            let of: Vec<_> = ids.iter().filter(|(b, _)| *b == body).map(|(_, id)| id).collect();
+            assert!(of.windows(2).all(|w| w[0] == w[1]), "{body}: {of:?}");
+        }
+        assert_ne!(ids[0].1, ids[1].1);
     }
 }

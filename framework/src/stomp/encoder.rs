@@ -282,6 +282,19 @@ impl PreparedMessage {
     /// The message with its `message-id` given, kept apart from `headers` (the broker's own
     /// messages: no text of the id is made but the one in the encoded frames).
     #[inline]
+    /// A copy sharing the headers' text, the body and the first frame built (not the frames
+    /// and shared parts built since: the copy builds its own).
+    pub(crate) fn copy(&self) -> Self {
+        PreparedMessage {
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+            body_utf8: self.body_utf8,
+            message_id: self.message_id,
+            made_with: self.made_with.clone(),
+            later: OnceLock::new(),
+        }
+    }
+
     pub(crate) fn with_message_id(mut self, id: u64) -> Self {
         self.message_id = Some(id);
         self
