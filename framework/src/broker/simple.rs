@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::options::BrokerOptions;
 use super::queue::{Full, Kind, Message, QueueCell, Settlement};
-use super::registry::Registry;
+use super::registry::{Registry, Visit};
 use super::subscriber::{Delivered, Listed, Pressure, Subscriber};
 use super::{Body, Pattern};
 use crate::locks::lock;
@@ -160,7 +160,7 @@ impl SimpleBroker {
     fn fan_out(&self, message: &Arc<Message>, pressure: &mut Pressure) -> usize {
         let limits = &self.options.queue_limits;
         let mut delivered = 0;
-        self.registry.for_each_match(&message.destination, |listed| {
+        self.registry.for_each_match(&message.destination, |listed: &Listed| {
             listed.deliver(message, limits, pressure);
             delivered += 1;
         });
@@ -178,22 +178,17 @@ impl SimpleBroker {
         body: Body,
         pressure: &mut Pressure,
     ) -> usize {
-        let limits = &self.options.queue_limits;
-        let mut parts = Some((headers, body));
-        let (mut made, mut shared) = (None, None);
-        let mut delivered = 0;
-        self.registry.for_each_match(destination, |listed| {
-            let message = match &made {
-                Some(message) => message,
-                None => match self.make_for(listed, destination, &mut parts) {
-                    Some(message) => made.insert(message),
-                    None => return,
-                },
-            };
-            listed.deliver_made(message, &mut shared, limits, pressure);
-            delivered += 1;
-        });
-        delivered
+        let mut broadcast = Broadcast {
+            broker: self,
+            destination,
+            parts: Some((headers, body)),
+            made: None,
+            shared: None,
+            delivered: 0,
+            pressure,
+        };
+        self.registry.for_each_match(destination, &mut broadcast);
+        broadcast.delivered
     }
 
     /// The message of a [`broadcast`](Self::broadcast), made at its first subscription
@@ -345,7 +340,7 @@ impl SimpleBroker {
         let message = self.prepare_next(shown, Cow::Borrowed(headers), body.into(), None);
         let (limits, mut pressure) = (&self.options.queue_limits, Pressure::default());
         let mut delivered = 0;
-        self.users.for_each_match(resolved, |listed| {
+        self.users.for_each_match(resolved, |listed: &Listed| {
             listed.deliver(&message, limits, &mut pressure);
             delivered += 1;
         });
@@ -572,6 +567,37 @@ impl SimpleBroker {
     /// How many destinations hold a retained message.
     pub fn retained_count(&self) -> usize {
         self.retained.count.load(Ordering::Acquire)
+    }
+}
+
+/// A [`SimpleBroker::broadcast`] under way: what its fan-out's loop carries from one
+/// subscription to the next.
+struct Broadcast<'a, 'h> {
+    broker: &'a SimpleBroker,
+    destination: &'a ByteStr,
+    /// The publisher's headers and body, until the message is made of them.
+    parts: Option<(Cow<'h, Headers>, Body)>,
+    /// The message, made at the first matching subscription, on the stack.
+    made: Option<Message>,
+    /// A copy of it in an `Arc`, for the deliveries that keep it (see `Listed::deliver_made`).
+    shared: Option<Arc<Message>>,
+    delivered: usize,
+    pressure: &'a mut Pressure,
+}
+
+impl Visit for &mut Broadcast<'_, '_> {
+    #[inline(always)]
+    fn visit(&mut self, listed: &Listed) {
+        let message = match &self.made {
+            Some(message) => message,
+            None => match self.broker.make_for(listed, self.destination, &mut self.parts) {
+                Some(message) => self.made.insert(message),
+                None => return,
+            },
+        };
+        let limits = &self.broker.options.queue_limits;
+        listed.deliver_made(message, &mut self.shared, limits, self.pressure);
+        self.delivered += 1;
     }
 }
 

@@ -410,7 +410,7 @@ impl Listed {
     /// a direct delivery takes only its frame; one that keeps the message (a subscription
     /// with its own queue, acknowledgements or a lossy policy) gets `shared`, a copy in an
     /// `Arc` made the first time one is needed.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn deliver_made(
         &self,
         made: &Message,
