@@ -165,14 +165,27 @@ impl<T> Ring<T> {
         }
     }
 
+    /// The two runs of entries (see [`as_slices`](Ring::as_slices)) as raw slices, for
+    /// dropping them in place.
+    fn as_raw_slices(&mut self) -> (*mut [T], *mut [T]) {
+        let first = self.len.min(self.cap - self.head.min(self.cap));
+        let base = self.buf.as_ptr();
+        // SAFETY: `head + first <= cap`: the pointer stays within (or one past) the buffer.
+        let front = unsafe { base.add(self.head) };
+        (
+            std::ptr::slice_from_raw_parts_mut(front, first),
+            std::ptr::slice_from_raw_parts_mut(base, self.len - first),
+        )
+    }
+
     /// Drops every entry, keeping the buffer.
     pub(crate) fn clear(&mut self) {
-        let (a, b) = self.as_slices();
-        let (a, b) = (std::ptr::from_ref(a).cast_mut(), std::ptr::from_ref(b).cast_mut());
+        let (a, b) = self.as_raw_slices();
         // Forgotten first: a panicking drop leaves an empty ring (and leaks), never a double
         // drop.
         (self.head, self.len) = (0, 0);
-        // SAFETY: the entries were initialised and the ring no longer counts them.
+        // SAFETY: the entries were initialised and the ring no longer counts them; the raw
+        // slices come from the buffer's own pointer, not from a shared borrow.
         unsafe {
             std::ptr::drop_in_place(a);
             std::ptr::drop_in_place(b);

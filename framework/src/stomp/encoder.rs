@@ -279,9 +279,6 @@ impl PreparedMessage {
         self.message_id
     }
 
-    /// The message with its `message-id` given, kept apart from `headers` (the broker's own
-    /// messages: no text of the id is made but the one in the encoded frames).
-    #[inline]
     /// A copy sharing the headers' text, the body and the first frame built (not the frames
     /// and shared parts built since: the copy builds its own).
     pub(crate) fn copy(&self) -> Self {
@@ -295,6 +292,9 @@ impl PreparedMessage {
         }
     }
 
+    /// The message with its `message-id` given, kept apart from `headers` (the broker's own
+    /// messages: no text of the id is made but the one in the encoded frames).
+    #[inline]
     pub(crate) fn with_message_id(mut self, id: u64) -> Self {
         self.message_id = Some(id);
         self
@@ -513,12 +513,9 @@ mod small {
 
     use bytes::{Bytes, BytesMut};
 
-    /// The size classes: array lengths such that the allocation (the array, its length and
-    /// the reference count) fills a 256-, 512- or 1,024-byte block.
-    const CLASSES: [usize; 3] = [256 - 16, 512 - 16, 1024 - 16];
-
-    /// The largest frame built this way.
-    pub(super) const LARGEST: usize = CLASSES[2];
+    /// The largest frame built this way: its allocation (the array, its length and the
+    /// reference count) is 1,024 bytes.
+    pub(super) const LARGEST: usize = 1024 - 16;
 
     /// A frame's bytes, the first `len` of `bytes`.
     struct Inline<const N: usize> {
@@ -559,28 +556,48 @@ mod small {
     /// The frame `build` writes, in one allocation when it is at most [`LARGEST`] bytes (it
     /// may be larger when escaping lengthened its headers: then in a buffer of its own).
     pub(super) fn frame(build: impl FnOnce(&mut BytesMut)) -> Bytes {
-        SCRATCH.with(|scratch| {
+        let mut build = Some(build);
+        let built = SCRATCH.try_with(|scratch| {
             // A frame built while another is (a re-entrant encoder: none today) gets a
-            // buffer of its own.
-            let Ok(mut out) = scratch.try_borrow_mut() else {
-                let mut out = BytesMut::new();
-                build(&mut out);
-                return out.freeze();
-            };
+            // buffer of its own, below.
+            let mut out = scratch.try_borrow_mut().ok()?;
+            let build = build.take()?;
             out.clear();
             build(&mut out);
-            let frame = match out.len() {
-                len if len <= CLASSES[0] => Inline::<{ CLASSES[0] }>::bytes(&out),
-                len if len <= CLASSES[1] => Inline::<{ CLASSES[1] }>::bytes(&out),
-                len if len <= CLASSES[2] => Inline::<{ CLASSES[2] }>::bytes(&out),
-                _ => Bytes::copy_from_slice(&out),
-            };
+            let frame = inline(&out);
             // A frame that escaping made large leaves no large buffer behind.
             if out.capacity() > LARGEST * 2 {
                 *out = BytesMut::with_capacity(LARGEST);
             }
-            frame
-        })
+            Some(frame)
+        });
+        if let Ok(Some(frame)) = built {
+            return frame;
+        }
+        // No scratch buffer (borrowed, or the thread is ending): a buffer of its own. (`build`
+        // is still here: it is taken only where its frame is returned.)
+        let mut out = BytesMut::new();
+        if let Some(build) = build {
+            build(&mut out);
+        }
+        out.freeze()
+    }
+
+    /// `bytes` in one allocation of a size class. The classes go up by 64 bytes to 512 and by
+    /// 128 to 1,024 (allocations of `N + 16`: the length and the reference count), so a frame
+    /// takes at most 127 bytes more than its length, about what a buffer of its own and a
+    /// separate reference count took (glibc rounds each allocation to 16 bytes and adds its
+    /// own 8 to 16). Longer ones: a buffer of their own.
+    fn inline(bytes: &[u8]) -> Bytes {
+        macro_rules! classes {
+            ($($n:literal),*) => {
+                match bytes.len() {
+                    $(len if len <= $n - 16 => Inline::<{ $n - 16 }>::bytes(bytes),)*
+                    _ => Bytes::copy_from_slice(bytes),
+                }
+            };
+        }
+        classes!(128, 192, 256, 320, 384, 448, 512, 640, 768, 896, 1024)
     }
 }
 
@@ -641,6 +658,15 @@ mod tests {
                 let again = message.contiguous_for(Version::V1_2, &head).to_bytes();
                 assert_eq!(again.as_ptr(), built.as_ptr());
             }
+        }
+    }
+
+    #[test]
+    fn every_length_keeps_its_bytes_whatever_its_class() {
+        let source: Vec<u8> = (0..1100u32).map(|i| (i % 251) as u8).collect();
+        for len in 0..=source.len() {
+            let frame = small::frame(|out| out.put_slice(&source[..len]));
+            assert_eq!(&frame[..], &source[..len], "{len} bytes");
         }
     }
 

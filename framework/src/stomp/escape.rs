@@ -156,17 +156,20 @@ pub(crate) fn write_header(out: &mut BytesMut, name: &[u8], value: &[u8], escapi
 pub(crate) fn put_all<const N: usize>(out: &mut BytesMut, parts: [&[u8]; N]) {
     let total: usize = parts.iter().map(|part| part.len()).sum();
     out.reserve(total);
-    let mut len = out.len();
+    let spare = out.spare_capacity_mut();
+    assert!(spare.len() >= total);
+    let mut at = 0;
     for part in parts {
-        // SAFETY: `reserve` made room for `total` bytes after the first `len`, and the parts
-        // together are `total` bytes; a part is never `out` itself (borrowed apart from it).
+        // SAFETY: the spare room holds at least `total` bytes (checked above), the parts
+        // together are `total` bytes, and a part is never `out` itself (borrowed apart).
         unsafe {
-            std::ptr::copy_nonoverlapping(part.as_ptr(), out.as_mut_ptr().add(len), part.len());
+            let to = spare.as_mut_ptr().add(at).cast::<u8>();
+            std::ptr::copy_nonoverlapping(part.as_ptr(), to, part.len());
         }
-        len += part.len();
+        at += part.len();
     }
-    // SAFETY: every byte up to `len` is initialised: the old ones, then the parts just copied.
-    unsafe { out.set_len(len) };
+    // SAFETY: the first `total` bytes after the old length were just written.
+    unsafe { out.set_len(out.len() + total) };
 }
 
 /// Appends `text` to `out`, escaped for `escaping`.
