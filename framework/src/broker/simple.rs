@@ -203,7 +203,7 @@ impl SimpleBroker {
     ) -> Option<Message> {
         let (headers, body) = parts.take()?;
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
-        Some(prepare_message(id, destination, headers, body, listed.direct_head()))
+        Some(prepare(id, destination, headers, body, listed.direct_head()))
     }
 
     /// Keeps `message` as its destination's retained message (an empty body clears it),
@@ -324,7 +324,7 @@ impl SimpleBroker {
         first: Option<(Version, &Bytes)>,
     ) -> Arc<Message> {
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
-        prepare(id, destination, headers, body, first)
+        Arc::new(prepare(id, destination, headers, body, first))
     }
 
     /// Delivers a message to the subscriptions of one session's user destination: `resolved`
@@ -603,20 +603,10 @@ impl Visit for &mut Broadcast<'_, '_> {
 
 /// The message every subscriber of one publish shares, with message id `id`; with `first`,
 /// the complete frame for that version and subscription head is built now (the first
-/// delivery's, which every delivery with the same head shares).
-fn prepare(
-    id: u64,
-    destination: &ByteStr,
-    headers: Cow<'_, Headers>,
-    body: Body,
-    first: Option<(Version, &Bytes)>,
-) -> Arc<Message> {
-    Arc::new(prepare_message(id, destination, headers, body, first))
-}
-
-/// [`prepare`]'s message, not shared yet.
+/// delivery's, which every delivery with the same head shares). Not shared yet: a broadcast
+/// keeps it on its stack (see `Broadcast`), the other paths put it in an `Arc`.
 #[inline]
-fn prepare_message(
+fn prepare(
     id: u64,
     destination: &ByteStr,
     headers: Cow<'_, Headers>,
@@ -678,7 +668,7 @@ pub(crate) fn deliver_one(
     headers: &Headers,
     body: Bytes,
 ) {
-    let message = prepare(id, destination, Cow::Borrowed(headers), body.into(), None);
+    let message = Arc::new(prepare(id, destination, Cow::Borrowed(headers), body.into(), None));
     let mut pressure = Pressure::default();
     subscriber.push(&message, Delivered::default(), &mut pressure);
 }
