@@ -112,9 +112,14 @@ impl<T> Ring<T> {
         (self.len > 0).then(|| unsafe { &*self.slot(self.len - 1) })
     }
 
+    /// How many entries run from `head` to the end of the buffer (the rest wrap to its start).
+    fn front_len(&self) -> usize {
+        self.len.min(self.cap - self.head.min(self.cap))
+    }
+
     /// The entries in order, as the two runs of the buffer they fill.
     pub(crate) fn as_slices(&self) -> (&[T], &[T]) {
-        let first = self.len.min(self.cap - self.head.min(self.cap));
+        let first = self.front_len();
         // SAFETY: entries `head..head + first` and `0..len - first` are initialised, and do
         // not overlap (`len <= cap`).
         unsafe {
@@ -168,7 +173,7 @@ impl<T> Ring<T> {
     /// The two runs of entries (see [`as_slices`](Ring::as_slices)) as raw slices, for
     /// dropping them in place.
     fn as_raw_slices(&mut self) -> (*mut [T], *mut [T]) {
-        let first = self.len.min(self.cap - self.head.min(self.cap));
+        let first = self.front_len();
         let base = self.buf.as_ptr();
         // SAFETY: `head + first <= cap`: the pointer stays within (or one past) the buffer.
         let front = unsafe { base.add(self.head) };

@@ -182,6 +182,7 @@ fn write_headers(
     had_length
 }
 
+#[inline(always)]
 fn write_content_length(out: &mut BytesMut, len: usize) {
     put_all(out, [b"content-length:", itoa::Buffer::new().format(len).as_bytes(), b"\n"]);
 }
@@ -368,9 +369,8 @@ impl PreparedMessage {
                 write_headers(out, self.headers.entries(), escaping, true);
             }
         }
-        // The content-length line and the blank line that ends the head, at once.
-        let mut digits = itoa::Buffer::new();
-        put_all(out, [b"content-length:", digits.format(self.body.len()).as_bytes(), b"\n\n"]);
+        write_content_length(out, self.body.len());
+        out.put_u8(b'\n');
         debug_assert_no_nul(&out[start..]);
     }
 
@@ -513,6 +513,8 @@ mod small {
 
     use bytes::{Bytes, BytesMut};
 
+    use crate::stomp::put_uninit;
+
     /// The largest frame built this way: its allocation (the array, its length and the
     /// reference count) is 1,024 bytes.
     pub(super) const LARGEST: usize = 1024 - 16;
@@ -525,7 +527,7 @@ mod small {
 
     impl<const N: usize> AsRef<[u8]> for Inline<N> {
         fn as_ref(&self) -> &[u8] {
-            // SAFETY: `from` wrote the first `len` bytes (`len <= N`), and `MaybeUninit<u8>`
+            // SAFETY: `bytes` wrote the first `len` bytes (`len <= N`), and `MaybeUninit<u8>`
             // has the layout of `u8`.
             unsafe { std::slice::from_raw_parts(self.bytes.as_ptr().cast::<u8>(), self.len) }
         }
@@ -536,14 +538,7 @@ mod small {
         fn bytes(bytes: &[u8]) -> Bytes {
             debug_assert!(bytes.len() <= N);
             let mut inline = Inline { len: bytes.len(), bytes: [MaybeUninit::uninit(); N] };
-            // SAFETY: `bytes.len() <= N` (checked by the caller); the regions do not overlap.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    bytes.as_ptr(),
-                    inline.bytes.as_mut_ptr().cast::<u8>(),
-                    bytes.len(),
-                );
-            }
+            put_uninit(&mut inline.bytes, bytes);
             Bytes::from_owner(inline)
         }
     }

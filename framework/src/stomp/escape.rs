@@ -4,6 +4,8 @@
 //! CONNECT/CONNECTED frames of every version define none. An undefined escape sequence is a
 //! fatal protocol error.
 
+use std::mem::MaybeUninit;
+
 use bytes::{BufMut, BytesMut};
 
 use super::Version;
@@ -157,19 +159,25 @@ pub(crate) fn put_all<const N: usize>(out: &mut BytesMut, parts: [&[u8]; N]) {
     let total: usize = parts.iter().map(|part| part.len()).sum();
     out.reserve(total);
     let spare = out.spare_capacity_mut();
-    assert!(spare.len() >= total);
     let mut at = 0;
     for part in parts {
-        // SAFETY: the spare room holds at least `total` bytes (checked above), the parts
-        // together are `total` bytes, and a part is never `out` itself (borrowed apart).
-        unsafe {
-            let to = spare.as_mut_ptr().add(at).cast::<u8>();
-            std::ptr::copy_nonoverlapping(part.as_ptr(), to, part.len());
-        }
+        put_uninit(&mut spare[at..], part);
         at += part.len();
     }
     // SAFETY: the first `total` bytes after the old length were just written.
     unsafe { out.set_len(out.len() + total) };
+}
+
+/// Copies `bytes` to the start of `out` (which has room for them: it panics otherwise).
+#[inline(always)]
+pub(crate) fn put_uninit(out: &mut [MaybeUninit<u8>], bytes: &[u8]) {
+    let out = &mut out[..bytes.len()];
+    // SAFETY: `out` is `bytes.len()` long and `MaybeUninit<u8>` has the layout of `u8`; the
+    // two cannot overlap, `out` being borrowed mutably. (What `write_copy_of_slice` does, which
+    // is newer than this crate's minimum Rust; a loop of byte writes is not made a `memcpy`.)
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), out.len())
+    }
 }
 
 /// Appends `text` to `out`, escaped for `escaping`.

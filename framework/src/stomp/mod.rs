@@ -53,6 +53,7 @@ pub use command::Command;
 pub use decoder::Decoder;
 pub use encoder::{EncodedFrame, PreparedMessage, encode, encode_to_bytes, message_head};
 pub use error::{DecodeError, DecodeErrorKind};
+pub(crate) use escape::put_uninit;
 pub use frame::Frame;
 pub use headers::{Headers, names};
 pub use limits::Limits;

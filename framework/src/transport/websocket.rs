@@ -28,6 +28,7 @@ use super::ws_read::{FrameError, FrameReader};
 use super::{Transport, TransportError};
 use crate::outbox::Batch;
 use crate::stomp::EncodedFrame;
+use crate::stomp::put_uninit;
 
 /// Frames of a batch collect in the write buffer and go out in one write on flush (0 would mean
 /// one syscall per frame: 30x the syscalls of a buffered writer in the fan-out benchmark;
@@ -188,18 +189,6 @@ fn put_frame_header_into(out: &mut [MaybeUninit<u8>], text: bool, len: usize) ->
             put_uninit(&mut out[2..], &(len as u64).to_be_bytes());
             10
         }
-    }
-}
-
-/// Copies `bytes` to the start of `out` (which has room for them: it panics otherwise).
-#[inline(always)]
-fn put_uninit(out: &mut [MaybeUninit<u8>], bytes: &[u8]) {
-    let out = &mut out[..bytes.len()];
-    // SAFETY: `out` is `bytes.len()` long and `MaybeUninit<u8>` has the layout of `u8`; the
-    // two cannot overlap, `out` being borrowed mutably. (What `write_copy_of_slice` does, which
-    // is newer than this crate's minimum Rust; a loop of byte writes is not made a `memcpy`.)
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), out.len())
     }
 }
 
