@@ -64,11 +64,15 @@ impl Fatal {
 }
 
 /// The session's side of its handler queue.
+///
+/// `repr(C)`, `waiting` first: the session loop looks at it at every wake-up, beside the
+/// protocol's other blocking states (see `Protocol`).
+#[repr(C)]
 pub(crate) struct SessionDispatch {
-    runtime: Arc<Runtime>,
-    sender: Option<mpsc::Sender<Job>>,
     /// Jobs that did not fit in the queue; while any wait, the session reads nothing.
     waiting: VecDeque<Job>,
+    runtime: Arc<Runtime>,
+    sender: Option<mpsc::Sender<Job>>,
     fatal: Arc<Fatal>,
 }
 

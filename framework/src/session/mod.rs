@@ -297,16 +297,21 @@ impl<T: Transport> Session<T> {
             let step = match event {
                 Event::Signalled => s.signalled(),
                 Event::Unblocked(flow) => {
-                    s.unblocked(flow, read_timer.as_mut(), beat_timer.as_mut())
+                    let step = s.unblocked(flow, read_timer.as_mut(), beat_timer.as_mut());
+                    s.runtime.counters.flush_in(&mut s.protocol.tally);
+                    step
                 }
                 Event::Taken(n) => s.write_batch(n).await,
                 Event::Received(received) => {
-                    s.received(received, read_timer.as_mut(), beat_timer.as_mut())
+                    let step = s.received(received, read_timer.as_mut(), beat_timer.as_mut());
+                    // What was decoded is counted (only decoding adds to the tally: a wake-up
+                    // to write does not look at it, nor touch its cache line).
+                    s.runtime.counters.flush_in(&mut s.protocol.tally);
+                    step
                 }
                 Event::ReadTimer => s.read_timer_fired(read_timer.as_mut()),
                 Event::BeatTimer => s.beat_timer_fired(beat_timer.as_mut()).await,
             };
-            s.runtime.counters.flush_in(&mut s.protocol.tally);
             // Matched, not tested: a `Continue` left to go out of scope is dropped by a call.
             match step {
                 Step::Continue => {}

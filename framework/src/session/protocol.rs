@@ -103,15 +103,41 @@ struct Subscription {
     destination: ByteStr,
 }
 
+/// One session's protocol state.
+///
+/// `repr(C)`, and what the session loop reads at every wake-up first: the flags and the four
+/// pointers that say whether the session is blocked, and the handler queue's waiting list, on
+/// one or two cache lines. A quiet subscriber's session is woken once per message, with its
+/// state out of cache; with the compiler's order these were six lines (callgrind's cache
+/// simulation: docs/benchmarks.md, eighth pass). The rarely set states are boxed to keep the
+/// group small.
+#[repr(C)]
 pub(crate) struct Protocol {
-    runtime: Arc<Runtime>,
-    session_id: ByteStr,
-    outbox: Arc<Outbox>,
     version: Option<Version>,
     /// Whether every byte the client sent so far is known to be UTF-8 (WebSocket text, set by
     /// the session before each decoding; the last character may be unfinished): a SEND's body,
     /// a slice of those bytes between a `\n` and a NUL, then is too.
     pub(crate) inbound_is_utf8: bool,
+    /// DISCONNECT went to the external broker: nothing more is read.
+    disconnecting: bool,
+    /// Set while handling a frame whose receipt the external broker will answer.
+    receipt_forwarded: bool,
+    /// Whether the session is in the session registry (from a successful CONNECT).
+    registered: bool,
+    /// A CONNECT whose authentication is under way: nothing more is read meanwhile.
+    pending: Option<Box<PendingConnect>>,
+    /// A frame the inbound interceptors are deciding on: nothing more is read meanwhile.
+    intercepting: Option<Box<Intercepting>>,
+    /// Subscribers with the `Backpressure` policy that the last SEND left over their limit:
+    /// nothing more is read until they have room, or the deadline passes.
+    backpressure: Option<Box<(Vec<Arc<Outbox>>, tokio::time::Instant)>>,
+    /// The session's connection to the external broker, with the relay.
+    relay: Option<Box<Link>>,
+    /// The handler queue (its list of calls waiting for room first).
+    dispatch: SessionDispatch,
+    runtime: Arc<Runtime>,
+    session_id: ByteStr,
+    outbox: Arc<Outbox>,
     /// Broker subscriptions, and subscriptions to subscribe mappings (which the broker never
     /// sees), by id.
     subscriptions: HashMap<ByteStr, Subscription>,
@@ -119,39 +145,23 @@ pub(crate) struct Protocol {
     transaction_bytes: usize,
     /// What interceptors see of the session (renewed when CONNECT names the principal).
     session_info: Arc<SessionInfo>,
-    /// A frame the inbound interceptors are deciding on: nothing more is read meanwhile.
-    intercepting: Option<Intercepting>,
     /// Frames and bytes received since the session last added them to the server's counters.
     pub(crate) tally: Tally,
-    /// Subscribers with the `Backpressure` policy that the last SEND left over their limit:
-    /// nothing more is read until they have room, or the deadline passes.
-    backpressure: Option<(Vec<Arc<Outbox>>, tokio::time::Instant)>,
     principal: Option<Principal>,
     /// What the handshake attached (a CSRF token, the application's values).
     attributes: http::Extensions,
     addr: Option<SocketAddr>,
-    dispatch: SessionDispatch,
-    /// A CONNECT whose authentication is under way: nothing more is read meanwhile.
-    pending: Option<PendingConnect>,
     /// The inbound frame rate limit, when configured.
     rate: Option<TokenBucket>,
     /// Raised to close the session from outside (`Server::disconnect_user`).
     closer: Arc<Fatal>,
-    /// Whether the session is in the session registry (from a successful CONNECT).
-    registered: bool,
     /// When the session (its connection) began.
     opened: tokio::time::Instant,
-    /// The session's connection to the external broker, with the relay.
-    relay: Option<Link>,
     /// Raised when that connection ends.
     upstream_end: Arc<UpstreamEnd>,
     /// What the session loop waits on for the fatal error, the closer and the upstream end
     /// (and the server's shutdown).
     signal: Arc<Signal>,
-    /// Set while handling a frame whose receipt the external broker will answer.
-    receipt_forwarded: bool,
-    /// DISCONNECT went to the external broker: nothing more is read.
-    disconnecting: bool,
 }
 
 /// Where a SEND or SUBSCRIBE goes.
@@ -244,7 +254,7 @@ impl Protocol {
             || self.backpressure.is_some()
             || self.disconnecting
             || self.dispatch.is_blocked()
-            || self.relay.as_ref().is_some_and(Link::is_blocked)
+            || self.relay.as_ref().is_some_and(|link| link.is_blocked())
     }
 
     /// Whether CONNECT (or any frame) waits for the authenticator or the interceptors: time
@@ -256,9 +266,10 @@ impl Protocol {
     /// Waits until the authentication of CONNECT completes (returning how the session goes
     /// on), or until the waiting handler calls are queued. Cancel-safe.
     pub(crate) async fn unblock(&mut self) -> Option<Flow> {
-        if let Some((decision, _)) = &mut self.intercepting {
+        if let Some(intercepting) = &mut self.intercepting {
+            let (decision, _) = &mut **intercepting;
             let outcome = decision.as_mut().await;
-            let (_, receipt) = self.intercepting.take()?;
+            let (_, receipt) = *self.intercepting.take()?;
             return Some(match outcome {
                 Ok(Inbound::Pass(frame)) => self.handle(frame),
                 Ok(Inbound::Reject(message)) | Err(message) => {
@@ -275,9 +286,10 @@ impl Protocol {
         if let Some(pending) = &mut self.pending {
             let outcome = pending.outcome.as_mut().await;
             let pending = self.pending.take()?;
-            return Some(self.authenticated(pending, outcome));
+            return Some(self.authenticated(*pending, outcome));
         }
-        if let Some((waiting, deadline)) = &mut self.backpressure {
+        if let Some(pressure) = &mut self.backpressure {
+            let (waiting, deadline) = &mut **pressure;
             // Cancel-safe: an outbox leaves the list only once it has room.
             while let Some(outbox) = waiting.last() {
                 // Over the limit for the whole wait: a slow consumer.
@@ -358,7 +370,7 @@ impl Protocol {
         }
         let receipt = frame.receipt().map(str::to_owned);
         let decision = interceptors.run_inbound(frame, self.session_info.clone());
-        self.intercepting = Some((decision, receipt));
+        self.intercepting = Some(Box::new((decision, receipt)));
         Flow::Continue
     }
 
@@ -581,13 +593,13 @@ impl Protocol {
             };
             Ok((principal, link))
         };
-        self.pending = Some(PendingConnect {
+        self.pending = Some(Box::new(PendingConnect {
             outcome: Box::pin(outcome),
             version,
             client_beat,
             login,
             receipt,
-        });
+        }));
         Flow::Continue
     }
 
@@ -678,7 +690,7 @@ impl Protocol {
         receipt: Option<String>,
     ) -> Flow {
         self.principal = principal;
-        self.relay = link;
+        self.relay = link.map(Box::new);
         let config = &self.runtime.config;
         if !config.access_rules.allows(FrameKind::Connect, None, self.principal.as_ref()) {
             return self.denied("access denied: CONNECT".to_owned(), receipt.as_deref());
@@ -953,7 +965,8 @@ impl Protocol {
         if !full.is_empty() {
             // Added to what an earlier SEND of the same COMMIT left, if any.
             let deadline = tokio::time::Instant::now() + self.runtime.config.send_time_limit;
-            let (waiting, _) = self.backpressure.get_or_insert_with(|| (Vec::new(), deadline));
+            let (waiting, _) =
+                &mut **self.backpressure.get_or_insert_with(|| Box::new((Vec::new(), deadline)));
             waiting.extend(full);
         }
         Ok(())

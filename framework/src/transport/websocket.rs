@@ -36,13 +36,15 @@ use crate::stomp::put_uninit;
 /// a batch needs.
 const WRITE_BUFFER: usize = 64 * 1024;
 
-/// The bounds of one WebSocket connection.
+/// The bounds of one WebSocket connection (`repr(C)`, the one every write reads first: see
+/// [`WebSocketTransport`]).
 #[derive(Clone, Copy, Debug)]
+#[repr(C)]
 pub(crate) struct WebSocketLimits {
-    /// Largest inbound message (and frame) in bytes.
-    pub(crate) max_message: usize,
     /// Largest frame we send: with one batch, the most the write buffer ever holds.
     pub(crate) max_outbound_frame: usize,
+    /// Largest inbound message (and frame) in bytes.
+    pub(crate) max_message: usize,
     /// How long the answer to a ping may wait for the peer to read it. A peer that sends pings
     /// but does not read is closed after this, like a slow consumer.
     pub(crate) pong_time_limit: Duration,
@@ -95,11 +97,29 @@ pub(crate) fn config(limits: WebSocketLimits) -> WebSocketConfig {
         .max_frame_size(Some(limits.max_message))
 }
 
+/// One WebSocket connection.
+///
+/// `repr(C)`, and what a session's every wake-up reads first (whether a pong is owed, the
+/// reader, the unsent bytes, the outbound frame limit) on one cache line: a quiet
+/// subscriber's session is woken once per message with its state out of cache, and with the
+/// compiler's order these were spread over the struct (docs/benchmarks.md, eighth pass).
+#[repr(C)]
 pub(crate) struct WebSocketTransport<S> {
-    ws: WebSocketStream<S>,
-    limits: WebSocketLimits,
     /// Set when a ping was read: its pong must be written before anything more is read.
     pong_pending: bool,
+    /// The status code of the client's close frame, echoed in ours.
+    peer_close: Option<u16>,
+    /// A server's reading of its client's frames (see `ws_read`); `None` for a client, which
+    /// reads and writes through tungstenite. A server also frames its batches itself (see
+    /// [`send_taking`](Transport::send_taking)). Boxed: most of it is the state of a frame
+    /// being read.
+    reader: Option<Box<FrameReader>>,
+    /// Hand-framed bytes not yet written: the pongs a server's read owes (written before it
+    /// reads more), and the rest of a frame a write cut short (its time limit ran out) left:
+    /// every later write sends it first, so the stream stays well-framed for the ERROR and the
+    /// close that follow. Empty, and unallocated, between writes.
+    unsent: BytesMut,
+    limits: WebSocketLimits,
     /// When writing that pong began, plus the limit. Kept here because `recv` may be
     /// cancelled while it waits, and the next `recv` must not grant a fresh limit.
     pong_due: Option<Instant>,
@@ -107,18 +127,7 @@ pub(crate) struct WebSocketTransport<S> {
     /// error, its end): the next `recv` starts with it. Boxed: rarely set, and an error is
     /// large.
     stashed: Option<Box<Option<Result<Message, WsError>>>>,
-    /// Hand-framed bytes not yet written: the pongs a server's read owes (written before it
-    /// reads more), and the rest of a frame a write cut short (its time limit ran out) left:
-    /// every later write sends it first, so the stream stays well-framed for the ERROR and the
-    /// close that follow. Empty, and unallocated, between writes.
-    unsent: BytesMut,
-    /// A server's reading of its client's frames (see `ws_read`); `None` for a client, which
-    /// reads and writes through tungstenite. A server also frames its batches itself (see
-    /// [`send_taking`](Transport::send_taking)). Boxed: most of it is the state of a frame
-    /// being read.
-    reader: Option<Box<FrameReader>>,
-    /// The status code of the client's close frame, echoed in ours.
-    peer_close: Option<u16>,
+    ws: WebSocketStream<S>,
 }
 
 impl<S> WebSocketTransport<S> {
