@@ -34,8 +34,8 @@ options:
   --login USER          CONNECT login (RabbitMQ: guest)
   --passcode PASS       CONNECT passcode (RabbitMQ: guest)
   --host VHOST          CONNECT host header (default localhost; RabbitMQ wants /)
-  --idle-timeout SECS   a subscriber that receives nothing for this long counts the rest as
-                        lost (default 10)";
+  --idle-timeout SECS   a subscriber that receives nothing for this long once the publishers
+                        have started counts the rest as lost (default 10)";
 
 /// What to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -109,7 +109,11 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
     let total_subscribers: usize = topics.iter().map(|t| t.subscribers).sum();
 
     // Subscribers first, each subscription confirmed by a receipt, so nothing is missed.
+    // Their idle timers start when the publishers do: setting up 10,000 connections one after
+    // another can take longer than the idle timeout, and the first subscribers, waiting from
+    // their own subscription, were counted as having lost every message.
     let mut subscriber_tasks = JoinSet::new();
+    let (go, publishing) = tokio::sync::watch::channel(false);
     let mut first_publisher = 0usize;
     let mut publishers = Vec::new();
     let mut subscriber_number = 0usize;
@@ -123,6 +127,7 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
             subscriber_tasks.spawn(subscriber(
                 client,
                 subscription,
+                publishing.clone(),
                 expected_publishers,
                 messages,
                 origin,
@@ -138,6 +143,7 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
     let cpu_before = servers_cpu(o);
     let own_cpu_before = proc_stat::cpu_seconds(std::process::id());
     let started = Instant::now();
+    let _ = go.send(true);
     let mut publisher_tasks = JoinSet::new();
     for (id, destination, client) in publishers {
         publisher_tasks.spawn(publisher(client, id, destination, o.clone(), origin));
@@ -261,6 +267,7 @@ pub(crate) async fn publisher(
 async fn subscriber(
     client: Client,
     mut subscription: Subscription,
+    mut publishing: tokio::sync::watch::Receiver<bool>,
     publishers: std::ops::Range<usize>,
     messages: u64,
     origin: Instant,
@@ -278,6 +285,9 @@ async fn subscriber(
         expected,
         last_us: 0,
     };
+    // Nothing can arrive before the publishers start (messages that do wait in the
+    // subscription's buffer); a setup that fails ends the run with an error instead.
+    let _ = publishing.wait_for(|started| *started).await;
     while stats.unique < expected {
         // Arm the idle timer (a clock read) only when nothing is waiting already.
         let message = match subscription.try_next() {
