@@ -60,6 +60,11 @@ pub(crate) struct Outbox {
     /// Set by `close`: what `push` checks for every delivery. The session learns of it from
     /// its receiver, which `close` wakes and which then reports the outbox closed.
     is_closed: AtomicBool,
+    /// Whether `over_since` may be set: a write that leaves the queue at or under the limit
+    /// clears it then (a push racing a write, or lossy drops, can leave it set under the limit).
+    /// Beside `is_closed` (in its padding): every write looks at it, and further down it was a
+    /// cache line of its own for a quiet session's wake-up.
+    clock_running: AtomicBool,
     /// The session's task, woken by the push that makes the queue non-empty (and by `close`).
     /// One waiter: an atomic waker, not a `Notify` (whose waiter list is behind a mutex: a
     /// second lock per delivery to a waiting session).
@@ -75,9 +80,6 @@ pub(crate) struct Outbox {
     room: Notify,
     send_time_limit: Duration,
     over_since: Mutex<Option<Instant>>,
-    /// Whether `over_since` may be set: a write that leaves the queue at or under the limit
-    /// clears it then (a push racing a write, or lossy drops, can leave it set under the limit).
-    clock_running: AtomicBool,
     reason: OnceLock<String>,
 }
 

@@ -202,7 +202,7 @@ impl SimpleBroker {
         parts: &mut Option<(Cow<'_, Headers>, Body)>,
     ) -> Option<Message> {
         let (headers, body) = parts.take()?;
-        let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_id();
         Some(prepare(id, destination, headers, body, listed.direct_head()))
     }
 
@@ -301,6 +301,12 @@ impl SimpleBroker {
         }
     }
 
+    /// The next message id (unique within this broker; its text is written per frame).
+    #[inline(always)]
+    fn next_id(&self) -> u64 {
+        self.next_message_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Delivers a message to one subscription only, as if published to `destination` (the
     /// reply of a subscribe mapping).
     pub(crate) fn deliver_to(
@@ -310,7 +316,7 @@ impl SimpleBroker {
         headers: &Headers,
         body: Bytes,
     ) {
-        let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_id();
         deliver_one(subscriber, id, destination, headers, body);
     }
 
@@ -323,7 +329,7 @@ impl SimpleBroker {
         body: Body,
         first: Option<(Version, &Bytes)>,
     ) -> Arc<Message> {
-        let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_id();
         Arc::new(prepare(id, destination, headers, body, first))
     }
 

@@ -100,9 +100,10 @@ pub(crate) fn config(limits: WebSocketLimits) -> WebSocketConfig {
 /// One WebSocket connection.
 ///
 /// `repr(C)`, and what a session's every wake-up reads first (whether a pong is owed, the
-/// reader, the unsent bytes, the outbound frame limit) on one cache line: a quiet
-/// subscriber's session is woken once per message with its state out of cache, and with the
-/// compiler's order these were spread over the struct (docs/benchmarks.md, eighth pass).
+/// reader, the unsent bytes, the outbound frame limit) in its first 56 bytes, on one or two
+/// cache lines: a quiet subscriber's session is woken once per message with its state out of
+/// cache, and with the compiler's order these were spread over the struct
+/// (docs/benchmarks.md, eighth pass).
 #[repr(C)]
 pub(crate) struct WebSocketTransport<S> {
     /// Set when a ping was read: its pong must be written before anything more is read.
@@ -120,7 +121,7 @@ pub(crate) struct WebSocketTransport<S> {
     /// close that follow. Empty, and unallocated, between writes.
     unsent: BytesMut,
     limits: WebSocketLimits,
-    /// When writing that pong began, plus the limit. Kept here because `recv` may be
+    /// When writing the pong `pong_pending` owes began, plus the limit. Kept here because `recv` may be
     /// cancelled while it waits, and the next `recv` must not grant a fresh limit.
     pong_due: Option<Instant>,
     /// What the stream gave after the data messages one `recv` took (a ping, a close, an
