@@ -155,18 +155,22 @@ impl From<Flow> for Step {
 /// timers are re-armed from these lazily (reads and writes only record the time, and a timer
 /// that fires early because traffic moved its deadline re-arms itself; creating fresh timers
 /// on every loop turn costs a timer-wheel registration per frame).
+///
+/// `repr(C)`: what every wake-up reads (whether each timer is armed) first, next to the batch
+/// before it in [`Session`].
+#[repr(C)]
 struct Clock {
-    opened: Instant,
-    last_read: Instant,
-    last_write: Instant,
-    /// How long the client may stay silent, once negotiated.
-    read_allowance: Option<Duration>,
-    /// How often we must send something, once negotiated.
-    beat_every: Option<Duration>,
     /// Whether the read timer has a deadline to keep: before CONNECT, or with a negotiated
     /// heart-beat from the client. Otherwise it is set for the far future, and the loop does
     /// not poll it (a quiet session's every wake-up polled it twice, for nothing).
     read_timer_armed: bool,
+    /// How often we must send something, once negotiated.
+    beat_every: Option<Duration>,
+    last_write: Instant,
+    /// How long the client may stay silent, once negotiated.
+    read_allowance: Option<Duration>,
+    last_read: Instant,
+    opened: Instant,
 }
 
 impl Clock {
@@ -184,19 +188,26 @@ impl Clock {
 
 /// One session's state between turns of its loop; each event the loop waits for has its own
 /// method.
+///
+/// `repr(C)`, in the order a wake-up to write reads it: the runtime and the outbox, the batch,
+/// the clock's flags, then the protocol (whose own first bytes are what the loop checks), so
+/// that those are a few neighbouring cache lines rather than lines spread over the session
+/// (a quiet subscriber's session is woken once per message with all of it out of cache:
+/// docs/benchmarks.md, eighth pass).
+#[repr(C)]
 struct Session<T> {
     runtime: Arc<Runtime>,
-    transport: T,
-    protocol: Protocol,
     outbox: Arc<Outbox>,
+    /// Frames taken from the outbox for one write.
+    batch: Batch,
+    clock: Clock,
+    protocol: Protocol,
+    transport: T,
     decoder: Decoder,
     /// Bytes read and not yet decoded.
     inbound: BytesMut,
-    /// Frames taken from the outbox for one write.
-    batch: Batch,
     /// The connection's slot among `max_http_connections`, given up at CONNECT.
     slot: Option<ConnectionSlot>,
-    clock: Clock,
 }
 
 /// Sets up the session, and returns its loop: a future that ends with why the session ended,
