@@ -497,40 +497,50 @@ impl Outbox {
 impl OutboxReceiver {
     /// Waits for frames and moves up to `max` of them into `batch`. Returns 0 only when the
     /// outbox was closed.
+    #[cfg(test)]
     pub(crate) async fn recv_many(&mut self, batch: &mut Batch, max: usize) -> usize {
-        std::future::poll_fn(|cx| {
-            // Something queued (the usual wake-up): taken without registering, since this
-            // poll does not wait (a quiet subscriber's every delivery registered twice).
-            if self.outbox.queued.load(Ordering::Acquire) > 0 {
-                let taken = self.take(batch, max);
-                if taken > 0 {
-                    return Poll::Ready(taken);
-                }
-            }
-            // Registered before the look below: a push (or close) after it wakes this task.
-            self.outbox.ready.register(cx.waker());
-            self.outbox.task.store(cx.waker().data().cast_mut(), Ordering::Relaxed);
-            // Nothing queued (no byte counted: every frame has some, and what was taken
-            // before has been written by the time the session looks again), and no room of a
-            // burst to give back (empty looks are what trims it, in `take`): no lock to take.
-            // Most looks of a quiet session find nothing; a push after this one wakes it.
-            if self.queue_kept_small
-                && batch.frames.capacity() <= KEEP_CAPACITY
-                && self.outbox.queued.load(Ordering::Acquire) == 0
-                && !self.outbox.is_closed.load(Ordering::Acquire)
-            {
-                return Poll::Pending;
-            }
+        std::future::poll_fn(|cx| self.poll_recv_many(cx, batch, max)).await
+    }
+
+    /// [`recv_many`](Self::recv_many) as a poll: what the session loop calls, with no future
+    /// made and dropped on each of its turns.
+    #[inline]
+    pub(crate) fn poll_recv_many(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        batch: &mut Batch,
+        max: usize,
+    ) -> Poll<usize> {
+        // Something queued (the usual wake-up): taken without registering, since this
+        // poll does not wait (a quiet subscriber's every delivery registered twice).
+        if self.outbox.queued.load(Ordering::Acquire) > 0 {
             let taken = self.take(batch, max);
             if taken > 0 {
                 return Poll::Ready(taken);
             }
-            if self.outbox.is_closed.load(Ordering::Acquire) {
-                return Poll::Ready(0);
-            }
-            Poll::Pending
-        })
-        .await
+        }
+        // Registered before the look below: a push (or close) after it wakes this task.
+        self.outbox.ready.register(cx.waker());
+        self.outbox.task.store(cx.waker().data().cast_mut(), Ordering::Relaxed);
+        // Nothing queued (no byte counted: every frame has some, and what was taken
+        // before has been written by the time the session looks again), and no room of a
+        // burst to give back (empty looks are what trims it, in `take`): no lock to take.
+        // Most looks of a quiet session find nothing; a push after this one wakes it.
+        if self.queue_kept_small
+            && batch.frames.capacity() <= KEEP_CAPACITY
+            && self.outbox.queued.load(Ordering::Acquire) == 0
+            && !self.outbox.is_closed.load(Ordering::Acquire)
+        {
+            return Poll::Pending;
+        }
+        let taken = self.take(batch, max);
+        if taken > 0 {
+            return Poll::Ready(taken);
+        }
+        if self.outbox.is_closed.load(Ordering::Acquire) {
+            return Poll::Ready(0);
+        }
+        Poll::Pending
     }
 
     /// Takes whatever is queued now, without waiting.
