@@ -229,7 +229,7 @@ pub(crate) struct OutboxReceiver {
     quiet_takes: u8,
     /// Whether the queue's buffer held no more than [`KEEP_CAPACITY`] entries after the last
     /// take (only a push, which counts bytes, can grow it since): an empty look then has
-    /// nothing to give back, and `recv_many` may skip the lock.
+    /// nothing to give back, and `poll_recv_many` may skip the lock.
     queue_kept_small: bool,
 }
 
@@ -285,7 +285,7 @@ impl Outbox {
     /// made here, they are not copied on their way in).
     #[inline(always)]
     pub(crate) fn push_with(&self, len: usize, make: impl FnOnce() -> EncodedFrame) -> bool {
-        // `recv_many` tells an empty queue by its byte count.
+        // `poll_recv_many` tells an empty queue by its byte count.
         debug_assert!(len > 0, "an empty frame");
         if self.is_closed.load(Ordering::Acquire) {
             return false;
@@ -496,14 +496,16 @@ impl Outbox {
 
 impl OutboxReceiver {
     /// Waits for frames and moves up to `max` of them into `batch`. Returns 0 only when the
-    /// outbox was closed.
+    /// outbox was closed. (For tests: the session loop polls
+    /// [`poll_recv_many`](Self::poll_recv_many) in place.)
     #[cfg(test)]
     pub(crate) async fn recv_many(&mut self, batch: &mut Batch, max: usize) -> usize {
         std::future::poll_fn(|cx| self.poll_recv_many(cx, batch, max)).await
     }
 
-    /// [`recv_many`](Self::recv_many) as a poll: what the session loop calls, with no future
-    /// made and dropped on each of its turns.
+    /// Moves up to `max` queued frames into `batch`, or registers the task to be woken by the
+    /// next push: `Ready(0)` only when the outbox was closed. What the session loop polls in
+    /// place, with no future made and dropped on each of its turns.
     #[inline]
     pub(crate) fn poll_recv_many(
         &mut self,

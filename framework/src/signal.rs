@@ -98,15 +98,6 @@ impl Gate {
         Gate { state, waker }
     }
 
-    /// Whether a [`gated`](Self::gated) future would be polled now (its waker fired, or it has
-    /// not been polled yet). A closed gate needs no future made to learn that it is closed: the
-    /// task stays registered to be woken when it opens (only that wake takes the
-    /// registration, and the gated poll that follows registers again).
-    #[inline]
-    pub(crate) fn is_open(&self) -> bool {
-        self.state.open.load(Ordering::Acquire)
-    }
-
     /// The future `make` makes, polled only when the gate is open: it opens when a waker the
     /// future was polled with fires, and stays open after the future completes (whatever it
     /// reads from may hold more than it took). The future is made only once the gate is open:

@@ -292,13 +292,8 @@ impl<T: Transport> Session<T> {
                     outbound.poll_recv_many(cx, batch, WRITE_BATCH)
                 }));
                 let (transport, inbound) = (&mut s.transport, &mut s.inbound);
-                // A closed gate would only answer `Pending`: no read future is made for it (a
-                // wake-up to write found it closed, and made and dropped one, every time).
-                // (`next_event` then watches the gate itself, and ends the wait if it opens.)
-                let readable = !gated || reads.is_open();
-                let reopened = (!blocked && !readable).then_some(&reads);
                 let mut read = std::pin::pin!(
-                    (!blocked && readable).then(|| reads.gated(gated, || transport.recv(inbound)))
+                    (!blocked).then(|| reads.gated(gated, || transport.recv(inbound)))
                 );
                 std::future::poll_fn(|cx| {
                     next_event(
@@ -309,7 +304,7 @@ impl<T: Transport> Session<T> {
                         (beat_armed, beat_timer.as_mut()),
                         unblock.as_mut().as_pin_mut(),
                         write.as_mut(),
-                        (read.as_mut().as_pin_mut(), reopened),
+                        read.as_mut().as_pin_mut(),
                     )
                 })
                 .await
@@ -329,7 +324,6 @@ impl<T: Transport> Session<T> {
                     s.runtime.counters.flush_in(&mut s.protocol.tally);
                     step
                 }
-                Event::Readable => Step::Continue,
                 Event::ReadTimer => s.read_timer_fired(read_timer.as_mut()),
                 Event::BeatTimer => s.beat_timer_fired(beat_timer.as_mut()).await,
             };
@@ -670,9 +664,6 @@ enum Event {
     Taken(usize),
     /// Bytes arrived, or the transport ended.
     Received(Result<usize, TransportError>),
-    /// The read's gate opened while this wait had no read to poll (it was closed when the
-    /// wait began): the next turn makes one.
-    Readable,
     /// The read deadline passed.
     ReadTimer,
     /// A heart-beat may be due.
@@ -688,9 +679,8 @@ enum Event {
 /// reads move (`reads_move_deadline`: the heart-beat allowance, once connected) gives way to a
 /// read that is ready: the frame or heart-beat waiting in the socket moves it (a session whose
 /// loop was busy elsewhere, with a write within the send time limit, is not closed for a
-/// silence that was not there). A read whose gate was closed when the wait began is not made
-/// at all (`reopened`: the gate to watch instead); the wait ends with `Readable` once the gate
-/// opens. Like `select!`, it yields when the task's cooperative budget is spent.
+/// silence that was not there). Like `select!`, it yields when the task's cooperative budget
+/// is spent.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn next_event<W, R, U>(
@@ -701,7 +691,7 @@ fn next_event<W, R, U>(
     (beat_armed, beat_timer): (bool, Pin<&mut Sleep>),
     unblock: Option<Pin<&mut U>>,
     write: Pin<&mut W>,
-    (read, reopened): (Option<Pin<&mut R>>, Option<&Gate>),
+    read: Option<Pin<&mut R>>,
 ) -> Poll<Event>
 where
     U: Future<Output = Option<Flow>>,
@@ -742,9 +732,6 @@ where
     }
     if let Some(Poll::Ready(received)) = read.map(|r| r.poll(cx)) {
         return Poll::Ready(Event::Received(received));
-    }
-    if reopened.is_some_and(Gate::is_open) {
-        return Poll::Ready(Event::Readable);
     }
     if read_due {
         return Poll::Ready(Event::ReadTimer);
@@ -889,7 +876,7 @@ mod tests {
             (true, beat_timer),
             unblock,
             pin!(ready(3)),
-            (Some(read), None),
+            Some(read),
         ) {
             Poll::Ready(event) => event,
             Poll::Pending => panic!("something was ready"),
@@ -937,47 +924,9 @@ mod tests {
             (false, beat_timer),
             unblock,
             pin!(pending::<usize>()),
-            (None::<Pin<&mut Read>>, None),
+            None::<Pin<&mut Read>>,
         );
         assert!(polled.is_pending(), "the due timers are disarmed, nothing else is ready");
-    }
-
-    #[tokio::test]
-    async fn a_wait_begun_with_the_read_gate_closed_ends_when_it_opens() {
-        let mut cx = Context::from_waker(Waker::noop());
-        let far = Instant::now() + Duration::from_secs(3600);
-        let (mut read_timer, mut beat_timer) = (pin!(sleep_until(far)), pin!(sleep_until(far)));
-        // A read that found nothing closes the gate; the socket's waker is the gate's.
-        let gate = Gate::new();
-        let socket_waker = std::sync::Mutex::new(None::<Waker>);
-        {
-            let read = pin!(gate.gated(true, || {
-                std::future::poll_fn(|cx| {
-                    *socket_waker.lock().unwrap() = Some(cx.waker().clone());
-                    Poll::<()>::Pending
-                })
-            }));
-            assert!(read.poll(&mut cx).is_pending());
-        }
-        assert!(!gate.is_open());
-        let mut wait = |reopened| {
-            next_event(
-                &mut cx,
-                false,
-                pin!(pending::<()>()),
-                (true, true, read_timer.as_mut()),
-                (true, beat_timer.as_mut()),
-                None::<Pin<&mut std::future::Pending<Option<Flow>>>>,
-                pin!(pending::<usize>()),
-                (None::<Pin<&mut Read>>, reopened),
-            )
-        };
-        assert!(wait(Some(&gate)).is_pending(), "nothing has arrived");
-        // Bytes arrive: the socket wakes the gate, and the wait ends so that a read is made.
-        socket_waker.lock().unwrap().take().expect("the read registered").wake();
-        assert!(matches!(wait(Some(&gate)), Poll::Ready(Event::Readable)));
-        // Without the gate to watch (a blocked session reads nothing), nothing ends it.
-        assert!(wait(None).is_pending());
     }
 
     #[tokio::test]
@@ -993,7 +942,7 @@ mod tests {
             (true, beat_timer),
             Some(pin!(ready(None::<Flow>))),
             pin!(ready(1)),
-            (None::<Pin<&mut Read>>, None),
+            None::<Pin<&mut Read>>,
         );
         assert!(matches!(polled, Poll::Ready(Event::Unblocked(None))));
     }
