@@ -100,8 +100,8 @@ fn content_length_body_may_contain_nul() {
 fn the_first_of_repeated_content_lengths_counts() {
     // STOMP 1.2: a repeated header's first value is the one that counts (here it holds the
     // NUL that the second would have ended the body at).
-    let f = decode_one(b"SEND\ndestination:/a\ncontent-length:3\ncontent-length:1\n\na\0b\0")
-        .unwrap();
+    let f =
+        decode_one(b"SEND\ndestination:/a\ncontent-length:3\ncontent-length:1\n\na\0b\0").unwrap();
     assert_eq!(&f.body[..], b"a\0b");
     let err = decode_one(b"SEND\ncontent-length:x\ncontent-length:1\n\na\0").unwrap_err();
     assert!(err.to_string().contains("content-length"), "{err}");
