@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::time::{Instant, Sleep, sleep_until, timeout};
-use tracing::Instrument;
 
 use protocol::{Flow, PeerIdentity, Protocol};
 
@@ -63,7 +62,7 @@ pub(crate) fn run<T: Transport + 'static>(
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     runtime.start_broker();
     let session_id = runtime.next_session_id();
-    let mut open = OpenSession::new(runtime.clone(), peer.transport);
+    let open = OpenSession::new(runtime.clone(), peer.transport);
     let span =
         tracing::debug_span!("session", %session_id, peer = ?peer.addr, transport = peer.transport);
     let identity = PeerIdentity {
@@ -74,11 +73,50 @@ pub(crate) fn run<T: Transport + 'static>(
     };
     let drive =
         Box::pin(drive(runtime.clone(), session_id.clone(), identity, peer.slot, transport));
-    async move {
-        let (reason, principal) = drive.instrument(span.clone()).await;
-        span.in_scope(|| log_end(&reason));
-        open.closed(&reason);
-        runtime.emit(SessionEvent::Disconnected { session_id, reason, principal });
+    SessionTask { drive, span, ending: Some(Ending { open, runtime, session_id }) }
+}
+
+/// A session's task: its boxed loop, polled inside its span, then the bookkeeping of its end.
+///
+/// Written by hand rather than as an `async` block: a quiet subscriber's session is woken
+/// once per message with all of it out of cache, and the block kept its state and the span
+/// it entered on two cache lines (`repr(C)`: what every poll reads, the box and the span,
+/// first).
+#[repr(C)]
+struct SessionTask<F> {
+    drive: Pin<Box<F>>,
+    span: tracing::Span,
+    /// Taken when the loop has ended.
+    ending: Option<Ending>,
+}
+
+/// What a session's end needs besides why it ended.
+struct Ending {
+    open: OpenSession,
+    runtime: Arc<Runtime>,
+    session_id: ByteStr,
+}
+
+impl<F> Future for SessionTask<F>
+where
+    F: Future<Output = (DisconnectReason, Option<Principal>)>,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        // Unpin: the loop is boxed.
+        let this = self.get_mut();
+        let (reason, principal) = {
+            let _entered = this.span.enter();
+            std::task::ready!(this.drive.as_mut().poll(cx))
+        };
+        this.span.in_scope(|| log_end(&reason));
+        // Polled again after it ended (a misuse of the future): nothing more to do.
+        if let Some(Ending { mut open, runtime, session_id }) = this.ending.take() {
+            open.closed(&reason);
+            runtime.emit(SessionEvent::Disconnected { session_id, reason, principal });
+        }
+        Poll::Ready(())
     }
 }
 
@@ -223,10 +261,10 @@ fn drive<T: Transport>(
     transport: T,
 ) -> impl std::future::Future<Output = (DisconnectReason, Option<Principal>)> + Send {
     let config = &runtime.config;
-    let (outbox, mut outbound) = Outbox::new(config.send_buffer_size_limit, config.send_time_limit);
+    let (outbox, outbound) = Outbox::new(config.send_buffer_size_limit, config.send_time_limit);
     let protocol = Protocol::new(runtime.clone(), session_id, outbox.clone(), identity);
     let opened = Instant::now();
-    let mut session = Session {
+    let session = Session {
         decoder: Decoder::new(config.limits),
         runtime: runtime.clone(),
         transport,
@@ -244,95 +282,101 @@ fn drive<T: Transport>(
             read_timer_armed: true,
         },
     };
-    async move {
-        let step = session.run(&mut outbound).await;
-        let principal = session.protocol.principal().cloned();
-        // Boxed: it runs once, and its state (a copy of the session, a last write) would
-        // otherwise be reserved in every session's future for its whole life.
-        (Box::pin(session.finish(step, &mut outbound)).await, principal)
-    }
+    session.live(outbound)
 }
 
 impl<T: Transport> Session<T> {
-    /// The session loop: runs until a step closes the session, and returns that step.
-    async fn run(&mut self, outbound: &mut OutboxReceiver) -> Step {
-        let runtime = self.runtime.clone();
-        let config = &runtime.config;
-        let read_timer = sleep_until(self.clock.opened + config.time_to_first_message);
-        let beat_timer = sleep_until(far_future());
-        // Everything that may end the session from outside raises one signal: one cheap poll
-        // per turn of the loop (four cancellation tokens, each a mutex, showed in profiles).
-        let signal = self.protocol.signal();
-        let _shutdown = runtime.on_shutdown(signal.clone());
-        let raised = signal.raised();
-        // The read is polled again only once its waker fired (or it completed): most turns of
-        // a subscriber's loop are writes.
-        let reads = Gate::new();
-        tokio::pin!(read_timer, beat_timer, raised);
-        // Which of the outbox and the read goes first when both are ready: they take turns, so
-        // a session under a constant stream of outbound messages still reads its client's
-        // frames (an UNSUBSCRIBE, a DISCONNECT) and heart-beats, and a busy publisher's session
-        // still writes.
-        let mut writes_first = false;
-        loop {
-            let s = &mut *self;
-            writes_first = !writes_first;
-            let event = {
-                let blocked = s.protocol.is_blocked();
-                let gated = s.transport.reads_may_be_gated();
-                let (read_armed, beat_armed) =
-                    (s.clock.read_timer_armed, s.clock.beat_every.is_some());
-                // Once connected, the read deadline is the heart-beat allowance after the last
-                // read: a read moves it.
-                let reads_move_deadline = s.protocol.version().is_some();
-                let mut unblock = std::pin::pin!(blocked.then(|| s.protocol.unblock()));
-                // Polled in place: no future made and dropped for it on each turn.
-                let batch = &mut s.batch;
-                let mut write = std::pin::pin!(std::future::poll_fn(|cx| {
-                    outbound.poll_recv_many(cx, batch, WRITE_BATCH)
-                }));
-                let (transport, inbound) = (&mut s.transport, &mut s.inbound);
-                let mut read = std::pin::pin!(
-                    (!blocked).then(|| reads.gated(gated, || transport.recv(inbound)))
-                );
-                std::future::poll_fn(|cx| {
-                    next_event(
-                        cx,
-                        writes_first,
-                        raised.as_mut(),
-                        (read_armed, reads_move_deadline, read_timer.as_mut()),
-                        (beat_armed, beat_timer.as_mut()),
-                        unblock.as_mut().as_pin_mut(),
-                        write.as_mut(),
-                        read.as_mut().as_pin_mut(),
-                    )
-                })
-                .await
-            };
-            let step = match event {
-                Event::Signalled => s.signalled(),
-                Event::Unblocked(flow) => {
-                    let step = s.unblocked(flow, read_timer.as_mut(), beat_timer.as_mut());
-                    s.runtime.counters.flush_in(&mut s.protocol.tally);
-                    step
+    /// The session's life: its loop, then its end; returns why it ended, and who it was.
+    ///
+    /// One `async fn` for both, which owns the session: a loop awaited inside a block that
+    /// owned the session was two futures' states, and each wake-up read both (the outer one's
+    /// state sat after the session, a cache line of its own).
+    async fn live(mut self, mut outbound: OutboxReceiver) -> (DisconnectReason, Option<Principal>) {
+        // The loop: runs until a step closes the session.
+        let step = {
+            let outbound = &mut outbound;
+            let runtime = self.runtime.clone();
+            let config = &runtime.config;
+            let read_timer = sleep_until(self.clock.opened + config.time_to_first_message);
+            let beat_timer = sleep_until(far_future());
+            // Everything that may end the session from outside raises one signal: one cheap poll
+            // per turn of the loop (four cancellation tokens, each a mutex, showed in profiles).
+            let signal = self.protocol.signal();
+            let _shutdown = runtime.on_shutdown(signal.clone());
+            let raised = signal.raised();
+            // The read is polled again only once its waker fired (or it completed): most turns of
+            // a subscriber's loop are writes.
+            let reads = Gate::new();
+            tokio::pin!(read_timer, beat_timer, raised);
+            // Which of the outbox and the read goes first when both are ready: they take turns, so
+            // a session under a constant stream of outbound messages still reads its client's
+            // frames (an UNSUBSCRIBE, a DISCONNECT) and heart-beats, and a busy publisher's session
+            // still writes.
+            let mut writes_first = false;
+            loop {
+                let s = &mut self;
+                writes_first = !writes_first;
+                let event = {
+                    let blocked = s.protocol.is_blocked();
+                    let gated = s.transport.reads_may_be_gated();
+                    let (read_armed, beat_armed) =
+                        (s.clock.read_timer_armed, s.clock.beat_every.is_some());
+                    // Once connected, the read deadline is the heart-beat allowance after the last
+                    // read: a read moves it.
+                    let reads_move_deadline = s.protocol.version().is_some();
+                    let mut unblock = std::pin::pin!(blocked.then(|| s.protocol.unblock()));
+                    // Polled in place: no future made and dropped for it on each turn.
+                    let batch = &mut s.batch;
+                    let mut write = std::pin::pin!(std::future::poll_fn(|cx| {
+                        outbound.poll_recv_many(cx, batch, WRITE_BATCH)
+                    }));
+                    let (transport, inbound) = (&mut s.transport, &mut s.inbound);
+                    let mut read = std::pin::pin!(
+                        (!blocked).then(|| reads.gated(gated, || transport.recv(inbound)))
+                    );
+                    std::future::poll_fn(|cx| {
+                        next_event(
+                            cx,
+                            writes_first,
+                            raised.as_mut(),
+                            (read_armed, reads_move_deadline, read_timer.as_mut()),
+                            (beat_armed, beat_timer.as_mut()),
+                            unblock.as_mut().as_pin_mut(),
+                            write.as_mut(),
+                            read.as_mut().as_pin_mut(),
+                        )
+                    })
+                    .await
+                };
+                let step = match event {
+                    Event::Signalled => s.signalled(),
+                    Event::Unblocked(flow) => {
+                        let step = s.unblocked(flow, read_timer.as_mut(), beat_timer.as_mut());
+                        s.runtime.counters.flush_in(&mut s.protocol.tally);
+                        step
+                    }
+                    Event::Taken(n) => s.write_batch(n).await,
+                    Event::Received(received) => {
+                        let step = s.received(received, read_timer.as_mut(), beat_timer.as_mut());
+                        // What was decoded is counted (only decoding adds to the tally: a wake-up
+                        // to write does not look at it, nor touch its cache line).
+                        s.runtime.counters.flush_in(&mut s.protocol.tally);
+                        step
+                    }
+                    Event::ReadTimer => s.read_timer_fired(read_timer.as_mut()),
+                    Event::BeatTimer => s.beat_timer_fired(beat_timer.as_mut()).await,
+                };
+                // Matched, not tested: a `Continue` left to go out of scope is dropped by a call.
+                match step {
+                    Step::Continue => {}
+                    ended => break ended,
                 }
-                Event::Taken(n) => s.write_batch(n).await,
-                Event::Received(received) => {
-                    let step = s.received(received, read_timer.as_mut(), beat_timer.as_mut());
-                    // What was decoded is counted (only decoding adds to the tally: a wake-up
-                    // to write does not look at it, nor touch its cache line).
-                    s.runtime.counters.flush_in(&mut s.protocol.tally);
-                    step
-                }
-                Event::ReadTimer => s.read_timer_fired(read_timer.as_mut()),
-                Event::BeatTimer => s.beat_timer_fired(beat_timer.as_mut()).await,
-            };
-            // Matched, not tested: a `Continue` left to go out of scope is dropped by a call.
-            match step {
-                Step::Continue => {}
-                ended => break ended,
             }
-        }
+        };
+        let principal = self.protocol.principal().cloned();
+        // Boxed: it runs once, and its state (a copy of the session, a last write) would
+        // otherwise be reserved in every session's future for its whole life.
+        (Box::pin(self.finish(step, &mut outbound)).await, principal)
     }
 
     /// The session's signal was raised: by the shutdown, a handler's fatal error, the
