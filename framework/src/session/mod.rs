@@ -26,7 +26,7 @@ use crate::security::Principal;
 use crate::signal::Gate;
 use crate::stomp::{ByteStr, Decoder, EncodedFrame, Frame, HeartBeat, Version};
 use crate::transport::connections::ConnectionSlot;
-use crate::transport::{Transport, TransportError};
+use crate::transport::{SentNow, Transport, TransportError};
 
 /// Frames written per batch at most, so one busy session yields to its reads in between.
 /// Larger batches mean fewer `sendto` calls per delivery (64 -> 128 took CPU per delivery with
@@ -286,97 +286,109 @@ fn drive<T: Transport>(
 }
 
 impl<T: Transport> Session<T> {
-    /// The session's life: its loop, then its end; returns why it ended, and who it was.
+    /// The session's life: its loop, then its end; ends with why it ended, and who it was.
     ///
-    /// One `async fn` for both, which owns the session: a loop awaited inside a block that
-    /// owned the session was two futures' states, and each wake-up read both (the outer one's
-    /// state sat after the session, a cache line of its own).
-    async fn live(mut self, mut outbound: OutboxReceiver) -> (DisconnectReason, Option<Principal>) {
-        // The loop: runs until a step closes the session.
-        let step = {
-            let outbound = &mut outbound;
-            let runtime = self.runtime.clone();
-            let config = &runtime.config;
-            let read_timer = sleep_until(self.clock.opened + config.time_to_first_message);
-            let beat_timer = sleep_until(far_future());
-            // Everything that may end the session from outside raises one signal: one cheap poll
-            // per turn of the loop (four cancellation tokens, each a mutex, showed in profiles).
-            let signal = self.protocol.signal();
-            let _shutdown = runtime.on_shutdown(signal.clone());
-            let raised = signal.raised();
-            // The read is polled again only once its waker fired (or it completed): most turns of
-            // a subscriber's loop are writes.
-            let reads = Gate::new();
-            tokio::pin!(read_timer, beat_timer, raised);
-            // Which of the outbox and the read goes first when both are ready: they take turns, so
-            // a session under a constant stream of outbound messages still reads its client's
-            // frames (an UNSUBSCRIBE, a DISCONNECT) and heart-beats, and a busy publisher's session
-            // still writes.
-            let mut writes_first = false;
-            loop {
-                let s = &mut self;
-                writes_first = !writes_first;
-                let event = {
-                    let blocked = s.protocol.is_blocked();
-                    let gated = s.transport.reads_may_be_gated();
-                    let (read_armed, beat_armed) =
-                        (s.clock.read_timer_armed, s.clock.beat_every.is_some());
-                    // Once connected, the read deadline is the heart-beat allowance after the last
-                    // read: a read moves it.
-                    let reads_move_deadline = s.protocol.version().is_some();
-                    let mut unblock = std::pin::pin!(blocked.then(|| s.protocol.unblock()));
-                    // Polled in place: no future made and dropped for it on each turn.
-                    let batch = &mut s.batch;
-                    let mut write = std::pin::pin!(std::future::poll_fn(|cx| {
-                        outbound.poll_recv_many(cx, batch, WRITE_BATCH)
-                    }));
-                    let (transport, inbound) = (&mut s.transport, &mut s.inbound);
-                    let mut read = std::pin::pin!(
-                        (!blocked).then(|| reads.gated(gated, || transport.recv(inbound)))
-                    );
-                    std::future::poll_fn(|cx| {
-                        next_event(
-                            cx,
-                            writes_first,
-                            raised.as_mut(),
-                            (read_armed, reads_move_deadline, read_timer.as_mut()),
-                            (beat_armed, beat_timer.as_mut()),
-                            unblock.as_mut().as_pin_mut(),
-                            write.as_mut(),
-                            read.as_mut().as_pin_mut(),
-                        )
-                    })
-                    .await
-                };
-                let step = match event {
-                    Event::Signalled => s.signalled(),
-                    Event::Unblocked(flow) => {
-                        let step = s.unblocked(flow, read_timer.as_mut(), beat_timer.as_mut());
-                        s.runtime.counters.flush_in(&mut s.protocol.tally);
-                        step
+    /// One future for both, which owns the session: a loop awaited inside a block that owned
+    /// the session was two futures' states, and each wake-up read both (the outer one's state
+    /// sat after the session, a cache line of its own). Not an `async fn`: one would move the
+    /// session into a local of its own and hold it twice; the block uses it in place.
+    #[allow(clippy::manual_async_fn, reason = "an async fn would hold the session twice")]
+    fn live(
+        mut self,
+        mut outbound: OutboxReceiver,
+    ) -> impl Future<Output = (DisconnectReason, Option<Principal>)> + Send {
+        async move {
+            // The loop: runs until a step closes the session.
+            let step = {
+                let outbound = &mut outbound;
+                let runtime = self.runtime.clone();
+                let config = &runtime.config;
+                let read_timer = sleep_until(self.clock.opened + config.time_to_first_message);
+                let beat_timer = sleep_until(far_future());
+                // Everything that may end the session from outside raises one signal: one cheap poll
+                // per turn of the loop (four cancellation tokens, each a mutex, showed in profiles).
+                let signal = self.protocol.signal();
+                let _shutdown = runtime.on_shutdown(signal.clone());
+                let raised = signal.raised();
+                // The read is polled again only once its waker fired (or it completed): most turns of
+                // a subscriber's loop are writes.
+                let reads = Gate::new();
+                tokio::pin!(read_timer, beat_timer, raised);
+                // Which of the outbox and the read goes first when both are ready: they take turns, so
+                // a session under a constant stream of outbound messages still reads its client's
+                // frames (an UNSUBSCRIBE, a DISCONNECT) and heart-beats, and a busy publisher's session
+                // still writes.
+                let mut writes_first = false;
+                loop {
+                    let s = &mut self;
+                    writes_first = !writes_first;
+                    let event = {
+                        let blocked = s.protocol.is_blocked();
+                        let gated = s.transport.reads_may_be_gated();
+                        let (read_armed, beat_armed) =
+                            (s.clock.read_timer_armed, s.clock.beat_every.is_some());
+                        // Once connected, the read deadline is the heart-beat allowance after the last
+                        // read: a read moves it.
+                        let reads_move_deadline = s.protocol.version().is_some();
+                        let mut unblock = std::pin::pin!(blocked.then(|| s.protocol.unblock()));
+                        // Polled in place: no future made and dropped for it on each turn.
+                        let batch = &mut s.batch;
+                        let mut write = std::pin::pin!(std::future::poll_fn(|cx| {
+                            outbound.poll_recv_many(cx, batch, WRITE_BATCH)
+                        }));
+                        let (transport, inbound) = (&mut s.transport, &mut s.inbound);
+                        let mut read = std::pin::pin!(
+                            (!blocked).then(|| reads.gated(gated, || transport.recv(inbound)))
+                        );
+                        std::future::poll_fn(|cx| {
+                            next_event(
+                                cx,
+                                writes_first,
+                                raised.as_mut(),
+                                (read_armed, reads_move_deadline, read_timer.as_mut()),
+                                (beat_armed, beat_timer.as_mut()),
+                                unblock.as_mut().as_pin_mut(),
+                                write.as_mut(),
+                                read.as_mut().as_pin_mut(),
+                            )
+                        })
+                        .await
+                    };
+                    let step = match event {
+                        Event::Signalled => s.signalled(),
+                        Event::Unblocked(flow) => {
+                            let step = s.unblocked(flow, read_timer.as_mut(), beat_timer.as_mut());
+                            s.runtime.counters.flush_in(&mut s.protocol.tally);
+                            step
+                        }
+                        // Most writes are done at once, with no future made for them.
+                        Event::Taken(n) => match s.write_now(n) {
+                            Ok(step) => step,
+                            Err(counted) => s.write_batch(n, counted).await,
+                        },
+                        Event::Received(received) => {
+                            let step =
+                                s.received(received, read_timer.as_mut(), beat_timer.as_mut());
+                            // What was decoded is counted (only decoding adds to the tally: a wake-up
+                            // to write does not look at it, nor touch its cache line).
+                            s.runtime.counters.flush_in(&mut s.protocol.tally);
+                            step
+                        }
+                        Event::ReadTimer => s.read_timer_fired(read_timer.as_mut()),
+                        Event::BeatTimer => s.beat_timer_fired(beat_timer.as_mut()).await,
+                    };
+                    // Matched, not tested: a `Continue` left to go out of scope is dropped by a call.
+                    match step {
+                        Step::Continue => {}
+                        ended => break ended,
                     }
-                    Event::Taken(n) => s.write_batch(n).await,
-                    Event::Received(received) => {
-                        let step = s.received(received, read_timer.as_mut(), beat_timer.as_mut());
-                        // What was decoded is counted (only decoding adds to the tally: a wake-up
-                        // to write does not look at it, nor touch its cache line).
-                        s.runtime.counters.flush_in(&mut s.protocol.tally);
-                        step
-                    }
-                    Event::ReadTimer => s.read_timer_fired(read_timer.as_mut()),
-                    Event::BeatTimer => s.beat_timer_fired(beat_timer.as_mut()).await,
-                };
-                // Matched, not tested: a `Continue` left to go out of scope is dropped by a call.
-                match step {
-                    Step::Continue => {}
-                    ended => break ended,
                 }
-            }
-        };
-        let principal = self.protocol.principal().cloned();
-        // Boxed: it runs once, and its state (a copy of the session, a last write) would
-        // otherwise be reserved in every session's future for its whole life.
-        (Box::pin(self.finish(step, &mut outbound)).await, principal)
+            };
+            let principal = self.protocol.principal().cloned();
+            // Boxed: it runs once, and its state (a copy of the session, a last write) would
+            // otherwise be reserved in every session's future for its whole life.
+            (Box::pin(self.finish(step, &mut outbound)).await, principal)
+        }
     }
 
     /// The session's signal was raised: by the shutdown, a handler's fatal error, the
@@ -427,8 +439,29 @@ impl<T: Transport> Session<T> {
         decode_and_handle(&mut self.decoder, &mut self.inbound, &mut self.protocol, text).into()
     }
 
-    /// Writes the `n` frames taken from the outbox, within the send time limit.
-    async fn write_batch(&mut self, n: usize) -> Step {
+    /// Writes the `n` frames taken from the outbox when that can be done at once (see
+    /// [`Transport::send_now`]): with no outbound interceptor, the batch is counted and handed
+    /// to the transport. `Err`: not done, [`write_batch`](Self::write_batch) is to finish, with
+    /// what was counted, if anything.
+    #[inline(always)]
+    fn write_now(&mut self, n: usize) -> Result<Step, Option<Counted>> {
+        if n == 0 || !self.runtime.config.interceptors.outbound.is_empty() {
+            return Err(None);
+        }
+        let mut written = Tally::default();
+        let bytes = self.batch.measure(|frame, len| written.add(frame, len)).bytes;
+        let counted = Counted { bytes, written };
+        match self.transport.send_now(&mut self.batch) {
+            Ok(SentNow::Done) => Ok(self.written(n, counted)),
+            Ok(SentNow::NotTried | SentNow::Started) => Err(Some(counted)),
+            Err(e) => Ok(Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()))),
+        }
+    }
+
+    /// Writes the `n` frames taken from the outbox (or what of them
+    /// [`write_now`](Self::write_now) began: `counted`, what it counted), within the send
+    /// time limit.
+    async fn write_batch(&mut self, n: usize, counted: Option<Counted>) -> Step {
         if n == 0 {
             // Closed by a publisher: a slow consumer.
             if let Some(why) = self.outbox.close_reason() {
@@ -440,10 +473,32 @@ impl<T: Transport> Session<T> {
             );
         }
         let limit = self.runtime.config.send_time_limit;
+        let counted = match counted {
+            Some(counted) => counted,
+            None => self.intercept_and_count().await,
+        };
+        match send_within(limit, self.transport.send_taking(&mut self.batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()));
+            }
+            Err(_) => {
+                let why = format!(
+                    "slow consumer: a write did not complete within the {limit:?} send time limit"
+                );
+                self.outbox.close(why.clone());
+                return Step::Abandon(DisconnectReason::SlowConsumer(why.into()));
+            }
+        }
+        self.written(n, counted)
+    }
+
+    /// Counts the batch, running it through the outbound interceptors first if there are any.
+    /// What the outbox counted (`bytes`): the frames as queued, before any interceptor changed
+    /// them; what the statistics count (`written`): the frames as sent. Without outbound
+    /// interceptors they are the same frames, counted in one pass.
+    async fn intercept_and_count(&mut self) -> Counted {
         let interceptors = &self.runtime.config.interceptors;
-        // What the outbox counted (`bytes`): the frames as queued, before any interceptor
-        // changed them; what the statistics count (`written`): the frames as sent. Without
-        // outbound interceptors they are the same frames, counted in one pass.
         let queued = if interceptors.outbound.is_empty() {
             None
         } else {
@@ -461,25 +516,18 @@ impl<T: Transport> Session<T> {
         };
         let mut written = Tally::default();
         let measured = self.batch.measure(|frame, len| written.add(frame, len));
-        let (bytes, written) = (queued.unwrap_or(measured.bytes), written.0);
-        match send_within(limit, self.transport.send_taking(&mut self.batch)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()));
-            }
-            Err(_) => {
-                let why = format!(
-                    "slow consumer: a write did not complete within the {limit:?} send time limit"
-                );
-                self.outbox.close(why.clone());
-                return Step::Abandon(DisconnectReason::SlowConsumer(why.into()));
-            }
-        }
-        if self.outbox.written(bytes) {
+        Counted { bytes: queued.unwrap_or(measured.bytes), written }
+    }
+
+    /// After a write of `n` frames (`counted`): the outbox's room, the statistics, the batch
+    /// emptied, the clock.
+    #[inline(always)]
+    fn written(&mut self, n: usize, counted: Counted) -> Step {
+        if self.outbox.written(counted.bytes) {
             // Queues stopped delivering to this session while it was full.
             self.protocol.resume_queues();
         }
-        self.runtime.counters.written(written);
+        self.runtime.counters.written(counted.written.0);
         // A session that has gone quiet gives back what a burst made the batch grow to.
         self.batch.written(n);
         // The clock is read only when a timer needs it (a read per write showed in fan-out
@@ -684,6 +732,13 @@ fn count_written(runtime: &Runtime, frames: &[EncodedFrame]) {
         written.add(frame, frame.len());
     }
     runtime.counters.written(written.0);
+}
+
+/// A batch as counted before its write: its bytes as queued (what the outbox's bound counts),
+/// and the frames as sent, by command.
+struct Counted {
+    bytes: usize,
+    written: Tally,
 }
 
 /// Frames written and their bytes, by command (`stats::COMMANDS_OUT`).

@@ -74,6 +74,18 @@ pub(crate) enum TransportError {
     Protocol(String),
 }
 
+/// What [`Transport::send_now`] did with a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SentNow {
+    /// Nothing: [`send_taking`](Transport::send_taking) is to write the batch.
+    NotTried,
+    /// Wrote and flushed all of it.
+    Done,
+    /// Took all of it into its own buffer (the batch is left empty) but could not write all
+    /// of that yet: [`send_taking`](Transport::send_taking), given the empty batch, finishes.
+    Started,
+}
+
 /// A bidirectional byte channel carrying STOMP frames.
 pub(crate) trait Transport: Send {
     /// Appends received bytes to `buf`. Returns 0 when the peer closed the connection.
@@ -91,6 +103,15 @@ pub(crate) trait Transport: Send {
     /// not take), saving a reference count each way per frame where it hands their buffers on.
     /// The caller empties `frames` afterwards.
     fn send_taking(&mut self, frames: &mut Batch) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Writes a batch [`measure`](Batch::measure)d beforehand at once, when that needs no wait:
+    /// a quiet session's write then makes no future (its state is a few cache lines of the
+    /// session's, written and read for each message). What it did is [`SentNow`]; the default
+    /// tries nothing.
+    fn send_now(&mut self, frames: &mut Batch) -> io::Result<SentNow> {
+        let _ = frames;
+        Ok(SentNow::NotTried)
+    }
 
     /// Whether the session loop may skip polling [`recv`](Transport::recv) until a waker a
     /// previous, dropped `recv` registered has fired (`signal::Gate`): only when every such

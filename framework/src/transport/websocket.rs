@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::ws_read::{FrameError, FrameReader};
-use super::{Transport, TransportError};
+use super::{SentNow, Transport, TransportError};
 use crate::outbox::Batch;
 use crate::stomp::EncodedFrame;
 use crate::stomp::put_uninit;
@@ -573,6 +573,32 @@ where
         self.ws.get_mut().flush().await
     }
 
+    /// A server's small batch (at most [`SMALL_WRITE`] bytes framed, measured beforehand),
+    /// when nothing is owed before it (a pong, the rest of a write): framed on the stack and
+    /// written if the socket takes it, as `send_taking` would, with no future made.
+    fn send_now(&mut self, frames: &mut Batch) -> io::Result<SentNow> {
+        let small = frames.measured().is_some_and(|measured| {
+            measured.bytes + frames.len() * MAX_FRAME_HEADER <= SMALL_WRITE
+                && measured.largest <= self.limits.max_outbound_frame
+        });
+        if !small || self.reader.is_none() || self.unsent.capacity() > 0 || frames.is_empty() {
+            return Ok(SentNow::NotTried);
+        }
+        self.write_small(frames)?;
+        if self.unsent.is_empty() {
+            // A socket's flush does nothing (tokio's `TcpStream`, a TLS stream with nothing
+            // buffered): done, but polled all the same.
+            let mut cx = Context::from_waker(Waker::noop());
+            match Pin::new(self.ws.get_mut()).poll_flush(&mut cx) {
+                Poll::Ready(result) => return result.map(|()| SentNow::Done),
+                Poll::Pending => {}
+            }
+        }
+        // The frames are framed in `unsent`: `send_taking` writes it out before anything else.
+        frames.clear();
+        Ok(SentNow::Started)
+    }
+
     /// A socket's readiness stays registered after a `recv` is dropped, except while a pong
     /// is being flushed: its time limit is a timer inside `recv`.
     fn reads_may_be_gated(&self) -> bool {
@@ -682,6 +708,59 @@ mod tests {
             .expect("the reader did not panic");
         let whole = |frame: &EncodedFrame| frame.chunks().concat();
         assert_eq!(seen, [whole(&a), whole(&b)], "two whole frames, in order");
+    }
+
+    /// `send_now` writes a small measured batch at once; what the socket does not take is
+    /// finished by `send_taking` with the emptied batch; a large or unmeasured batch, or one
+    /// behind bytes still owed, is left to `send_taking` untouched. Every frame arrives whole,
+    /// once, in order.
+    #[tokio::test]
+    async fn a_small_batch_is_sent_at_once_or_finished_by_the_next_write() {
+        // A pipe that holds 100 bytes: the first batch fits, the second only in part.
+        let (server_end, client_end) = tokio::io::duplex(100);
+        let ws = WebSocketStream::from_raw_socket(server_end, Role::Server, None).await;
+        let mut transport = WebSocketTransport::server(ws, limits());
+        let (a, b, c) = (message(10), message(60), message(70));
+        let reader = tokio::spawn(async move {
+            let mut client = WebSocketStream::from_raw_socket(client_end, Role::Client, None).await;
+            let mut seen = Vec::new();
+            while let Some(Ok(Message::Text(text))) = client.next().await {
+                seen.push(text.as_bytes().to_vec());
+            }
+            seen
+        });
+        let mut unmeasured = Batch::from(vec![a.clone()]);
+        let sent = transport.send_now(&mut unmeasured).expect("no error");
+        assert_eq!(sent, SentNow::NotTried, "not measured: not tried");
+        assert_eq!(unmeasured.len(), 1, "left as it was");
+        unmeasured.measure(|_, _| {});
+        assert_eq!(transport.send_now(&mut unmeasured).expect("no error"), SentNow::Done);
+        let mut batch = Batch::from(vec![b.clone(), c.clone()]);
+        batch.measure(|_, _| {});
+        assert_eq!(transport.send_now(&mut batch).expect("no error"), SentNow::Started);
+        assert!(batch.is_empty(), "taken in whole");
+        let mut more = Batch::from(vec![a.clone()]);
+        more.measure(|_, _| {});
+        let sent = transport.send_now(&mut more).expect("no error");
+        assert_eq!(sent, SentNow::NotTried, "the rest of the last write goes first");
+        let mut large = Batch::from(vec![message(SMALL_WRITE)]);
+        large.measure(|_, _| {});
+        assert_eq!(transport.send_now(&mut large).expect("no error"), SentNow::NotTried);
+        for mut batch in [batch, more, large] {
+            tokio::time::timeout(Duration::from_secs(5), transport.send_taking(&mut batch))
+                .await
+                .expect("written once the peer reads")
+                .expect("no error");
+        }
+        transport.close().await;
+        drop(transport);
+        let seen = tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .expect("the reader finished")
+            .expect("the reader did not panic");
+        let whole = |frame: &EncodedFrame| frame.chunks().concat();
+        let expected = [whole(&a), whole(&b), whole(&c), whole(&a), whole(&message(SMALL_WRITE))];
+        assert_eq!(seen, expected, "whole frames, once each, in order");
     }
 
     /// A hand-framed write cut short (the peer does not read, the send time limit runs out)
