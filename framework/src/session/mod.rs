@@ -305,19 +305,20 @@ impl<T: Transport> Session<T> {
                 let config = &runtime.config;
                 let read_timer = sleep_until(self.clock.opened + config.time_to_first_message);
                 let beat_timer = sleep_until(far_future());
-                // Everything that may end the session from outside raises one signal: one cheap poll
-                // per turn of the loop (four cancellation tokens, each a mutex, showed in profiles).
+                // Everything that may end the session from outside raises one signal: one cheap
+                // poll per turn of the loop (four cancellation tokens, each a mutex, showed in
+                // profiles).
                 let signal = self.protocol.signal();
                 let _shutdown = runtime.on_shutdown(signal.clone());
                 let raised = signal.raised();
-                // The read is polled again only once its waker fired (or it completed): most turns of
-                // a subscriber's loop are writes.
+                // The read is polled again only once its waker fired (or it completed): most turns
+                // of a subscriber's loop are writes.
                 let reads = Gate::new();
                 tokio::pin!(read_timer, beat_timer, raised);
-                // Which of the outbox and the read goes first when both are ready: they take turns, so
-                // a session under a constant stream of outbound messages still reads its client's
-                // frames (an UNSUBSCRIBE, a DISCONNECT) and heart-beats, and a busy publisher's session
-                // still writes.
+                // Which of the outbox and the read goes first when both are ready: they take turns,
+                // so a session under a constant stream of outbound messages still reads its
+                // client's frames (an UNSUBSCRIBE, a DISCONNECT) and heart-beats, and a busy
+                // publisher's session still writes.
                 let mut writes_first = false;
                 loop {
                     let s = &mut self;
@@ -327,8 +328,8 @@ impl<T: Transport> Session<T> {
                         let gated = s.transport.reads_may_be_gated();
                         let (read_armed, beat_armed) =
                             (s.clock.read_timer_armed, s.clock.beat_every.is_some());
-                        // Once connected, the read deadline is the heart-beat allowance after the last
-                        // read: a read moves it.
+                        // Once connected, the read deadline is the heart-beat allowance after the
+                        // last read: a read moves it.
                         let reads_move_deadline = s.protocol.version().is_some();
                         let mut unblock = std::pin::pin!(blocked.then(|| s.protocol.unblock()));
                         // Polled in place: no future made and dropped for it on each turn.
@@ -369,15 +370,16 @@ impl<T: Transport> Session<T> {
                         Event::Received(received) => {
                             let step =
                                 s.received(received, read_timer.as_mut(), beat_timer.as_mut());
-                            // What was decoded is counted (only decoding adds to the tally: a wake-up
-                            // to write does not look at it, nor touch its cache line).
+                            // What was decoded is counted (only decoding adds to the tally: a
+                            // wake-up to write does not look at it, nor touch its cache line).
                             s.runtime.counters.flush_in(&mut s.protocol.tally);
                             step
                         }
                         Event::ReadTimer => s.read_timer_fired(read_timer.as_mut()),
                         Event::BeatTimer => s.beat_timer_fired(beat_timer.as_mut()).await,
                     };
-                    // Matched, not tested: a `Continue` left to go out of scope is dropped by a call.
+                    // Matched, not tested: a `Continue` left to go out of scope is dropped by a
+                    // call.
                     match step {
                         Step::Continue => {}
                         ended => break ended,
