@@ -12,13 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// none after a 101).
 async fn raw_request(addr: std::net::SocketAddr, path: &str, headers: &[&str]) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\n");
-    for header in headers {
-        request.push_str(header);
-        request.push_str("\r\n");
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(request(addr, path, headers).as_bytes()).await.unwrap();
     let mut response = Vec::new();
     tokio::time::timeout(WAIT, async {
         let mut byte = [0u8; 1];
@@ -38,6 +32,17 @@ async fn raw_request(addr: std::net::SocketAddr, path: &str, headers: &[&str]) -
     .await
     .unwrap();
     String::from_utf8_lossy(&response).into_owned()
+}
+
+/// A GET request asking for an upgrade, with `headers`.
+fn request(addr: std::net::SocketAddr, path: &str, headers: &[&str]) -> String {
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request
 }
 
 const UPGRADE: [&str; 3] = [
@@ -132,4 +137,31 @@ async fn stomp_subprotocol_is_negotiated() {
     assert!(response.contains("sec-websocket-protocol: v11.stomp"), "{response}");
     // And a real client offering v12.stomp gets it (RawPeer asserts the header).
     RawPeer::connected(&ws_url(&server)).await;
+}
+
+/// A client that sends its first STOMP frame in the same write as its upgrade request: hyper
+/// reads the frame along with the request, and the session must still get it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_sent_with_the_upgrade_request_is_read_first() {
+    let server = start(Server::builder()).await;
+    let addr = server.local_addr();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut bytes = request(addr, "/ws", &UPGRADE).into_bytes();
+    // A masked text frame (an all-zero mask: the payload reads as is).
+    let connect = b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\0";
+    bytes.extend_from_slice(&[0x81, 0x80 | connect.len() as u8, 0, 0, 0, 0]);
+    bytes.extend_from_slice(connect);
+    stream.write_all(&bytes).await.unwrap();
+    let mut seen = Vec::new();
+    let answered = tokio::time::timeout(WAIT, async {
+        while !seen.windows(10).any(|window| window == b"CONNECTED\n") {
+            let mut chunk = [0u8; 512];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "no CONNECTED: {}", String::from_utf8_lossy(&seen));
+    assert!(seen.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&seen));
 }

@@ -33,6 +33,13 @@ impl<S> ReadAhead<S> {
         ReadAhead { inner, buf: None, busy: false }
     }
 
+    /// Like [`new`](Self::new), `read` having been read from `inner` already (what hyper read
+    /// past an upgrade request): handed out first.
+    pub(crate) fn with_read(inner: S, read: &[u8]) -> Self {
+        let buf = (!read.is_empty()).then(|| BytesMut::from(read));
+        ReadAhead { inner, buf, busy: false }
+    }
+
     /// Copies what is read ahead into `out`; frees the chunk once drained, unless busy.
     fn serve(&mut self, out: &mut ReadBuf<'_>) {
         let Some(buf) = &mut self.buf else { return };

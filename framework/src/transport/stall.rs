@@ -32,6 +32,12 @@ impl<T> WriteStall<T> {
         WriteStall { inner, limit, slot, stalled: None }
     }
 
+    /// The stream, for a connection that becomes a session: every write of a session is
+    /// bounded by its own send time limit (the same limit), whether or not it holds the slot.
+    pub(crate) fn into_inner(self) -> T {
+        self.inner
+    }
+
     fn watch<R>(
         &mut self,
         cx: &mut Context<'_>,
