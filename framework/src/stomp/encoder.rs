@@ -92,6 +92,7 @@ impl EncodedFrame {
 
     /// Appends the whole frame to `out`, which has room for it (a write buffer being
     /// filled): the parts that are not empty, one append each.
+    #[inline(always)]
     pub(crate) fn write_parts(&self, out: &mut BytesMut) {
         out.extend_from_slice(&self.head);
         if let Some(body) = &self.body {

@@ -160,6 +160,7 @@ impl<S> WebSocketTransport<S> {
 
 /// Appends the header of an unmasked, unfragmented WebSocket data frame (RFC 6455, 5.2): a
 /// text frame when `text`, else binary, carrying `len` bytes.
+#[inline(always)]
 fn put_frame_header(out: &mut BytesMut, text: bool, len: usize) {
     let first = if text { 0x81 } else { 0x82 };
     match len {
