@@ -73,7 +73,7 @@ pub(crate) fn run<T: Transport + 'static>(
     };
     let drive =
         Box::pin(drive(runtime.clone(), session_id.clone(), identity, peer.slot, transport));
-    SessionTask { drive, span, ending: Some(Ending { open, runtime, session_id }) }
+    SessionTask { drive: Some(drive), span, ending: Some(Ending { open, runtime, session_id }) }
 }
 
 /// A session's task: its boxed loop, polled inside its span, then the bookkeeping of its end.
@@ -84,7 +84,8 @@ pub(crate) fn run<T: Transport + 'static>(
 /// first).
 #[repr(C)]
 struct SessionTask<F> {
-    drive: Pin<Box<F>>,
+    /// The loop, until it has ended (dropped inside the span, as when the task is dropped).
+    drive: Option<Pin<Box<F>>>,
     span: tracing::Span,
     /// Taken when the loop has ended.
     ending: Option<Ending>,
@@ -106,17 +107,33 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         // Unpin: the loop is boxed.
         let this = self.get_mut();
+        let Some(drive) = this.drive.as_mut() else {
+            // Polled again after it ended: nothing more to do.
+            return Poll::Ready(());
+        };
         let (reason, principal) = {
             let _entered = this.span.enter();
-            std::task::ready!(this.drive.as_mut().poll(cx))
+            let ended = std::task::ready!(drive.as_mut().poll(cx));
+            this.drive = None;
+            ended
         };
         this.span.in_scope(|| log_end(&reason));
-        // Polled again after it ended (a misuse of the future): nothing more to do.
         if let Some(Ending { mut open, runtime, session_id }) = this.ending.take() {
             open.closed(&reason);
             runtime.emit(SessionEvent::Disconnected { session_id, reason, principal });
         }
         Poll::Ready(())
+    }
+}
+
+/// A task dropped before its loop ended (the runtime shutting down) drops the session inside
+/// its span, so that what its end logs says which session it was.
+impl<F> Drop for SessionTask<F> {
+    fn drop(&mut self) {
+        if let Some(drive) = self.drive.take() {
+            let _entered = self.span.enter();
+            drop(drive);
+        }
     }
 }
 

@@ -19,6 +19,10 @@ use crate::runtime::Runtime;
 #[cfg(feature = "tcp")]
 use crate::session::{self, Peer};
 
+/// The stream the plain (not TLS) listener hands hyper, inside a `TokioIo`: a WebSocket
+/// upgrade takes it back out of hyper's `Upgraded` by this type (`service`).
+pub(crate) type Plain = WriteStall<TcpStream>;
+
 /// Connections the kernel may hold for us before `accept` (capped by `net.core.somaxconn`).
 /// Bursts of thousands of clients reconnecting at once are normal for a pub/sub server; with
 /// a short queue the overflow waits a whole SYN retransmit (a second or more).
@@ -78,7 +82,7 @@ pub(crate) async fn http(runtime: Arc<Runtime>, endpoints: Arc<Endpoints>, liste
         }
         // Writes the client does not read fail after the send time limit while the connection
         // holds its slot (pipelined requests whose answers are never read).
-        let io = TokioIo::new(WriteStall::new(stream, limit, slot));
+        let io: TokioIo<Plain> = TokioIo::new(WriteStall::new(stream, limit, slot));
         let http1 = http1.clone();
         runtime.tracker.spawn(async move { serve(&http1, io, service, shutdown, peer).await });
     }

@@ -20,12 +20,12 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::Endpoints;
+use super::accept::Plain;
 pub use super::body::ResponseBody;
 use super::connections::ConnectionSlot;
 use super::read_ahead::ReadAhead;
 #[cfg(feature = "sockjs")]
 use super::sockjs::{self, SockJsEndpoint};
-use super::stall::WriteStall;
 use super::websocket::{self, WebSocketTransport};
 use crate::config::Config;
 use crate::log_throttle::{EVERY, LogThrottle};
@@ -428,9 +428,6 @@ impl Upgrading {
         }
     }
 }
-
-/// What the plain (not TLS) listener hands hyper, inside its `TokioIo` (see `accept`).
-type Plain = WriteStall<tokio::net::TcpStream>;
 
 /// The server's end of a WebSocket over `io`, the handshake done.
 async fn websocket_stream<S>(

@@ -4,7 +4,9 @@
 //! hyper bounds how long a request head may take to arrive, but not how long a response may
 //! wait for the client to read it: a client that pipelines requests and never reads the answers
 //! would otherwise keep its connection, and its slot, for ever. Once the connection carries a
-//! session (its slot released), the session's own send time limit applies instead.
+//! session (its slot released), the session's own send time limit applies instead. A session
+//! on the plain listener's socket runs without this wrapper (`WriteStall::into_inner`): it
+//! bounds every write itself, with the same limit.
 
 use std::future::Future;
 use std::io;

@@ -246,7 +246,8 @@ async fn pong_within(
     };
     match tokio::time::timeout_at(due, flush).await {
         Ok(Ok(())) => Ok(()),
-        // The connection's own write deadline (before CONNECT, see `stall`) said the same.
+        // The connection's own write deadline (before CONNECT, on the connections that keep
+        // it: TLS, SockJS, mounted routers; see `stall`) said the same.
         Ok(Err(WsError::Io(e))) if e.kind() == io::ErrorKind::TimedOut => Err(slow()),
         Ok(Err(e)) => Err(TransportError::Io(into_io(e))),
         Err(_) => Err(slow()),
