@@ -409,7 +409,8 @@ impl Listed {
     /// [`deliver`](Self::deliver) of a broadcast's message `made` on the publisher's stack:
     /// a direct delivery takes only its frame; one that keeps the message (a subscription
     /// with its own queue, acknowledgements or a lossy policy) gets `shared`, a copy in an
-    /// `Arc` made the first time one is needed.
+    /// `Arc` made the first time one is needed (which shares the frames either builds: see
+    /// `PreparedMessage::copy`).
     #[inline(always)]
     pub(crate) fn deliver_made(
         &self,
@@ -545,6 +546,54 @@ mod tests {
         };
         assert_eq!(bytes(&direct), bytes(&full));
         assert_eq!(bytes(&direct).len(), 1);
+    }
+
+    /// A head that a direct and a keeping subscription of one broadcast share (not the first
+    /// head, whose frame is built with the message) is built once, whichever comes first: both
+    /// get the same buffer.
+    #[test]
+    fn a_head_shared_by_direct_and_keeping_subscriptions_is_built_once() {
+        for keeping_first in [false, true] {
+            let broker = crate::broker::SimpleBroker::default();
+            // A lossy subscription keeps the message (it counts what it drops), with the same
+            // head as a direct one of the same id.
+            let mut subscriptions = vec![("sub-0", false)];
+            let pair = [("sub-1", false), ("sub-1", true)];
+            match keeping_first {
+                false => subscriptions.extend(pair),
+                true => subscriptions.extend(pair.into_iter().rev()),
+            }
+            let mut receivers = Vec::new();
+            for (id, lossy) in subscriptions {
+                let (mut subscriber, receiver) = subscriber(id, AckMode::Auto);
+                if lossy {
+                    subscriber = subscriber.with_flow(usize::MAX, SlowConsumerPolicy::DropOldest);
+                }
+                let subscriber = Arc::new(subscriber);
+                assert_eq!(Listed::new(subscriber.clone()).direct.is_none(), lossy);
+                broker.subscribe(subscriber);
+                receivers.push(receiver);
+            }
+            let delivered =
+                broker.publish(&"/topic/t".into(), &crate::stomp::Headers::new(), "hi".into());
+            assert_eq!(delivered, 3);
+            let frames: Vec<Bytes> = receivers
+                .iter_mut()
+                .map(|receiver| {
+                    let mut batch = crate::outbox::Batch::default();
+                    receiver.drain_now(&mut batch);
+                    assert_eq!(batch.len(), 1);
+                    batch.iter().next().map(|frame| frame.head().clone()).unwrap_or_default()
+                })
+                .collect();
+            assert_eq!(frames[1], frames[2], "the same frame (keeping first: {keeping_first})");
+            assert!(frames[1].starts_with(b"MESSAGE\nsubscription:sub-1\n"));
+            assert_eq!(
+                frames[1].as_ptr(),
+                frames[2].as_ptr(),
+                "one buffer, built once (keeping first: {keeping_first})"
+            );
+        }
     }
 
     #[test]

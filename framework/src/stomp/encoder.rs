@@ -7,7 +7,7 @@
 //! whole contiguous frame with the subscribers whose head is the same.
 
 use std::io::IoSlice;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -220,8 +220,8 @@ pub struct PreparedMessage {
     made_with: Option<(Version, Bytes, Bytes)>,
     // What deliveries build later, allocated at the first need: a broadcast to sessions whose
     // frame was built when it was made never needs it, and the message stays small (it is
-    // moved into its `Arc` once per publish).
-    later: OnceLock<Box<Later>>,
+    // moved into its `Arc` once per publish). Shared with the message's copy (`copy`).
+    later: OnceLock<Arc<Later>>,
 }
 
 /// A [`PreparedMessage`]'s frames and shared headers built after it was made.
@@ -281,8 +281,10 @@ impl PreparedMessage {
         self.message_id
     }
 
-    /// A copy sharing the headers' text, the body and the first frame built (not the frames
-    /// and shared parts built since: the copy builds its own).
+    /// A copy sharing the headers' text, the body, the first frame built and what either
+    /// builds later (one [`Later`] for both: a broadcast's direct deliveries build on the
+    /// message, the ones that keep it on its copy, and a subscription head both kinds share
+    /// is built once).
     pub(crate) fn copy(&self) -> Self {
         PreparedMessage {
             headers: self.headers.clone(),
@@ -290,7 +292,7 @@ impl PreparedMessage {
             body_utf8: self.body_utf8,
             message_id: self.message_id,
             made_with: self.made_with.clone(),
-            later: OnceLock::new(),
+            later: OnceLock::from(self.later.get_or_init(Arc::default).clone()),
         }
     }
 
@@ -352,7 +354,7 @@ impl PreparedMessage {
 
     /// What deliveries build later (allocated now if nothing was).
     fn later(&self) -> &Later {
-        self.later.get_or_init(Box::default)
+        self.later.get_or_init(Arc::default)
     }
 
     /// Appends the shared headers, the `content-length` and the blank line.
