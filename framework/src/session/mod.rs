@@ -467,13 +467,11 @@ impl<T: Transport> Session<T> {
         if n == 0 || !self.runtime.config.interceptors.outbound.is_empty() {
             return Err(None);
         }
-        let mut written = Tally::default();
-        let bytes = self.batch.measure(|frame, len| written.add(frame, len)).bytes;
-        let counted = Counted { bytes, written };
+        let counted = Counted::of(&mut self.batch);
         match self.transport.send_now(&mut self.batch) {
             Ok(SentNow::Done) => Ok(self.written(n, counted)),
             Ok(SentNow::NotTried | SentNow::Started) => Err(Some(counted)),
-            Err(e) => Ok(Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()))),
+            Err(e) => Ok(connection_lost(&e)),
         }
     }
 
@@ -499,7 +497,7 @@ impl<T: Transport> Session<T> {
         match send_within(limit, self.transport.send_taking(&mut self.batch)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                return Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()));
+                return connection_lost(&e);
             }
             Err(_) => {
                 let why = format!(
@@ -533,9 +531,8 @@ impl<T: Transport> Session<T> {
             }
             Some(bytes)
         };
-        let mut written = Tally::default();
-        let measured = self.batch.measure(|frame, len| written.add(frame, len));
-        Counted { bytes: queued.unwrap_or(measured.bytes), written }
+        let counted = Counted::of(&mut self.batch);
+        Counted { bytes: queued.unwrap_or(counted.bytes), ..counted }
     }
 
     /// After a write of `n` frames (`counted`): the outbox's room, the statistics, the batch
@@ -600,7 +597,7 @@ impl<T: Transport> Session<T> {
             }
             Ok(_) => {}
             Err(TransportError::Io(e)) => {
-                return Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()));
+                return connection_lost(&e);
             }
             // Like a slow consumer's queue: nothing more is sent to a peer that does not read.
             Err(TransportError::SlowConsumer(why)) => {
@@ -695,7 +692,7 @@ impl<T: Transport> Session<T> {
         let limit = self.runtime.config.send_time_limit;
         let sent = timeout(limit, self.transport.send_heartbeat()).await;
         if let Err(e) = sent.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
-            return Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()));
+            return connection_lost(&e);
         }
         self.clock.last_write = Instant::now();
         beat_timer.reset(self.clock.last_write + every);
@@ -758,6 +755,21 @@ fn count_written(runtime: &Runtime, frames: &[EncodedFrame]) {
 struct Counted {
     bytes: usize,
     written: Tally,
+}
+
+impl Counted {
+    /// `batch` as it is, in one pass (which also measures it for the transport).
+    #[inline(always)]
+    fn of(batch: &mut Batch) -> Counted {
+        let mut written = Tally::default();
+        let bytes = batch.measure(|frame, len| written.add(frame, len)).bytes;
+        Counted { bytes, written }
+    }
+}
+
+/// How a session ends when its connection failed (`e`).
+fn connection_lost(e: &std::io::Error) -> Step {
+    Step::Close(None, DisconnectReason::ConnectionLost(e.to_string().into()))
 }
 
 /// Frames written and their bytes, by command (`stats::COMMANDS_OUT`).

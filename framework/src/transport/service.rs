@@ -402,22 +402,17 @@ impl Upgrading {
                 // HTTP connection's write deadline (the session bounds its writes itself): for
                 // a quiet subscriber, about 60 instructions per message. (Connections served
                 // otherwise, TLS or a mounted router's, stay as hyper hands them over.)
-                let upgraded = match upgraded.downcast::<TokioIo<Plain>>() {
+                match upgraded.downcast::<TokioIo<Plain>>() {
                     Ok(parts) => {
                         let socket = parts.io.into_inner().into_inner();
                         let io = ReadAhead::with_read(socket, &parts.read_buf);
-                        let ws = websocket_stream(io, config).await;
-                        let transport = WebSocketTransport::server(ws, limits);
-                        // A task of its own, sized to the session: this one, sized to the
-                        // upgrade's steps as well, ends here.
-                        runtime.tracker.spawn(session::run(runtime.clone(), peer, transport));
-                        return;
+                        spawn_session(&runtime, peer, io, config, limits).await;
                     }
-                    Err(upgraded) => upgraded,
-                };
-                let ws = websocket_stream(ReadAhead::new(TokioIo::new(upgraded)), config).await;
-                let transport = WebSocketTransport::server(ws, limits);
-                runtime.tracker.spawn(session::run(runtime.clone(), peer, transport));
+                    Err(upgraded) => {
+                        let io = ReadAhead::new(TokioIo::new(upgraded));
+                        spawn_session(&runtime, peer, io, config, limits).await;
+                    }
+                }
             }
             #[cfg(feature = "sockjs")]
             Upgrade::SockJs(endpoint) => {
@@ -427,6 +422,21 @@ impl Upgrading {
             }
         }
     }
+}
+
+/// Runs a STOMP session over the WebSocket on `io`, in a task of its own, sized to the session
+/// (the upgrading task, sized to the upgrade's steps as well, ends).
+async fn spawn_session<S>(
+    runtime: &Arc<Runtime>,
+    peer: Peer,
+    io: ReadAhead<S>,
+    config: tokio_tungstenite::tungstenite::protocol::WebSocketConfig,
+    limits: websocket::WebSocketLimits,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let transport = WebSocketTransport::server(websocket_stream(io, config).await, limits);
+    runtime.tracker.spawn(session::run(runtime.clone(), peer, transport));
 }
 
 /// The server's end of a WebSocket over `io`, the handshake done.

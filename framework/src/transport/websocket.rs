@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::ws_read::{FrameError, FrameReader};
 use super::{SentNow, Transport, TransportError};
-use crate::outbox::Batch;
+use crate::outbox::{Batch, Measured};
 use crate::stomp::EncodedFrame;
 use crate::stomp::put_uninit;
 
@@ -177,6 +177,11 @@ fn put_frame_header(out: &mut BytesMut, text: bool, len: usize) {
 
 /// The longest header [`put_frame_header`] writes.
 const MAX_FRAME_HEADER: usize = 10;
+
+/// At most how many bytes `frames` frames of `measured` sizes take framed.
+fn framed_bound(measured: Measured, frames: usize) -> usize {
+    measured.bytes + frames * MAX_FRAME_HEADER
+}
 
 /// A batch of at most this many bytes (frame headers counted at their longest) is framed on
 /// the stack (see `send_taking`).
@@ -547,7 +552,7 @@ where
                 self.check_size(frame)?;
             }
         }
-        let mut total = measured.bytes + frames.len() * MAX_FRAME_HEADER;
+        let mut total = framed_bound(measured, frames.len());
         if total <= SMALL_WRITE && !frames.is_empty() {
             // A small batch (a quiet session's one message): no buffer to allocate and free.
             self.write_small(frames)?;
@@ -580,7 +585,7 @@ where
     /// written if the socket takes it, as `send_taking` would, with no future made.
     fn send_now(&mut self, frames: &mut Batch) -> io::Result<SentNow> {
         let small = frames.measured().is_some_and(|measured| {
-            measured.bytes + frames.len() * MAX_FRAME_HEADER <= SMALL_WRITE
+            framed_bound(measured, frames.len()) <= SMALL_WRITE
                 && measured.largest <= self.limits.max_outbound_frame
         });
         if !small || self.reader.is_none() || self.unsent.capacity() > 0 || frames.is_empty() {
