@@ -560,13 +560,14 @@ mod small {
     pub(super) const RECENT_KEPT: usize = 64;
 
     /// Keeps a reference to `frame`, built on this thread, and drops the one to the oldest
-    /// frame kept. A frame is most often freed by the last of its subscribers' sessions to
-    /// write it, on another thread: glibc then frees into that thread's cache and the building
-    /// thread's runs dry, so every frame took the allocator's slow path on both sides (~380
-    /// instructions a frame, against ~80). By the time 64 newer frames have been built, the
-    /// subscribers of a busy publisher have usually written a frame, and this last reference
-    /// frees it where it was allocated. A quiet thread holds at most 64 small frames until it
-    /// builds again.
+    /// frame kept. A publisher's read turn builds a burst of frames (one per SEND, up to a
+    /// hundred) that all live until its subscribers' sessions have written them, then are freed
+    /// in a burst, often on another worker thread: glibc's per-thread cache holds seven blocks
+    /// of a size, so most of a burst went through the allocator's slow paths both ways (~380
+    /// instructions a frame, against ~80). With this last reference, a busy publisher's thread
+    /// frees one frame (built 64 frames earlier, and by then written) for each one it builds,
+    /// and the next build takes the block back from the cache. A quiet thread holds at most 64
+    /// small frames until it builds again.
     fn keep_recent(frame: &Bytes) {
         let _ = RECENT.try_with(|recent| {
             if let Ok(mut recent) = recent.try_borrow_mut() {
