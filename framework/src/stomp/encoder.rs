@@ -550,41 +550,58 @@ mod small {
     thread_local! {
         /// Where frames are built before they are copied into their own allocation.
         static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::with_capacity(LARGEST));
-        /// The last [`RECENT_KEPT`] frames built on this thread, one reference each (see
-        /// [`keep_recent`]).
-        static RECENT: RefCell<VecDeque<Bytes>> = const { RefCell::new(VecDeque::new()) };
+        /// The last frames built on this thread, one reference each (see [`keep_recent`]).
+        static RECENT: RefCell<Recent> = const {
+            RefCell::new(Recent { frames: VecDeque::new(), bytes: 0 })
+        };
     }
 
-    /// How many frames a thread keeps a reference to after building them: at most 64 KiB
-    /// (frames of up to [`LARGEST`] bytes) per thread that builds frames.
-    pub(super) const RECENT_KEPT: usize = 64;
+    /// Frames kept by the thread that built them, and their bytes.
+    struct Recent {
+        frames: VecDeque<Bytes>,
+        bytes: usize,
+    }
 
-    /// Keeps a reference to `frame`, built on this thread, and drops the one to the oldest
-    /// frame kept. A publisher's read turn builds a burst of frames (one per SEND, up to a
-    /// hundred) that all live until its subscribers' sessions have written them, then are freed
-    /// in a burst, often on another worker thread: glibc's per-thread cache holds seven blocks
-    /// of a size, so most of a burst went through the allocator's slow paths both ways (~380
-    /// instructions a frame, against ~80). With this last reference, a busy publisher's thread
-    /// frees one frame (built 64 frames earlier, and by then written) for each one it builds,
-    /// and the next build takes the block back from the cache. A quiet thread holds at most 64
-    /// small frames until it builds again.
+    /// The most frames a thread keeps a reference to after building them...
+    pub(super) const RECENT_KEPT: usize = 256;
+    /// ...and the most bytes they may hold.
+    pub(super) const RECENT_BYTES: usize = 64 * 1024;
+
+    /// Keeps a reference to `frame`, built on this thread, dropping those to the oldest frames
+    /// kept beyond [`RECENT_KEPT`] frames or [`RECENT_BYTES`] bytes. A publisher's read turn
+    /// builds a burst of frames (one per SEND, up to a hundred) that all live until its
+    /// subscribers' sessions have written them, then are freed in a burst, sometimes on another
+    /// worker thread: glibc's per-thread cache holds seven blocks of a size, so most of a burst
+    /// went through the allocator's slow paths both ways (~380 instructions a frame, against
+    /// ~140). With this last reference, a busy publisher's thread frees about one frame (built
+    /// a burst earlier, and by then written) for each one it builds, and the next build takes
+    /// the block back from the cache. A quiet thread holds these frames until it builds again.
     fn keep_recent(frame: &Bytes) {
         let _ = RECENT.try_with(|recent| {
             if let Ok(mut recent) = recent.try_borrow_mut() {
-                if recent.len() >= RECENT_KEPT {
-                    recent.pop_front();
-                } else if recent.capacity() == 0 {
-                    recent.reserve_exact(RECENT_KEPT);
+                let recent = &mut *recent;
+                if recent.frames.capacity() == 0 {
+                    recent.frames.reserve_exact(RECENT_KEPT);
                 }
-                recent.push_back(frame.clone());
+                recent.bytes += frame.len();
+                recent.frames.push_back(frame.clone());
+                while recent.frames.len() > RECENT_KEPT || recent.bytes > RECENT_BYTES {
+                    match recent.frames.pop_front() {
+                        Some(old) => recent.bytes -= old.len(),
+                        None => break,
+                    }
+                }
             }
         });
     }
 
-    /// How many frames this thread keeps (tests).
+    /// How many frames this thread keeps, and their bytes (tests).
     #[cfg(test)]
-    pub(super) fn recent_len() -> usize {
-        RECENT.with(|recent| recent.borrow().len())
+    pub(super) fn recent() -> (usize, usize) {
+        RECENT.with(|recent| {
+            let recent = recent.borrow();
+            (recent.frames.len(), recent.bytes)
+        })
     }
 
     /// The frame `build` writes, in one allocation when it is at most [`LARGEST`] bytes (it
@@ -709,16 +726,28 @@ mod tests {
     fn a_thread_keeps_only_its_last_frames() {
         // On a thread of its own, so that no other test's frames count.
         std::thread::spawn(|| {
-            assert_eq!(small::recent_len(), 0);
+            assert_eq!(small::recent(), (0, 0));
             let first = small::frame(|out| out.put_slice(b"MESSAGE\n\nfirst\0"));
-            assert_eq!(small::recent_len(), 1);
-            for i in 0..small::RECENT_KEPT * 3 {
-                let frame =
-                    small::frame(|out| out.put_slice(format!("MESSAGE\n\n{i}\0").as_bytes()));
-                assert_eq!(&frame[..], format!("MESSAGE\n\n{i}\0").as_bytes());
-                assert!(small::recent_len() <= small::RECENT_KEPT);
+            assert_eq!(small::recent(), (1, first.len()));
+            // Small frames: as many as the count allows.
+            let mut bytes = Vec::new();
+            for i in 0..small::RECENT_KEPT * 2 {
+                let text = format!("MESSAGE\n\n{i:04}\0");
+                let frame = small::frame(|out| out.put_slice(text.as_bytes()));
+                assert_eq!(&frame[..], text.as_bytes());
+                bytes.push(frame.len());
+                assert!(small::recent().0 <= small::RECENT_KEPT);
             }
-            assert_eq!(small::recent_len(), small::RECENT_KEPT);
+            let last: usize = bytes[bytes.len() - small::RECENT_KEPT..].iter().sum();
+            assert_eq!(small::recent(), (small::RECENT_KEPT, last));
+            // Large frames: as many as the bytes allow.
+            let large = vec![b'x'; 900];
+            for _ in 0..small::RECENT_KEPT {
+                small::frame(|out| out.put_slice(&large));
+                let (count, held) = small::recent();
+                assert!(held <= small::RECENT_BYTES && count <= small::RECENT_KEPT);
+            }
+            assert_eq!(small::recent().0, small::RECENT_BYTES / 900);
             // A frame the thread no longer keeps is intact for those who still hold it.
             assert_eq!(&first[..], b"MESSAGE\n\nfirst\0");
         })
