@@ -38,12 +38,7 @@ impl Message {
 
     #[inline]
     pub(crate) fn new(prepared: PreparedMessage, id: u64, destination: ByteStr) -> Message {
-        let headers: usize = prepared
-            .headers()
-            .entries()
-            .iter()
-            .map(|(name, value)| name.len() + value.len() + 2)
-            .sum();
+        let headers = prepared.headers().text_len();
         // The `message-id` line, kept apart from the headers: its digits are counted, not
         // written.
         let id_line = match prepared.message_id() {

@@ -752,7 +752,7 @@ impl Protocol {
                 destination.len()
             )));
         }
-        Ok(destination.clone())
+        Ok(destination)
     }
 
     fn send(&mut self, frame: Frame) -> Handled {
@@ -764,7 +764,7 @@ impl Protocol {
         }
         // Route now, so a bad SEND inside a transaction fails at once.
         let target = self.target(false, &destination)?;
-        if let Some(tx) = frame.headers.get_shared(names::TRANSACTION).cloned() {
+        if let Some(tx) = frame.headers.get_owned(names::TRANSACTION) {
             self.buffer(&tx, frame)?;
             return Ok(Flow::Continue);
         }
@@ -1188,7 +1188,7 @@ impl Protocol {
             if let (None, Some(link)) = (&subscription.subscriber, &mut self.relay) {
                 if self.runtime.config.is_user_destination(&subscription.destination) {
                     let second = ByteStr::from(format!("{id}{USER_KEY_ID}"));
-                    link.forget_user_subscription(&[id, &second]);
+                    link.forget_user_subscription(&[&id, &second]);
                     // Its second key (only sessions with a principal have one), without the
                     // receipt: the first answers it.
                     if self.principal.is_some() {
@@ -1198,7 +1198,7 @@ impl Protocol {
                 self.receipt_forwarded = frame.receipt().is_some();
                 link.forward(frame.clone());
             }
-            self.drop_subscription(id, &subscription);
+            self.drop_subscription(&id, &subscription);
         }
         Ok(Flow::Continue)
     }
@@ -1402,20 +1402,18 @@ fn shareable(frame: &Frame) -> bool {
     const PLAIN: [&str; 4] = [names::ID, names::DESTINATION, names::ACK, names::RECEIPT];
     frame.destination().is_some_and(|d| d.starts_with("/topic/"))
         && frame.get(names::ACK).is_none_or(|ack| ack == "auto")
-        && frame.headers.entries().iter().all(|(name, _)| PLAIN.contains(&name.as_str()))
+        && frame.headers.iter().all(|(name, _)| PLAIN.contains(&name))
 }
 
 /// What a SEND held in a transaction counts against `max_transaction_bytes`: its body and a
 /// flat allowance per header. Used when it is buffered and when the transaction ends, so the
 /// two always agree.
 fn buffered_size(frame: &Frame) -> usize {
-    let headers: usize =
-        frame.headers.entries().iter().map(|(name, value)| name.len() + value.len() + 2).sum();
-    frame.body.len() + headers + 32
+    frame.body.len() + frame.headers.text_len() + 32
 }
 
-fn required<'f>(frame: &'f Frame, name: &str) -> Result<&'f ByteStr, Violation> {
-    frame.headers.get_shared(name).ok_or_else(|| {
+fn required(frame: &Frame, name: &str) -> Result<ByteStr, Violation> {
+    frame.headers.get_owned(name).ok_or_else(|| {
         violation(format!("{} frame has no {name} header, which is required", frame.command))
     })
 }

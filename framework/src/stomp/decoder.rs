@@ -8,6 +8,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::escape::{Escaping, unescape};
+use super::headers::{RawLine, known_name};
 use super::{
     ByteStr, Command, DecodeError, DecodeErrorKind, Frame, Headers, Limits, Version, names,
 };
@@ -457,6 +458,20 @@ fn parse_head(
     let command = Command::parse(command_line).ok_or_else(|| {
         DecodeError::new(DecodeErrorKind::UnknownCommand(lossy_prefix(command_line)))
     })?;
+    // The usual head: every line a name, a colon and a value, with nothing to unescape. Its
+    // headers stay lines of the head; no string is made for them.
+    let plain = |line: &Line| !line.special && line.colon().is_some_and(|c| c > line.range().start);
+    if header_lines.iter().all(plain) {
+        let lines = header_lines.iter().map(|line| RawLine {
+            start: line.start,
+            colon: line.colon,
+            end: line.end,
+        });
+        // SAFETY: the head is UTF-8 (all ASCII, or checked above); each line runs from a line
+        // start to a line end within the head, its first ':' after its start; no line holds a
+        // NUL or a `\\` (`special`), so nothing needs unescaping.
+        return Ok((command, unsafe { Headers::from_head(head, lines) }));
+    }
     let escaping = Escaping::for_frame(version, command.escapes_headers());
     let mut headers = Headers::with_capacity(header_lines.len());
     let mut pending_error = None;
@@ -505,28 +520,6 @@ fn parse_head(
         Some(kind) => Err(DecodeError::new(kind).in_frame(command, headers.get(names::RECEIPT))),
         None => Ok((command, headers)),
     }
-}
-
-/// The standard header names, as static strings: a decoded frame's names then share no
-/// buffer (no reference count to change when a header is copied or dropped).
-fn known_name(name: &[u8]) -> Option<&'static str> {
-    Some(match name {
-        b"destination" => names::DESTINATION,
-        b"content-length" => names::CONTENT_LENGTH,
-        b"content-type" => names::CONTENT_TYPE,
-        b"receipt" => names::RECEIPT,
-        b"id" => names::ID,
-        b"ack" => names::ACK,
-        b"subscription" => names::SUBSCRIPTION,
-        b"message-id" => names::MESSAGE_ID,
-        b"transaction" => names::TRANSACTION,
-        b"accept-version" => names::ACCEPT_VERSION,
-        b"host" => names::HOST,
-        b"heart-beat" => names::HEART_BEAT,
-        b"login" => names::LOGIN,
-        b"passcode" => names::PASSCODE,
-        _ => return None,
-    })
 }
 
 /// One unescaped header name or value, sharing `head` when nothing was escaped.

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::escape::{Escaping, put_all, write_header};
-use super::{ByteStr, Command, Frame, Headers, Version, names};
+use super::{Command, Frame, Headers, Version, names};
 
 const NUL: &[u8] = b"\0";
 
@@ -139,7 +139,7 @@ pub fn encode(frame: &Frame, version: Version) -> EncodedFrame {
     let mut head = BytesMut::with_capacity(head_capacity(frame.command, &frame.headers));
     head.put_slice(frame.command.as_str().as_bytes());
     head.put_u8(b'\n');
-    let had_length = write_headers(&mut head, frame.headers.entries(), escaping, true);
+    let had_length = write_headers(&mut head, frame.headers.iter(), escaping, true);
     if !frame.body.is_empty() || had_length {
         write_content_length(&mut head, frame.body.len());
     }
@@ -160,21 +160,19 @@ pub fn encode_to_bytes(frame: &Frame, version: Version) -> Bytes {
 }
 
 fn head_capacity(command: Command, headers: &Headers) -> usize {
-    command.as_str().len()
-        + 32
-        + headers.entries().iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>()
+    command.as_str().len() + 32 + headers.text_len()
 }
 
 /// Writes `name:value\n` for each header; returns whether a `content-length` was skipped.
-fn write_headers(
+fn write_headers<'a>(
     out: &mut BytesMut,
-    headers: &[(ByteStr, ByteStr)],
+    headers: impl Iterator<Item = (&'a str, &'a str)>,
     escaping: Escaping,
     skip_length: bool,
 ) -> bool {
     let mut had_length = false;
     for (name, value) in headers {
-        if skip_length && name.as_str() == names::CONTENT_LENGTH {
+        if skip_length && name == names::CONTENT_LENGTH {
             had_length = true;
             continue;
         }
@@ -363,13 +361,13 @@ impl PreparedMessage {
         match self.message_id {
             // After the first header (the destination, where the broker puts it).
             Some(id) => {
-                let (first, rest) = self.headers.entries().split_at(self.headers.len().min(1));
-                write_headers(out, first, escaping, true);
+                let mut headers = self.headers.iter();
+                write_headers(out, headers.by_ref().take(1), escaping, true);
                 put_all(out, [b"message-id:", itoa::Buffer::new().format(id).as_bytes(), b"\n"]);
-                write_headers(out, rest, escaping, true);
+                write_headers(out, headers, escaping, true);
             }
             None => {
-                write_headers(out, self.headers.entries(), escaping, true);
+                write_headers(out, self.headers.iter(), escaping, true);
             }
         }
         write_content_length(out, self.body.len());
