@@ -973,7 +973,7 @@ impl Protocol {
     }
 
     fn subscribe(&mut self, frame: &Frame) -> Handled {
-        let id = required(frame, names::ID)?.clone();
+        let id = required(frame, names::ID)?;
         let destination = self.destination(frame)?;
         let ack = match frame.get(names::ACK) {
             None => AckMode::Auto,
@@ -1226,16 +1226,12 @@ impl Protocol {
             return Err(violation("NACK is not part of STOMP 1.0"));
         }
         match version {
-            Version::V1_2 => {
-                required(frame, names::ID)?;
-            }
+            Version::V1_2 => present(frame, names::ID)?,
             Version::V1_1 => {
-                required(frame, names::MESSAGE_ID)?;
-                required(frame, names::SUBSCRIPTION)?;
+                present(frame, names::MESSAGE_ID)?;
+                present(frame, names::SUBSCRIPTION)?;
             }
-            Version::V1_0 => {
-                required(frame, names::MESSAGE_ID)?;
-            }
+            Version::V1_0 => present(frame, names::MESSAGE_ID)?,
         }
         if let Some(tx) = frame.get(names::TRANSACTION) {
             if !self.transactions.contains_key(tx) {
@@ -1314,7 +1310,7 @@ impl Protocol {
     }
 
     fn begin(&mut self, frame: &Frame) -> Handled {
-        let tx = required(frame, names::TRANSACTION)?.clone();
+        let tx = required(frame, names::TRANSACTION)?;
         if self.transactions.contains_key(&tx) {
             return Err(violation(format!("transaction {tx:?} is already in progress")));
         }
@@ -1412,8 +1408,19 @@ fn buffered_size(frame: &Frame) -> usize {
     frame.body.len() + frame.headers.text_len() + 32
 }
 
+/// The value of header `name`, which `frame` must have.
 fn required(frame: &Frame, name: &str) -> Result<ByteStr, Violation> {
-    frame.headers.get_owned(name).ok_or_else(|| {
-        violation(format!("{} frame has no {name} header, which is required", frame.command))
-    })
+    frame.headers.get_owned(name).ok_or_else(|| missing(frame, name))
+}
+
+/// Whether `frame` has header `name`, as it must.
+fn present(frame: &Frame, name: &str) -> Result<(), Violation> {
+    match frame.headers.contains(name) {
+        true => Ok(()),
+        false => Err(missing(frame, name)),
+    }
+}
+
+fn missing(frame: &Frame, name: &str) -> Violation {
+    violation(format!("{} frame has no {name} header, which is required", frame.command))
 }

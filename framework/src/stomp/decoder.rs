@@ -461,7 +461,7 @@ fn parse_head(
     // The usual head: every line a name, a colon and a value, with nothing to unescape. Its
     // headers stay lines of the head; no string is made for them.
     let plain = |line: &Line| !line.special && line.colon().is_some_and(|c| c > line.range().start);
-    if header_lines.iter().all(plain) {
+    if !header_lines.is_empty() && header_lines.iter().all(plain) {
         let lines = header_lines.iter().map(|line| RawLine {
             start: line.start,
             colon: line.colon,

@@ -562,7 +562,8 @@ mod small {
 
     /// The most frames a thread keeps a reference to after building them...
     pub(super) const RECENT_KEPT: usize = 256;
-    /// ...and the most bytes they may hold.
+    /// ...and the most bytes of frames they may hold (each frame's allocation is up to 127
+    /// bytes larger than the frame: up to about 85 KiB of memory for small frames).
     pub(super) const RECENT_BYTES: usize = 64 * 1024;
 
     /// Keeps a reference to `frame`, built on this thread, dropping those to the oldest frames

@@ -13,10 +13,10 @@ use super::ByteStr;
 /// A name may repeat; as the specification requires, [`get`](Headers::get) returns the
 /// **first** value, and the repeats are kept so a frame can be forwarded unchanged.
 ///
-/// A decoded frame's headers stay lines of the bytes received (names and values are read
-/// from there) until they are changed, or asked for as shared strings
-/// ([`entries`](Headers::entries), [`get_shared`](Headers::get_shared)): reading a frame
-/// makes no string per header.
+/// A decoded frame's headers with nothing to unescape stay lines of the bytes received
+/// (names and values are read from there) until they are changed: reading such a frame makes
+/// no string per header. Asked for as shared strings ([`entries`](Headers::entries),
+/// [`get_shared`](Headers::get_shared)), they are made once, beside the lines.
 ///
 /// ```
 /// use stompede::stomp::Headers;
@@ -169,10 +169,16 @@ impl Headers {
         raw.lines.extend(lines);
         raw.head = head;
         debug_assert!(std::str::from_utf8(&raw.head).is_ok());
-        debug_assert!(raw.lines.iter().all(|l| l.start <= l.colon
-            && l.colon < l.end.max(l.colon + 1)
-            && (l.end as usize) <= raw.head.len()
-            && raw.head[l.colon as usize] == b':'));
+        debug_assert!(raw.lines.iter().all(|l| {
+            let (head, start, colon, end) =
+                (&raw.head, l.start as usize, l.colon as usize, l.end as usize);
+            start <= colon
+                && colon < end
+                && end < head.len()
+                && head[colon] == b':'
+                && (start == 0 || head[start - 1] == b'\n')
+                && matches!(head[end], b'\r' | b'\n')
+        }));
         Headers { entries: Vec::new(), raw: Some(raw) }
     }
 
@@ -307,13 +313,14 @@ impl Headers {
     /// its place: no shift of the others, as putting it in front would take; and when the
     /// first entry already says `name:value` (the same destination), it stays as it is.
     /// Headers read from a frame whose first line already says `name:value` stay lines of
-    /// its head.
+    /// its head. `keep` must refuse `name` (the entry put first is the only one of it).
     pub(crate) fn retain_after(
         &mut self,
         name: &'static str,
         value: &ByteStr,
         mut keep: impl FnMut(&str, &str) -> bool,
     ) {
+        debug_assert!(!keep(name, value.as_str()), "retain_after keeps its own {name} first, once");
         if let Some(raw) = &mut self.raw {
             let first = raw.lines.first().map(|line| (raw.name(line), raw.value(line)));
             if first == Some((name, value.as_str())) {
@@ -602,7 +609,7 @@ mod tests {
 
     #[test]
     fn retain_after_keeps_a_head_whose_first_line_is_the_one_wanted() {
-        let not_r = |name: &str, _: &str| name != "receipt";
+        let not_r = |name: &str, _: &str| !matches!(name, "receipt" | "destination");
         let destination = ByteStr::from("/topic/a");
         let mut headers = decoded("SEND\ndestination:/topic/a\nreceipt:1\nx:2\n");
         headers.retain_after("destination", &destination, not_r);
@@ -612,7 +619,7 @@ mod tests {
         assert_eq!(headers.text_len(), "destination:/topic/a\nx:2\n".len());
         // Another first line: entries, as for built headers.
         let mut headers = decoded("SEND\nx:2\ndestination:/topic/b\nreceipt:1\n");
-        headers.retain_after("destination", &destination, |n, v| not_r(n, v) && n != "destination");
+        headers.retain_after("destination", &destination, not_r);
         assert!(headers.raw.is_none());
         assert_eq!(headers.iter().collect::<Vec<_>>(), [("destination", "/topic/a"), ("x", "2")]);
     }
@@ -637,6 +644,82 @@ mod tests {
                 second.iter().collect::<Vec<_>>(),
                 [("destination", "/topic/b"), ("x", "1")]
             );
+        })
+        .join()
+        .expect("the test thread");
+    }
+
+    #[test]
+    fn raw_and_built_headers_agree_on_text_values_and_encoding() {
+        use crate::stomp::{Command, Frame, Version, encode_to_bytes};
+        // Values the encoder must escape (a ':' after the first, a '\r' inside), and text
+        // outside ASCII.
+        let head = "SEND\ndestination:/topic/a\nx:1:2\ny:a\rb\nz:\u{e9}\u{20ac}\n";
+        let raw = decoded(head);
+        assert!(raw.raw.is_some());
+        let built: Headers =
+            [("destination", "/topic/a"), ("x", "1:2"), ("y", "a\rb"), ("z", "\u{e9}\u{20ac}")]
+                .into_iter()
+                .collect();
+        assert_eq!(raw, built);
+        assert_eq!(raw.get("z"), Some("\u{e9}\u{20ac}"));
+        assert_eq!(raw.text_len(), built.text_len());
+        assert_eq!(raw.entries(), built.entries());
+        for command in [Command::Message, Command::Connected] {
+            for version in [Version::V1_0, Version::V1_1, Version::V1_2] {
+                let frame = |headers: &Headers| Frame {
+                    command,
+                    headers: headers.clone(),
+                    body: bytes::Bytes::from_static(b"body"),
+                };
+                assert_eq!(
+                    encode_to_bytes(&frame(&raw), version),
+                    encode_to_bytes(&frame(&built), version),
+                    "{command} in {version:?}"
+                );
+            }
+        }
+        // Moved to entries, the same text.
+        let mut moved = raw.clone();
+        moved.push("w", "1");
+        assert_eq!(moved.text_len(), raw.text_len() + "w:1\n".len());
+        // The clone changed, not the original.
+        assert_eq!(raw, built);
+        assert!(raw.raw.is_some());
+    }
+
+    #[test]
+    fn a_frame_without_headers_and_one_with_many_lines() {
+        std::thread::spawn(|| {
+            let none = decoded("DISCONNECT\n");
+            assert!(none.raw.is_none() && none.is_empty());
+            let many: String = (0..SPARE_MAX + 4).map(|i| format!("h{i}:{i}\n")).collect();
+            let headers = decoded(&format!("SEND\n{many}"));
+            assert_eq!(headers.len(), SPARE_MAX + 4);
+            assert_eq!(headers.get("h17"), Some("17"));
+            drop(headers);
+            // Its box, with room for more lines than kept, is not kept.
+            assert!(RAW_SPARE.with(|spare| {
+                let kept = spare.take();
+                let none = kept.is_none();
+                spare.set(kept);
+                none
+            }));
+        })
+        .join()
+        .expect("the test thread");
+    }
+
+    #[test]
+    fn a_reused_box_forgets_the_entries_made_for_the_last_headers() {
+        std::thread::spawn(|| {
+            let first = decoded("SEND\ndestination:/topic/a\nx:1\n");
+            assert_eq!(first.get_shared("x").map(ByteStr::as_str), Some("1"));
+            drop(first);
+            let second = decoded("SEND\ndestination:/topic/b\ny:2\n");
+            assert_eq!(second.get_shared("x"), None);
+            assert_eq!(second.get_shared("y").map(ByteStr::as_str), Some("2"));
+            assert_eq!(second.entries().len(), 2);
         })
         .join()
         .expect("the test thread");
