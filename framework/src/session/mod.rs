@@ -761,8 +761,21 @@ impl Counted {
     /// `batch` as it is, in one pass (which also measures it for the transport).
     #[inline(always)]
     fn of(batch: &mut Batch) -> Counted {
+        // Only the frames that are not MESSAGEs are tallied one by one (few, and never in a
+        // fan-out's batch); the MESSAGEs are what is left of the batch's count and bytes.
         let mut written = Tally::default();
-        let bytes = batch.measure(|frame, len| written.add(frame, len)).bytes;
+        let frames = batch.len() as u64;
+        let bytes = batch
+            .measure(|frame, len| {
+                if frame.first_byte() != Some(b'M') {
+                    written.add(frame, len);
+                }
+            })
+            .bytes;
+        let (others, other_bytes) =
+            written.0.iter().fold((0, 0), |(n, b), (count, size)| (n + count, b + size));
+        written.0[crate::stats::command_out_index(Some(b'M'))] =
+            (frames - others, bytes as u64 - other_bytes);
         Counted { bytes, written }
     }
 }
@@ -964,6 +977,31 @@ mod tests {
     use std::task::{Context, Waker};
 
     type Read = std::future::Ready<Result<usize, TransportError>>;
+
+    #[test]
+    fn a_batch_is_counted_by_command_whatever_its_mix() {
+        use crate::stomp::{Command, Frame, Version, encode};
+        let frame =
+            |command, body: &'static str| encode(&Frame::new(command).body(body), Version::V1_2);
+        let frames = vec![
+            frame(Command::Message, "a"),
+            frame(Command::Receipt, ""),
+            frame(Command::Message, "bb"),
+            frame(Command::Error, "ccc"),
+            frame(Command::Message, ""),
+            frame(Command::Connected, ""),
+        ];
+        for n in 0..=frames.len() {
+            let mut batch = Batch::from(frames[..n].to_vec());
+            let counted = Counted::of(&mut batch);
+            let mut want = Tally::default();
+            for frame in &frames[..n] {
+                want.add(frame, frame.len());
+            }
+            assert_eq!(counted.written.0, want.0, "the first {n} frames");
+            assert_eq!(counted.bytes, frames[..n].iter().map(EncodedFrame::len).sum::<usize>());
+        }
+    }
 
     /// What is ready when the session's wait is polled once.
     #[derive(Clone, Copy, Default)]
