@@ -983,7 +983,7 @@ mod tests {
         use crate::stomp::{Command, Frame, Version, encode};
         let frame =
             |command, body: &'static str| encode(&Frame::new(command).body(body), Version::V1_2);
-        let frames = vec![
+        let frames = [
             frame(Command::Message, "a"),
             frame(Command::Receipt, ""),
             frame(Command::Message, "bb"),
