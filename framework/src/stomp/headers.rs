@@ -324,20 +324,15 @@ impl Headers {
         if let Some(raw) = &mut self.raw {
             let first = raw.lines.first().map(|line| (raw.name(line), raw.value(line)));
             if first == Some((name, value.as_str())) {
-                let Raw { head, lines, made } = &mut **raw;
-                let text = |at: u32, to: u32| {
-                    debug_assert!(at <= to && to as usize <= head.len());
-                    // SAFETY: as in `Raw::text`.
-                    unsafe {
-                        std::str::from_utf8_unchecked(head.get_unchecked(at as usize..to as usize))
-                    }
-                };
+                // Out of the box while they are filtered, so that the names and values are
+                // read through the box's own accessors.
+                let mut lines = std::mem::take(&mut raw.lines);
                 let mut at_front = true;
                 lines.retain(|line| {
-                    std::mem::take(&mut at_front)
-                        || keep(text(line.start, line.colon), text(line.colon + 1, line.end))
+                    std::mem::take(&mut at_front) || keep(raw.name(line), raw.value(line))
                 });
-                *made = OnceLock::new();
+                raw.lines = lines;
+                raw.made = OnceLock::new();
                 return;
             }
         }
