@@ -182,6 +182,12 @@ impl Headers {
         Headers { entries: Vec::new(), raw: Some(raw) }
     }
 
+    /// The head and its header lines, for headers kept as lines of a head (see
+    /// [`from_head`](Self::from_head)) and not changed since.
+    pub(crate) fn raw_lines(&self) -> Option<(&Bytes, &[RawLine])> {
+        self.raw.as_deref().map(|raw| (&raw.head, &raw.lines[..]))
+    }
+
     /// The entries, moved out of `raw` first when they are there (before a change).
     fn own(&mut self) -> &mut Vec<(ByteStr, ByteStr)> {
         if let Some(mut raw) = self.raw.take() {

@@ -402,3 +402,122 @@ fn endless_heart_beats_are_consumed_not_buffered() {
     }
     assert_eq!(decoder.heart_beats(), 2000);
 }
+
+// --- A SEND's head seen again ----------------------------------------------------------------
+
+/// Decodes `wire` whole with `decoder` (which keeps what it remembered between calls).
+fn decode_with(decoder: &mut Decoder, wire: &[u8]) -> Vec<crate::stomp::Frame> {
+    let mut buf = BytesMut::from(wire);
+    let mut frames = Vec::new();
+    while let Some(frame) = decoder.decode(&mut buf).unwrap() {
+        frames.push(frame);
+    }
+    assert!(buf.is_empty(), "bytes left over: {buf:?}");
+    frames
+}
+
+#[test]
+fn a_send_head_seen_again_is_read_as_it_was() {
+    let mut decoder = Decoder::default();
+    let head = "SEND\ndestination:/topic/a\ncontent-type:text/plain\ncontent-length:5\n\n";
+    let first = decode_with(&mut decoder, format!("{head}hello\0").as_bytes());
+    assert_eq!(decoder.recalled, 0);
+    // The same head, another body of the same length; twice in one read, heart-beats between.
+    let again = decode_with(&mut decoder, format!("{head}world\0\n\r\n{head}again\0").as_bytes());
+    assert_eq!(decoder.recalled, 2);
+    assert_eq!(decoder.heart_beats(), 2);
+    for (frame, body) in first.iter().chain(&again).zip(["hello", "world", "again"]) {
+        assert_eq!(frame.command, Command::Send);
+        assert_eq!(
+            headers_of(frame),
+            [("destination", "/topic/a"), ("content-type", "text/plain"), ("content-length", "5")]
+        );
+        assert_eq!(frame.body_str(), Some(body));
+    }
+    // What a recalled frame holds is its own: the same as a fresh decoder makes of it.
+    let fresh = decode_one(format!("{head}world\0").as_bytes()).unwrap();
+    assert_eq!(again[0], fresh);
+}
+
+#[test]
+fn a_head_that_differs_by_one_byte_is_read_anew() {
+    let mut decoder = Decoder::default();
+    decode_with(&mut decoder, b"SEND\ndestination:/topic/a\n\nx\0");
+    let frames = decode_with(&mut decoder, b"SEND\ndestination:/topic/b\n\ny\0");
+    assert_eq!(decoder.recalled, 0);
+    assert_eq!(frames[0].destination(), Some("/topic/b"));
+    // The last head read is the one remembered now.
+    let frames = decode_with(&mut decoder, b"SEND\ndestination:/topic/b\n\nz\0");
+    assert_eq!((decoder.recalled, frames[0].destination()), (1, Some("/topic/b")));
+    // A longer head that starts like it (its blank line is a header line here) is read anew.
+    let frames = decode_with(&mut decoder, b"SEND\ndestination:/topic/b\nreceipt:7\n\nw\0");
+    assert_eq!(decoder.recalled, 1);
+    assert_eq!(frames[0].receipt(), Some("7"));
+}
+
+#[test]
+fn a_recalled_head_without_content_length_finds_its_body_by_the_nul() {
+    let mut decoder = Decoder::default();
+    let frames =
+        decode_with(&mut decoder, b"SEND\ndestination:/a\n\none\0SEND\ndestination:/a\n\nlonger\0");
+    assert_eq!(decoder.recalled, 1);
+    let bodies: Vec<_> = frames.iter().map(|f| f.body_str().unwrap()).collect();
+    assert_eq!(bodies, ["one", "longer"]);
+}
+
+#[test]
+fn a_recalled_head_waits_for_its_body_across_reads() {
+    let mut decoder = Decoder::default();
+    let wire = b"SEND\ndestination:/a\ncontent-length:3\n\nabc\0";
+    decode_with(&mut decoder, wire);
+    // Cut everywhere: a head cut short is read the long way (once scanning has started);
+    // nothing yet, or a whole head, is recognised.
+    for cut in 0..wire.len() {
+        let recalled = decoder.recalled;
+        let mut buf = BytesMut::from(&wire[..cut]);
+        assert!(decoder.decode(&mut buf).unwrap().is_none(), "cut at {cut}");
+        buf.extend_from_slice(&wire[cut..]);
+        let frame = decoder.decode(&mut buf).unwrap().expect("the frame, once complete");
+        assert_eq!((frame.destination(), &frame.body[..]), (Some("/a"), &b"abc"[..]));
+        assert!(buf.is_empty());
+        let head_len = wire.len() - 4;
+        let whole_or_none = cut == 0 || cut >= head_len;
+        assert_eq!(decoder.recalled - recalled, u64::from(whole_or_none), "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_recalled_head_still_needs_its_nul() {
+    let mut decoder = Decoder::default();
+    decode_with(&mut decoder, b"SEND\ndestination:/a\ncontent-length:1\nreceipt:9\n\nx\0");
+    let mut buf = BytesMut::from(&b"SEND\ndestination:/a\ncontent-length:1\nreceipt:9\n\nxy"[..]);
+    let err = decoder.decode(&mut buf).unwrap_err();
+    assert_eq!(decoder.recalled, 1);
+    assert_eq!(err.kind(), &DecodeErrorKind::MissingNul(1));
+    assert_eq!(err.receipt(), Some("9"));
+}
+
+#[test]
+fn only_plain_send_heads_are_remembered() {
+    let mut decoder = Decoder::default();
+    // Not a SEND: never remembered.
+    let subscribe = b"SUBSCRIBE\nid:0\ndestination:/a\n\n\0";
+    decode_with(&mut decoder, subscribe);
+    decode_with(&mut decoder, subscribe);
+    assert_eq!(decoder.recalled, 0);
+    // A SEND with something to unescape: read the long way every time, and it makes the
+    // decoder forget the plain head it had.
+    decode_with(&mut decoder, b"SEND\ndestination:/a\n\n\0");
+    let escaped = b"SEND\ndestination:/a\nk:a\\cb\n\n\0";
+    for _ in 0..2 {
+        let frames = decode_with(&mut decoder, escaped);
+        assert_eq!(frames[0].get("k"), Some("a:b"));
+    }
+    decode_with(&mut decoder, b"SEND\ndestination:/a\n\n\0");
+    assert_eq!(decoder.recalled, 0);
+    // A head longer than the decoder keeps: read the long way every time.
+    let long = format!("SEND\ndestination:/a\nk:{}\n\n\0", "v".repeat(600));
+    decode_with(&mut decoder, long.as_bytes());
+    decode_with(&mut decoder, long.as_bytes());
+    assert_eq!(decoder.recalled, 0);
+}

@@ -118,6 +118,32 @@ proptest! {
     }
 
     #[test]
+    fn a_stream_repeating_send_heads_decodes_as_each_frame_alone(
+        picks in proptest::collection::vec((0usize..4, 0usize..3, any::<u8>()), 1..12),
+        cuts in proptest::collection::vec(any::<usize>(), 0..20),
+    ) {
+        // A few heads, some alike but for a byte or a line, each sent again and again (the
+        // decoder recognises the last SEND's head): every frame decodes as it does alone.
+        const HEADS: [&str; 4] = [
+            "SEND\ndestination:/topic/a\ncontent-length:LEN\n\n",
+            "SEND\ndestination:/topic/b\ncontent-length:LEN\n\n",
+            "SEND\ndestination:/topic/a\ncontent-length:LEN\nreceipt:r\n\n",
+            "SEND\r\ndestination:/topic/a\r\ncontent-length:LEN\r\n\r\n",
+        ];
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        for (head, len, byte) in picks {
+            let mut frame = HEADS[head].replace("LEN", &len.to_string()).into_bytes();
+            frame.extend(std::iter::repeat_n(byte, len));
+            frame.push(0);
+            expected.extend(decode_all(&frame, Version::V1_2).map_err(|e| TestCaseError::fail(e.to_string()))?);
+            wire.extend_from_slice(&frame);
+        }
+        let split = decode_in_pieces(&wire, &cuts, Version::V1_2).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(split, expected);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic_and_never_overfill(
         data in proptest::collection::vec(any::<u8>(), 0..2048),
         cuts in proptest::collection::vec(any::<usize>(), 0..8),
