@@ -381,6 +381,28 @@ async fn user_destinations_reach_exactly_their_user() {
     server.shutdown(WAIT).await;
 }
 
+/// A SEND to another session's resolved user destination is refused also right after SENDs
+/// that went to the broker (a session remembers the last destination it routed there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_to_a_resolved_user_destination_is_refused_after_sends_to_the_broker() {
+    let server = start(users_authenticator(Server::builder())).await;
+    let ada = connect(&server, "ada").await;
+    let ada_session = ada.connected_frame().get("session").unwrap().to_owned();
+    let _reply = ada.subscribe("/user/queue/reply").await.unwrap();
+    let resolved = format!("/queue/reply-user{ada_session}");
+    let eve = connect(&server, "eve").await;
+    let mut news = eve.subscribe("/queue/news").await.unwrap();
+    for i in 0..3 {
+        eve.send_with_receipt("/queue/news", format!("{i}")).await.unwrap();
+        let got = tokio::time::timeout(WAIT, news.next()).await.unwrap().expect("a message");
+        assert_eq!(got.body_str(), Some(i.to_string().as_str()));
+    }
+    assert!(eve.send_with_receipt(&resolved, "x").await.is_err());
+    let reason = closed_with(&eve).await;
+    assert!(reason.contains("is reserved for user destinations"), "{reason}");
+    server.shutdown(WAIT).await;
+}
+
 /// Nobody receives another session's user messages: not by subscribing to its resolved name,
 /// not with a wildcard over the queue prefix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

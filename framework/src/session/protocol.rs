@@ -162,6 +162,11 @@ pub(crate) struct Protocol {
     /// What the session loop waits on for the fatal error, the closer and the upstream end
     /// (and the server's shutdown).
     signal: Arc<Signal>,
+    /// The last destination a SEND was routed to the broker with (a copy: a slice of the
+    /// frame would keep the whole read buffer it came in). Routing depends on the destination
+    /// and the configuration only, and a publisher usually sends to one destination again and
+    /// again: the same one is routed as it was, without the prefix checks.
+    last_broker_send: Option<Box<str>>,
 }
 
 /// Where a SEND or SUBSCRIBE goes.
@@ -217,6 +222,7 @@ impl Protocol {
             signal,
             receipt_forwarded: false,
             disconnecting: false,
+            last_broker_send: None,
         }
     }
 
@@ -763,7 +769,7 @@ impl Protocol {
             ));
         }
         // Route now, so a bad SEND inside a transaction fails at once.
-        let target = self.target(false, &destination)?;
+        let target = self.send_target(&destination)?;
         if let Some(tx) = frame.headers.get_owned(names::TRANSACTION) {
             self.buffer(&tx, frame)?;
             return Ok(Flow::Continue);
@@ -858,6 +864,19 @@ impl Protocol {
 
     /// Routes a SEND (`subscribe` false) or a SUBSCRIBE: to the broker, or to the handler
     /// mapped to its application destination.
+    /// [`target`](Self::target) of a SEND: the broker at once for the destination the last
+    /// SEND routed to the broker had.
+    fn send_target(&mut self, destination: &str) -> Result<Target, Violation> {
+        if self.last_broker_send.as_deref() == Some(destination) {
+            return Ok(Target::Broker);
+        }
+        let target = self.target(false, destination)?;
+        if matches!(target, Target::Broker) {
+            self.last_broker_send = Some(destination.into());
+        }
+        Ok(target)
+    }
+
     fn target(&self, subscribe: bool, destination: &str) -> Result<Target, Violation> {
         let config = &self.runtime.config;
         if config.broker_prefix_of(destination).is_some() {
