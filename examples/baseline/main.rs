@@ -25,7 +25,8 @@
 //! - a frame's head is read in one pass over its bytes (`memchr` for each line end), which
 //!   picks out the command and the three headers the server needs; nothing is checked for
 //!   UTF-8 and nothing is copied (destinations are looked up as bytes, with `foldhash`); a
-//!   SEND whose head is byte for byte the connection's last SEND's is not scanned at all.
+//!   SEND whose head is byte for byte the connection's last SEND's (a copy of up to 256
+//!   bytes, as the broker example keeps) is not scanned at all.
 //!
 //! It understands CONNECT/STOMP, SUBSCRIBE, UNSUBSCRIBE, SEND and DISCONNECT, and `receipt`
 //! headers, one frame per WebSocket message (as browser clients and the load generator send
@@ -155,6 +156,9 @@ fn update(subscribers: &Subscribers, destination: &[u8], change: impl FnOnce(&mu
     }
 }
 
+/// The longest SEND head a connection keeps to recognise (the broker example's limit too).
+const LAST_HEAD_MAX: usize = 256;
+
 /// The head of the last SEND a connection sent (up to and including its blank line), and where
 /// its destination and receipt are in it: a publisher sends the same head again and again, and
 /// a frame that starts with those very bytes is read without a scan (what the broker example's
@@ -167,7 +171,8 @@ struct LastSend {
 }
 
 impl LastSend {
-    /// [`parse`], recognising the last SEND's head, and remembering each SEND's.
+    /// [`parse`], recognising the last SEND's head, and remembering each SEND's (but one with
+    /// an `id` header: a recognised head says it has none).
     fn parse<'a>(&mut self, frame: &'a [u8]) -> Option<Frame<'a>> {
         if !self.head.is_empty() && frame.starts_with(&self.head) {
             let rest = &frame[self.head.len()..];
@@ -180,14 +185,16 @@ impl LastSend {
             });
         }
         let parsed = parse(frame)?;
-        if parsed.command == b"SEND" && parsed.id.is_none() {
-            // Offsets of the parts, all slices of `frame`.
-            let at = |part: &[u8]| part.as_ptr() as usize - frame.as_ptr() as usize;
+        // Offsets of the parts, all slices of `frame`.
+        let at = |part: &[u8]| part.as_ptr() as usize - frame.as_ptr() as usize;
+        if parsed.command == b"SEND" && parsed.id.is_none() && at(parsed.body) <= LAST_HEAD_MAX {
             let range = |part: &[u8]| at(part)..at(part) + part.len();
             self.head.clear();
             self.head.extend_from_slice(&frame[..at(parsed.body)]);
             self.destination = parsed.destination.map(range);
             self.receipt = parsed.receipt.map(range);
+        } else if parsed.command == b"SEND" {
+            self.head.clear();
         }
         Some(parsed)
     }

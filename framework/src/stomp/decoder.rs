@@ -44,7 +44,9 @@ pub struct Decoder {
     /// The head of the last SEND read the long way, and what it was read as: a publisher
     /// sends the same head again and again (the same destination and headers, a body of the
     /// same length), and a head that is byte for byte that one is read as it was, without a
-    /// scan. Made at the first SEND only: a session that never publishes holds none.
+    /// scan. Made at the first plain SEND (see `remember`): a session that never publishes
+    /// holds none, one that does at most about 500 bytes (`LAST_HEAD_MAX` bytes and
+    /// `LAST_HEAD_LINES` lines, each list sized exactly).
     last_send: Option<Box<LastHead>>,
     /// How many heads were recognised as the last SEND's (for the tests).
     #[cfg(test)]
@@ -52,20 +54,30 @@ pub struct Decoder {
 }
 
 /// A SEND's head the decoder read, kept to recognise it (see `Decoder::last_send`).
+///
+/// Invariant (`Decoder::recall` relies on it for `Headers::from_head`'s contract): `lines`
+/// and `verbatim` are what `parse_head` found in `bytes`, a whole head read the long way
+/// (so its lines meet that contract for these bytes); only `remember` writes them, all
+/// together, from headers `parse_head` has just made.
 #[derive(Debug)]
 struct LastHead {
     /// The head's bytes, its blank line included.
     bytes: Vec<u8>,
     /// Its header lines (offsets into `bytes`, which hold nothing to unescape).
     lines: Vec<RawLine>,
+    /// Whether every line is verbatim (see `Line::verbatim`).
+    verbatim: bool,
+    /// What its `content-length` said (checked against the limits then: the same bytes pass
+    /// the same checks).
     content_length: Option<usize>,
 }
 
 /// The longest head the decoder keeps to recognise (a SEND's head is usually under a
 /// hundred bytes; a longer one is read the long way every time).
-const LAST_HEAD_MAX: usize = 512;
+const LAST_HEAD_MAX: usize = 256;
 
-/// The most header lines the decoder keeps to recognise with a head.
+/// The most header lines the decoder keeps to recognise with a head (sixteen lines of a
+/// head of at most `LAST_HEAD_MAX` bytes: more is unusual, and read the long way).
 const LAST_HEAD_LINES: usize = 16;
 
 /// One line of a head: offsets into the caller's buffer, found while scanning for its end.
@@ -80,6 +92,9 @@ struct Line {
     colon: u32,
     /// Whether the line holds a NUL or a `\\`, which need a closer look.
     special: bool,
+    /// Whether the line holds no second `:` and no `\r` but the one before its `\n`: then no
+    /// way of writing header text (escaped or not) changes a byte of it.
+    verbatim: bool,
 }
 
 const NO_COLON: u32 = u32::MAX;
@@ -115,6 +130,9 @@ enum Phase {
         colon: Option<usize>,
         /// Whether the line being read holds a NUL or a `\\`.
         special: bool,
+        /// Whether the line being read holds a second `:`, or a `\r` not followed by `\n`
+        /// (see `Line::verbatim`).
+        odd: bool,
         /// Whether the head holds a byte outside ASCII (then it is checked to be UTF-8).
         non_ascii: bool,
     },
@@ -129,14 +147,21 @@ enum Phase {
     },
 }
 
-const FRESH: Phase =
-    Phase::Head { scanned: 0, line_start: 0, colon: None, special: false, non_ascii: false };
+const FRESH: Phase = Phase::Head {
+    scanned: 0,
+    line_start: 0,
+    colon: None,
+    special: false,
+    odd: false,
+    non_ascii: false,
+};
 
 /// What the head scan must notice in a byte: [`CLASS`] maps each byte to these bits.
 const EOL: u8 = 1;
 const COLON: u8 = 2;
 const SPECIAL: u8 = 4;
 const NON_ASCII: u8 = 8;
+const CR: u8 = 16;
 
 /// Every byte's class: most are 0, so the scan's inner loop is one table load and a test.
 static CLASS: [u8; 256] = {
@@ -149,6 +174,7 @@ static CLASS: [u8; 256] = {
     table[b'\n' as usize] = EOL;
     table[b':' as usize] = COLON;
     table[b'\\' as usize] = SPECIAL;
+    table[b'\r' as usize] = CR;
     table[0] = SPECIAL;
     table
 };
@@ -161,7 +187,7 @@ const WIDE: usize = 16;
 const WIDE: usize = 8;
 
 /// [`next_with_class`] for [`WIDE`] bytes: with SSE2, sixteen bytes compared with each of the
-/// four ASCII bytes that have a class, and their top bits (bytes of 0x80 and up), in about a
+/// five ASCII bytes that have a class, and their top bits (bytes of 0x80 and up), in about a
 /// dozen instructions (the eight-byte word took twenty-two).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
@@ -177,7 +203,7 @@ fn next_with_class_wide(chunk: &[u8]) -> Option<usize> {
         let v = _mm_loadu_si128(chunk.as_ptr().cast());
         let is = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
         let found = _mm_or_si128(
-            _mm_or_si128(is(b'\n'), is(b':')),
+            _mm_or_si128(_mm_or_si128(is(b'\n'), is(b':')), is(b'\r')),
             _mm_or_si128(is(b'\\'), _mm_cmpeq_epi8(v, _mm_setzero_si128())),
         );
         // The top bit of each byte: the found ones, and those of 0x80 and up.
@@ -193,7 +219,7 @@ fn next_with_class_wide(chunk: &[u8]) -> Option<usize> {
 }
 
 /// Where the first byte of `word` (eight bytes) with a [`CLASS`] other than 0 is, if any: a
-/// NUL, `\n`, `:`, `\\` or a byte of 0x80 or more. Whole words at once (SWAR): the usual
+/// NUL, `\n`, `\r`, `:`, `\\` or a byte of 0x80 or more. Whole words at once (SWAR): the usual
 /// zero-byte test marks the lowest zero byte exactly (the bits it may set wrongly are all
 /// above it), so the lowest mark of all is the first such byte.
 #[inline]
@@ -209,6 +235,7 @@ fn next_with_class(word: &[u8]) -> Option<usize> {
         | zero(w ^ (ONES * u64::from(b'\n')))
         | zero(w ^ (ONES * u64::from(b':')))
         | zero(w ^ (ONES * u64::from(b'\\')))
+        | zero(w ^ (ONES * u64::from(b'\r')))
         | (w & HIGHS);
     (marks != 0).then(|| (marks.trailing_zeros() / 8) as usize)
 }
@@ -278,7 +305,8 @@ impl Decoder {
     }
 
     fn step(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
-        // A fresh frame whose head is the last SEND's, byte for byte, is read as that one was.
+        // A fresh frame whose head is the last SEND's, byte for byte, is read as that one was
+        // (heart-beats in front of it are consumed and counted first, as below).
         if matches!(self.phase, Phase::Head { scanned: 0, .. })
             && self.lines.is_empty()
             && self.last_send.is_some()
@@ -292,14 +320,15 @@ impl Decoder {
                 }
             }
         }
-        if let Phase::Head { scanned, line_start, colon, special, non_ascii } = &mut self.phase {
+        if let Phase::Head { scanned, line_start, colon, special, odd, non_ascii } = &mut self.phase
+        {
             // Before the command line, EOLs are heart-beats. A lone `\r` may be the first half
             // of a `\r\n` split across reads, so this is retried until a command starts.
             if self.lines.is_empty() {
                 let skipped = skip_eols(buf);
                 if skipped > 0 {
                     self.heart_beats += skipped;
-                    (*scanned, *line_start, *colon, *special) = (0, 0, None, false);
+                    (*scanned, *line_start, *colon, *special, *odd) = (0, 0, None, false, false);
                 }
             }
             let limits = &self.limits;
@@ -308,6 +337,12 @@ impl Decoder {
             let mut head_len = None;
             let bytes = &buf[..];
             let mut i = *scanned;
+            // A `\r` that ended the last bytes scanned, inside a line: followed by a `\n` it
+            // ends the line, otherwise it is part of it (see `Line::verbatim`).
+            if i > *line_start && bytes[i - 1] == b'\r' && bytes.get(i).is_some_and(|&b| b != b'\n')
+            {
+                *odd = true;
+            }
             // One pass over the head: line ends, each line's first colon, and the bytes that
             // need a closer look, so parsing the head scans nothing again.
             while i < bytes.len() {
@@ -337,7 +372,15 @@ impl Decoder {
                 }
                 if class & EOL == 0 {
                     if class & COLON != 0 {
-                        colon.get_or_insert(i);
+                        match colon {
+                            Some(_) => *odd = true,
+                            None => *colon = Some(i),
+                        }
+                    }
+                    // A `\r` last in the bytes so far is decided when the next one arrives
+                    // (at the top of the loop).
+                    if class & CR != 0 && bytes.get(i + 1).is_some_and(|&next| next != b'\n') {
+                        *odd = true;
                     }
                     *special |= class & SPECIAL != 0;
                     *non_ascii |= class & NON_ASCII != 0;
@@ -361,6 +404,7 @@ impl Decoder {
                     end: offset(end),
                     colon: colon.take().map_or(NO_COLON, offset),
                     special: std::mem::take(special),
+                    verbatim: !std::mem::take(odd),
                 });
                 i += 1;
                 *line_start = i;
@@ -466,9 +510,12 @@ impl Decoder {
         let head_len = last.bytes.len();
         let head = buf.split_to(head_len).freeze();
         // The same bytes as a head read the long way, so the same checks pass: limits (the
-        // decoder's own, which never change), UTF-8, the lines and the content-length.
-        // SAFETY: `lines` were found in these very bytes and met `from_head`'s contract then.
-        let headers = unsafe { Headers::from_head(head, last.lines.iter().copied()) };
+        // decoder's own, which never change), UTF-8, the lines and the content-length. Where
+        // a head ends depends on its bytes alone, so no other head starts with a whole one.
+        // SAFETY: `buf` started with `last.bytes`, so `head` is exactly those bytes, whose
+        // lines met `from_head`'s contract when they were read (see `LastHead`).
+        let headers =
+            unsafe { Headers::from_head(head, last.lines.iter().copied(), last.verbatim) };
         Some(Phase::Body {
             command: Command::Send,
             headers,
@@ -481,16 +528,29 @@ impl Decoder {
 
 /// Keeps the head of a SEND just read the long way in `last` (reusing its room), when it is
 /// kept as lines (nothing to unescape) and short enough; otherwise forgets the last one.
+/// `headers` come straight from `parse_head`: their lines are all the head's (a later
+/// `retain_after` leaves out some).
 fn remember(last: &mut Option<Box<LastHead>>, headers: &Headers, content_length: Option<usize>) {
     match headers.raw_lines() {
-        Some((head, lines)) if head.len() <= LAST_HEAD_MAX && lines.len() <= LAST_HEAD_LINES => {
+        Some((head, lines, verbatim))
+            if head.len() <= LAST_HEAD_MAX && lines.len() <= LAST_HEAD_LINES =>
+        {
             let last = last.get_or_insert_with(|| {
-                Box::new(LastHead { bytes: Vec::new(), lines: Vec::new(), content_length: None })
+                Box::new(LastHead {
+                    bytes: Vec::new(),
+                    lines: Vec::new(),
+                    verbatim: false,
+                    content_length: None,
+                })
             });
+            // Sized exactly: the room kept is the longest head's, not a doubling past it.
             last.bytes.clear();
+            last.bytes.reserve_exact(head.len());
             last.bytes.extend_from_slice(head);
             last.lines.clear();
+            last.lines.reserve_exact(lines.len());
             last.lines.extend_from_slice(lines);
+            last.verbatim = verbatim;
             last.content_length = content_length;
         }
         _ => *last = None,
@@ -555,10 +615,12 @@ fn parse_head(
             colon: line.colon,
             end: line.end,
         });
+        let verbatim = header_lines.iter().all(|line| line.verbatim);
         // SAFETY: the head is UTF-8 (all ASCII, or checked above); each line runs from a line
         // start to a line end within the head, its first ':' after its start; no line holds a
-        // NUL or a `\\` (`special`), so nothing needs unescaping.
-        return Ok((command, unsafe { Headers::from_head(head, lines) }));
+        // NUL or a `\\` (`special`), so nothing needs unescaping; `verbatim` is what the scan
+        // found of every line.
+        return Ok((command, unsafe { Headers::from_head(head, lines, verbatim) }));
     }
     let escaping = Escaping::for_frame(version, command.escapes_headers());
     let mut headers = Headers::with_capacity(header_lines.len());
@@ -698,7 +760,7 @@ mod tests {
     #[test]
     fn the_wide_scan_finds_the_first_byte_with_a_class() {
         for at in 0..WIDE {
-            for special in [b'\n', b':', b'\\', 0, 0x80, 0xC3, 0xFF] {
+            for special in [b'\n', b'\r', b':', b'\\', 0, 0x80, 0xC3, 0xFF] {
                 let mut chunk = [b'a'; 24];
                 chunk[at] = special;
                 assert_eq!(next_with_class_wide(&chunk), Some(at), "{special:#x} at {at}");

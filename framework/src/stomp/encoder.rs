@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::escape::{Escaping, put_all, write_header};
+use super::headers::RawLine;
 use super::{Command, Frame, Headers, Version, names};
 
 const NUL: &[u8] = b"\0";
@@ -179,6 +180,30 @@ fn write_headers<'a>(
         write_header(out, name.as_bytes(), value.as_bytes(), escaping);
     }
     had_length
+}
+
+/// Writes header `lines` of `head` (see [`Headers::verbatim_lines`]) as they are, but a
+/// `content-length`, with `message-id:{id}` after the first: what `write_headers` writes for
+/// them, without looking at their text.
+fn write_verbatim(out: &mut BytesMut, head: &[u8], lines: &[RawLine], id: Option<u64>) {
+    const LENGTH: &[u8] = names::CONTENT_LENGTH.as_bytes();
+    let mut lines = lines.iter().map(|line| {
+        let (start, colon, end) = (line.start as usize, line.colon as usize, line.end as usize);
+        (&head[start..colon] == LENGTH, &head[start..end])
+    });
+    if let Some(id) = id {
+        if let Some((is_length, line)) = lines.next() {
+            if !is_length {
+                put_all(out, [line, b"\n"]);
+            }
+        }
+        put_all(out, [b"message-id:", itoa::Buffer::new().format(id).as_bytes(), b"\n"]);
+    }
+    for (is_length, line) in lines {
+        if !is_length {
+            put_all(out, [line, b"\n"]);
+        }
+    }
 }
 
 #[inline(always)]
@@ -358,6 +383,14 @@ impl PreparedMessage {
     /// Appends the shared headers, the `content-length` and the blank line.
     fn encode_shared(&self, out: &mut BytesMut, escaping: Escaping) {
         let start = out.len();
+        if let Some((head, lines)) = self.headers.verbatim_lines() {
+            // Lines of a received head that no escaping changes: copied as they are.
+            write_verbatim(out, head, lines, self.message_id);
+            write_content_length(out, self.body.len());
+            out.put_u8(b'\n');
+            debug_assert_no_nul(&out[start..]);
+            return;
+        }
         match self.message_id {
             // After the first header (the destination, where the broker puts it).
             Some(id) => {
@@ -686,6 +719,61 @@ fn debug_assert_no_nul(head: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The headers of a SEND with `lines`, as the decoder reads them.
+    fn decoded(lines: &str) -> Headers {
+        let mut buf = BytesMut::from(format!("SEND\n{lines}\n\0").as_bytes());
+        let frame =
+            crate::stomp::Decoder::default().decode(&mut buf).expect("valid").expect("whole");
+        frame.headers
+    }
+
+    #[test]
+    fn received_lines_are_copied_only_when_no_escaping_changes_them() {
+        // (lines, whether they are copied as they are): a second ':' or a '\r' anywhere but
+        // before a line's '\n' needs escaping in some version.
+        let cases = [
+            ("destination:/topic/a\ncontent-type:text/plain\nx-\u{e9}:\u{20ac} v\n", true),
+            ("destination:/topic/a\r\nx:1\r\n", true),
+            ("destination:/topic/a\ncontent-length:0\nx:1\n", true),
+            ("content-length:0\ndestination:/topic/a\n", true),
+            ("destination:/topic/a\nx:1:2\n", false),
+            ("destination:/topic/a\ny:a\rb\n", false),
+            ("destination:/topic/a\ny:ab\r\r\n", false),
+        ];
+        for (lines, verbatim) in cases {
+            let raw = decoded(lines);
+            assert!(raw.raw_lines().is_some(), "{lines:?} kept as lines");
+            assert_eq!(raw.verbatim_lines().is_some(), verbatim, "{lines:?}");
+            let built: Headers = raw.iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect();
+            assert!(built.verbatim_lines().is_none());
+            for id in [None, Some(7)] {
+                let message = |headers: &Headers| {
+                    let message =
+                        PreparedMessage::new(headers.clone(), Bytes::from_static(b"body"));
+                    match id {
+                        Some(id) => message.with_message_id(id),
+                        None => message,
+                    }
+                };
+                let (from_raw, from_built) = (message(&raw), message(&built));
+                for version in [Version::V1_0, Version::V1_1, Version::V1_2] {
+                    let head = message_head(version, &[("subscription", "s")]);
+                    let frame = |m: &PreparedMessage| m.contiguous_for(version, &head).to_bytes();
+                    assert_eq!(
+                        frame(&from_raw),
+                        frame(&from_built),
+                        "{lines:?} {id:?} {version:?}"
+                    );
+                    assert_eq!(
+                        from_raw.shared_part(version),
+                        from_built.shared_part(version),
+                        "{lines:?} {id:?} {version:?}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn frames_of_every_size_class_are_built_alike() {

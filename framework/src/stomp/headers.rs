@@ -45,6 +45,9 @@ struct Raw {
     lines: Vec<RawLine>,
     /// The entries, made when [`Headers::entries`] or [`Headers::get_shared`] asks for them.
     made: OnceLock<Vec<(ByteStr, ByteStr)>>,
+    /// Whether no line holds a second `:` or a `\r`: then no way of writing header text
+    /// changes a byte of any line, and an encoder copies the lines as they are.
+    verbatim: bool,
 }
 
 /// One header line of a head: its name is `start..colon`, its value `colon + 1..end`.
@@ -160,14 +163,25 @@ impl Headers {
     /// `head` is UTF-8, and in every line `start <= colon < end <= head.len()`, where `start`
     /// is the start of a line or of the head, `colon` a `:` and `end` a line end (a `\r` or
     /// `\n`): the name and the value then start and end at ASCII bytes. No line needs
-    /// unescaping.
-    pub(crate) unsafe fn from_head(head: Bytes, lines: impl Iterator<Item = RawLine>) -> Self {
+    /// unescaping. With `verbatim`, no line holds a second `:` or a `\r` (the encoder then
+    /// copies them as they are).
+    pub(crate) unsafe fn from_head(
+        head: Bytes,
+        lines: impl Iterator<Item = RawLine>,
+        verbatim: bool,
+    ) -> Self {
         // The box (and its list) the last headers read from a head gave back on this thread.
         let mut raw = RAW_SPARE.try_with(Cell::take).ok().flatten().unwrap_or_else(|| {
-            Box::new(Raw { head: Bytes::new(), lines: Vec::new(), made: OnceLock::new() })
+            Box::new(Raw {
+                head: Bytes::new(),
+                lines: Vec::new(),
+                made: OnceLock::new(),
+                verbatim: false,
+            })
         });
         raw.lines.extend(lines);
         raw.head = head;
+        raw.verbatim = verbatim;
         debug_assert!(std::str::from_utf8(&raw.head).is_ok());
         debug_assert!(raw.lines.iter().all(|l| {
             let (head, start, colon, end) =
@@ -179,13 +193,31 @@ impl Headers {
                 && (start == 0 || head[start - 1] == b'\n')
                 && matches!(head[end], b'\r' | b'\n')
         }));
+        debug_assert!(
+            !verbatim
+                || raw.lines.iter().all(|l| {
+                    let line = &raw.head[l.start as usize..l.end as usize];
+                    !line.contains(&b'\r') && line.iter().filter(|&&b| b == b':').count() == 1
+                })
+        );
         Headers { entries: Vec::new(), raw: Some(raw) }
     }
 
-    /// The head and its header lines, for headers kept as lines of a head (see
-    /// [`from_head`](Self::from_head)) and not changed since.
-    pub(crate) fn raw_lines(&self) -> Option<(&Bytes, &[RawLine])> {
-        self.raw.as_deref().map(|raw| (&raw.head, &raw.lines[..]))
+    /// The head, its header lines and whether they are verbatim, for headers kept as lines of
+    /// a head (see [`from_head`](Self::from_head)): every line of the head until
+    /// [`retain_after`](Self::retain_after) leaves some out (the head stays whole).
+    pub(crate) fn raw_lines(&self) -> Option<(&Bytes, &[RawLine], bool)> {
+        self.raw.as_deref().map(|raw| (&raw.head, &raw.lines[..], raw.verbatim))
+    }
+
+    /// [`raw_lines`](Self::raw_lines) when no line has anything any way of writing header
+    /// text would change: each line, `name:value`, is written as it is.
+    #[inline]
+    pub(crate) fn verbatim_lines(&self) -> Option<(&Bytes, &[RawLine])> {
+        match self.raw.as_deref() {
+            Some(raw) if raw.verbatim => Some((&raw.head, &raw.lines[..])),
+            _ => None,
+        }
     }
 
     /// The entries, moved out of `raw` first when they are there (before a change).

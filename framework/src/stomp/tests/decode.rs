@@ -449,7 +449,8 @@ fn a_head_that_differs_by_one_byte_is_read_anew() {
     // The last head read is the one remembered now.
     let frames = decode_with(&mut decoder, b"SEND\ndestination:/topic/b\n\nz\0");
     assert_eq!((decoder.recalled, frames[0].destination()), (1, Some("/topic/b")));
-    // A longer head that starts like it (its blank line is a header line here) is read anew.
+    // A head with one more line: the two part where the remembered blank line was (where a
+    // head ends depends on its bytes alone, so no head starts with another whole one).
     let frames = decode_with(&mut decoder, b"SEND\ndestination:/topic/b\nreceipt:7\n\nw\0");
     assert_eq!(decoder.recalled, 1);
     assert_eq!(frames[0].receipt(), Some("7"));
@@ -520,4 +521,78 @@ fn only_plain_send_heads_are_remembered() {
     decode_with(&mut decoder, long.as_bytes());
     decode_with(&mut decoder, long.as_bytes());
     assert_eq!(decoder.recalled, 0);
+}
+
+#[test]
+fn a_recalled_head_is_mid_frame_until_its_body_arrives() {
+    let mut decoder = Decoder::default();
+    let wire = b"SEND\ndestination:/a\ncontent-length:3\n\nabc\0";
+    decode_with(&mut decoder, wire);
+    let mut buf = BytesMut::from(&wire[..wire.len() - 2]);
+    assert!(decoder.decode(&mut buf).unwrap().is_none());
+    assert_eq!(decoder.recalled, 1);
+    assert!(decoder.is_mid_frame());
+    buf.extend_from_slice(&wire[wire.len() - 2..]);
+    assert_eq!(&decoder.decode(&mut buf).unwrap().expect("whole").body[..], b"abc");
+    assert!(!decoder.is_mid_frame());
+}
+
+#[test]
+fn a_recalled_head_without_content_length_keeps_the_body_limits() {
+    let mut decoder = Decoder::new(small_limits());
+    let head = b"SEND\ndestination:/a\nreceipt:r-1\n\n";
+    decode_with(&mut decoder, &[&head[..], b"ok\0"].concat());
+    // A body longer than the 512 bytes allowed, with no NUL yet.
+    let mut buf = BytesMut::from(&[&head[..], &[b'x'; 600][..]].concat()[..]);
+    let err = decoder.decode(&mut buf).unwrap_err();
+    assert_eq!(decoder.recalled, 1);
+    assert_eq!(err.kind(), &DecodeErrorKind::BodyTooLarge { limit: 512 });
+    assert_eq!(err.receipt(), Some("r-1"));
+}
+
+#[test]
+fn a_recalled_head_reads_alike_in_every_version() {
+    let mut decoder = Decoder::default();
+    let wire = b"SEND\ndestination:/a\nk:v\n\nx\0";
+    let first = decode_with(&mut decoder, wire);
+    for version in [Version::V1_0, Version::V1_1, Version::V1_2] {
+        decoder.set_version(version);
+        let again = decode_with(&mut decoder, wire);
+        assert_eq!(again, first, "{version:?}");
+    }
+    assert_eq!(decoder.recalled, 3);
+}
+
+#[test]
+fn a_head_with_more_lines_than_kept_is_read_anew_every_time() {
+    let mut decoder = Decoder::default();
+    let lines: String = (0..17).map(|i| format!("h{i}:{i}\n")).collect();
+    let wire = format!("SEND\ndestination:/a\n{lines}\n\0");
+    for _ in 0..2 {
+        let frames = decode_with(&mut decoder, wire.as_bytes());
+        assert_eq!(frames[0].get("h16"), Some("16"));
+    }
+    assert_eq!(decoder.recalled, 0);
+}
+
+#[test]
+fn a_carriage_return_at_the_end_of_a_read_is_judged_by_the_next_byte() {
+    // Whether a head's lines can be copied as they are (no '\r' inside a line) must not
+    // depend on where the reads were cut.
+    for (wire, verbatim) in [
+        (&b"SEND\r\ndestination:/a\r\nx:1\r\n\r\nb\0"[..], true),
+        (&b"SEND\ndestination:/a\nx:1\r2\n\nb\0"[..], false),
+    ] {
+        for cut in 1..wire.len() {
+            let mut decoder = Decoder::default();
+            let mut buf = BytesMut::from(&wire[..cut]);
+            let mut frame = decoder.decode(&mut buf).unwrap();
+            buf.extend_from_slice(&wire[cut..]);
+            if frame.is_none() {
+                frame = decoder.decode(&mut buf).unwrap();
+            }
+            let frame = frame.expect("the whole frame");
+            assert_eq!(frame.headers.verbatim_lines().is_some(), verbatim, "cut at {cut}");
+        }
+    }
 }

@@ -144,6 +144,45 @@ proptest! {
     }
 
     #[test]
+    fn recognised_heads_are_exactly_the_repeated_plain_send_heads(
+        picks in proptest::collection::vec((0usize..7, 0usize..3, 0usize..3), 1..16),
+    ) {
+        // SENDs (some alike), an escaped SEND and frames of other commands, heart-beats in
+        // between: a head is recognised when it is the last plain SEND head read, byte for
+        // byte (other commands between leave that one remembered; an escaped SEND forgets it).
+        const FRAMES: [&str; 7] = [
+            "SEND\ndestination:/topic/a\ncontent-length:1\n\nx\0",
+            "SEND\ndestination:/topic/b\ncontent-length:1\n\nx\0",
+            "SEND\ndestination:/topic/a\n\nyy\0",
+            "SEND\ndestination:/topic/a\nk:a\\cb\n\nz\0",
+            "SUBSCRIBE\nid:0\ndestination:/topic/a\n\n\0",
+            "ACK\nid:1\n\n\0",
+            "SEND\r\ndestination:/topic/a\r\ncontent-length:1\r\n\r\nx\0",
+        ];
+        const PLAIN_SEND: [bool; 7] = [true, true, true, false, false, false, true];
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        let (mut last, mut recognised) = (None, 0);
+        for (pick, heart_beats, _) in picks {
+            wire.extend(std::iter::repeat_n(&b"\n"[..], heart_beats).flatten());
+            wire.extend_from_slice(FRAMES[pick].as_bytes());
+            expected.extend(decode_all(FRAMES[pick].as_bytes(), Version::V1_2).map_err(|e| TestCaseError::fail(e.to_string()))?);
+            if FRAMES[pick].starts_with("SEND") {
+                recognised += u64::from(last == Some(pick));
+                last = PLAIN_SEND[pick].then_some(pick);
+            }
+        }
+        let mut decoder = Decoder::new(Limits::default());
+        let mut buf = BytesMut::from(&wire[..]);
+        let mut frames = Vec::new();
+        while let Some(frame) = decoder.decode(&mut buf).map_err(|e| TestCaseError::fail(e.to_string()))? {
+            frames.push(frame);
+        }
+        prop_assert_eq!(frames, expected);
+        prop_assert_eq!(decoder.recalled, recognised);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic_and_never_overfill(
         data in proptest::collection::vec(any::<u8>(), 0..2048),
         cuts in proptest::collection::vec(any::<usize>(), 0..8),
