@@ -70,6 +70,26 @@ fn decode(c: &mut Criterion) {
             )
         });
     }
+    // The same SEND but each with its own `receipt`: no head is the last one's, so every
+    // frame is read the long way (the decoder recognises a head it has just read).
+    let stream: Vec<u8> = (0..1000)
+        .flat_map(|i| {
+            let frame = send_100().header("receipt", format!("r-{i}"));
+            encode(&frame, Version::V1_2).to_bytes()
+        })
+        .collect();
+    group.throughput(Throughput::Elements(1000));
+    group.bench_function("send_100b_distinct_heads", |b| {
+        b.iter_batched_ref(
+            || (Decoder::new(limits), BytesMut::from(&stream[..])),
+            |(decoder, buf)| {
+                while let Some(frame) = decoder.decode(buf).expect("valid stream") {
+                    black_box(frame);
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
 }
 
