@@ -162,11 +162,12 @@ pub(crate) struct Protocol {
     /// What the session loop waits on for the fatal error, the closer and the upstream end
     /// (and the server's shutdown).
     signal: Arc<Signal>,
-    /// The last destination a SEND was routed to the broker with (a copy: a slice of the
-    /// frame would keep the whole read buffer it came in). Routing depends on the destination
-    /// and the configuration only, and a publisher usually sends to one destination again and
-    /// again: the same one is routed as it was, without the prefix checks.
-    last_broker_send: Option<Box<str>>,
+    /// The last destination a SEND was routed to the broker with (a copy, its room reused: a
+    /// slice of the frame would keep the whole read buffer it came in). A broker route depends
+    /// on the destination and the configuration only (a handler's also on the principal's
+    /// roles: never kept), and a publisher usually sends to one destination again and again:
+    /// the same one is routed as it was, without the prefix checks.
+    last_broker_send: Option<String>,
 }
 
 /// Where a SEND or SUBSCRIBE goes.
@@ -862,8 +863,6 @@ impl Protocol {
         Arc::new(MessageContext::new(runtime, session_id, principal, frame, destination, matched))
     }
 
-    /// Routes a SEND (`subscribe` false) or a SUBSCRIBE: to the broker, or to the handler
-    /// mapped to its application destination.
     /// [`target`](Self::target) of a SEND: the broker at once for the destination the last
     /// SEND routed to the broker had.
     fn send_target(&mut self, destination: &str) -> Result<Target, Violation> {
@@ -872,11 +871,19 @@ impl Protocol {
         }
         let target = self.target(false, destination)?;
         if matches!(target, Target::Broker) {
-            self.last_broker_send = Some(destination.into());
+            match &mut self.last_broker_send {
+                Some(last) => {
+                    last.clear();
+                    last.push_str(destination);
+                }
+                None => self.last_broker_send = Some(destination.to_owned()),
+            }
         }
         Ok(target)
     }
 
+    /// Routes a SEND (`subscribe` false) or a SUBSCRIBE: to the broker, or to the handler
+    /// mapped to its application destination.
     fn target(&self, subscribe: bool, destination: &str) -> Result<Target, Violation> {
         let config = &self.runtime.config;
         if config.broker_prefix_of(destination).is_some() {

@@ -339,7 +339,9 @@ impl Decoder {
             let mut i = *scanned;
             // A `\r` that ended the last bytes scanned, inside a line: followed by a `\n` it
             // ends the line, otherwise it is part of it (see `Line::verbatim`).
-            if i > *line_start && bytes[i - 1] == b'\r' && bytes.get(i).is_some_and(|&b| b != b'\n')
+            if i > *line_start
+                && bytes.get(i - 1) == Some(&b'\r')
+                && bytes.get(i).is_some_and(|&b| b != b'\n')
             {
                 *odd = true;
             }
@@ -784,7 +786,7 @@ mod tests {
                 let expected = (CLASS[usize::from(b)] != 0).then_some(at);
                 assert_eq!(next_with_class(&word), expected, "{b:#x} at {at}");
                 // With another such byte after it (which the zero test may blur): still `at`.
-                for later in [0u8, b'\n', b':', b'\\', 0x80, 0x01] {
+                for later in [0u8, b'\n', b'\r', b':', b'\\', 0x80, 0x01] {
                     for after in at + 1..8 {
                         let mut word = word;
                         word[after] = later;

@@ -592,7 +592,39 @@ fn a_carriage_return_at_the_end_of_a_read_is_judged_by_the_next_byte() {
                 frame = decoder.decode(&mut buf).unwrap();
             }
             let frame = frame.expect("the whole frame");
+            assert!(frame.headers.raw_lines().is_some(), "kept as lines of the head");
             assert_eq!(frame.headers.verbatim_lines().is_some(), verbatim, "cut at {cut}");
         }
     }
+}
+
+#[test]
+fn a_read_that_brings_nothing_new_judges_nothing() {
+    // A head cut after a '\r', decoded again before more bytes come: still one line.
+    let wire = b"SEND\ndestination:/a\nx:1\r\n\nb\0";
+    let cut = wire.iter().position(|&b| b == b'\r').expect("a CR") + 1;
+    let mut decoder = Decoder::default();
+    let mut buf = BytesMut::from(&wire[..cut]);
+    assert!(decoder.decode(&mut buf).unwrap().is_none());
+    assert!(decoder.decode(&mut buf).unwrap().is_none());
+    buf.extend_from_slice(&wire[cut..]);
+    let frame = decoder.decode(&mut buf).unwrap().expect("the whole frame");
+    assert_eq!(frame.get("x"), Some("1"));
+    assert!(frame.headers.verbatim_lines().is_some());
+}
+
+#[test]
+fn a_recalled_head_with_lines_to_escape_is_still_escaped() {
+    use crate::stomp::{PreparedMessage, message_head};
+    let mut decoder = Decoder::default();
+    let wire = b"SEND\ndestination:/a\nx:1:2\n\nb\0";
+    decode_with(&mut decoder, wire);
+    let frame = decode_with(&mut decoder, wire).remove(0);
+    assert_eq!(decoder.recalled, 1);
+    assert!(frame.headers.raw_lines().is_some() && frame.headers.verbatim_lines().is_none());
+    let message = PreparedMessage::new(frame.headers, frame.body);
+    let head = message_head(Version::V1_2, &[("subscription", "s")]);
+    let encoded = message.contiguous_for(Version::V1_2, &head).to_bytes();
+    let text = std::str::from_utf8(&encoded).unwrap();
+    assert!(text.contains("\nx:1\\c2\n"), "{text:?}");
 }

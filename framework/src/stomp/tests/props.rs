@@ -145,12 +145,15 @@ proptest! {
 
     #[test]
     fn recognised_heads_are_exactly_the_repeated_plain_send_heads(
-        picks in proptest::collection::vec((0usize..7, 0usize..3, 0usize..3), 1..16),
+        picks in proptest::collection::vec((0usize..9, 0usize..3), 1..16),
+        cuts in proptest::collection::vec(any::<usize>(), 0..20),
     ) {
         // SENDs (some alike), an escaped SEND and frames of other commands, heart-beats in
         // between: a head is recognised when it is the last plain SEND head read, byte for
         // byte (other commands between leave that one remembered; an escaped SEND forgets it).
-        const FRAMES: [&str; 7] = [
+        // Cut anywhere, the stream gives the same frames, their lines copied as they came
+        // (verbatim) or not alike.
+        const FRAMES: [&str; 9] = [
             "SEND\ndestination:/topic/a\ncontent-length:1\n\nx\0",
             "SEND\ndestination:/topic/b\ncontent-length:1\n\nx\0",
             "SEND\ndestination:/topic/a\n\nyy\0",
@@ -158,12 +161,14 @@ proptest! {
             "SUBSCRIBE\nid:0\ndestination:/topic/a\n\n\0",
             "ACK\nid:1\n\n\0",
             "SEND\r\ndestination:/topic/a\r\ncontent-length:1\r\n\r\nx\0",
+            "SEND\ndestination:/topic/a\nx:1:2\n\nq\0",
+            "SEND\ndestination:/topic/a\ny:a\rb\r\n\nq\0",
         ];
-        const PLAIN_SEND: [bool; 7] = [true, true, true, false, false, false, true];
+        const PLAIN_SEND: [bool; 9] = [true, true, true, false, false, false, true, true, true];
         let mut wire = Vec::new();
         let mut expected = Vec::new();
         let (mut last, mut recognised) = (None, 0);
-        for (pick, heart_beats, _) in picks {
+        for (pick, heart_beats) in picks {
             wire.extend(std::iter::repeat_n(&b"\n"[..], heart_beats).flatten());
             wire.extend_from_slice(FRAMES[pick].as_bytes());
             expected.extend(decode_all(FRAMES[pick].as_bytes(), Version::V1_2).map_err(|e| TestCaseError::fail(e.to_string()))?);
@@ -178,8 +183,15 @@ proptest! {
         while let Some(frame) = decoder.decode(&mut buf).map_err(|e| TestCaseError::fail(e.to_string()))? {
             frames.push(frame);
         }
-        prop_assert_eq!(frames, expected);
         prop_assert_eq!(decoder.recalled, recognised);
+        let verbatim = |frames: &[Frame]| {
+            frames.iter().map(|f| f.headers.verbatim_lines().is_some()).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(verbatim(&frames), verbatim(&expected));
+        let split = decode_in_pieces(&wire, &cuts, Version::V1_2).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(verbatim(&split), verbatim(&expected));
+        prop_assert_eq!(&split, &expected);
+        prop_assert_eq!(frames, expected);
     }
 
     #[test]
