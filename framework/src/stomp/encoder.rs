@@ -12,7 +12,6 @@ use std::sync::{Arc, OnceLock};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::escape::{Escaping, put_all, write_header};
-use super::headers::RawLine;
 use super::{Command, Frame, Headers, Version, names};
 
 const NUL: &[u8] = b"\0";
@@ -140,7 +139,8 @@ pub fn encode(frame: &Frame, version: Version) -> EncodedFrame {
     let mut head = BytesMut::with_capacity(head_capacity(frame.command, &frame.headers));
     head.put_slice(frame.command.as_str().as_bytes());
     head.put_u8(b'\n');
-    let had_length = write_headers(&mut head, frame.headers.iter(), escaping, true);
+    let had_length =
+        write_headers(&mut head, frame.headers.iter(), escaping, frame.headers.is_verbatim());
     if !frame.body.is_empty() || had_length {
         write_content_length(&mut head, frame.body.len());
     }
@@ -164,46 +164,27 @@ fn head_capacity(command: Command, headers: &Headers) -> usize {
     command.as_str().len() + 32 + headers.text_len()
 }
 
-/// Writes `name:value\n` for each header; returns whether a `content-length` was skipped.
+/// Writes `name:value\n` for each header but a `content-length`, escaped for `escaping`
+/// unless the headers are `verbatim` (see [`Headers::is_verbatim`]: then as they are, with no
+/// look at their text); returns whether a `content-length` was skipped.
 fn write_headers<'a>(
     out: &mut BytesMut,
     headers: impl Iterator<Item = (&'a str, &'a str)>,
     escaping: Escaping,
-    skip_length: bool,
+    verbatim: bool,
 ) -> bool {
     let mut had_length = false;
     for (name, value) in headers {
-        if skip_length && name == names::CONTENT_LENGTH {
+        if name == names::CONTENT_LENGTH {
             had_length = true;
             continue;
         }
-        write_header(out, name.as_bytes(), value.as_bytes(), escaping);
+        match verbatim {
+            true => put_all(out, [name.as_bytes(), b":", value.as_bytes(), b"\n"]),
+            false => write_header(out, name.as_bytes(), value.as_bytes(), escaping),
+        }
     }
     had_length
-}
-
-/// Writes header `lines` of `head` (see [`Headers::verbatim_lines`]) as they are, but a
-/// `content-length`, with `message-id:{id}` after the first: what `write_headers` writes for
-/// them, without looking at their text.
-fn write_verbatim(out: &mut BytesMut, head: &[u8], lines: &[RawLine], id: Option<u64>) {
-    const LENGTH: &[u8] = names::CONTENT_LENGTH.as_bytes();
-    let mut lines = lines.iter().map(|line| {
-        let (start, colon, end) = (line.start as usize, line.colon as usize, line.end as usize);
-        (&head[start..colon] == LENGTH, &head[start..end])
-    });
-    if let Some(id) = id {
-        if let Some((is_length, line)) = lines.next() {
-            if !is_length {
-                put_all(out, [line, b"\n"]);
-            }
-        }
-        put_all(out, [b"message-id:", itoa::Buffer::new().format(id).as_bytes(), b"\n"]);
-    }
-    for (is_length, line) in lines {
-        if !is_length {
-            put_all(out, [line, b"\n"]);
-        }
-    }
 }
 
 #[inline(always)]
@@ -383,24 +364,18 @@ impl PreparedMessage {
     /// Appends the shared headers, the `content-length` and the blank line.
     fn encode_shared(&self, out: &mut BytesMut, escaping: Escaping) {
         let start = out.len();
-        if let Some((head, lines)) = self.headers.verbatim_lines() {
-            // Lines of a received head that no escaping changes: copied as they are.
-            write_verbatim(out, head, lines, self.message_id);
-            write_content_length(out, self.body.len());
-            out.put_u8(b'\n');
-            debug_assert_no_nul(&out[start..]);
-            return;
-        }
+        // Lines of a received head that no escaping changes are copied as they are.
+        let verbatim = self.headers.is_verbatim();
         match self.message_id {
             // After the first header (the destination, where the broker puts it).
             Some(id) => {
                 let mut headers = self.headers.iter();
-                write_headers(out, headers.by_ref().take(1), escaping, true);
+                write_headers(out, headers.by_ref().take(1), escaping, verbatim);
                 put_all(out, [b"message-id:", itoa::Buffer::new().format(id).as_bytes(), b"\n"]);
-                write_headers(out, headers, escaping, true);
+                write_headers(out, headers, escaping, verbatim);
             }
             None => {
-                write_headers(out, self.headers.iter(), escaping, true);
+                write_headers(out, self.headers.iter(), escaping, verbatim);
             }
         }
         write_content_length(out, self.body.len());
@@ -744,9 +719,9 @@ mod tests {
         for (lines, verbatim) in cases {
             let raw = decoded(lines);
             assert!(raw.raw_lines().is_some(), "{lines:?} kept as lines");
-            assert_eq!(raw.verbatim_lines().is_some(), verbatim, "{lines:?}");
+            assert_eq!(raw.is_verbatim(), verbatim, "{lines:?}");
             let built: Headers = raw.iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect();
-            assert!(built.verbatim_lines().is_none());
+            assert!(!built.is_verbatim());
             for id in [None, Some(7)] {
                 let message = |headers: &Headers| {
                     let message =

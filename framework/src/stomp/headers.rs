@@ -210,14 +210,11 @@ impl Headers {
         self.raw.as_deref().map(|raw| (&raw.head, &raw.lines[..], raw.verbatim))
     }
 
-    /// [`raw_lines`](Self::raw_lines) when no line has anything any way of writing header
-    /// text would change: each line, `name:value`, is written as it is.
+    /// Whether these are lines of a received head that no way of writing header text (escaped
+    /// or not) changes a byte of: an encoder writes each `name:value` as it is.
     #[inline]
-    pub(crate) fn verbatim_lines(&self) -> Option<(&Bytes, &[RawLine])> {
-        match self.raw.as_deref() {
-            Some(raw) if raw.verbatim => Some((&raw.head, &raw.lines[..])),
-            _ => None,
-        }
+    pub(crate) fn is_verbatim(&self) -> bool {
+        self.raw.as_deref().is_some_and(|raw| raw.verbatim)
     }
 
     /// The entries, moved out of `raw` first when they are there (before a change).

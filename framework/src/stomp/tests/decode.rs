@@ -593,7 +593,7 @@ fn a_carriage_return_at_the_end_of_a_read_is_judged_by_the_next_byte() {
             }
             let frame = frame.expect("the whole frame");
             assert!(frame.headers.raw_lines().is_some(), "kept as lines of the head");
-            assert_eq!(frame.headers.verbatim_lines().is_some(), verbatim, "cut at {cut}");
+            assert_eq!(frame.headers.is_verbatim(), verbatim, "cut at {cut}");
         }
     }
 }
@@ -610,7 +610,7 @@ fn a_read_that_brings_nothing_new_judges_nothing() {
     buf.extend_from_slice(&wire[cut..]);
     let frame = decoder.decode(&mut buf).unwrap().expect("the whole frame");
     assert_eq!(frame.get("x"), Some("1"));
-    assert!(frame.headers.verbatim_lines().is_some());
+    assert!(frame.headers.is_verbatim());
 }
 
 #[test]
@@ -621,7 +621,7 @@ fn a_recalled_head_with_lines_to_escape_is_still_escaped() {
     decode_with(&mut decoder, wire);
     let frame = decode_with(&mut decoder, wire).remove(0);
     assert_eq!(decoder.recalled, 1);
-    assert!(frame.headers.raw_lines().is_some() && frame.headers.verbatim_lines().is_none());
+    assert!(frame.headers.raw_lines().is_some() && !frame.headers.is_verbatim());
     let message = PreparedMessage::new(frame.headers, frame.body);
     let head = message_head(Version::V1_2, &[("subscription", "s")]);
     let encoded = message.contiguous_for(Version::V1_2, &head).to_bytes();
