@@ -46,6 +46,10 @@ pub(crate) struct Peer {
     /// The connection's slot among `max_http_connections`, released once CONNECT succeeds
     /// (until then the connection is not a session yet).
     pub(crate) slot: Option<ConnectionSlot>,
+    /// When the connection was accepted (for a WebSocket, when its handshake was answered):
+    /// what a logout compares with (see `Server::disconnect_user`), taken before the client
+    /// can know it is connected.
+    pub(crate) opened: tokio::time::Instant,
 }
 
 /// Runs a session to its end.
@@ -70,6 +74,7 @@ pub(crate) fn run<T: Transport + 'static>(
         attributes: peer.attributes,
         addr: peer.addr,
         transport: peer.transport,
+        opened: peer.opened,
     };
     let drive =
         Box::pin(drive(runtime.clone(), session_id.clone(), identity, peer.slot, transport));

@@ -66,6 +66,8 @@ pub(crate) struct PeerIdentity {
     pub(crate) attributes: http::Extensions,
     pub(crate) addr: Option<SocketAddr>,
     pub(crate) transport: &'static str,
+    /// When the connection was accepted (see `Peer::opened`).
+    pub(crate) opened: tokio::time::Instant,
 }
 
 /// A frame in the inbound interceptors, and the receipt it asked for.
@@ -217,7 +219,7 @@ impl Protocol {
             rate,
             closer: Arc::new(Fatal::new(signal.clone())),
             registered: false,
-            opened: tokio::time::Instant::now(),
+            opened: peer.opened,
             relay: None,
             upstream_end: Arc::new(UpstreamEnd::new(signal.clone())),
             signal,

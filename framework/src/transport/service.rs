@@ -350,7 +350,9 @@ impl WebSocketHandshake {
         // hyper's 8 KiB read buffer, and holding it would keep that buffer for the session's
         // whole life (measured: 8 KiB of each idle connection's 19 KiB).
         let Self { key: _, subprotocol: _, attributes, on_upgrade, slot, kind } = self;
-        let upgrading = Upgrading { attributes, on_upgrade, slot, kind };
+        // Opened now, before the client can know it: a logout from here on refuses its CONNECT.
+        let opened = tokio::time::Instant::now();
+        let upgrading = Upgrading { attributes, on_upgrade, slot, kind, opened };
         runtime.tracker.spawn(upgrading.run(runtime.clone(), peer));
         response
     }
@@ -362,6 +364,8 @@ struct Upgrading {
     on_upgrade: hyper::upgrade::OnUpgrade,
     slot: Option<ConnectionSlot>,
     kind: Upgrade,
+    /// When the handshake was answered (see `Peer::opened`).
+    opened: tokio::time::Instant,
 }
 
 impl Upgrading {
@@ -392,10 +396,10 @@ impl Upgrading {
             #[cfg(feature = "sockjs")]
             Upgrade::SockJs(_) => websocket::config(limits),
         };
-        let (attributes, slot) = (self.attributes, self.slot);
+        let (attributes, slot, opened) = (self.attributes, self.slot, self.opened);
         match self.kind {
             Upgrade::Stomp => {
-                let peer = Peer { addr: peer, transport: "websocket", attributes, slot };
+                let peer = Peer { addr: peer, transport: "websocket", attributes, slot, opened };
                 // The socket of our own listener is taken back out of hyper's box: every read
                 // and write of the session then goes straight to it, not through hyper's
                 // `Upgraded` (a boxed `dyn` stream behind a buffer of bytes read ahead) and the
@@ -417,7 +421,8 @@ impl Upgrading {
             #[cfg(feature = "sockjs")]
             Upgrade::SockJs(endpoint) => {
                 let ws = websocket_stream(ReadAhead::new(TokioIo::new(upgraded)), config).await;
-                let peer = Peer { addr: peer, transport: "sockjs-websocket", attributes, slot };
+                let peer =
+                    Peer { addr: peer, transport: "sockjs-websocket", attributes, slot, opened };
                 sockjs::run_websocket(runtime, endpoint, ws, peer, limits).await;
             }
         }

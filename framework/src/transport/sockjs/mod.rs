@@ -232,7 +232,8 @@ fn open_session(
         sessions.insert(id.to_owned(), session.clone());
     }
     // The session outlives this request's connection: it holds no connection slot.
-    let peer = Peer { addr: peer, transport, attributes, slot: None };
+    let opened = tokio::time::Instant::now();
+    let peer = Peer { addr: peer, transport, attributes, slot: None, opened };
     let transport = StompSide::new(session.clone(), inbound);
     runtime.tracker.spawn(stomp_session::run(runtime.clone(), peer, transport));
     // Released once no receiver has been attached for the disconnect delay; at shutdown, as
