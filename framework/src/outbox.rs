@@ -545,6 +545,12 @@ impl OutboxReceiver {
         Poll::Pending
     }
 
+    /// Moves up to `max` queued frames into `batch` now, after those it holds; returns how
+    /// many. Never waits.
+    pub(crate) fn take_now(&mut self, batch: &mut Batch, max: usize) -> usize {
+        self.take(batch, max)
+    }
+
     /// Takes whatever is queued now, without waiting.
     pub(crate) fn drain_now(&mut self, batch: &mut Batch) {
         self.take(batch, usize::MAX);

@@ -3,8 +3,13 @@
 // A failed unwrap in a test is a failed assertion.
 #![allow(clippy::unwrap_used)]
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper_util::rt::TokioIo;
 use stompede::Server;
 use stompede::client::{Client, ClientOptions};
 use stompede::events::{DisconnectReason, SessionEvent};
@@ -312,4 +317,117 @@ async fn a_subscriber_under_a_firehose_can_still_unsubscribe() {
     assert_eq!(server.server().broker().subscription_count(), 0);
     c.disconnect().await.unwrap();
     tokio::time::timeout(WAIT, reader).await.unwrap().unwrap();
+}
+
+/// An accepted connection that counts the writes made to it that moved bytes.
+struct CountingWrites {
+    inner: tokio::net::TcpStream,
+    writes: Arc<AtomicUsize>,
+}
+
+impl CountingWrites {
+    fn count(&self, written: &Poll<std::io::Result<usize>>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for CountingWrites {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountingWrites {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.count(&written);
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.count(&written);
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Messages queued for a session that is being fed a stream, before the runtime next polls
+/// for I/O, go out in one write: the last one here is published after the session ran with
+/// the first two queued (and would have written them alone then) but before the runtime
+/// looked for I/O again. A single message is written at once. One thread, so the order of
+/// the tasks is the runtime's, not chance's.
+#[tokio::test(flavor = "current_thread")]
+async fn messages_queued_in_one_turn_of_the_runtime_go_out_in_one_write() {
+    let server = Server::builder().build().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let writes = Arc::new(AtomicUsize::new(0));
+    let (service, counted) = (server.service(), writes.clone());
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let io = TokioIo::new(CountingWrites { inner: stream, writes: counted });
+        let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+        let _ = connection.with_upgrades().await;
+    });
+    let subscriber = client(&format!("ws://{addr}/ws")).await;
+    let mut sub = subscriber.subscribe("/topic/batched").await.unwrap();
+    // The RECEIPT has arrived: every write so far is done.
+    let writes_since = |before: usize| writes.load(Ordering::SeqCst) - before;
+
+    // With one message first, it goes at once, alone; with two, the third joins them.
+    for first in [&["one"][..], &["two", "three"]] {
+        let before = writes.load(Ordering::SeqCst);
+        let template = server.template();
+        let publisher = tokio::spawn(async move {
+            for body in first {
+                assert_eq!(template.convert_and_send("/topic/batched", *body).unwrap(), 1);
+            }
+            // A task spawned now runs after the subscriber's session, which the first message
+            // woke: the next one is published once that session has run with them queued.
+            tokio::spawn(async {}).await.unwrap();
+            assert_eq!(template.convert_and_send("/topic/batched", "last").unwrap(), 1);
+        });
+        for body in first.iter().chain(&["last"]) {
+            assert_eq!(next(&mut sub).await.body_str(), Some(*body));
+        }
+        publisher.await.unwrap();
+        let expected = if first.len() == 1 { 2 } else { 1 };
+        assert_eq!(writes_since(before), expected, "writes after {first:?} then one more");
+    }
+
+    // A burst of several batches arrives whole and in order (what is gathered after the yield
+    // goes behind what was taken before it).
+    let template = server.template();
+    for n in 0..300 {
+        template.convert_and_send("/topic/batched", n.to_string()).unwrap();
+    }
+    for n in 0..300 {
+        assert_eq!(next(&mut sub).await.body_str(), Some(n.to_string().as_str()));
+    }
 }
