@@ -6,7 +6,7 @@
 //! nothing of theirs: `server.rs` builds it and hands it down.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +46,9 @@ pub(crate) struct Runtime {
     pub(crate) counters: Counters,
     /// Whether the periodic summary task runs.
     stats_logger: std::sync::Once,
+    /// How many sessions wait for more frames before a write right now (see the session
+    /// loop's `gather`), for its bound.
+    pub(crate) gathering: AtomicUsize,
     /// This node's part of session ids: unique among the nodes that share an external broker
     /// (user destinations there are named after session ids).
     node: String,
@@ -81,6 +84,7 @@ impl Runtime {
             session_counter: AtomicU64::new(0),
             counters: Counters::default(),
             stats_logger: std::sync::Once::new(),
+            gathering: AtomicUsize::new(0),
             node: node_id(),
         }
     }

@@ -10,6 +10,7 @@ mod protocol;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -386,7 +387,7 @@ impl<T: Transport> Session<T> {
                         }
                         // Most writes are done at once, with no future made for them.
                         Event::Taken(n) => {
-                            let n = gather(&mut s.batch, outbound, n).await;
+                            let n = gather(&mut s.batch, outbound, n, &s.runtime.gathering).await;
                             match s.write_now(n) {
                                 Ok(step) => step,
                                 Err(counted) => s.write_batch(n, counted).await,
@@ -816,17 +817,52 @@ impl Tally {
 /// its replies just before it waits for events again; a busy fan-out then makes one `sendto`
 /// per subscriber where it made one for each part of its publisher's input the reads happened
 /// to see (1.2 per subscriber for each 100 messages a load generator sent in two writes,
-/// against 1.0: 6 % less server CPU per delivery, docs/benchmarks.md, twelfth pass). A
-/// session that found one frame (a quiet subscriber, a RECEIPT, fixed-rate traffic) writes it
-/// at once: there the wait would only put each delivery behind the next round of reads. A full
-/// batch goes at once too.
+/// against 1.0: 6 % less server CPU per delivery, docs/benchmarks.md, twelfth pass).
+///
+/// Written at once: one frame (a quiet subscriber, a RECEIPT, fixed-rate traffic), where the
+/// wait would only put each delivery behind the next round of reads; a full batch; and any
+/// batch while [`MAX_GATHERING`] sessions of the server wait already (`gathering` counts
+/// them): a turn that woke that many writers is long, and what it queued fills their writes
+/// without a wait, while each wait is a second poll of a session whose state has left the
+/// cache meanwhile (with 1,000 subscribers, waiting every time measured the same `sendto`
+/// count and more CPU).
 #[inline(always)]
-async fn gather(batch: &mut Batch, outbound: &mut OutboxReceiver, n: usize) -> usize {
+async fn gather(
+    batch: &mut Batch,
+    outbound: &mut OutboxReceiver,
+    n: usize,
+    gathering: &AtomicUsize,
+) -> usize {
     if n <= 1 || n >= WRITE_BATCH {
         return n;
     }
+    let Some(_waiting) = Gathering::enter(gathering) else { return n };
     tokio::task::yield_now().await;
     n + outbound.take_now(batch, WRITE_BATCH - n)
+}
+
+/// How many sessions of a server may wait at once in [`gather`].
+const MAX_GATHERING: usize = 32;
+
+/// One session counted in `Runtime::gathering` while it waits in [`gather`] (uncounted when
+/// dropped, whether the wait completed or the session was dropped during it).
+struct Gathering<'a>(&'a AtomicUsize);
+
+impl<'a> Gathering<'a> {
+    /// Counts one more waiting session, unless [`MAX_GATHERING`] wait already.
+    fn enter(count: &'a AtomicUsize) -> Option<Gathering<'a>> {
+        if count.fetch_add(1, Ordering::Relaxed) >= MAX_GATHERING {
+            count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Gathering(count))
+    }
+}
+
+impl Drop for Gathering<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What ended one wait of the session loop.
@@ -1009,6 +1045,19 @@ mod tests {
     use std::task::{Context, Waker};
 
     type Read = std::future::Ready<Result<usize, TransportError>>;
+
+    #[test]
+    fn at_most_max_gathering_sessions_wait_and_each_is_uncounted_when_dropped() {
+        let count = AtomicUsize::new(0);
+        let waiting: Vec<_> =
+            (0..MAX_GATHERING).map(|_| Gathering::enter(&count).expect("room")).collect();
+        assert!(Gathering::enter(&count).is_none(), "one more than the bound");
+        assert_eq!(count.load(Ordering::Relaxed), MAX_GATHERING, "a refusal counts nothing");
+        drop(waiting);
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+        assert!(Gathering::enter(&count).is_some(), "room again");
+        assert_eq!(count.load(Ordering::Relaxed), 0, "the guard dropped at once");
+    }
 
     #[test]
     fn a_batch_is_counted_by_command_whatever_its_mix() {
