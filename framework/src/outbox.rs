@@ -545,10 +545,11 @@ impl OutboxReceiver {
         Poll::Pending
     }
 
-    /// Moves up to `max` queued frames into `batch` now, after those it holds; returns how
-    /// many. Never waits.
-    pub(crate) fn take_now(&mut self, batch: &mut Batch, max: usize) -> usize {
-        self.take(batch, max)
+    /// Moves up to `max` more queued frames into `batch` now, after those the last take put
+    /// there; returns how many. Never waits. Part of the last take for the capacity it
+    /// remembers and the quiet takes it counts (see `take`).
+    pub(crate) fn take_more(&mut self, batch: &mut Batch, max: usize) -> usize {
+        self.take_with(batch, max, true)
     }
 
     /// Takes whatever is queued now, without waiting.
@@ -557,6 +558,12 @@ impl OutboxReceiver {
     }
 
     fn take(&mut self, batch: &mut Batch, max: usize) -> usize {
+        self.take_with(batch, max, false)
+    }
+
+    /// [`take`](Self::take); `more`: the rest of the last take (see
+    /// [`take_more`](Self::take_more)).
+    fn take_with(&mut self, batch: &mut Batch, max: usize, more: bool) -> usize {
         let mut guard = lock(&self.outbox.queue);
         let queue = &mut guard.frames;
         let found = queue.len();
@@ -570,12 +577,21 @@ impl OutboxReceiver {
         }
         // What it found, not what it took (and not the empty looks in between): a queue that
         // gave its capacity back gets room for a burst like the last one in one allocation.
+        // The rest of a take adds to it.
         if found > 0 {
-            self.outbox.last_take.store(found, Ordering::Relaxed);
+            if more {
+                self.outbox.last_take.fetch_add(found, Ordering::Relaxed);
+            } else {
+                self.outbox.last_take.store(found, Ordering::Relaxed);
+            }
         }
-        self.quiet_takes = match n < KEEP_CAPACITY {
-            true => self.quiet_takes.saturating_add(1),
-            false => 0,
+        // One take per write is counted: the rest of one counts with it (the batch holds
+        // what both took).
+        self.quiet_takes = match (more, n < KEEP_CAPACITY) {
+            (true, _) if batch.frames.len() >= KEEP_CAPACITY => 0,
+            (true, _) => self.quiet_takes,
+            (false, true) => self.quiet_takes.saturating_add(1),
+            (false, false) => 0,
         };
         let quiet = self.quiet_takes >= QUIET_TAKES;
         if queue.is_empty()
@@ -618,6 +634,27 @@ mod tests {
     fn wrote(outbox: &Outbox, batch: &mut Batch, n: usize) {
         outbox.written(batch.iter().map(EncodedFrame::len).sum());
         batch.written(n);
+    }
+
+    #[test]
+    fn the_rest_of_a_take_counts_with_it() {
+        let (outbox, mut rx) = Outbox::new(1 << 20, Duration::from_secs(10));
+        let mut batch = Batch::default();
+        let push = |n: usize| (0..n).for_each(|_| assert!(outbox.push(frame(10))));
+        push(2);
+        assert_eq!(rx.take(&mut batch, usize::MAX), 2);
+        assert_eq!((outbox.last_take.load(Ordering::Relaxed), rx.quiet_takes), (2, 1));
+        push(3);
+        assert_eq!(rx.take_more(&mut batch, usize::MAX), 3);
+        assert_eq!(batch.len(), 5, "after the first take's frames");
+        assert_eq!(
+            (outbox.last_take.load(Ordering::Relaxed), rx.quiet_takes),
+            (5, 1),
+            "one take of five, not a second quiet take of three"
+        );
+        push(KEEP_CAPACITY);
+        rx.take_more(&mut batch, usize::MAX);
+        assert_eq!(rx.quiet_takes, 0, "a write of {} frames is not a quiet one", batch.len());
     }
 
     #[test]

@@ -92,14 +92,14 @@ impl SessionRegistry {
         addr: Option<IpAddr>,
         closer: Arc<Fatal>,
         limits: SessionLimits,
-        opened: tokio::time::Instant,
+        accepted: tokio::time::Instant,
     ) -> Result<(), String> {
         let mut inner = lock(&self.inner);
         // A connection opened before its user was disconnected (logged out) but connecting
         // only now is refused like the sessions that were open.
         if let Some(user) = &principal {
             if let Some((when, reason)) = inner.logouts.get(user.name()) {
-                if opened <= *when {
+                if accepted <= *when {
                     return Err(reason.clone());
                 }
             }

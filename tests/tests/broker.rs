@@ -377,14 +377,9 @@ impl tokio::io::AsyncWrite for CountingWrites {
     }
 }
 
-/// Messages queued for a session that is being fed a stream, before the runtime next polls
-/// for I/O, go out in one write: the last one here is published after the session ran with
-/// the first two queued (and would have written them alone then) but before the runtime
-/// looked for I/O again. A single message is written at once. One thread, so the order of
-/// the tasks is the runtime's, not chance's.
-#[tokio::test(flavor = "current_thread")]
-async fn messages_queued_in_one_turn_of_the_runtime_go_out_in_one_write() {
-    let server = Server::builder().build().unwrap();
+/// Serves `server`'s endpoint (through hyper) to one connection, counting the writes made
+/// to its socket: the WebSocket URL, and the count.
+async fn serve_one_counting_writes(server: &Server) -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let writes = Arc::new(AtomicUsize::new(0));
@@ -395,7 +390,19 @@ async fn messages_queued_in_one_turn_of_the_runtime_go_out_in_one_write() {
         let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
         let _ = connection.with_upgrades().await;
     });
-    let subscriber = client(&format!("ws://{addr}/ws")).await;
+    (format!("ws://{addr}/ws"), writes)
+}
+
+/// Messages queued for a session that is being fed a stream, before the runtime next polls
+/// for I/O, go out in one write: the last one here is published after the session ran with
+/// the first two queued (and would have written them alone then) but before the runtime
+/// looked for I/O again. A single message is written at once. One thread, so the order of
+/// the tasks is the runtime's, not chance's.
+#[tokio::test(flavor = "current_thread")]
+async fn messages_queued_in_one_turn_of_the_runtime_go_out_in_one_write() {
+    let server = Server::builder().build().unwrap();
+    let (url, writes) = serve_one_counting_writes(&server).await;
+    let subscriber = client(&url).await;
     let mut sub = subscriber.subscribe("/topic/batched").await.unwrap();
     // The RECEIPT has arrived: every write so far is done.
     let writes_since = |before: usize| writes.load(Ordering::SeqCst) - before;
@@ -421,8 +428,7 @@ async fn messages_queued_in_one_turn_of_the_runtime_go_out_in_one_write() {
         assert_eq!(writes_since(before), expected, "writes after {first:?} then one more");
     }
 
-    // A burst of several batches arrives whole and in order (what is gathered after the yield
-    // goes behind what was taken before it).
+    // A burst of several batches, queued before the session runs, arrives whole and in order.
     let template = server.template();
     for n in 0..300 {
         template.convert_and_send("/topic/batched", n.to_string()).unwrap();
@@ -430,4 +436,39 @@ async fn messages_queued_in_one_turn_of_the_runtime_go_out_in_one_write() {
     for n in 0..300 {
         assert_eq!(next(&mut sub).await.body_str(), Some(n.to_string().as_str()));
     }
+}
+
+/// A session closed as a slow consumer while it waited to fill a write (a publisher's push
+/// found its queue at twice the limit) writes nothing more of what it had taken, and ends as
+/// a slow consumer with the reason the push gave. One thread, as above.
+#[tokio::test(flavor = "current_thread")]
+async fn a_session_closed_while_it_waits_to_fill_a_write_writes_nothing_more() {
+    let server = Server::builder().send_buffer_size_limit(1024).build().unwrap();
+    let mut events = server.events();
+    let (url, _writes) = serve_one_counting_writes(&server).await;
+    let subscriber = client(&url).await;
+    let mut sub = subscriber.subscribe("/topic/closing").await.unwrap();
+    let template = server.template();
+    let publisher = tokio::spawn(async move {
+        for body in ["a", "b"] {
+            assert_eq!(template.convert_and_send("/topic/closing", body).unwrap(), 1);
+        }
+        // The session has taken both and waits (see above); this one finds the queue, which
+        // still counts them, at more than twice its limit: the session is closed.
+        tokio::spawn(async {}).await.unwrap();
+        template.convert_and_send("/topic/closing", "x".repeat(4096)).unwrap();
+    });
+    publisher.await.unwrap();
+    let reason = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(SessionEvent::Disconnected { reason, .. }) = events.recv().await {
+                break reason;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let DisconnectReason::SlowConsumer(why) = reason else { panic!("{reason:?}") };
+    assert!(why.contains("twice the 1024-byte send buffer limit"), "{why}");
+    assert_eq!(tokio::time::timeout(WAIT, sub.next()).await.unwrap(), None, "no MESSAGE written");
 }

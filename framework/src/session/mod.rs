@@ -47,10 +47,14 @@ pub(crate) struct Peer {
     /// The connection's slot among `max_http_connections`, released once CONNECT succeeds
     /// (until then the connection is not a session yet).
     pub(crate) slot: Option<ConnectionSlot>,
-    /// When the connection was accepted (for a WebSocket, when its handshake was answered):
-    /// what a logout compares with (see `Server::disconnect_user`), taken before the client
-    /// can know it is connected.
-    pub(crate) opened: tokio::time::Instant,
+    /// When the connection reached the server: the WebSocket handshake (or the SockJS
+    /// request that opened the session) before its credentials were judged, the TCP
+    /// connection when accepted. What a logout compares with (`Server::disconnect_user`
+    /// refuses the CONNECT of connections accepted before it): for a WebSocket, taken before
+    /// the `101` reaches the client, not when the session is set up after it. (A principal
+    /// that middleware attached before the request reached the endpoint was judged earlier
+    /// still.)
+    pub(crate) accepted: Instant,
 }
 
 /// Runs a session to its end.
@@ -75,7 +79,7 @@ pub(crate) fn run<T: Transport + 'static>(
         attributes: peer.attributes,
         addr: peer.addr,
         transport: peer.transport,
-        opened: peer.opened,
+        accepted: peer.accepted,
     };
     let drive =
         Box::pin(drive(runtime.clone(), session_id.clone(), identity, peer.slot, transport));
@@ -388,9 +392,16 @@ impl<T: Transport> Session<T> {
                         // Most writes are done at once, with no future made for them.
                         Event::Taken(n) => {
                             let n = gather(&mut s.batch, outbound, n, &s.runtime.gathering).await;
-                            match s.write_now(n) {
-                                Ok(step) => step,
-                                Err(counted) => s.write_batch(n, counted).await,
+                            match s.outbox.close_reason() {
+                                // Closed by a publisher meanwhile (the only closes while the
+                                // session runs): a slow consumer, written no more.
+                                Some(why) if n > 0 => {
+                                    Step::Abandon(DisconnectReason::SlowConsumer(why.into()))
+                                }
+                                _ => match s.write_now(n) {
+                                    Ok(step) => step,
+                                    Err(counted) => s.write_batch(n, counted).await,
+                                },
                             }
                         }
                         Event::Received(received) => {
@@ -810,10 +821,14 @@ impl Tally {
 /// are queued before the runtime next polls for I/O, when the session is being fed a stream,
 /// and returns how many the batch holds.
 ///
-/// A session that found several frames yields once first (`yield_now` puts it behind that
-/// poll): whatever the tasks ahead of it queue (the rest of a publisher's read turn, a second
-/// publisher's frames), and whatever a read that the poll finds ready then queues, goes out in
-/// this one write rather than in a write of its own. What a server loop does when it writes
+/// A session that found several frames yields once first (`yield_now` defers it until the
+/// worker next polls for I/O, or runs out of other tasks): whatever the tasks ahead of it queue
+/// (the rest of a publisher's read turn, a second publisher's frames), and usually what a read
+/// that the poll finds ready then queues, goes out in this one write rather than in a write of
+/// its own. Usually: tokio wakes deferred tasks last first, each into its worker's LIFO slot,
+/// so on a multi-thread runtime one of them runs before the tasks the poll woke; a deferred
+/// task is not stolen by another worker meanwhile; and the poll may find I/O driven by another
+/// worker. What a server loop does when it writes
 /// its replies just before it waits for events again; a busy fan-out then makes one `sendto`
 /// per subscriber where it made one for each part of its publisher's input the reads happened
 /// to see (1.2 per subscriber for each 100 messages a load generator sent in two writes,
@@ -838,7 +853,7 @@ async fn gather(
     }
     let Some(_waiting) = Gathering::enter(gathering) else { return n };
     tokio::task::yield_now().await;
-    n + outbound.take_now(batch, WRITE_BATCH - n)
+    n + outbound.take_more(batch, WRITE_BATCH - n)
 }
 
 /// How many sessions of a server may wait at once in [`gather`].

@@ -66,8 +66,8 @@ pub(crate) struct PeerIdentity {
     pub(crate) attributes: http::Extensions,
     pub(crate) addr: Option<SocketAddr>,
     pub(crate) transport: &'static str,
-    /// When the connection was accepted (see `Peer::opened`).
-    pub(crate) opened: tokio::time::Instant,
+    /// When the connection reached the server (see `Peer::accepted`).
+    pub(crate) accepted: tokio::time::Instant,
 }
 
 /// A frame in the inbound interceptors, and the receipt it asked for.
@@ -157,8 +157,9 @@ pub(crate) struct Protocol {
     rate: Option<TokenBucket>,
     /// Raised to close the session from outside (`Server::disconnect_user`).
     closer: Arc<Fatal>,
-    /// When the session (its connection) began.
-    opened: tokio::time::Instant,
+    /// When its connection reached the server (see `Peer::accepted`): what a logout compares
+    /// with.
+    accepted: tokio::time::Instant,
     /// Raised when that connection ends.
     upstream_end: Arc<UpstreamEnd>,
     /// What the session loop waits on for the fatal error, the closer and the upstream end
@@ -219,7 +220,7 @@ impl Protocol {
             rate,
             closer: Arc::new(Fatal::new(signal.clone())),
             registered: false,
-            opened: peer.opened,
+            accepted: peer.accepted,
             relay: None,
             upstream_end: Arc::new(UpstreamEnd::new(signal.clone())),
             signal,
@@ -710,7 +711,7 @@ impl Protocol {
             self.addr.map(|a| a.ip()),
             self.closer.clone(),
             config.session_limits,
-            self.opened,
+            self.accepted,
         );
         if let Err(message) = registered {
             return self.denied(message, receipt.as_deref());

@@ -119,8 +119,8 @@ pub(crate) async fn tcp(runtime: Arc<Runtime>, listener: TcpListener) {
         };
         let Some((stream, peer)) = accepted_or_pause(accepted).await else { continue };
         let attributes = http::Extensions::new();
-        let opened = tokio::time::Instant::now();
-        let peer = Peer { addr: Some(peer), transport: "tcp", attributes, slot: None, opened };
+        let accepted = tokio::time::Instant::now();
+        let peer = Peer { addr: Some(peer), transport: "tcp", attributes, slot: None, accepted };
         runtime.tracker.spawn(session::run(runtime.clone(), peer, TcpTransport::new(stream)));
     }
 }

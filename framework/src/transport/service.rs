@@ -264,6 +264,8 @@ pub(crate) struct WebSocketHandshake {
     on_upgrade: hyper::upgrade::OnUpgrade,
     slot: Option<ConnectionSlot>,
     kind: Upgrade,
+    /// When the handshake reached the server (see `Peer::accepted`).
+    accepted: tokio::time::Instant,
 }
 
 /// The WebSocket handshake: checked, then accepted, with a session on the upgraded
@@ -288,6 +290,8 @@ impl WebSocketHandshake {
         mut parts: http::request::Parts,
         kind: Upgrade,
     ) -> Result<Self, Box<Response<ResponseBody>>> {
+        // Before the credentials are judged: a logout from here on refuses its CONNECT.
+        let accepted = tokio::time::Instant::now();
         let refuse = |response| Err(Box::new(response));
         if parts.method != Method::GET
             || !header_has_token(&parts, header::UPGRADE, "websocket")
@@ -326,7 +330,7 @@ impl WebSocketHandshake {
             ));
         };
         let slot = parts.extensions.remove::<ConnectionSlot>();
-        Ok(WebSocketHandshake { key, subprotocol, attributes, on_upgrade, slot, kind })
+        Ok(WebSocketHandshake { key, subprotocol, attributes, on_upgrade, slot, kind, accepted })
     }
 
     /// Answers `101 Switching Protocols` and spawns what runs once hyper hands the
@@ -349,10 +353,8 @@ impl WebSocketHandshake {
         // Only what the session needs is kept: the key (like every header value) points into
         // hyper's 8 KiB read buffer, and holding it would keep that buffer for the session's
         // whole life (measured: 8 KiB of each idle connection's 19 KiB).
-        let Self { key: _, subprotocol: _, attributes, on_upgrade, slot, kind } = self;
-        // Opened now, before the client can know it: a logout from here on refuses its CONNECT.
-        let opened = tokio::time::Instant::now();
-        let upgrading = Upgrading { attributes, on_upgrade, slot, kind, opened };
+        let Self { key: _, subprotocol: _, attributes, on_upgrade, slot, kind, accepted } = self;
+        let upgrading = Upgrading { attributes, on_upgrade, slot, kind, accepted };
         runtime.tracker.spawn(upgrading.run(runtime.clone(), peer));
         response
     }
@@ -364,8 +366,8 @@ struct Upgrading {
     on_upgrade: hyper::upgrade::OnUpgrade,
     slot: Option<ConnectionSlot>,
     kind: Upgrade,
-    /// When the handshake was answered (see `Peer::opened`).
-    opened: tokio::time::Instant,
+    /// When the handshake reached the server (see `Peer::accepted`).
+    accepted: tokio::time::Instant,
 }
 
 impl Upgrading {
@@ -396,10 +398,10 @@ impl Upgrading {
             #[cfg(feature = "sockjs")]
             Upgrade::SockJs(_) => websocket::config(limits),
         };
-        let (attributes, slot, opened) = (self.attributes, self.slot, self.opened);
+        let (attributes, slot, accepted) = (self.attributes, self.slot, self.accepted);
         match self.kind {
             Upgrade::Stomp => {
-                let peer = Peer { addr: peer, transport: "websocket", attributes, slot, opened };
+                let peer = Peer { addr: peer, transport: "websocket", attributes, slot, accepted };
                 // The socket of our own listener is taken back out of hyper's box: every read
                 // and write of the session then goes straight to it, not through hyper's
                 // `Upgraded` (a boxed `dyn` stream behind a buffer of bytes read ahead) and the
@@ -422,7 +424,7 @@ impl Upgrading {
             Upgrade::SockJs(endpoint) => {
                 let ws = websocket_stream(ReadAhead::new(TokioIo::new(upgraded)), config).await;
                 let peer =
-                    Peer { addr: peer, transport: "sockjs-websocket", attributes, slot, opened };
+                    Peer { addr: peer, transport: "sockjs-websocket", attributes, slot, accepted };
                 sockjs::run_websocket(runtime, endpoint, ws, peer, limits).await;
             }
         }

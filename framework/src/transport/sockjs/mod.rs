@@ -198,6 +198,8 @@ fn open_session(
     if let Some(session) = endpoint.session(id) {
         return Ok(session);
     }
+    // Before the credentials are judged (see `Peer::accepted`).
+    let accepted = tokio::time::Instant::now();
     // The same judgement as a WebSocket handshake (the origin was checked for every SockJS
     // request already, and passes again here).
     let attributes = security::admit(&runtime.config, parts)
@@ -232,8 +234,7 @@ fn open_session(
         sessions.insert(id.to_owned(), session.clone());
     }
     // The session outlives this request's connection: it holds no connection slot.
-    let opened = tokio::time::Instant::now();
-    let peer = Peer { addr: peer, transport, attributes, slot: None, opened };
+    let peer = Peer { addr: peer, transport, attributes, slot: None, accepted };
     let transport = StompSide::new(session.clone(), inbound);
     runtime.tracker.spawn(stomp_session::run(runtime.clone(), peer, transport));
     // Released once no receiver has been attached for the disconnect delay; at shutdown, as
