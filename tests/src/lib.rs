@@ -18,6 +18,23 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for something that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Why the next session to end ended (from `Server::events`), within [`WAIT`]; events of
+/// other kinds, and any the receiver lagged behind on, are skipped.
+pub async fn next_disconnect(
+    events: &mut tokio::sync::broadcast::Receiver<stompede::events::SessionEvent>,
+) -> stompede::events::DisconnectReason {
+    let next = async {
+        loop {
+            if let Ok(stompede::events::SessionEvent::Disconnected { reason, .. }) =
+                events.recv().await
+            {
+                return reason;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, next).await.expect("a session ended in time")
+}
+
 /// Whether every optional tool must be present: CI sets `STOMPEDE_REQUIRE_ALL=1`, which turns
 /// each "skipped because X is missing" into a failure.
 pub fn require_all() -> bool {

@@ -14,7 +14,7 @@ use stompede::Server;
 use stompede::client::{Client, ClientOptions};
 use stompede::events::{DisconnectReason, SessionEvent};
 use stompede::stomp::{Command, Frame, Headers};
-use stompede_tests::{WAIT, start, ws_url};
+use stompede_tests::{WAIT, next_disconnect, start, ws_url};
 
 async fn client(url: &str) -> Client {
     Client::connect_ws(url, ClientOptions::default()).await.expect("client connects")
@@ -459,15 +459,7 @@ async fn a_session_closed_while_it_waits_to_fill_a_write_writes_nothing_more() {
         template.convert_and_send("/topic/closing", "x".repeat(4096)).unwrap();
     });
     publisher.await.unwrap();
-    let reason = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(SessionEvent::Disconnected { reason, .. }) = events.recv().await {
-                break reason;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let reason = next_disconnect(&mut events).await;
     let DisconnectReason::SlowConsumer(why) = reason else { panic!("{reason:?}") };
     assert!(why.contains("twice the 1024-byte send buffer limit"), "{why}");
     assert_eq!(tokio::time::timeout(WAIT, sub.next()).await.unwrap(), None, "no MESSAGE written");

@@ -10,10 +10,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use stompede::events::{DisconnectReason, SessionEvent};
+use stompede::events::DisconnectReason;
 use stompede::stomp::Command;
 use stompede::{Endpoint, RunningServer, Server, SockJsOptions};
-use stompede_tests::{RawPeer, WAIT, start, ws_url};
+use stompede_tests::{RawPeer, WAIT, next_disconnect, start, ws_url};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -138,15 +138,7 @@ async fn a_ping_flood_from_a_client_that_does_not_read_is_bounded_then_closed() 
         );
     }
     // The STOMP session's end says why.
-    let reason = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(SessionEvent::Disconnected { reason, .. }) = events.recv().await {
-                return reason;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let reason = next_disconnect(&mut events).await;
     match reason {
         DisconnectReason::SlowConsumer(why) => assert!(why.contains("pings"), "{why}"),
         other => panic!("expected a slow-consumer close, got {other:?}"),
