@@ -828,19 +828,18 @@ impl Tally {
 /// its own. Usually: tokio wakes deferred tasks last first, each into its worker's LIFO slot,
 /// so on a multi-thread runtime one of them runs before the tasks the poll woke; a deferred
 /// task is not stolen by another worker meanwhile; and the poll may find I/O driven by another
-/// worker. What a server loop does when it writes
-/// its replies just before it waits for events again; a busy fan-out then makes one `sendto`
-/// per subscriber where it made one for each part of its publisher's input the reads happened
-/// to see (1.2 per subscriber for each 100 messages a load generator sent in two writes,
-/// against 1.0: 6 % less server CPU per delivery, docs/benchmarks.md, twelfth pass).
+/// worker. What a server loop does when it writes its replies just before it waits for events
+/// again; a busy fan-out then makes one `sendto` per subscriber where it made one for each part
+/// of its publisher's input the reads happened to see (1.2 per subscriber for each 100
+/// messages a load generator sent in two writes, against 1.0: 5-7 % less server CPU per
+/// delivery, docs/benchmarks.md, twelfth pass).
 ///
 /// Written at once: one frame (a quiet subscriber, a RECEIPT, fixed-rate traffic), where the
 /// wait would only put each delivery behind the next round of reads; a full batch; and any
 /// batch while [`MAX_GATHERING`] sessions of the server wait already (`gathering` counts
 /// them): a turn that woke that many writers is long, and what it queued fills their writes
-/// without a wait, while each wait is a second poll of a session whose state has left the
-/// cache meanwhile (with 1,000 subscribers, waiting every time measured the same `sendto`
-/// count and more CPU).
+/// without a wait (with 1,000 subscribers, waiting every time left the `sendto` count as it
+/// was), while each wait is a second poll of a session whose state may have left the cache.
 #[inline(always)]
 async fn gather(
     batch: &mut Batch,
