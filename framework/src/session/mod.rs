@@ -393,12 +393,13 @@ impl<T: Transport> Session<T> {
                         Event::Taken(n) => {
                             let n = gather(&mut s.batch, outbound, n, &s.runtime.gathering).await;
                             match s.outbox.close_reason() {
-                                // Closed by a publisher meanwhile (the only closes while the
-                                // session runs): a slow consumer, written no more.
-                                Some(why) if n > 0 => {
+                                // Closed by a publisher (the only closes while the session
+                                // runs), before the take or while `gather` waited: a slow
+                                // consumer, written no more.
+                                Some(why) => {
                                     Step::Abandon(DisconnectReason::SlowConsumer(why.into()))
                                 }
-                                _ => match s.write_now(n) {
+                                None => match s.write_now(n) {
                                     Ok(step) => step,
                                     Err(counted) => s.write_batch(n, counted).await,
                                 },
@@ -500,10 +501,8 @@ impl<T: Transport> Session<T> {
     /// time limit.
     async fn write_batch(&mut self, n: usize, counted: Option<Counted>) -> Step {
         if n == 0 {
-            // Closed by a publisher: a slow consumer.
-            if let Some(why) = self.outbox.close_reason() {
-                return Step::Abandon(DisconnectReason::SlowConsumer(why.into()));
-            }
+            // Closed without a reason (a closed outbox with one was dealt with before: a slow
+            // consumer).
             return Step::Close(
                 None,
                 DisconnectReason::ConnectionLost("outbound queue closed".into()),

@@ -874,13 +874,9 @@ impl Protocol {
         }
         let target = self.target(false, destination)?;
         if matches!(target, Target::Broker) {
-            match &mut self.last_broker_send {
-                Some(last) => {
-                    last.clear();
-                    last.push_str(destination);
-                }
-                None => self.last_broker_send = Some(destination.to_owned()),
-            }
+            let last = self.last_broker_send.get_or_insert_with(String::new);
+            last.clear();
+            last.push_str(destination);
         }
         Ok(target)
     }
