@@ -23,7 +23,7 @@ pub use subscriber::AckMode;
 pub(crate) use crate::destination::subscription::Pattern;
 pub(crate) use options::BrokerOptions;
 pub(crate) use queue::{Settle, Settlement};
-pub(crate) use simple::Refused;
+pub(crate) use simple::{Refused, SendTemplate, Shared};
 pub(crate) use subscriber::{ListenerFn, Pressure, Subscriber};
 
 use std::borrow::Cow;
@@ -98,10 +98,30 @@ impl Broker {
     ) -> Result<usize, Refused> {
         match self {
             Broker::Simple(broker) => {
-                broker.publish_with(destination, Cow::Owned(headers), body, pressure)
+                broker.publish_with(destination, Shared::Given(Cow::Owned(headers)), body, pressure)
             }
             Broker::Relay(relay) => {
                 relay.publish(destination, &headers, body.bytes);
+                Ok(0)
+            }
+        }
+    }
+
+    /// [`publish_from_client`](Self::publish_from_client) of a SEND whose headers are
+    /// `template`'s.
+    pub(crate) fn publish_again(
+        &self,
+        template: &SendTemplate,
+        body: Body,
+        pressure: &mut Pressure,
+    ) -> Result<usize, Refused> {
+        let destination = template.destination();
+        match self {
+            Broker::Simple(broker) => {
+                broker.publish_with(destination, Shared::Template(template), body, pressure)
+            }
+            Broker::Relay(relay) => {
+                relay.publish(destination, template.headers(), body.bytes);
                 Ok(0)
             }
         }

@@ -38,7 +38,7 @@ impl Message {
 
     #[inline]
     pub(crate) fn new(prepared: PreparedMessage, id: u64, destination: ByteStr) -> Message {
-        let headers = prepared.headers().text_len();
+        let headers = prepared.headers_text_len();
         // The `message-id` line, kept apart from the headers: its digits are counted, not
         // written.
         let id_line = match prepared.message_id() {

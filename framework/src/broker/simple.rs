@@ -13,7 +13,7 @@ use super::registry::{Registry, Visit};
 use super::subscriber::{Delivered, Listed, Pressure, Subscriber};
 use super::{Body, Pattern};
 use crate::locks::lock;
-use crate::stomp::{ByteStr, Headers, PreparedMessage, Version, names};
+use crate::stomp::{ByteStr, Headers, MessageTemplate, PreparedMessage, Version, names};
 
 /// The SEND header that asks for the message to be retained (`retain:true`).
 pub(crate) const RETAIN: &str = "retain";
@@ -52,6 +52,9 @@ pub struct SimpleBroker {
     /// The body bytes all point-to-point queues hold while waiting.
     queued_bytes: Arc<AtomicUsize>,
     retained: Retained,
+    /// How many publishes had a template's headers (for the tests).
+    #[cfg(test)]
+    pub(crate) templated: AtomicUsize,
 }
 
 /// Why the broker refused a message: the publisher's ERROR says this.
@@ -110,7 +113,7 @@ impl SimpleBroker {
     pub fn publish(&self, destination: &ByteStr, headers: &Headers, body: Bytes) -> usize {
         match self.publish_with(
             destination,
-            Cow::Borrowed(headers),
+            Cow::Borrowed(headers).into(),
             body.into(),
             &mut Pressure::default(),
         ) {
@@ -127,12 +130,16 @@ impl SimpleBroker {
     pub(crate) fn publish_with(
         &self,
         destination: &ByteStr,
-        headers: Cow<'_, Headers>,
+        headers: Shared<'_>,
         body: Body,
         pressure: &mut Pressure,
     ) -> Result<usize, Refused> {
+        #[cfg(test)]
+        if matches!(headers, Shared::Template(_)) {
+            self.templated.fetch_add(1, Ordering::Relaxed);
+        }
         // The header counts only where the application allowed it (`retain_header`).
-        let retain = self.options.retain_header && headers.get(RETAIN).is_some_and(|v| v == "true");
+        let retain = self.options.retain_header && headers.asks_to_retain();
         if self.options.is_point_to_point(destination) {
             if retain {
                 return Err(Refused(format!(
@@ -174,7 +181,7 @@ impl SimpleBroker {
     fn broadcast(
         &self,
         destination: &ByteStr,
-        headers: Cow<'_, Headers>,
+        headers: Shared<'_>,
         body: Body,
         pressure: &mut Pressure,
     ) -> usize {
@@ -199,7 +206,7 @@ impl SimpleBroker {
         &self,
         listed: &Listed,
         destination: &ByteStr,
-        parts: &mut Option<(Cow<'_, Headers>, Body)>,
+        parts: &mut Option<(Shared<'_>, Body)>,
     ) -> Option<Message> {
         let (headers, body) = parts.take()?;
         let id = self.next_id();
@@ -325,7 +332,7 @@ impl SimpleBroker {
     fn prepare_next(
         &self,
         destination: &ByteStr,
-        headers: Cow<'_, Headers>,
+        headers: Shared<'_>,
         body: Body,
         first: Option<(Version, &Bytes)>,
     ) -> Arc<Message> {
@@ -343,7 +350,7 @@ impl SimpleBroker {
         headers: &Headers,
         body: Bytes,
     ) -> usize {
-        let message = self.prepare_next(shown, Cow::Borrowed(headers), body.into(), None);
+        let message = self.prepare_next(shown, Cow::Borrowed(headers).into(), body.into(), None);
         let (limits, mut pressure) = (&self.options.queue_limits, Pressure::default());
         let mut delivered = 0;
         self.users.for_each_match(resolved, |listed: &Listed| {
@@ -520,7 +527,7 @@ impl SimpleBroker {
             let body = message.prepared.body().clone();
             if let Err(Refused(why)) = self.publish_with(
                 &target,
-                Cow::Owned(headers),
+                Shared::Given(Cow::Owned(headers)),
                 body.into(),
                 &mut Pressure::default(),
             ) {
@@ -582,7 +589,7 @@ struct Broadcast<'a, 'h> {
     broker: &'a SimpleBroker,
     destination: &'a ByteStr,
     /// The publisher's headers and body, until the message is made of them.
-    parts: Option<(Cow<'h, Headers>, Body)>,
+    parts: Option<(Shared<'h>, Body)>,
     /// The message, made at the first matching subscription, on the stack.
     made: Option<Message>,
     /// A copy of it in an `Arc`, for the deliveries that keep it (see `Listed::deliver_made`).
@@ -615,13 +622,36 @@ impl Visit for &mut Broadcast<'_, '_> {
 fn prepare(
     id: u64,
     destination: &ByteStr,
-    headers: Cow<'_, Headers>,
+    headers: Shared<'_>,
     body: Body,
     first: Option<(Version, &Bytes)>,
 ) -> Message {
     // The id is kept apart from the headers (`PreparedMessage::with_message_id`): the frames
     // write it after the destination, and no text of it is made for every message.
-    let shared = match headers {
+    let prepared = match headers {
+        Shared::Given(headers) => {
+            let shared = shared_headers(destination, headers);
+            PreparedMessage::with_known_utf8(shared, body.bytes, body.known_utf8)
+        }
+        Shared::Template(template) => {
+            debug_assert_eq!(
+                template.destination, *destination,
+                "a template of another destination"
+            );
+            PreparedMessage::from_template(template.message.clone(), body.bytes, body.known_utf8)
+        }
+    };
+    let mut prepared = prepared.with_message_id(id);
+    if let Some((version, head)) = first {
+        prepared.build_first_frame(version, head);
+    }
+    Message::new(prepared, id, destination.clone())
+}
+
+/// What every subscriber of a message gets of the publisher's `headers`: `destination` first,
+/// then the [`forwarded`] ones.
+fn shared_headers(destination: &ByteStr, headers: Cow<'_, Headers>) -> Headers {
+    match headers {
         // A client's SEND gives its headers up: they are filtered in place, no copy.
         Cow::Owned(mut shared) => {
             shared.retain_after(names::DESTINATION, destination, |name, _| forwarded(name));
@@ -637,13 +667,65 @@ fn prepare(
             }
             shared
         }
-    };
-    let mut prepared =
-        PreparedMessage::with_known_utf8(shared, body.bytes, body.known_utf8).with_message_id(id);
-    if let Some((version, head)) = first {
-        prepared.build_first_frame(version, head);
     }
-    Message::new(prepared, id, destination.clone())
+}
+
+/// The shared headers of a publish: the publisher's (a client's SEND gives its own up), or a
+/// [`SendTemplate`]'s, made of the same headers earlier.
+pub(crate) enum Shared<'a> {
+    Given(Cow<'a, Headers>),
+    Template(&'a SendTemplate),
+}
+
+impl<'a> From<Cow<'a, Headers>> for Shared<'a> {
+    fn from(headers: Cow<'a, Headers>) -> Self {
+        Shared::Given(headers)
+    }
+}
+
+impl Shared<'_> {
+    /// Whether the publisher asked for the message to be retained (`retain:true`).
+    fn asks_to_retain(&self) -> bool {
+        match self {
+            Shared::Given(headers) => headers.get(RETAIN).is_some_and(|v| v == "true"),
+            Shared::Template(template) => template.retain,
+        }
+    }
+}
+
+/// A client's SEND made ready to be published again: a publisher that sends the same head
+/// again and again (the same destination and headers; see the session's repeated SENDs)
+/// publishes each body with it, and its messages share headers filtered and encoded once.
+/// Publishing with it is publishing a SEND with those headers: every check that depends on
+/// more than the headers (retained messages, queues, the subscriptions) is made each time.
+#[derive(Debug)]
+pub(crate) struct SendTemplate {
+    destination: ByteStr,
+    /// Whether the SEND asked to be retained (its `retain` header is not forwarded).
+    retain: bool,
+    message: Arc<MessageTemplate>,
+}
+
+impl SendTemplate {
+    /// The template of a SEND to `destination` with `headers` (its own, as received: a copy
+    /// is kept, not the buffer they were read into).
+    pub(crate) fn new(destination: &ByteStr, headers: &Headers) -> SendTemplate {
+        let retain = Shared::Given(Cow::Borrowed(headers)).asks_to_retain();
+        let shared = shared_headers(destination, Cow::Borrowed(headers));
+        let message = Arc::new(MessageTemplate::new(&shared));
+        let destination = ByteStr::from(destination.as_str().to_owned());
+        SendTemplate { destination, retain, message }
+    }
+
+    /// The destination.
+    pub(crate) fn destination(&self) -> &ByteStr {
+        &self.destination
+    }
+
+    /// The headers a subscriber gets (`destination` first).
+    pub(crate) fn headers(&self) -> &Headers {
+        self.message.headers()
+    }
 }
 
 /// Whether a publisher's header reaches subscribers: not the per-SEND ones, nor the ones the
@@ -674,7 +756,8 @@ pub(crate) fn deliver_one(
     headers: &Headers,
     body: Bytes,
 ) {
-    let message = Arc::new(prepare(id, destination, Cow::Borrowed(headers), body.into(), None));
+    let message =
+        Arc::new(prepare(id, destination, Cow::Borrowed(headers).into(), body.into(), None));
     let mut pressure = Pressure::default();
     subscriber.push(&message, Delivered::default(), &mut pressure);
 }

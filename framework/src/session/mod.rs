@@ -1036,7 +1036,7 @@ fn decode_and_handle(
             }
             Ok(Some(frame)) => {
                 protocol.tally.received(frame.command, before - inbound.len());
-                match protocol.receive(frame) {
+                match protocol.receive(frame, decoder.recalled()) {
                     Flow::Continue => continue,
                     other => return other,
                 }

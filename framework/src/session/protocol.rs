@@ -8,8 +8,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::broker::relay::{self, Link, UpstreamEnd};
-use crate::broker::{AckMode, Body, Pattern, Pressure, Refused, Settle, Settlement, Subscriber};
+use crate::broker::{
+    AckMode, Body, Pattern, Pressure, Refused, SendTemplate, Settle, Settlement, Subscriber,
+};
 use crate::destination::strip_prefix;
 use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch};
 use crate::events::{DisconnectReason, SessionEvent};
@@ -171,6 +175,11 @@ pub(crate) struct Protocol {
     /// roles: never kept), and a publisher usually sends to one destination again and again:
     /// the same one is routed as it was, without the prefix checks.
     last_broker_send: Option<String>,
+    /// The template of a SEND head the decoder keeps (see `Decoder::recalled`), with that
+    /// head's number, made at the first SEND it recalled: a SEND recalled with the same number
+    /// is published with it, without the checks and routing its head passed (the same bytes
+    /// pass the same ones), and its message shares the headers filtered and encoded once.
+    send_again: Option<Box<(u64, SendTemplate)>>,
 }
 
 /// Where a SEND or SUBSCRIBE goes.
@@ -227,6 +236,7 @@ impl Protocol {
             receipt_forwarded: false,
             disconnecting: false,
             last_broker_send: None,
+            send_again: None,
         }
     }
 
@@ -358,7 +368,10 @@ impl Protocol {
 
     /// Takes one client frame: through the inbound interceptors, if there are any (the
     /// session then waits for their decision), else straight to [`handle`](Self::handle).
-    pub(crate) fn receive(&mut self, frame: Frame) -> Flow {
+    ///
+    /// `recalled`: the number of the head the decoder kept that the frame's is, byte for byte
+    /// (see `Decoder::recalled`).
+    pub(crate) fn receive(&mut self, frame: Frame, recalled: Option<u64>) -> Flow {
         // The rate limit comes first: a flood costs no interceptor calls.
         if let Some(bucket) = &mut self.rate {
             if !bucket.take() {
@@ -376,12 +389,78 @@ impl Protocol {
         }
         let interceptors = &self.runtime.config.interceptors;
         if interceptors.inbound.is_empty() {
+            if frame.command == Command::Send {
+                return self.handle_send(frame, recalled);
+            }
             return self.handle(frame);
         }
         let receipt = frame.receipt().map(str::to_owned);
         let decision = interceptors.run_inbound(frame, self.session_info.clone());
         self.intercepting = Some(Box::new((decision, receipt)));
         Flow::Continue
+    }
+
+    /// Handles a SEND straight from the decoder (`recalled`: see [`receive`](Self::receive)).
+    fn handle_send(&mut self, frame: Frame, recalled: Option<u64>) -> Flow {
+        let Some(head) = recalled else { return self.handle(frame) };
+        if let Some(again) = self.send_again.take_if(|again| again.0 == head) {
+            let flow = self.publish_again(&again.1, frame.body);
+            self.send_again = Some(again);
+            return flow;
+        }
+        let template = self.template(&frame);
+        let flow = self.handle(frame);
+        if let (Some(template), Flow::Continue) = (template, &flow) {
+            match &mut self.send_again {
+                // Its room reused.
+                Some(again) => **again = (head, template),
+                None => self.send_again = Some(Box::new((head, template))),
+            }
+        }
+        flow
+    }
+
+    /// The template of a SEND about to be handled, for the SENDs with the same head after it
+    /// (see `send_again`), when its handling can be repeated that way: one to the simple
+    /// broker, with no receipt and no transaction (each SEND's own), from a session with no
+    /// access rules (a rule is the application's code) and no external broker. What else it
+    /// is checked for is its head's alone: the version, the destination and its route are
+    /// the session's until it ends. `None` also when it fails them: it is then refused.
+    fn template(&mut self, frame: &Frame) -> Option<SendTemplate> {
+        let config = &self.runtime.config;
+        if self.version.is_none()
+            || self.relay.is_some()
+            || self.runtime.broker.simple().is_none()
+            || !config.access_rules.is_empty()
+            || frame.headers.contains(names::RECEIPT)
+            || frame.headers.contains(names::TRANSACTION)
+        {
+            return None;
+        }
+        let destination = self.destination(frame).ok()?;
+        if !matches!(self.send_target(&destination), Ok(Target::Broker)) {
+            return None;
+        }
+        Some(SendTemplate::new(&destination, &frame.headers))
+    }
+
+    /// Publishes the body of a SEND whose head is `template`'s (see `send_again`): what
+    /// [`handle`](Self::handle) does with it, less what its head decided already.
+    fn publish_again(&mut self, template: &SendTemplate, body: Bytes) -> Flow {
+        if let Err(message) = self.check_body(&body) {
+            return self.error(message.to_owned(), None);
+        }
+        let mut pressure = Pressure::default();
+        let destination = template.destination();
+        let body = self.client_body(body);
+        match self.runtime.broker.publish_again(template, body, &mut pressure) {
+            Ok(delivered) => {
+                tracing::debug!(session_id = %self.session_id, %destination, delivered, "published");
+                self.held_back(pressure);
+                Flow::Continue
+            }
+            Err(Refused(why)) => self.error(why, None),
+        }
     }
 
     /// Handles one client frame.
@@ -767,11 +846,7 @@ impl Protocol {
 
     fn send(&mut self, frame: Frame) -> Handled {
         let destination = self.destination(&frame)?;
-        if self.runtime.config.reject_nul_in_bodies && memchr::memchr(0, &frame.body).is_some() {
-            return Err(violation(
-                "SEND body contains a NUL byte, which this server refuses (reject_nul_in_bodies): clients that split frames on NUL, such as stompjs 2.3.3, would read the rest as another frame",
-            ));
-        }
+        self.check_body(&frame.body).map_err(violation)?;
         // Route now, so a bad SEND inside a transaction fails at once.
         let target = self.send_target(&destination)?;
         if let Some(tx) = frame.headers.get_owned(names::TRANSACTION) {
@@ -975,17 +1050,40 @@ impl Protocol {
         ))
     }
 
-    fn publish(&mut self, destination: &ByteStr, frame: Frame) -> Result<(), Violation> {
-        let mut pressure = Pressure::default();
-        let broker = &self.runtime.broker;
+    /// A SEND's body refused for what it holds (`reject_nul_in_bodies`): the ERROR's message.
+    fn check_body(&self, body: &[u8]) -> Result<(), &'static str> {
+        if self.runtime.config.reject_nul_in_bodies && memchr::memchr(0, body).is_some() {
+            return Err(
+                "SEND body contains a NUL byte, which this server refuses (reject_nul_in_bodies): clients that split frames on NUL, such as stompjs 2.3.3, would read the rest as another frame",
+            );
+        }
+        Ok(())
+    }
+
+    /// A SEND's body, to publish.
+    fn client_body(&self, bytes: Bytes) -> Body {
         // The body is the client's bytes as read, unless an interceptor could have changed it.
         let known_utf8 =
             self.inbound_is_utf8 && self.runtime.config.interceptors.inbound.is_empty();
-        let body = Body { bytes: frame.body, known_utf8 };
-        let delivered = broker
+        Body { bytes, known_utf8 }
+    }
+
+    fn publish(&mut self, destination: &ByteStr, frame: Frame) -> Result<(), Violation> {
+        let mut pressure = Pressure::default();
+        let body = self.client_body(frame.body);
+        let delivered = self
+            .runtime
+            .broker
             .publish_from_client(destination, frame.headers, body, &mut pressure)
             .map_err(|Refused(why)| violation(why))?;
         tracing::debug!(session_id = %self.session_id, %destination, delivered, "published");
+        self.held_back(pressure);
+        Ok(())
+    }
+
+    /// Waits, before reading on, for the subscribers a publish left over their limit (the
+    /// `Backpressure` policy's).
+    fn held_back(&mut self, mut pressure: Pressure) {
         let full = std::mem::take(&mut pressure.outboxes);
         if !full.is_empty() {
             // Added to what an earlier SEND of the same COMMIT left, if any.
@@ -994,7 +1092,6 @@ impl Protocol {
                 &mut **self.backpressure.get_or_insert_with(|| Box::new((Vec::new(), deadline)));
             waiting.extend(full);
         }
-        Ok(())
     }
 
     fn subscribe(&mut self, frame: &Frame) -> Handled {
@@ -1448,4 +1545,166 @@ fn present(frame: &Frame, name: &str) -> Result<(), Violation> {
 
 fn missing(frame: &Frame, name: &str) -> Violation {
     violation(format!("{} frame has no {name} header, which is required", frame.command))
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use crate::Server;
+    use crate::stomp::{Command, Frame, Headers, names};
+    use crate::test::{TestClient, TestServer, TestSubscription};
+
+    /// How many publishes of `server`'s broker had a template's headers.
+    fn templated(server: &TestServer) -> usize {
+        let broker = server.server().broker().simple().expect("the simple broker");
+        broker.templated.load(Ordering::Relaxed)
+    }
+
+    fn send(destination: &str, headers: &[(&str, &str)], body: &str) -> Frame {
+        let mut frame =
+            Frame::new(Command::Send).header(names::DESTINATION, destination.to_owned());
+        for (name, value) in headers {
+            frame = frame.header(name.to_string(), value.to_string());
+        }
+        frame.body(body.to_owned())
+    }
+
+    /// The next MESSAGE's headers but its `message-id` (each message's own), and its body.
+    async fn next(subscription: &mut TestSubscription) -> (Headers, String) {
+        let message = subscription.expect_message().await;
+        assert!(message.get(names::SUBSCRIPTION).is_some(), "{message:?}");
+        let each_own = [names::MESSAGE_ID, names::SUBSCRIPTION];
+        let headers = message
+            .headers
+            .iter()
+            .filter(|(name, _)| !each_own.contains(name))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        (headers, String::from_utf8_lossy(&message.body).into_owned())
+    }
+
+    /// Sends `frame` with the bodies `b0`, `b1`... and expects each MESSAGE as the first
+    /// one's, but for its body.
+    async fn repeat(
+        publisher: &TestClient,
+        subscription: &mut TestSubscription,
+        frame: &Frame,
+        times: usize,
+    ) -> Headers {
+        let mut first = None;
+        for n in 0..times {
+            let mut sent = frame.clone();
+            sent.body = format!("b{n}").into();
+            publisher.client().send_frame(sent).await.expect("sent");
+            let (headers, body) = next(subscription).await;
+            assert_eq!(body, format!("b{n}"));
+            let first = first.get_or_insert_with(|| headers.clone());
+            assert_eq!(headers, *first, "message {n} of {frame:?}");
+        }
+        first.unwrap_or_default()
+    }
+
+    /// A publisher repeating a head: from its third SEND on (the second is recognised, and
+    /// makes the template) its messages are published with the template, and they are the
+    /// messages the long way gives, header for header; a SEND with a receipt between them
+    /// does not stop it, a head with an escape is never kept, another head starts another
+    /// template.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_repeated_send_head_is_published_with_its_template_and_delivers_the_same() {
+        let server = TestServer::start(Server::builder()).await;
+        let (publisher, subscriber) = (server.client().await, server.client().await);
+        let mut subscription = subscriber.subscribe("/topic/t").await;
+        let plain = send("/topic/t", &[("content-type", "text/plain"), ("x", "1")], "");
+        let headers = repeat(&publisher, &mut subscription, &plain, 5).await;
+        let shown: Vec<_> = headers.iter().collect();
+        assert_eq!(
+            shown,
+            [
+                ("destination", "/topic/t"),
+                ("content-type", "text/plain"),
+                ("x", "1"),
+                ("content-length", "2"),
+            ]
+        );
+        assert_eq!(templated(&server), 3);
+
+        let mut with_receipt = plain.clone();
+        with_receipt.body = "b0".into();
+        publisher.client().send_frame_with_receipt(with_receipt).await.expect("receipt");
+        assert_eq!(next(&mut subscription).await, (headers.clone(), "b0".to_owned()));
+        assert_eq!(repeat(&publisher, &mut subscription, &plain, 2).await, headers);
+        assert_eq!(templated(&server), 5, "the receipt left the template as it was");
+
+        // A head with an escape (the client writes `1:2` as `1\c2`) is read the long way
+        // every time: never kept, never templated.
+        let colon = send("/topic/t", &[("x", "1:2")], "");
+        let escaped = repeat(&publisher, &mut subscription, &colon, 4).await;
+        assert_eq!(escaped.get("x"), Some("1:2"));
+        assert_eq!(templated(&server), 5);
+        // Another plain head: another template, from its third SEND on.
+        let other = send("/topic/t", &[("x", "2")], "");
+        assert_eq!(repeat(&publisher, &mut subscription, &other, 4).await.get("x"), Some("2"));
+        assert_eq!(templated(&server), 7);
+    }
+
+    /// What a template cannot stand for is published the long way every time: a SEND in a
+    /// transaction (delivered at its COMMIT), and every SEND of a session with access rules.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transactions_are_never_templated() {
+        let server = TestServer::start(Server::builder()).await;
+        let (publisher, subscriber) = (server.client().await, server.client().await);
+        let mut subscription = subscriber.subscribe("/topic/t").await;
+        let client = publisher.client();
+        client.send_frame(Frame::new(Command::Begin).header("transaction", "tx")).await.unwrap();
+        for n in 0..4 {
+            let frame = send("/topic/t", &[("transaction", "tx")], &format!("b{n}"));
+            client.send_frame(frame).await.unwrap();
+        }
+        subscription.expect_nothing();
+        let commit = Frame::new(Command::Commit).header("transaction", "tx");
+        client.send_frame_with_receipt(commit).await.unwrap();
+        for n in 0..4 {
+            assert_eq!(next(&mut subscription).await.1, format!("b{n}"));
+        }
+        assert_eq!(templated(&server), 0);
+    }
+
+    /// The checks a body needs are made for every templated SEND: a NUL refused by
+    /// `reject_nul_in_bodies` closes the session with its ERROR; the subscriber carries on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_templated_send_still_has_its_body_checked() {
+        let server = TestServer::start(Server::builder().reject_nul_in_bodies(true)).await;
+        let (publisher, subscriber) = (server.client().await, server.client().await);
+        let mut subscription = subscriber.subscribe("/topic/t").await;
+        let frame = send("/topic/t", &[], "");
+        repeat(&publisher, &mut subscription, &frame, 3).await;
+        assert_eq!(templated(&server), 1);
+        let mut bad = frame.clone();
+        bad.body = "b\0".into();
+        publisher.client().send_frame(bad).await.unwrap();
+        let reason = publisher.expect_closed().await;
+        assert!(reason.contains("NUL"), "{reason}");
+        subscription.expect_nothing();
+        let other = server.client().await;
+        other.send("/topic/t", "still here").await;
+        subscription.expect_body("still here").await;
+    }
+
+    /// `retain:true` (allowed by `retain_header`) is not forwarded, yet a templated SEND is
+    /// retained as the first was: a late subscriber gets the last body.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_templated_send_is_retained_as_its_head_asks() {
+        let server = TestServer::start(Server::builder().retain_header(true)).await;
+        let (publisher, subscriber) = (server.client().await, server.client().await);
+        let mut subscription = subscriber.subscribe("/topic/r").await;
+        let frame = send("/topic/r", &[("retain", "true")], "");
+        let headers = repeat(&publisher, &mut subscription, &frame, 4).await;
+        assert_eq!(headers.get("retain"), None);
+        assert_eq!(templated(&server), 2);
+        let late = server.client().await;
+        let mut retained = late.subscribe("/topic/r").await;
+        let message = retained.expect_body("b3").await;
+        assert_eq!(message.get("retained"), Some("true"));
+    }
 }

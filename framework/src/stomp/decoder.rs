@@ -48,9 +48,14 @@ pub struct Decoder {
     /// holds none, one that does at most about 500 bytes (`LAST_HEAD_MAX` bytes and
     /// `LAST_HEAD_LINES` lines, each list sized exactly).
     last_send: Option<Box<LastHead>>,
+    /// Counts the changes of `last_send` (see [`recalled`](Decoder::recalled)).
+    kept: u64,
+    /// Whether the head of the frame being read (or the last one returned) was recognised as
+    /// `last_send`'s.
+    recalled: bool,
     /// How many heads were recognised as the last SEND's (for the tests).
     #[cfg(test)]
-    pub(crate) recalled: u64,
+    pub(crate) recalls: u64,
 }
 
 /// A SEND's head the decoder read, kept to recognise it (see `Decoder::last_send`).
@@ -257,8 +262,10 @@ impl Decoder {
             heart_beats: 0,
             failed: None,
             last_send: None,
+            kept: 0,
+            recalled: false,
             #[cfg(test)]
-            recalled: 0,
+            recalls: 0,
         }
     }
 
@@ -288,6 +295,14 @@ impl Decoder {
         !matches!(self.phase, Phase::Head { scanned: 0, .. }) || !self.lines.is_empty()
     }
 
+    /// When the head of the frame [`decode`](Self::decode) returned last was byte for byte a
+    /// head the decoder keeps (a SEND's it read before), which one: a number that is another
+    /// for every head it keeps. Frames with the same number have the same command and
+    /// headers: a caller may keep what it made of one for the others.
+    pub(crate) fn recalled(&self) -> Option<u64> {
+        self.recalled.then_some(self.kept)
+    }
+
     /// Decodes the next frame from the front of `buf`, consuming its bytes.
     ///
     /// Returns `Ok(None)` when more bytes are needed (any heart-beat EOLs at the front are
@@ -314,9 +329,10 @@ impl Decoder {
             self.heart_beats += skip_eols(buf);
             if let Some(phase) = self.recall(buf) {
                 self.phase = phase;
+                self.recalled = true;
                 #[cfg(test)]
                 {
-                    self.recalled += 1;
+                    self.recalls += 1;
                 }
             }
         }
@@ -443,9 +459,10 @@ impl Decoder {
             let (command, headers) = parsed?;
             let content_length = content_length(&headers, limits, head_len)
                 .map_err(|e| e.in_frame(command, headers.get(names::RECEIPT)))?;
-            if command == Command::Send {
-                remember(&mut self.last_send, &headers, content_length);
+            if command == Command::Send && remember(&mut self.last_send, &headers, content_length) {
+                self.kept += 1;
             }
+            self.recalled = false;
             self.phase = Phase::Body { command, headers, head_len, content_length, scanned: 0 };
         }
         let Phase::Body { command, headers, head_len, content_length, scanned } = &mut self.phase
@@ -529,10 +546,19 @@ impl Decoder {
 }
 
 /// Keeps the head of a SEND just read the long way in `last` (reusing its room), when it is
-/// kept as lines (nothing to unescape) and short enough; otherwise forgets the last one.
-/// `headers` come straight from `parse_head`: their lines are all the head's (a later
-/// `retain_after` leaves out some).
-fn remember(last: &mut Option<Box<LastHead>>, headers: &Headers, content_length: Option<usize>) {
+/// kept as lines (nothing to unescape) and short enough; otherwise forgets the last one. A
+/// head with a `receipt` changes nothing: its receipt id is each SEND's own (a publisher
+/// asking for a receipt now and then keeps its plain head recognised). Returns whether `last`
+/// changed. `headers` come straight from `parse_head`: their lines are all the head's (a
+/// later `retain_after` leaves out some).
+fn remember(
+    last: &mut Option<Box<LastHead>>,
+    headers: &Headers,
+    content_length: Option<usize>,
+) -> bool {
+    if headers.contains(names::RECEIPT) {
+        return false;
+    }
     match headers.raw_lines() {
         Some((head, lines, verbatim))
             if head.len() <= LAST_HEAD_MAX && lines.len() <= LAST_HEAD_LINES =>
@@ -554,8 +580,9 @@ fn remember(last: &mut Option<Box<LastHead>>, headers: &Headers, content_length:
             last.lines.extend_from_slice(lines);
             last.verbatim = verbatim;
             last.content_length = content_length;
+            true
         }
-        _ => *last = None,
+        _ => last.take().is_some(),
     }
 }
 

@@ -12,7 +12,8 @@ use std::sync::{Arc, OnceLock};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::escape::{Escaping, put_all, write_header};
-use super::{Command, Frame, Headers, Version, names};
+use super::headers::known_name;
+use super::{ByteStr, Command, Frame, Headers, Version, names};
 
 const NUL: &[u8] = b"\0";
 
@@ -212,7 +213,7 @@ fn write_content_length(out: &mut BytesMut, len: usize) {
 /// ```
 #[derive(Debug)]
 pub struct PreparedMessage {
-    headers: Headers,
+    headers: SharedHeaders,
     body: Bytes,
     body_utf8: bool,
     // The broker's messages keep their id apart from `headers` (`with_message_id`): no
@@ -226,6 +227,62 @@ pub struct PreparedMessage {
     // frame was built when it was made never needs it, and the message stays small (it is
     // moved into its `Arc` once per publish). Shared with the message's copy (`copy`).
     later: OnceLock<Arc<Later>>,
+}
+
+/// A [`PreparedMessage`]'s shared headers: its own, or a template's that every message of a
+/// publisher repeating itself shares (see [`MessageTemplate`]).
+#[derive(Clone, Debug)]
+enum SharedHeaders {
+    Own(Headers),
+    Template(Arc<MessageTemplate>),
+}
+
+/// The shared headers of the messages a publisher sends again and again with the same head
+/// (the same destination and headers), made once and shared by each of them: no headers to
+/// filter, copy or drop per message, and, when no escaping changes them, their lines encoded
+/// once (`content-length` aside, which each message's body decides).
+#[derive(Debug)]
+pub(crate) struct MessageTemplate {
+    /// Owned (no buffer of the publisher's reads is kept alive by a template).
+    headers: Headers,
+    text_len: usize,
+    /// The first header's line (the `message-id` goes after it) and the other lines, when
+    /// the lines were received verbatim (then no escaping changes a byte of them).
+    encoded: Option<(Bytes, Bytes)>,
+}
+
+impl MessageTemplate {
+    /// A template of `headers` (a message's shared headers; a `content-length` among them is
+    /// left out, as every encoding leaves it out): copied into strings of their own.
+    pub(crate) fn new(headers: &Headers) -> MessageTemplate {
+        // Text with none of these bytes is written alike in every version (none is escaped,
+        // no NUL is replaced).
+        let plain =
+            |text: &str| !text.bytes().any(|b| matches!(b, b':' | b'\\' | b'\r' | b'\n' | 0));
+        let verbatim = headers.iter().all(|(name, value)| plain(name) && plain(value));
+        let encoded = verbatim.then(|| {
+            let mut lines = headers.iter();
+            let mut first = BytesMut::new();
+            write_headers(&mut first, lines.by_ref().take(1), Escaping::V1_2, true);
+            let mut rest = BytesMut::new();
+            write_headers(&mut rest, lines, Escaping::V1_2, true);
+            (first.freeze(), rest.freeze())
+        });
+        let headers: Headers = headers
+            .iter()
+            .map(|(name, value)| {
+                let name = known_name(name.as_bytes())
+                    .map_or_else(|| ByteStr::from(name.to_owned()), ByteStr::from_static);
+                (name, ByteStr::from(value.to_owned()))
+            })
+            .collect();
+        MessageTemplate { text_len: headers.text_len(), headers, encoded }
+    }
+
+    /// The headers.
+    pub(crate) fn headers(&self) -> &Headers {
+        &self.headers
+    }
 }
 
 /// A [`PreparedMessage`]'s frames and shared headers built after it was made.
@@ -261,6 +318,21 @@ impl PreparedMessage {
     /// not checked again (otherwise it is).
     #[inline]
     pub(crate) fn with_known_utf8(headers: Headers, body: Bytes, known_utf8: bool) -> Self {
+        PreparedMessage::with_shared(SharedHeaders::Own(headers), body, known_utf8)
+    }
+
+    /// [`with_known_utf8`](Self::with_known_utf8) with the shared headers of `template`.
+    #[inline]
+    pub(crate) fn from_template(
+        template: Arc<MessageTemplate>,
+        body: Bytes,
+        known_utf8: bool,
+    ) -> Self {
+        PreparedMessage::with_shared(SharedHeaders::Template(template), body, known_utf8)
+    }
+
+    #[inline(always)]
+    fn with_shared(headers: SharedHeaders, body: Bytes, known_utf8: bool) -> Self {
         let body_utf8 = known_utf8 || std::str::from_utf8(&body).is_ok();
         debug_assert_eq!(body_utf8, std::str::from_utf8(&body).is_ok(), "a body said to be UTF-8");
         PreparedMessage {
@@ -276,7 +348,18 @@ impl PreparedMessage {
     /// The shared headers. A message the broker made keeps its `message-id` apart (see
     /// [`message_id`](Self::message_id)); its frames carry it all the same.
     pub fn headers(&self) -> &Headers {
-        &self.headers
+        match &self.headers {
+            SharedHeaders::Own(headers) => headers,
+            SharedHeaders::Template(template) => &template.headers,
+        }
+    }
+
+    /// The length of the shared headers' text (see `Headers::text_len`).
+    pub(crate) fn headers_text_len(&self) -> usize {
+        match &self.headers {
+            SharedHeaders::Own(headers) => headers.text_len(),
+            SharedHeaders::Template(template) => template.text_len,
+        }
     }
 
     /// The `message-id` the broker gave the message, when it keeps it apart from
@@ -322,9 +405,9 @@ impl PreparedMessage {
     /// The shared headers with the `message-id` among them (after the first one, where the
     /// broker puts it): what an in-process listener sees.
     pub(crate) fn headers_with_id(&self) -> std::borrow::Cow<'_, Headers> {
-        let Some(id) = self.message_id else { return std::borrow::Cow::Borrowed(&self.headers) };
-        let mut headers = Headers::with_capacity(self.headers.len() + 1);
-        let mut entries = self.headers.entries().iter();
+        let Some(id) = self.message_id else { return std::borrow::Cow::Borrowed(self.headers()) };
+        let mut headers = Headers::with_capacity(self.headers().len() + 1);
+        let mut entries = self.headers().entries().iter();
         if let Some((name, value)) = entries.next() {
             headers.push(name.clone(), value.clone());
         }
@@ -338,7 +421,7 @@ impl PreparedMessage {
     /// Room for the shared part: the headers, the `message-id` kept apart, `content-length`.
     fn shared_capacity(&self) -> usize {
         let id = if self.message_id.is_some() { b"message-id:\n".len() + 20 } else { 0 };
-        head_capacity(Command::Message, &self.headers) + id
+        head_capacity(Command::Message, self.headers()) + id
     }
 
     /// The body.
@@ -364,18 +447,36 @@ impl PreparedMessage {
     /// Appends the shared headers, the `content-length` and the blank line.
     fn encode_shared(&self, out: &mut BytesMut, escaping: Escaping) {
         let start = out.len();
+        if let SharedHeaders::Template(template) = &self.headers {
+            if let Some((first, rest)) = &template.encoded {
+                match self.message_id {
+                    Some(id) => {
+                        let mut text = itoa::Buffer::new();
+                        put_all(
+                            out,
+                            [first, b"message-id:", text.format(id).as_bytes(), b"\n", rest],
+                        );
+                    }
+                    None => put_all(out, [&first[..], rest]),
+                }
+                write_content_length(out, self.body.len());
+                out.put_u8(b'\n');
+                debug_assert_no_nul(&out[start..]);
+                return;
+            }
+        }
         // Lines of a received head that no escaping changes are copied as they are.
-        let verbatim = self.headers.is_verbatim();
+        let verbatim = self.headers().is_verbatim();
         match self.message_id {
             // After the first header (the destination, where the broker puts it).
             Some(id) => {
-                let mut headers = self.headers.iter();
+                let mut headers = self.headers().iter();
                 write_headers(out, headers.by_ref().take(1), escaping, verbatim);
                 put_all(out, [b"message-id:", itoa::Buffer::new().format(id).as_bytes(), b"\n"]);
                 write_headers(out, headers, escaping, verbatim);
             }
             None => {
-                write_headers(out, self.headers.iter(), escaping, verbatim);
+                write_headers(out, self.headers().iter(), escaping, verbatim);
             }
         }
         write_content_length(out, self.body.len());
@@ -704,7 +805,7 @@ mod tests {
     }
 
     #[test]
-    fn received_lines_are_copied_only_when_no_escaping_changes_them() {
+    fn received_lines_are_copied_only_when_no_escaping_changes_them_whether_templated_or_not() {
         // (lines, whether they are copied as they are): a second ':' or a '\r' anywhere but
         // before a line's '\n' needs escaping in some version.
         let cases = [
@@ -732,19 +833,42 @@ mod tests {
                     }
                 };
                 let (from_raw, from_built) = (message(&raw), message(&built));
+                // Two messages of one template (its lines encoded once only when no version
+                // changes them), each with its own body.
+                let template = Arc::new(MessageTemplate::new(&raw));
+                assert_eq!(template.encoded.is_some(), verbatim, "{lines:?}");
+                let templated = |body: &'static [u8]| {
+                    let message =
+                        PreparedMessage::from_template(template.clone(), Bytes::from(body), false);
+                    match id {
+                        Some(id) => message.with_message_id(id),
+                        None => message,
+                    }
+                };
+                let (from_template, longer) = (templated(b"body"), templated(b"a longer body"));
+                assert_eq!(from_template.headers(), &raw);
+                assert_eq!(from_template.headers_text_len(), raw.text_len());
                 for version in [Version::V1_0, Version::V1_1, Version::V1_2] {
                     let head = message_head(version, &[("subscription", "s")]);
                     let frame = |m: &PreparedMessage| m.contiguous_for(version, &head).to_bytes();
-                    assert_eq!(
-                        frame(&from_raw),
-                        frame(&from_built),
-                        "{lines:?} {id:?} {version:?}"
-                    );
+                    let context = format!("{lines:?} {id:?} {version:?}");
+                    assert_eq!(frame(&from_raw), frame(&from_built), "{context}");
+                    assert_eq!(frame(&from_template), frame(&from_built), "{context}");
                     assert_eq!(
                         from_raw.shared_part(version),
                         from_built.shared_part(version),
-                        "{lines:?} {id:?} {version:?}"
+                        "{context}"
                     );
+                    assert_eq!(
+                        from_template.shared_part(version),
+                        from_built.shared_part(version),
+                        "{context}"
+                    );
+                    let mut expected = PreparedMessage::new(built.clone(), "a longer body".into());
+                    if let Some(id) = id {
+                        expected = expected.with_message_id(id);
+                    }
+                    assert_eq!(frame(&longer), frame(&expected), "{context}");
                 }
             }
         }

@@ -51,6 +51,7 @@ mod version;
 pub use bytestr::ByteStr;
 pub use command::Command;
 pub use decoder::Decoder;
+pub(crate) use encoder::MessageTemplate;
 pub use encoder::{EncodedFrame, PreparedMessage, encode, encode_to_bytes, message_head};
 pub use error::{DecodeError, DecodeErrorKind};
 pub(crate) use escape::put_uninit;

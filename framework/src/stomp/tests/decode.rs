@@ -421,10 +421,10 @@ fn a_send_head_seen_again_is_read_as_it_was() {
     let mut decoder = Decoder::default();
     let head = "SEND\ndestination:/topic/a\ncontent-type:text/plain\ncontent-length:5\n\n";
     let first = decode_with(&mut decoder, format!("{head}hello\0").as_bytes());
-    assert_eq!(decoder.recalled, 0);
+    assert_eq!(decoder.recalls, 0);
     // The same head, another body of the same length; twice in one read, heart-beats between.
     let again = decode_with(&mut decoder, format!("{head}world\0\n\r\n{head}again\0").as_bytes());
-    assert_eq!(decoder.recalled, 2);
+    assert_eq!(decoder.recalls, 2);
     assert_eq!(decoder.heart_beats(), 2);
     for (frame, body) in first.iter().chain(&again).zip(["hello", "world", "again"]) {
         assert_eq!(frame.command, Command::Send);
@@ -444,15 +444,15 @@ fn a_head_that_differs_by_one_byte_is_read_anew() {
     let mut decoder = Decoder::default();
     decode_with(&mut decoder, b"SEND\ndestination:/topic/a\n\nx\0");
     let frames = decode_with(&mut decoder, b"SEND\ndestination:/topic/b\n\ny\0");
-    assert_eq!(decoder.recalled, 0);
+    assert_eq!(decoder.recalls, 0);
     assert_eq!(frames[0].destination(), Some("/topic/b"));
     // The last head read is the one remembered now.
     let frames = decode_with(&mut decoder, b"SEND\ndestination:/topic/b\n\nz\0");
-    assert_eq!((decoder.recalled, frames[0].destination()), (1, Some("/topic/b")));
+    assert_eq!((decoder.recalls, frames[0].destination()), (1, Some("/topic/b")));
     // A head with one more line: the two part where the remembered blank line was (where a
     // head ends depends on its bytes alone, so no head starts with another whole one).
     let frames = decode_with(&mut decoder, b"SEND\ndestination:/topic/b\nreceipt:7\n\nw\0");
-    assert_eq!(decoder.recalled, 1);
+    assert_eq!(decoder.recalls, 1);
     assert_eq!(frames[0].receipt(), Some("7"));
 }
 
@@ -461,7 +461,7 @@ fn a_recalled_head_without_content_length_finds_its_body_by_the_nul() {
     let mut decoder = Decoder::default();
     let frames =
         decode_with(&mut decoder, b"SEND\ndestination:/a\n\none\0SEND\ndestination:/a\n\nlonger\0");
-    assert_eq!(decoder.recalled, 1);
+    assert_eq!(decoder.recalls, 1);
     let bodies: Vec<_> = frames.iter().map(|f| f.body_str().unwrap()).collect();
     assert_eq!(bodies, ["one", "longer"]);
 }
@@ -474,7 +474,7 @@ fn a_recalled_head_waits_for_its_body_across_reads() {
     // Cut everywhere: a head cut short is read the long way (once scanning has started);
     // nothing yet, or a whole head, is recognised.
     for cut in 0..wire.len() {
-        let recalled = decoder.recalled;
+        let recalled = decoder.recalls;
         let mut buf = BytesMut::from(&wire[..cut]);
         assert!(decoder.decode(&mut buf).unwrap().is_none(), "cut at {cut}");
         buf.extend_from_slice(&wire[cut..]);
@@ -483,19 +483,43 @@ fn a_recalled_head_waits_for_its_body_across_reads() {
         assert!(buf.is_empty());
         let head_len = wire.len() - 4;
         let whole_or_none = cut == 0 || cut >= head_len;
-        assert_eq!(decoder.recalled - recalled, u64::from(whole_or_none), "cut at {cut}");
+        assert_eq!(decoder.recalls - recalled, u64::from(whole_or_none), "cut at {cut}");
     }
 }
 
 #[test]
 fn a_recalled_head_still_needs_its_nul() {
     let mut decoder = Decoder::default();
-    decode_with(&mut decoder, b"SEND\ndestination:/a\ncontent-length:1\nreceipt:9\n\nx\0");
-    let mut buf = BytesMut::from(&b"SEND\ndestination:/a\ncontent-length:1\nreceipt:9\n\nxy"[..]);
+    decode_with(&mut decoder, b"SEND\ndestination:/a\ncontent-length:1\nx:9\n\nx\0");
+    let mut buf = BytesMut::from(&b"SEND\ndestination:/a\ncontent-length:1\nx:9\n\nxy"[..]);
     let err = decoder.decode(&mut buf).unwrap_err();
-    assert_eq!(decoder.recalled, 1);
+    assert_eq!(decoder.recalls, 1);
     assert_eq!(err.kind(), &DecodeErrorKind::MissingNul(1));
-    assert_eq!(err.receipt(), Some("9"));
+}
+
+/// A head with a `receipt` is each SEND's own: it is not kept, and the plain head kept before
+/// it is still recognised after it, with the same number.
+#[test]
+fn a_head_with_a_receipt_leaves_the_kept_head_as_it_was() {
+    let mut decoder = Decoder::default();
+    let plain = b"SEND\ndestination:/a\ncontent-length:1\n\nx\0";
+    let with_receipt = b"SEND\ndestination:/a\ncontent-length:1\nreceipt:7\n\nx\0";
+    decode_with(&mut decoder, plain);
+    assert_eq!(decoder.recalled(), None, "read the long way");
+    decode_with(&mut decoder, plain);
+    let kept = decoder.recalled().expect("recognised");
+    for _ in 0..2 {
+        let frames = decode_with(&mut decoder, with_receipt);
+        assert_eq!((decoder.recalled(), frames[0].receipt()), (None, Some("7")));
+    }
+    decode_with(&mut decoder, plain);
+    assert_eq!(decoder.recalled(), Some(kept));
+    // Another plain head is kept in its place, with another number.
+    decode_with(&mut decoder, b"SEND\ndestination:/b\n\ny\0");
+    decode_with(&mut decoder, b"SEND\ndestination:/b\n\ny\0");
+    assert!(decoder.recalled().is_some_and(|other| other != kept));
+    decode_with(&mut decoder, plain);
+    assert_eq!(decoder.recalled(), None);
 }
 
 #[test]
@@ -505,7 +529,7 @@ fn only_plain_send_heads_are_remembered() {
     let subscribe = b"SUBSCRIBE\nid:0\ndestination:/a\n\n\0";
     decode_with(&mut decoder, subscribe);
     decode_with(&mut decoder, subscribe);
-    assert_eq!(decoder.recalled, 0);
+    assert_eq!(decoder.recalls, 0);
     // A SEND with something to unescape: read the long way every time, and it makes the
     // decoder forget the plain head it had.
     decode_with(&mut decoder, b"SEND\ndestination:/a\n\n\0");
@@ -515,12 +539,12 @@ fn only_plain_send_heads_are_remembered() {
         assert_eq!(frames[0].get("k"), Some("a:b"));
     }
     decode_with(&mut decoder, b"SEND\ndestination:/a\n\n\0");
-    assert_eq!(decoder.recalled, 0);
+    assert_eq!(decoder.recalls, 0);
     // A head longer than the decoder keeps: read the long way every time.
     let long = format!("SEND\ndestination:/a\nk:{}\n\n\0", "v".repeat(600));
     decode_with(&mut decoder, long.as_bytes());
     decode_with(&mut decoder, long.as_bytes());
-    assert_eq!(decoder.recalled, 0);
+    assert_eq!(decoder.recalls, 0);
 }
 
 #[test]
@@ -530,7 +554,7 @@ fn a_recalled_head_is_mid_frame_until_its_body_arrives() {
     decode_with(&mut decoder, wire);
     let mut buf = BytesMut::from(&wire[..wire.len() - 2]);
     assert!(decoder.decode(&mut buf).unwrap().is_none());
-    assert_eq!(decoder.recalled, 1);
+    assert_eq!(decoder.recalls, 1);
     assert!(decoder.is_mid_frame());
     buf.extend_from_slice(&wire[wire.len() - 2..]);
     assert_eq!(&decoder.decode(&mut buf).unwrap().expect("whole").body[..], b"abc");
@@ -540,14 +564,13 @@ fn a_recalled_head_is_mid_frame_until_its_body_arrives() {
 #[test]
 fn a_recalled_head_without_content_length_keeps_the_body_limits() {
     let mut decoder = Decoder::new(small_limits());
-    let head = b"SEND\ndestination:/a\nreceipt:r-1\n\n";
+    let head = b"SEND\ndestination:/a\nx:r-1\n\n";
     decode_with(&mut decoder, &[&head[..], b"ok\0"].concat());
     // A body longer than the 512 bytes allowed, with no NUL yet.
     let mut buf = BytesMut::from(&[&head[..], &[b'x'; 600][..]].concat()[..]);
     let err = decoder.decode(&mut buf).unwrap_err();
-    assert_eq!(decoder.recalled, 1);
+    assert_eq!(decoder.recalls, 1);
     assert_eq!(err.kind(), &DecodeErrorKind::BodyTooLarge { limit: 512 });
-    assert_eq!(err.receipt(), Some("r-1"));
 }
 
 #[test]
@@ -560,7 +583,7 @@ fn a_recalled_head_reads_alike_in_every_version() {
         let again = decode_with(&mut decoder, wire);
         assert_eq!(again, first, "{version:?}");
     }
-    assert_eq!(decoder.recalled, 3);
+    assert_eq!(decoder.recalls, 3);
 }
 
 #[test]
@@ -572,7 +595,7 @@ fn a_head_with_more_lines_than_kept_is_read_anew_every_time() {
         let frames = decode_with(&mut decoder, wire.as_bytes());
         assert_eq!(frames[0].get("h16"), Some("16"));
     }
-    assert_eq!(decoder.recalled, 0);
+    assert_eq!(decoder.recalls, 0);
 }
 
 #[test]
@@ -620,7 +643,7 @@ fn a_recalled_head_with_lines_to_escape_is_still_escaped() {
     let wire = b"SEND\ndestination:/a\nx:1:2\n\nb\0";
     decode_with(&mut decoder, wire);
     let frame = decode_with(&mut decoder, wire).remove(0);
-    assert_eq!(decoder.recalled, 1);
+    assert_eq!(decoder.recalls, 1);
     assert!(frame.headers.raw_lines().is_some() && !frame.headers.is_verbatim());
     let message = PreparedMessage::new(frame.headers, frame.body);
     let head = message_head(Version::V1_2, &[("subscription", "s")]);
