@@ -47,7 +47,7 @@ pub(crate) struct Registry {
 }
 
 #[derive(Default)]
-struct Topic {
+pub(crate) struct Topic {
     subscribers: RwLock<Slots>,
 }
 
@@ -56,7 +56,16 @@ struct Topic {
 struct Slots {
     list: Vec<Listed>,
     position: HashMap<u64, usize>,
+    /// Set, under this lock, as the topic leaves its shard (its last subscriber gone): a
+    /// publisher that kept it (see [`KeptTopic`]) looks it up again.
+    removed: bool,
 }
+
+/// A destination's subscriber list, kept by a publisher that sends to it again and again
+/// (see `SendTemplate`): its publishes skip the shard's lock and map, until the list leaves
+/// the registry (then they look the destination up again). Holds no lock, and no subscriber.
+#[derive(Default)]
+pub(crate) struct KeptTopic(std::cell::Cell<Option<Arc<Topic>>>);
 
 impl Default for Registry {
     fn default() -> Self {
@@ -116,6 +125,9 @@ impl Registry {
         }
         self.total.fetch_sub(1, Ordering::Relaxed);
         let empty = slots.list.is_empty();
+        // Under both locks: no publish finds it in the shard after this, and one that kept it
+        // sees the flag.
+        slots.removed = empty;
         drop(slots);
         if empty {
             shard.remove(subscriber.destination.as_str());
@@ -126,17 +138,33 @@ impl Registry {
     pub(crate) fn for_each_match(&self, destination: &str, mut deliver: impl Visit) {
         let topic = read(self.shard(destination)).get(destination).cloned();
         if let Some(topic) = topic {
+            deliver_all(&read(&topic.subscribers).list, &mut deliver);
+        }
+        self.for_each_pattern_match(destination, deliver);
+    }
+
+    /// [`for_each_match`](Self::for_each_match), with the destination's list `kept` from the
+    /// last time (and kept for the next).
+    pub(crate) fn for_each_match_kept(
+        &self,
+        destination: &str,
+        kept: &KeptTopic,
+        mut deliver: impl Visit,
+    ) {
+        if let Some(topic) = kept.0.take() {
             let slots = read(&topic.subscribers);
-            let list = &slots.list;
-            if list.len() < PREFETCH_FROM {
-                // A short list's outboxes are in cache already: prefetching is pure overhead.
-                for listed in list {
-                    deliver.visit(listed);
-                }
-            } else {
-                deliver_prefetching(list, &mut deliver);
+            if !slots.removed {
+                deliver_all(&slots.list, &mut deliver);
+                drop(slots);
+                kept.0.set(Some(topic));
+                return self.for_each_pattern_match(destination, deliver);
             }
         }
+        let topic = read(self.shard(destination)).get(destination).cloned();
+        if let Some(topic) = &topic {
+            deliver_all(&read(&topic.subscribers).list, &mut deliver);
+        }
+        kept.0.set(topic);
         self.for_each_pattern_match(destination, deliver);
     }
 
@@ -179,6 +207,19 @@ impl<F: FnMut(&Listed)> Visit for F {
     }
 }
 
+/// Delivers to every subscription of `list` in order.
+#[inline(always)]
+fn deliver_all(list: &[Listed], deliver: &mut impl Visit) {
+    if list.len() < PREFETCH_FROM {
+        // A short list's outboxes are in cache already: prefetching is pure overhead.
+        for listed in list {
+            deliver.visit(listed);
+        }
+    } else {
+        deliver_prefetching(list, deliver);
+    }
+}
+
 /// Delivers to every subscription of `list` in order, with software pipelining (see
 /// `crate::prefetch`): the outbox of the subscription OUTBOX_AHEAD places on, then the queue
 /// slot of the one SLOT_AHEAD on, so that a delivery finds both in cache. The first ones are
@@ -207,7 +248,7 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    use super::Registry;
+    use super::{KeptTopic, Registry};
     use crate::broker::subscriber::Listed;
     use crate::broker::subscriber::Subscriber;
 
@@ -274,5 +315,44 @@ mod tests {
             expected.push(pattern.uid);
             assert_eq!(seen, expected, "{count} subscriptions");
         }
+    }
+
+    /// A publisher's kept list reaches who subscribes to it since, and no one who left; once
+    /// the last subscriber has left, the list is looked up again, so a new subscriber (on a
+    /// new list) gets the next publish; with no subscriber, nothing is kept.
+    #[test]
+    fn a_kept_list_is_looked_up_again_once_it_left_the_registry() {
+        let registry = Registry::default();
+        let kept = KeptTopic::default();
+        let seen = |kept: &KeptTopic| {
+            let mut seen = Vec::new();
+            registry.for_each_match_kept("/topic/t", kept, |listed: &Listed| {
+                seen.push(listed.subscriber.uid)
+            });
+            seen
+        };
+        assert!(seen(&kept).is_empty());
+        let none = kept.0.take();
+        assert!(none.is_none(), "nothing kept for a destination with no subscriber");
+        let (first, second) = (local("/topic/t"), local("/topic/t"));
+        registry.add(first.clone());
+        assert_eq!(seen(&kept), [first.uid]);
+        let list = kept.0.take().expect("kept");
+        kept.0.set(Some(list.clone()));
+        registry.add(second.clone());
+        assert_eq!(seen(&kept), [first.uid, second.uid]);
+        registry.remove(&first);
+        assert_eq!(seen(&kept), [second.uid]);
+        registry.remove(&second);
+        let third = local("/topic/t");
+        registry.add(third.clone());
+        assert_eq!(seen(&kept), [third.uid], "the new list, not the one that left");
+        let again = kept.0.take().expect("kept");
+        assert!(!Arc::ptr_eq(&again, &list));
+        kept.0.set(Some(again));
+        // A pattern subscription is matched as ever.
+        let pattern = local("/topic/*");
+        registry.add(pattern.clone());
+        assert_eq!(seen(&kept), [third.uid, pattern.uid]);
     }
 }

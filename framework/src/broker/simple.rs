@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::options::BrokerOptions;
 use super::queue::{Full, Kind, Message, QueueCell, Settlement};
-use super::registry::{Registry, Visit};
+use super::registry::{KeptTopic, Registry, Visit};
 use super::subscriber::{Delivered, Listed, Pressure, Subscriber};
 use super::{Body, Pattern};
 use crate::locks::lock;
@@ -194,7 +194,13 @@ impl SimpleBroker {
             delivered: 0,
             pressure,
         };
-        self.registry.for_each_match(destination, &mut broadcast);
+        match broadcast.parts.as_ref().map(|(headers, _)| headers) {
+            Some(Shared::Template(template)) => {
+                let kept = &template.topic;
+                self.registry.for_each_match_kept(destination, kept, &mut broadcast);
+            }
+            _ => self.registry.for_each_match(destination, &mut broadcast),
+        }
         broadcast.delivered
     }
 
@@ -698,12 +704,13 @@ impl Shared<'_> {
 /// publishes each body with it, and its messages share headers filtered and encoded once.
 /// Publishing with it is publishing a SEND with those headers: every check that depends on
 /// more than the headers (retained messages, queues, the subscriptions) is made each time.
-#[derive(Debug)]
 pub(crate) struct SendTemplate {
     destination: ByteStr,
     /// Whether the SEND asked to be retained (its `retain` header is not forwarded).
     retain: bool,
     message: Arc<MessageTemplate>,
+    /// The destination's subscriber list, from the last publish.
+    topic: KeptTopic,
 }
 
 impl SendTemplate {
@@ -714,7 +721,7 @@ impl SendTemplate {
         let shared = shared_headers(destination, Cow::Borrowed(headers));
         let message = Arc::new(MessageTemplate::new(&shared));
         let destination = ByteStr::from(destination.as_str().to_owned());
-        SendTemplate { destination, retain, message }
+        SendTemplate { destination, retain, message, topic: KeptTopic::default() }
     }
 
     /// The destination.

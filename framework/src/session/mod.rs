@@ -1028,7 +1028,7 @@ fn decode_and_handle(
             return Flow::Continue;
         }
         let before = inbound.len();
-        match decoder.decode(inbound) {
+        match decoder.decode_knowing(inbound, protocol.known_head()) {
             Ok(None) => {
                 // Heart-beats skipped, or a frame's head decoded ahead of its body.
                 protocol.tally.carry(before - inbound.len());

@@ -400,6 +400,12 @@ impl Protocol {
         Flow::Continue
     }
 
+    /// The number of the kept head (see `Decoder::recalled`) whose template the session holds:
+    /// a SEND with that head needs no headers decoded (see `Decoder::decode_knowing`).
+    pub(crate) fn known_head(&self) -> Option<u64> {
+        self.send_again.as_ref().map(|again| again.0)
+    }
+
     /// Handles a SEND straight from the decoder (`recalled`: see [`receive`](Self::receive)).
     fn handle_send(&mut self, frame: Frame, recalled: Option<u64>) -> Flow {
         let Some(head) = recalled else { return self.handle(frame) };
@@ -1646,6 +1652,34 @@ mod tests {
         let other = send("/topic/t", &[("x", "2")], "");
         assert_eq!(repeat(&publisher, &mut subscription, &other, 4).await.get("x"), Some("2"));
         assert_eq!(templated(&server), 7);
+    }
+
+    /// A templated publisher keeps its destination's subscriber list: once every subscriber
+    /// has left, it finds the list of whoever subscribes next (a new one), and reaches them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_templated_send_reaches_whoever_subscribes_after_the_last_one_left() {
+        use crate::client::{Client, ClientOptions};
+        let server = TestServer::start(Server::builder()).await;
+        let publisher = server.client().await;
+        let frame = send("/topic/t", &[], "");
+        for round in 0..3 {
+            let client = Client::connect_ws(&server.url(), ClientOptions::default()).await.unwrap();
+            let mut subscription = client.subscribe("/topic/t").await.unwrap();
+            for n in 0..4 {
+                let mut sent = frame.clone();
+                sent.body = format!("{round}-{n}").into();
+                publisher.client().send_frame(sent).await.unwrap();
+                let message =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), subscription.next())
+                        .await
+                        .expect("a message within 10 s")
+                        .expect("connected");
+                assert_eq!(&message.body[..], format!("{round}-{n}").as_bytes());
+            }
+            subscription.unsubscribe().await.unwrap();
+            assert_eq!(server.server().broker().subscription_count(), 0);
+        }
+        assert_eq!(templated(&server), 10, "all but the first two SENDs");
     }
 
     /// What a template cannot stand for is published the long way every time: a SEND in a

@@ -309,17 +309,28 @@ impl Decoder {
     /// consumed first). After an error the stream cannot be resynchronised and every later call
     /// returns the same error.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
+        self.decode_knowing(buf, None)
+    }
+
+    /// [`decode`](Self::decode), for a caller that keeps what it made of the head numbered
+    /// `known` (see [`recalled`](Self::recalled)): a frame whose head is that one comes with
+    /// no headers (they are the known head's; none are made to be dropped unread).
+    pub(crate) fn decode_knowing(
+        &mut self,
+        buf: &mut BytesMut,
+        known: Option<u64>,
+    ) -> Result<Option<Frame>, DecodeError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
-        let result = self.step(buf);
+        let result = self.step(buf, known == Some(self.kept));
         if let Err(err) = &result {
             self.failed = Some(err.clone());
         }
         result
     }
 
-    fn step(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
+    fn step(&mut self, buf: &mut BytesMut, known: bool) -> Result<Option<Frame>, DecodeError> {
         // A fresh frame whose head is the last SEND's, byte for byte, is read as that one was
         // (heart-beats in front of it are consumed and counted first, as below).
         if matches!(self.phase, Phase::Head { scanned: 0, .. })
@@ -327,7 +338,7 @@ impl Decoder {
             && self.last_send.is_some()
         {
             self.heart_beats += skip_eols(buf);
-            if let Some(phase) = self.recall(buf) {
+            if let Some(phase) = self.recall(buf, known) {
                 self.phase = phase;
                 self.recalled = true;
                 #[cfg(test)]
@@ -519,14 +530,26 @@ impl Decoder {
 
 impl Decoder {
     /// The body phase of the frame at the front of `buf`, when its head is the last SEND's
-    /// (taken off `buf`); `None` leaves `buf` as it was.
+    /// (taken off `buf`); `None` leaves `buf` as it was. With `known`, the caller knows the
+    /// head already, and the frame gets no headers.
     #[inline]
-    fn recall(&self, buf: &mut BytesMut) -> Option<Phase> {
+    fn recall(&self, buf: &mut BytesMut, known: bool) -> Option<Phase> {
         let last = self.last_send.as_deref()?;
         if !buf.starts_with(&last.bytes) {
             return None;
         }
         let head_len = last.bytes.len();
+        if known {
+            // (A head with a receipt is never kept: the body's errors name none either way.)
+            buf.advance(head_len);
+            return Some(Phase::Body {
+                command: Command::Send,
+                headers: Headers::new(),
+                head_len,
+                content_length: last.content_length,
+                scanned: 0,
+            });
+        }
         let head = buf.split_to(head_len).freeze();
         // The same bytes as a head read the long way, so the same checks pass: limits (the
         // decoder's own, which never change), UTF-8, the lines and the content-length. Where

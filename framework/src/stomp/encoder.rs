@@ -246,9 +246,35 @@ pub(crate) struct MessageTemplate {
     /// Owned (no buffer of the publisher's reads is kept alive by a template).
     headers: Headers,
     text_len: usize,
-    /// The first header's line (the `message-id` goes after it) and the other lines, when
-    /// the lines were received verbatim (then no escaping changes a byte of them).
-    encoded: Option<(Bytes, Bytes)>,
+    /// The lines, when no escaping changes a byte of them.
+    encoded: Option<Encoded>,
+}
+
+/// A [`MessageTemplate`]'s lines, encoded.
+#[derive(Debug)]
+struct Encoded {
+    /// The first header's line: the `message-id` goes after it.
+    first: Bytes,
+    /// The other lines.
+    rest: Bytes,
+    /// `rest`, the `content-length` line and the blank line, for the length of the first body
+    /// encoded (a publisher repeating its head usually repeats its body's length too).
+    ending: OnceLock<(usize, Bytes)>,
+}
+
+impl Encoded {
+    /// What follows the `message-id` line, for a body of `len` bytes: whole, when it is the
+    /// length `ending` holds.
+    fn ending(&self, len: usize) -> Option<&Bytes> {
+        let (known, ending) = self.ending.get_or_init(|| {
+            let mut ending = BytesMut::with_capacity(self.rest.len() + 40);
+            ending.put_slice(&self.rest);
+            write_content_length(&mut ending, len);
+            ending.put_u8(b'\n');
+            (len, ending.freeze())
+        });
+        (*known == len).then_some(ending)
+    }
 }
 
 impl MessageTemplate {
@@ -266,7 +292,7 @@ impl MessageTemplate {
             write_headers(&mut first, lines.by_ref().take(1), Escaping::V1_2, true);
             let mut rest = BytesMut::new();
             write_headers(&mut rest, lines, Escaping::V1_2, true);
-            (first.freeze(), rest.freeze())
+            Encoded { first: first.freeze(), rest: rest.freeze(), ending: OnceLock::new() }
         });
         let headers: Headers = headers
             .iter()
@@ -448,19 +474,20 @@ impl PreparedMessage {
     fn encode_shared(&self, out: &mut BytesMut, escaping: Escaping) {
         let start = out.len();
         if let SharedHeaders::Template(template) = &self.headers {
-            if let Some((first, rest)) = &template.encoded {
-                match self.message_id {
-                    Some(id) => {
-                        let mut text = itoa::Buffer::new();
-                        put_all(
-                            out,
-                            [first, b"message-id:", text.format(id).as_bytes(), b"\n", rest],
-                        );
+            if let Some(encoded) = &template.encoded {
+                let mut text = itoa::Buffer::new();
+                let id = match self.message_id {
+                    Some(id) => [&b"message-id:"[..], text.format(id).as_bytes(), b"\n"],
+                    None => [&[][..]; 3],
+                };
+                match encoded.ending(self.body.len()) {
+                    Some(ending) => put_all(out, [&encoded.first[..], id[0], id[1], id[2], ending]),
+                    None => {
+                        put_all(out, [&encoded.first[..], id[0], id[1], id[2], &encoded.rest]);
+                        write_content_length(out, self.body.len());
+                        out.put_u8(b'\n');
                     }
-                    None => put_all(out, [&first[..], rest]),
                 }
-                write_content_length(out, self.body.len());
-                out.put_u8(b'\n');
                 debug_assert_no_nul(&out[start..]);
                 return;
             }

@@ -497,6 +497,40 @@ fn a_recalled_head_still_needs_its_nul() {
     assert_eq!(err.kind(), &DecodeErrorKind::MissingNul(1));
 }
 
+/// A caller that knows the kept head (by its number) gets its frames without headers; one
+/// that knows another number, or none, gets them with theirs.
+#[test]
+fn a_known_head_is_recalled_without_headers() {
+    let mut decoder = Decoder::default();
+    let wire = b"SEND\ndestination:/a\ncontent-length:2\n\nab\0";
+    decode_with(&mut decoder, wire);
+    decode_with(&mut decoder, wire);
+    let kept = decoder.recalled().expect("recognised");
+    let decode = |decoder: &mut Decoder, known: Option<u64>, wire: &[u8]| {
+        let mut buf = BytesMut::from(wire);
+        let frame = decoder.decode_knowing(&mut buf, known).unwrap().expect("whole");
+        assert!(buf.is_empty());
+        frame
+    };
+    for known in [None, Some(kept + 1)] {
+        let frame = decode(&mut decoder, known, wire);
+        assert_eq!((frame.destination(), decoder.recalled()), (Some("/a"), Some(kept)));
+    }
+    let frame = decode(&mut decoder, Some(kept), wire);
+    assert_eq!((frame.command, &frame.body[..]), (Command::Send, &b"ab"[..]));
+    assert!(frame.headers.is_empty());
+    assert_eq!(decoder.recalled(), Some(kept));
+    // Its body still has to end with a NUL, in one read or across two.
+    let mut buf = BytesMut::from(&wire[..wire.len() - 2]);
+    assert!(decoder.decode_knowing(&mut buf, Some(kept)).unwrap().is_none());
+    buf.extend_from_slice(b"b\0");
+    let frame = decoder.decode_knowing(&mut buf, Some(kept)).unwrap().expect("whole");
+    assert_eq!((&frame.body[..], frame.headers.len()), (&b"ab"[..], 0));
+    let mut buf = BytesMut::from(&b"SEND\ndestination:/a\ncontent-length:2\n\nabc\0"[..]);
+    let err = decoder.decode_knowing(&mut buf, Some(kept)).unwrap_err();
+    assert_eq!(err.kind(), &DecodeErrorKind::MissingNul(2));
+}
+
 /// A head with a `receipt` is each SEND's own: it is not kept, and the plain head kept before
 /// it is still recognised after it, with the same number.
 #[test]
