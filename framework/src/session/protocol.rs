@@ -1090,14 +1090,15 @@ impl Protocol {
     /// Waits, before reading on, for the subscribers a publish left over their limit (the
     /// `Backpressure` policy's).
     fn held_back(&mut self, mut pressure: Pressure) {
-        let full = std::mem::take(&mut pressure.outboxes);
-        if !full.is_empty() {
-            // Added to what an earlier SEND of the same COMMIT left, if any.
-            let deadline = tokio::time::Instant::now() + self.runtime.config.send_time_limit;
-            let (waiting, _) =
-                &mut **self.backpressure.get_or_insert_with(|| Box::new((Vec::new(), deadline)));
-            waiting.extend(full);
+        if pressure.outboxes.is_empty() {
+            return pressure.done();
         }
+        let full = std::mem::take(&mut pressure.outboxes);
+        // Added to what an earlier SEND of the same COMMIT left, if any.
+        let deadline = tokio::time::Instant::now() + self.runtime.config.send_time_limit;
+        let (waiting, _) =
+            &mut **self.backpressure.get_or_insert_with(|| Box::new((Vec::new(), deadline)));
+        waiting.extend(full);
     }
 
     fn subscribe(&mut self, frame: &Frame) -> Handled {
