@@ -31,7 +31,7 @@ const KEEP_CAPACITY: usize = 16;
 const QUIET_TAKES: u8 = 4;
 
 /// A drained queue with more capacity than this gives it back at once, busy or not: what a
-/// session keeps after a burst stays small (80 KiB of entries in each of its two buffers, the
+/// session keeps after a burst stays small (56 KiB of entries in each of its two buffers, the
 /// queue's and the write's, until it goes quiet). A busy subscriber's takes of a few hundred
 /// frames keep their room: 256 made each such take free the buffer and the next pushes grow
 /// a new one, copying every entry at each doubling (callgrind, 20,000 SENDs to 10
@@ -39,7 +39,7 @@ const QUIET_TAKES: u8 = 4;
 const MAX_KEPT_CAPACITY: usize = 1024;
 
 /// The most capacity a queue starts from again (see `Outbox::last_take`): 4,096 entries of
-/// 80 bytes.
+/// 56 bytes.
 const MAX_HINT: usize = 4096;
 
 /// The sending side of a session's outbound queue, shared with every publisher.
@@ -111,7 +111,7 @@ impl Queue {
 /// header reports (given back to the counter if it is dropped).
 struct Queued {
     frame: EncodedFrame,
-    // Boxed: rare, and every queue entry is smaller for it (80 bytes, from 120 before the
+    // Boxed: rare, and every queue entry is smaller for it (56 bytes, from 120 before the
     // encoded frame lost its third part).
     lossy: Option<Box<(Arc<AtomicU64>, u64)>>,
 }
@@ -908,7 +908,7 @@ mod tests {
     fn a_queue_entry_stays_small() {
         // Every queued delivery costs this much queue memory, copied on every push and take:
         // a frame's head and body, and the rarely used lossy tag behind one pointer.
-        assert!(std::mem::size_of::<Queued>() <= 80, "{}", std::mem::size_of::<Queued>());
+        assert!(std::mem::size_of::<Queued>() <= 56, "{}", std::mem::size_of::<Queued>());
     }
 
     #[test]

@@ -17,22 +17,29 @@ use super::{ByteStr, Command, Frame, Headers, Version, names};
 
 const NUL: &[u8] = b"\0";
 
-/// An encoded frame: its head and its shared body, plus the closing NUL.
+/// An encoded frame: its head and its body, plus the closing NUL.
+///
+/// A body of up to [`INLINE_BODY`] bytes is copied after the head, into one buffer with it; a
+/// larger one is shared with the frame it came from, never copied.
 ///
 /// ```
 /// use stompede::stomp::{encode, Command, Frame, Version};
 /// let frame = Frame::new(Command::Send).header("destination", "/queue/a").body("hi");
 /// let encoded = encode(&frame, Version::V1_2);
 /// assert_eq!(&encoded.to_bytes()[..], b"SEND\ndestination:/queue/a\ncontent-length:2\n\nhi\0");
-/// // The body was not copied: the encoded frame points at the same memory.
+/// // A large body is not copied: the encoded frame points at the same memory.
+/// let frame = frame.body(vec![b'x'; 64 * 1024]);
+/// let encoded = encode(&frame, Version::V1_2);
 /// assert_eq!(encoded.body().as_ptr(), frame.body.as_ptr());
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EncodedFrame {
     head: Bytes,
-    // None for an empty body (always: frames compare equal by content): a contiguous frame,
-    // the fan-out's common case, then has one buffer to clone and to drop, not two.
-    body: Option<Bytes>,
+    // A body kept apart from `head` (a large one, shared rather than copied), boxed: most
+    // frames have none (a small body is copied into `head`, and the frame is one buffer to
+    // clone and to drop), and a queued frame is smaller for it (56 bytes, from 80: a fan-out's
+    // queues hold one per delivery). None for an empty body.
+    body: Option<Box<Bytes>>,
     // Whether the whole frame is UTF-8 (headers always are; this records the body's check).
     utf8: bool,
     // Whether the closing NUL follows the parts (false: `head` is the complete frame).
@@ -46,16 +53,17 @@ impl EncodedFrame {
         &self.head
     }
 
-    /// The body, shared with the frame it came from (an empty body is a shared empty buffer).
+    /// The body, when it is kept apart from the head (larger than [`INLINE_BODY`]): shared with
+    /// the frame it came from. Empty when the body is empty or travels in the head.
     pub fn body(&self) -> &Bytes {
         static EMPTY: Bytes = Bytes::new();
-        self.body.as_ref().unwrap_or(&EMPTY)
+        self.body.as_deref().unwrap_or(&EMPTY)
     }
 
     /// Total size on the wire, NUL included.
     #[inline]
     pub fn len(&self) -> usize {
-        self.head.len() + self.body.as_ref().map_or(0, Bytes::len) + usize::from(self.nul)
+        self.head.len() + self.body.as_deref().map_or(0, Bytes::len) + usize::from(self.nul)
     }
 
     /// Whether the whole frame is valid UTF-8, so it can travel as a WebSocket text message.
@@ -130,14 +138,21 @@ impl EncodedFrame {
     }
 }
 
-/// Encodes `frame` for a peer speaking `version`, without copying the body.
+/// The largest body an [`EncodedFrame`] carries in its head's buffer (copied, where a larger one
+/// is shared): a copy of this much costs less than keeping a second buffer for every frame.
+pub const INLINE_BODY: usize = 1024;
+
+/// Encodes `frame` for a peer speaking `version`: a body of up to [`INLINE_BODY`] bytes in one
+/// buffer with the head, a larger one shared, not copied.
 ///
 /// A `content-length` header is written for every non-empty body (any `content-length` the
 /// frame carries is replaced by the true one), so bodies may contain NUL bytes. Header text is
 /// escaped as the version requires; see the [module docs](super) for 1.0.
 pub fn encode(frame: &Frame, version: Version) -> EncodedFrame {
     let escaping = Escaping::for_frame(version, frame.command.escapes_headers());
-    let mut head = BytesMut::with_capacity(head_capacity(frame.command, &frame.headers));
+    let inline = frame.body.len() <= INLINE_BODY;
+    let room = if inline { frame.body.len() + 1 } else { 0 };
+    let mut head = BytesMut::with_capacity(head_capacity(frame.command, &frame.headers) + room);
     head.put_slice(frame.command.as_str().as_bytes());
     head.put_u8(b'\n');
     let had_length =
@@ -147,12 +162,12 @@ pub fn encode(frame: &Frame, version: Version) -> EncodedFrame {
     }
     head.put_u8(b'\n');
     debug_assert_no_nul(&head);
-    EncodedFrame {
-        head: head.freeze(),
-        body: (!frame.body.is_empty()).then(|| frame.body.clone()),
-        utf8: std::str::from_utf8(&frame.body).is_ok(),
-        nul: true,
+    let utf8 = std::str::from_utf8(&frame.body).is_ok();
+    if inline {
+        put_all(&mut head, [&frame.body[..], NUL]);
+        return EncodedFrame { head: head.freeze(), body: None, utf8, nul: false };
     }
+    EncodedFrame { head: head.freeze(), body: Some(Box::new(frame.body.clone())), utf8, nul: true }
 }
 
 /// Encodes `frame` into one contiguous buffer: [`encode`] followed by
@@ -203,12 +218,14 @@ fn write_content_length(out: &mut BytesMut, len: usize) {
 /// use stompede::stomp::{Headers, PreparedMessage, Version};
 /// let mut headers = Headers::new();
 /// headers.push("destination", "/topic/news");
-/// let message = PreparedMessage::new(headers, "extra! extra!".into());
+/// let message = PreparedMessage::new(headers.clone(), "extra! extra!".into());
 /// let a = message.for_subscriber(Version::V1_2, &[("subscription", "sub-0"), ("message-id", "7")]);
-/// let b = message.for_subscriber(Version::V1_2, &[("subscription", "sub-1"), ("message-id", "7")]);
 /// assert_eq!(&a.to_bytes()[..],
 ///     &b"MESSAGE\nsubscription:sub-0\nmessage-id:7\ndestination:/topic/news\ncontent-length:13\n\nextra! extra!\0"[..]);
-/// // Both deliveries share the body; the shared headers were encoded once.
+/// // The shared headers were encoded once; a large body is shared by every delivery.
+/// let message = PreparedMessage::new(headers, vec![b'x'; 64 * 1024].into());
+/// let a = message.for_subscriber(Version::V1_2, &[("subscription", "sub-0"), ("message-id", "7")]);
+/// let b = message.for_subscriber(Version::V1_2, &[("subscription", "sub-1"), ("message-id", "7")]);
 /// assert_eq!(a.body().as_ptr(), b.body().as_ptr());
 /// ```
 #[derive(Debug)]
@@ -518,16 +535,24 @@ impl PreparedMessage {
     }
 
     /// The MESSAGE frame for one subscriber whose head was encoded ahead of time with
-    /// [`message_head`] (for the same `version`): its head and the shared headers (encoded
-    /// once) are copied into one buffer; the body is shared.
+    /// [`message_head`] (for the same `version`): its head, the shared headers (encoded once)
+    /// and a body of up to [`INLINE_BODY`] bytes are copied into one buffer; a larger body is
+    /// shared.
     pub fn with_head(&self, version: Version, head: Bytes) -> EncodedFrame {
         let shared = self.shared_part(version);
-        let mut whole_head = BytesMut::with_capacity(head.len() + shared.len());
+        let body = &self.body;
+        let inline = body.len() <= INLINE_BODY;
+        let room = if inline { body.len() + 1 } else { 0 };
+        let mut whole_head = BytesMut::with_capacity(head.len() + shared.len() + room);
         whole_head.put_slice(&head);
         whole_head.put_slice(shared);
+        if inline {
+            put_all(&mut whole_head, [&body[..], NUL]);
+            return self.whole(whole_head.freeze());
+        }
         EncodedFrame {
             head: whole_head.freeze(),
-            body: (!self.body.is_empty()).then(|| self.body.clone()),
+            body: Some(Box::new(body.clone())),
             utf8: self.body_utf8,
             nul: true,
         }

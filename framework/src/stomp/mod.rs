@@ -52,7 +52,9 @@ pub use bytestr::ByteStr;
 pub use command::Command;
 pub use decoder::Decoder;
 pub(crate) use encoder::MessageTemplate;
-pub use encoder::{EncodedFrame, PreparedMessage, encode, encode_to_bytes, message_head};
+pub use encoder::{
+    EncodedFrame, INLINE_BODY, PreparedMessage, encode, encode_to_bytes, message_head,
+};
 pub use error::{DecodeError, DecodeErrorKind};
 pub(crate) use escape::put_uninit;
 pub use frame::Frame;
