@@ -179,7 +179,9 @@ pub(crate) struct Protocol {
     /// head's number, made at the first SEND it recalled: a SEND recalled with the same number
     /// is published with it, without the checks and routing its head passed (the same bytes
     /// pass the same ones), and its message shares the headers filtered and encoded once.
-    send_again: Option<Box<(u64, SendTemplate)>>,
+    /// `None` with the number: that head's SENDs cannot be published so (see `template`), and
+    /// are handled the long way without another look.
+    send_again: Option<Box<(u64, Option<SendTemplate>)>>,
 }
 
 /// Where a SEND or SUBSCRIBE goes.
@@ -403,20 +405,23 @@ impl Protocol {
     /// The number of the kept head (see `Decoder::recalled`) whose template the session holds:
     /// a SEND with that head needs no headers decoded (see `Decoder::decode_knowing`).
     pub(crate) fn known_head(&self) -> Option<u64> {
-        self.send_again.as_ref().map(|again| again.0)
+        self.send_again.as_ref().filter(|again| again.1.is_some()).map(|again| again.0)
     }
 
     /// Handles a SEND straight from the decoder (`recalled`: see [`receive`](Self::receive)).
     fn handle_send(&mut self, frame: Frame, recalled: Option<u64>) -> Flow {
         let Some(head) = recalled else { return self.handle(frame) };
         if let Some(again) = self.send_again.take_if(|again| again.0 == head) {
-            let flow = self.publish_again(&again.1, frame.body);
+            let flow = match &again.1 {
+                Some(template) => self.publish_again(template, frame.body),
+                None => self.handle(frame),
+            };
             self.send_again = Some(again);
             return flow;
         }
         let template = self.template(&frame);
         let flow = self.handle(frame);
-        if let (Some(template), Flow::Continue) = (template, &flow) {
+        if matches!(flow, Flow::Continue) {
             match &mut self.send_again {
                 // Its room reused.
                 Some(again) => **again = (head, template),
@@ -429,9 +434,10 @@ impl Protocol {
     /// The template of a SEND about to be handled, for the SENDs with the same head after it
     /// (see `send_again`), when its handling can be repeated that way: one to the simple
     /// broker, with no receipt and no transaction (each SEND's own), from a session with no
-    /// access rules (a rule is the application's code) and no external broker. What else it
-    /// is checked for is its head's alone: the version, the destination and its route are
-    /// the session's until it ends. `None` also when it fails them: it is then refused.
+    /// access rules (a rule is the application's code), no external broker and no inbound
+    /// interceptors (which may change a frame: `receive` comes here only without them). What
+    /// else it is checked for is its head's alone: the version, the destination and its route
+    /// are the session's until it ends. `None` also when it fails them: it is then refused.
     fn template(&mut self, frame: &Frame) -> Option<SendTemplate> {
         let config = &self.runtime.config;
         if self.version.is_none()

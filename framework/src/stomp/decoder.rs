@@ -571,8 +571,8 @@ impl Decoder {
 /// Keeps the head of a SEND just read the long way in `last` (reusing its room), when it is
 /// kept as lines (nothing to unescape) and short enough; otherwise forgets the last one. A
 /// head with a `receipt` changes nothing: its receipt id is each SEND's own (a publisher
-/// asking for a receipt now and then keeps its plain head recognised). Returns whether `last`
-/// changed. `headers` come straight from `parse_head`: their lines are all the head's (a
+/// asking for a receipt now and then keeps its plain head recognised), nor does the kept head
+/// read the long way again. Returns whether `last` changed. `headers` come straight from `parse_head`: their lines are all the head's (a
 /// later `retain_after` leaves out some).
 fn remember(
     last: &mut Option<Box<LastHead>>,
@@ -586,6 +586,11 @@ fn remember(
         Some((head, lines, verbatim))
             if head.len() <= LAST_HEAD_MAX && lines.len() <= LAST_HEAD_LINES =>
         {
+            // The same head read the long way (it came in pieces, so it was not recognised
+            // at its start): kept as it is, with its number.
+            if last.as_ref().is_some_and(|last| last.bytes == head[..]) {
+                return false;
+            }
             let last = last.get_or_insert_with(|| {
                 Box::new(LastHead {
                     bytes: Vec::new(),

@@ -531,6 +531,24 @@ fn a_known_head_is_recalled_without_headers() {
     assert_eq!(err.kind(), &DecodeErrorKind::MissingNul(2));
 }
 
+/// The kept head read the long way again (it came in pieces, so it was not recognised at its
+/// start) keeps its number: what a caller made of it stays good.
+#[test]
+fn the_kept_head_read_again_in_pieces_keeps_its_number() {
+    let mut decoder = Decoder::default();
+    let wire = b"SEND\ndestination:/a\ncontent-length:2\n\nab\0";
+    decode_with(&mut decoder, wire);
+    decode_with(&mut decoder, wire);
+    let kept = decoder.recalled().expect("recognised");
+    let mut buf = BytesMut::from(&wire[..10]);
+    assert!(decoder.decode(&mut buf).unwrap().is_none());
+    buf.extend_from_slice(&wire[10..]);
+    let frame = decoder.decode(&mut buf).unwrap().expect("whole");
+    assert_eq!((frame.destination(), decoder.recalled()), (Some("/a"), None), "read the long way");
+    decode_with(&mut decoder, wire);
+    assert_eq!(decoder.recalled(), Some(kept));
+}
+
 /// A head with a `receipt` is each SEND's own: it is not kept, and the plain head kept before
 /// it is still recognised after it, with the same number.
 #[test]
