@@ -80,16 +80,28 @@ fn prepared_message_is_encoded_once_per_version() {
     let old = m.for_subscriber(Version::V1_0, &[("subscription", "3"), ("message-id", "1")]);
     let shared = m.shared_part(Version::V1_2);
     assert_eq!(shared.as_ptr(), m.shared_part(Version::V1_2).as_ptr(), "encoded once");
-    assert_eq!(a.body().as_ptr(), c.body().as_ptr(), "one body for every delivery");
+    // A small body travels in each frame's buffer; a large one is shared by every delivery.
+    assert!(a.body().is_empty() && a.head().ends_with(b"hi\0"));
+    let large = PreparedMessage::new(Headers::new(), Bytes::from(vec![b'x'; 4096]));
+    let (x, y) = (
+        large.for_subscriber(Version::V1_2, &[("subscription", "0")]),
+        large.for_subscriber(Version::V1_2, &[("subscription", "1")]),
+    );
+    assert_eq!(x.body().as_ptr(), large.body().as_ptr(), "not copied");
+    assert_eq!(x.body().as_ptr(), y.body().as_ptr(), "one large body for every delivery");
     assert_eq!(
         &a.to_bytes()[..],
         b"MESSAGE\nsubscription:0\nmessage-id:1\ndestination:/topic/a\\cb\ncontent-type:text/plain\ncontent-length:2\n\nhi\0"
     );
     assert_eq!(m.shared_part(Version::V1_1), shared, "1.1 and 1.2 escape ':' alike");
-    assert_eq!(
-        &b.to_bytes()[b.head().len() - shared.len()..],
-        &a.to_bytes()[a.head().len() - shared.len()..]
-    );
+    // The shared part and the body ("hi" and its NUL, in the frame's one buffer) alike.
+    let tail = |frame: &crate::stomp::EncodedFrame| {
+        let wire = frame.to_bytes();
+        wire.slice(wire.len() - 3 - shared.len()..)
+    };
+    assert_eq!(tail(&b), tail(&a));
+    assert_eq!(tail(&c), tail(&a));
+    assert!(tail(&a).starts_with(shared));
     assert_eq!(
         &old.to_bytes()[..],
         b"MESSAGE\nsubscription:3\nmessage-id:1\ndestination:/topic/a:b\ncontent-type:text/plain\ncontent-length:2\n\nhi\0"
