@@ -1,7 +1,8 @@
 //! Frame encoding, and the encode-once fan-out of MESSAGE frames.
 //!
-//! Encoding never copies a body: an [`EncodedFrame`] is the encoded head plus the body's shared
-//! [`Bytes`], ready for a vectored write. For a message going to many subscribers,
+//! Encoding never copies a large body: an [`EncodedFrame`] is the encoded head plus the body's
+//! shared [`Bytes`], ready for a vectored write (a body of up to [`INLINE_BODY`] bytes is
+//! copied after the head instead: one buffer). For a message going to many subscribers,
 //! [`PreparedMessage`] encodes the shared headers once per protocol version and each
 //! subscriber only adds its own small head (`subscription`, `message-id`, `ack`), or shares a
 //! whole contiguous frame with the subscribers whose head is the same.

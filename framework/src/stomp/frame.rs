@@ -7,7 +7,7 @@ use super::{ByteStr, Command, Headers, names};
 /// A STOMP frame: a command, ordered headers and a body.
 ///
 /// The body is [`Bytes`], so a decoded body is a view of the received buffer and an encoded
-/// one is never copied.
+/// one larger than [`INLINE_BODY`](super::INLINE_BODY) is never copied.
 ///
 /// ```
 /// use stompede::stomp::{Command, Frame};

@@ -1,5 +1,5 @@
 //! The STOMP 1.0, 1.1 and 1.2 wire format: frames, an incremental bounded decoder, and an
-//! encoder that never copies a body.
+//! encoder that never copies a large body.
 //!
 //! This module is pure: no I/O, no async runtime. The session and transport layers feed it
 //! bytes and write out what it encodes.
