@@ -1732,6 +1732,29 @@ mod tests {
         subscription.expect_body("still here").await;
     }
 
+    /// A point-to-point queue takes templated SENDs as it takes the first: each message once,
+    /// in order, queued while no consumer is there and handed over when one comes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_point_to_point_queue_takes_templated_sends_in_order() {
+        let server = TestServer::start(Server::builder().point_to_point(["/queue"])).await;
+        let publisher = server.client().await;
+        let frame = send("/queue/jobs", &[("x", "1")], "");
+        for n in 0..6 {
+            let mut sent = frame.clone();
+            sent.body = format!("b{n}").into();
+            publisher.client().send_frame(sent).await.unwrap();
+        }
+        publisher.barrier().await;
+        assert_eq!(templated(&server), 4);
+        let consumer = server.client().await;
+        let mut jobs = consumer.subscribe("/queue/jobs").await;
+        for n in 0..6 {
+            let (headers, body) = next(&mut jobs).await;
+            assert_eq!((body, headers.get("x")), (format!("b{n}"), Some("1")));
+        }
+        jobs.expect_nothing();
+    }
+
     /// `retain:true` (allowed by `retain_header`) is not forwarded, yet a templated SEND is
     /// retained as the first was: a late subscriber gets the last body.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
