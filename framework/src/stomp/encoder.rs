@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::escape::{Escaping, put_all, write_header};
+use super::escape::{Escaping, may_need_escaping, put_all, write_header};
 use super::headers::known_name;
 use super::{ByteStr, Command, Frame, Headers, Version, names};
 
@@ -151,9 +151,8 @@ pub const INLINE_BODY: usize = 1024;
 /// escaped as the version requires; see the [module docs](super) for 1.0.
 pub fn encode(frame: &Frame, version: Version) -> EncodedFrame {
     let escaping = Escaping::for_frame(version, frame.command.escapes_headers());
-    let inline = frame.body.len() <= INLINE_BODY;
-    let room = if inline { frame.body.len() + 1 } else { 0 };
-    let mut head = BytesMut::with_capacity(head_capacity(frame.command, &frame.headers) + room);
+    let room = head_capacity(frame.command, &frame.headers) + room_after_head(&frame.body);
+    let mut head = BytesMut::with_capacity(room);
     head.put_slice(frame.command.as_str().as_bytes());
     head.put_u8(b'\n');
     let had_length =
@@ -163,12 +162,23 @@ pub fn encode(frame: &Frame, version: Version) -> EncodedFrame {
     }
     head.put_u8(b'\n');
     debug_assert_no_nul(&head);
-    let utf8 = std::str::from_utf8(&frame.body).is_ok();
-    if inline {
-        put_all(&mut head, [&frame.body[..], NUL]);
+    with_body(head, &frame.body, std::str::from_utf8(&frame.body).is_ok())
+}
+
+/// The room a frame's head buffer needs after the head for `body` (see [`with_body`]).
+fn room_after_head(body: &[u8]) -> usize {
+    if body.len() <= INLINE_BODY { body.len() + 1 } else { 0 }
+}
+
+/// The frame of `head` (the command and headers, with [`room_after_head`] to spare) and `body`
+/// (whose UTF-8 check is `utf8`): a body of up to [`INLINE_BODY`] bytes and the NUL appended to
+/// the head, one buffer; a larger body kept apart, shared.
+fn with_body(mut head: BytesMut, body: &Bytes, utf8: bool) -> EncodedFrame {
+    if body.len() <= INLINE_BODY {
+        put_all(&mut head, [&body[..], NUL]);
         return EncodedFrame { head: head.freeze(), body: None, utf8, nul: false };
     }
-    EncodedFrame { head: head.freeze(), body: Some(Box::new(frame.body.clone())), utf8, nul: true }
+    EncodedFrame { head: head.freeze(), body: Some(Box::new(body.clone())), utf8, nul: true }
 }
 
 /// Encodes `frame` into one contiguous buffer: [`encode`] followed by
@@ -299,10 +309,8 @@ impl MessageTemplate {
     /// A template of `headers` (a message's shared headers; a `content-length` among them is
     /// left out, as every encoding leaves it out): copied into strings of their own.
     pub(crate) fn new(headers: &Headers) -> MessageTemplate {
-        // Text with none of these bytes is written alike in every version (none is escaped,
-        // no NUL is replaced).
-        let plain =
-            |text: &str| !text.bytes().any(|b| matches!(b, b':' | b'\\' | b'\r' | b'\n' | 0));
+        // Text that no way of writing it changes is written alike in every version.
+        let plain = |text: &str| !may_need_escaping(text.as_bytes());
         let verbatim = headers.iter().all(|(name, value)| plain(name) && plain(value));
         let encoded = verbatim.then(|| {
             let mut lines = headers.iter();
@@ -491,38 +499,32 @@ impl PreparedMessage {
     /// Appends the shared headers, the `content-length` and the blank line.
     fn encode_shared(&self, out: &mut BytesMut, escaping: Escaping) {
         let start = out.len();
-        if let SharedHeaders::Template(template) = &self.headers {
-            if let Some(encoded) = &template.encoded {
-                let mut text = itoa::Buffer::new();
-                let id = match self.message_id {
-                    Some(id) => [&b"message-id:"[..], text.format(id).as_bytes(), b"\n"],
-                    None => [&[][..]; 3],
-                };
-                match encoded.ending(self.body.len()) {
-                    Some(ending) => put_all(out, [&encoded.first[..], id[0], id[1], id[2], ending]),
-                    None => {
-                        put_all(out, [&encoded.first[..], id[0], id[1], id[2], &encoded.rest]);
-                        write_content_length(out, self.body.len());
-                        out.put_u8(b'\n');
-                    }
-                }
+        let encoded = match &self.headers {
+            SharedHeaders::Template(template) => template.encoded.as_ref(),
+            SharedHeaders::Own(_) => None,
+        };
+        if let Some(encoded) = encoded {
+            let mut text = itoa::Buffer::new();
+            let id = match self.message_id {
+                Some(id) => [&b"message-id:"[..], text.format(id).as_bytes(), b"\n"],
+                None => [&[][..]; 3],
+            };
+            if let Some(ending) = encoded.ending(self.body.len()) {
+                put_all(out, [&encoded.first[..], id[0], id[1], id[2], ending]);
                 debug_assert_no_nul(&out[start..]);
                 return;
             }
-        }
-        // Lines of a received head that no escaping changes are copied as they are.
-        let verbatim = self.headers().is_verbatim();
-        match self.message_id {
-            // After the first header (the destination, where the broker puts it).
-            Some(id) => {
-                let mut headers = self.headers().iter();
+            put_all(out, [&encoded.first[..], id[0], id[1], id[2], &encoded.rest]);
+        } else {
+            // Lines of a received head that no escaping changes are copied as they are.
+            let verbatim = self.headers().is_verbatim();
+            let mut headers = self.headers().iter();
+            if let Some(id) = self.message_id {
+                // After the first header (the destination, where the broker puts it).
                 write_headers(out, headers.by_ref().take(1), escaping, verbatim);
                 put_all(out, [b"message-id:", itoa::Buffer::new().format(id).as_bytes(), b"\n"]);
-                write_headers(out, headers, escaping, verbatim);
             }
-            None => {
-                write_headers(out, self.headers().iter(), escaping, verbatim);
-            }
+            write_headers(out, headers, escaping, verbatim);
         }
         write_content_length(out, self.body.len());
         out.put_u8(b'\n');
@@ -541,22 +543,11 @@ impl PreparedMessage {
     /// shared.
     pub fn with_head(&self, version: Version, head: Bytes) -> EncodedFrame {
         let shared = self.shared_part(version);
-        let body = &self.body;
-        let inline = body.len() <= INLINE_BODY;
-        let room = if inline { body.len() + 1 } else { 0 };
-        let mut whole_head = BytesMut::with_capacity(head.len() + shared.len() + room);
+        let room = head.len() + shared.len() + room_after_head(&self.body);
+        let mut whole_head = BytesMut::with_capacity(room);
         whole_head.put_slice(&head);
         whole_head.put_slice(shared);
-        if inline {
-            put_all(&mut whole_head, [&body[..], NUL]);
-            return self.whole(whole_head.freeze());
-        }
-        EncodedFrame {
-            head: whole_head.freeze(),
-            body: Some(Box::new(body.clone())),
-            utf8: self.body_utf8,
-            nul: true,
-        }
+        with_body(whole_head, &self.body, self.body_utf8)
     }
 
     /// Like [`with_head`](PreparedMessage::with_head), but as one contiguous buffer, for

@@ -102,7 +102,7 @@ static SPECIAL: [u8; 256] = {
 /// colon or a backslash: a superset of every [`SPECIAL`] entry). False means nothing to
 /// escape, whatever the escaping. Eight bytes at a time (a frame's header text is a few dozen
 /// bytes).
-fn may_need_escaping(text: &[u8]) -> bool {
+pub(crate) fn may_need_escaping(text: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     // The high bit of each byte of the result is set where that byte of `word` is below `n`
