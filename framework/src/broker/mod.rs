@@ -26,7 +26,6 @@ pub(crate) use queue::{Settle, Settlement};
 pub(crate) use simple::{Refused, SendTemplate, Shared};
 pub(crate) use subscriber::{ListenerFn, Pressure, Subscriber};
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -89,39 +88,18 @@ impl Broker {
     /// Publishes a client's SEND: like [`try_publish`](Self::try_publish), but a message the
     /// simple broker refuses (a full queue) is an error for the sender, and `pressure` collects
     /// the outboxes of `Backpressure` subscribers it left over their limit.
+    /// `headers`: the SEND's own, or a template's (see `SendTemplate`).
     pub(crate) fn publish_from_client(
         &self,
         destination: &ByteStr,
-        headers: Headers,
+        headers: Shared<'_>,
         body: Body,
         pressure: &mut Pressure,
     ) -> Result<usize, Refused> {
         match self {
-            Broker::Simple(broker) => {
-                broker.publish_with(destination, Shared::Given(Cow::Owned(headers)), body, pressure)
-            }
+            Broker::Simple(broker) => broker.publish_with(destination, headers, body, pressure),
             Broker::Relay(relay) => {
-                relay.publish(destination, &headers, body.bytes);
-                Ok(0)
-            }
-        }
-    }
-
-    /// [`publish_from_client`](Self::publish_from_client) of a SEND whose headers are
-    /// `template`'s.
-    pub(crate) fn publish_again(
-        &self,
-        template: &SendTemplate,
-        body: Body,
-        pressure: &mut Pressure,
-    ) -> Result<usize, Refused> {
-        let destination = template.destination();
-        match self {
-            Broker::Simple(broker) => {
-                broker.publish_with(destination, Shared::Template(template), body, pressure)
-            }
-            Broker::Relay(relay) => {
-                relay.publish(destination, template.headers(), body.bytes);
+                relay.publish(destination, headers.headers(), body.bytes);
                 Ok(0)
             }
         }

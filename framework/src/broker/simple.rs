@@ -690,6 +690,14 @@ impl<'a> From<Cow<'a, Headers>> for Shared<'a> {
 }
 
 impl Shared<'_> {
+    /// The publisher's headers, or the template's (those subscribers get).
+    pub(crate) fn headers(&self) -> &Headers {
+        match self {
+            Shared::Given(headers) => headers,
+            Shared::Template(template) => template.message.headers(),
+        }
+    }
+
     /// Whether the publisher asked for the message to be retained (`retain:true`).
     fn asks_to_retain(&self) -> bool {
         match self {
@@ -727,11 +735,6 @@ impl SendTemplate {
     /// The destination.
     pub(crate) fn destination(&self) -> &ByteStr {
         &self.destination
-    }
-
-    /// The headers a subscriber gets (`destination` first).
-    pub(crate) fn headers(&self) -> &Headers {
-        self.message.headers()
     }
 }
 

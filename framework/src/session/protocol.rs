@@ -2,6 +2,7 @@
 //! server answers with. Synchronous and transport-agnostic: it consumes frames and queues
 //! replies in the session's outbox; the run loop in `mod.rs` moves bytes.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -12,7 +13,7 @@ use bytes::Bytes;
 
 use crate::broker::relay::{self, Link, UpstreamEnd};
 use crate::broker::{
-    AckMode, Body, Pattern, Pressure, Refused, SendTemplate, Settle, Settlement, Subscriber,
+    AckMode, Body, Pattern, Pressure, Refused, SendTemplate, Settle, Settlement, Shared, Subscriber,
 };
 use crate::destination::strip_prefix;
 use crate::dispatch::{Fatal, Job, Matched, MessageContext, SessionDispatch};
@@ -459,19 +460,15 @@ impl Protocol {
     /// Publishes the body of a SEND whose head is `template`'s (see `send_again`): what
     /// [`handle`](Self::handle) does with it, less what its head decided already.
     fn publish_again(&mut self, template: &SendTemplate, body: Bytes) -> Flow {
-        if let Err(message) = self.check_body(&body) {
-            return self.error(message.to_owned(), None);
-        }
-        let mut pressure = Pressure::default();
-        let destination = template.destination();
-        let body = self.client_body(body);
-        match self.runtime.broker.publish_again(template, body, &mut pressure) {
-            Ok(delivered) => {
-                tracing::debug!(session_id = %self.session_id, %destination, delivered, "published");
-                self.held_back(pressure);
-                Flow::Continue
-            }
-            Err(Refused(why)) => self.error(why, None),
+        let published = self
+            .check_body(&body)
+            .map_err(violation)
+            .and_then(|()| self.publish(template.destination(), Shared::Template(template), body));
+        // (A template's head has no receipt.)
+        match published {
+            Ok(()) => Flow::Continue,
+            Err(Violation::Protocol(message)) => self.error(message, None),
+            Err(Violation::Denied(message)) => self.denied(message, None),
         }
     }
 
@@ -923,7 +920,9 @@ impl Protocol {
                     link.forward(frame);
                 }
             }
-            Target::Broker => self.publish(&destination, frame)?,
+            Target::Broker => {
+                self.publish(&destination, Shared::Given(Cow::Owned(frame.headers)), frame.body)?
+            }
             Target::User { user, destination } if self.relay.is_some() => {
                 frame.headers.remove(names::RECEIPT);
                 frame.headers.remove(names::TRANSACTION);
@@ -1080,13 +1079,19 @@ impl Protocol {
         Body { bytes, known_utf8 }
     }
 
-    fn publish(&mut self, destination: &ByteStr, frame: Frame) -> Result<(), Violation> {
+    /// Publishes a SEND's body with `headers` (its own, or its template's).
+    fn publish(
+        &mut self,
+        destination: &ByteStr,
+        headers: Shared<'_>,
+        body: Bytes,
+    ) -> Result<(), Violation> {
         let mut pressure = Pressure::default();
-        let body = self.client_body(frame.body);
+        let body = self.client_body(body);
         let delivered = self
             .runtime
             .broker
-            .publish_from_client(destination, frame.headers, body, &mut pressure)
+            .publish_from_client(destination, headers, body, &mut pressure)
             .map_err(|Refused(why)| violation(why))?;
         tracing::debug!(session_id = %self.session_id, %destination, delivered, "published");
         self.held_back(pressure);
