@@ -497,15 +497,22 @@ fn a_recalled_head_still_needs_its_nul() {
     assert_eq!(err.kind(), &DecodeErrorKind::MissingNul(1));
 }
 
+/// Decodes `wire`, one SEND, twice: read the long way, then recognised. Returns the number of
+/// the head kept.
+fn kept_head(decoder: &mut Decoder, wire: &[u8]) -> u64 {
+    decode_with(decoder, wire);
+    assert_eq!(decoder.recalled(), None, "read the long way");
+    decode_with(decoder, wire);
+    decoder.recalled().expect("recognised")
+}
+
 /// A caller that knows the kept head (by its number) gets its frames without headers; one
 /// that knows another number, or none, gets them with theirs.
 #[test]
 fn a_known_head_is_recalled_without_headers() {
     let mut decoder = Decoder::default();
     let wire = b"SEND\ndestination:/a\ncontent-length:2\n\nab\0";
-    decode_with(&mut decoder, wire);
-    decode_with(&mut decoder, wire);
-    let kept = decoder.recalled().expect("recognised");
+    let kept = kept_head(&mut decoder, wire);
     let decode = |decoder: &mut Decoder, known: Option<u64>, wire: &[u8]| {
         let mut buf = BytesMut::from(wire);
         let frame = decoder.decode_knowing(&mut buf, known).unwrap().expect("whole");
@@ -537,9 +544,7 @@ fn a_known_head_is_recalled_without_headers() {
 fn the_kept_head_read_again_in_pieces_keeps_its_number() {
     let mut decoder = Decoder::default();
     let wire = b"SEND\ndestination:/a\ncontent-length:2\n\nab\0";
-    decode_with(&mut decoder, wire);
-    decode_with(&mut decoder, wire);
-    let kept = decoder.recalled().expect("recognised");
+    let kept = kept_head(&mut decoder, wire);
     let mut buf = BytesMut::from(&wire[..10]);
     assert!(decoder.decode(&mut buf).unwrap().is_none());
     buf.extend_from_slice(&wire[10..]);
@@ -556,10 +561,7 @@ fn a_head_with_a_receipt_leaves_the_kept_head_as_it_was() {
     let mut decoder = Decoder::default();
     let plain = b"SEND\ndestination:/a\ncontent-length:1\n\nx\0";
     let with_receipt = b"SEND\ndestination:/a\ncontent-length:1\nreceipt:7\n\nx\0";
-    decode_with(&mut decoder, plain);
-    assert_eq!(decoder.recalled(), None, "read the long way");
-    decode_with(&mut decoder, plain);
-    let kept = decoder.recalled().expect("recognised");
+    let kept = kept_head(&mut decoder, plain);
     for _ in 0..2 {
         let frames = decode_with(&mut decoder, with_receipt);
         assert_eq!((decoder.recalled(), frames[0].receipt()), (None, Some("7")));
