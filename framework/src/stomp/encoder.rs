@@ -688,11 +688,11 @@ impl PreparedMessage {
 /// copy of a few hundred bytes (about a third of an allocation and its free).
 mod small {
     use std::cell::RefCell;
-    use std::collections::VecDeque;
     use std::mem::MaybeUninit;
 
     use bytes::{Bytes, BytesMut};
 
+    use crate::ring::Ring;
     use crate::stomp::put_uninit;
 
     /// The largest frame built this way: its allocation (the array, its length and the
@@ -728,13 +728,15 @@ mod small {
         static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::with_capacity(LARGEST));
         /// The last frames built on this thread, one reference each (see [`keep_recent`]).
         static RECENT: RefCell<Recent> = const {
-            RefCell::new(Recent { frames: VecDeque::new(), bytes: 0 })
+            RefCell::new(Recent { frames: Ring::new(), bytes: 0 })
         };
     }
 
-    /// Frames kept by the thread that built them, and their bytes.
+    /// Frames kept by the thread that built them, and their bytes. A `Ring`, whose push moves
+    /// the clone in words (see `ring::write_in_words`: a `VecDeque`'s copy of it waited on a
+    /// failed store forward at every frame built).
     struct Recent {
-        frames: VecDeque<Bytes>,
+        frames: Ring<Bytes>,
         bytes: usize,
     }
 
@@ -758,7 +760,7 @@ mod small {
             if let Ok(mut recent) = recent.try_borrow_mut() {
                 let recent = &mut *recent;
                 if recent.frames.capacity() == 0 {
-                    recent.frames.reserve_exact(RECENT_KEPT);
+                    recent.frames.reserve_exact(RECENT_KEPT + 1);
                 }
                 recent.bytes += frame.len();
                 recent.frames.push_back(frame.clone());
