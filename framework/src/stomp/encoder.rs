@@ -39,9 +39,8 @@ pub struct EncodedFrame {
     // A body kept apart from `head` (a large one, shared rather than copied), boxed: most
     // frames have none (a small body is copied into `head`, and the frame is one buffer to
     // clone and to drop), and a queued frame is smaller for it (56 bytes, from 80: a fan-out's
-    // queues hold one per delivery). None for an empty body.
-    // The closing NUL follows the parts when the body is kept apart; `head` is the complete
-    // frame otherwise.
+    // queues hold one per delivery). None for an empty body. The closing NUL follows the
+    // parts when the body is kept apart; otherwise `head` is the whole frame.
     body: Option<Box<Bytes>>,
     // Whether the whole frame is UTF-8 (headers always are; this records the body's check).
     utf8: Utf8,
