@@ -93,7 +93,7 @@ impl Runtime {
     /// raised.
     pub(crate) fn begin_shutdown(&self) {
         self.shutdown.cancel();
-        let signals: Vec<Arc<Signal>> =
+        let signals: Vec<Signal> =
             crate::locks::lock(&self.session_signals).signals.values().cloned().collect();
         for signal in signals {
             signal.raise();
@@ -101,7 +101,7 @@ impl Runtime {
     }
 
     /// Raises `signal` when the server shuts down, until the returned guard is dropped.
-    pub(crate) fn on_shutdown(&self, signal: Arc<Signal>) -> ShutdownWatch<'_> {
+    pub(crate) fn on_shutdown(&self, signal: Signal) -> ShutdownWatch<'_> {
         let id = {
             let mut signals = crate::locks::lock(&self.session_signals);
             signals.next += 1;
@@ -195,7 +195,7 @@ fn node_id() -> String {
 #[derive(Default)]
 struct SessionSignals {
     next: u64,
-    signals: std::collections::HashMap<u64, Arc<Signal>>,
+    signals: std::collections::HashMap<u64, Signal>,
 }
 
 /// A session's signal registered for the shutdown; unregistered when dropped.

@@ -1,101 +1,77 @@
-//! [`Signal`]: the one flag a session's loop waits on for everything that may end it from
+//! [`Signal`]: the one flag a session's loop looks at for everything that may end it from
 //! outside (a handler's fatal error, the application closing it, its relay connection ending,
-//! the server shutting down).
+//! the server shutting down); and [`Gate`], which keeps the loop from polling a read that
+//! cannot have progressed.
 //!
-//! Each of those used to be a cancellation token of its own, polled on every turn of the
-//! session loop: four mutex-guarded checks per wake-up, which showed at 2.4 % of the server's
-//! CPU with 10,000 quiet subscribers (`docs/benchmarks.md`). A signal is polled with two atomic
-//! operations, and the loop then asks the sources which one it was.
+//! Each of those sources used to be a cancellation token of its own, polled on every turn of
+//! the session loop: four mutex-guarded checks per wake-up, which showed at 2.4 % of the
+//! server's CPU with 10,000 quiet subscribers (`docs/benchmarks.md`). Both flags now live in
+//! the session's [`Outbox`], beside what every wake-up of the session reads anyway, and wake
+//! the session through the outbox's one waker: a look at either is a load from a cache line
+//! the loop has just read (their own allocations, each with a waker of its own, were two
+//! cache lines missed and two more atomic exchanges per quiet delivery).
+//!
+//! What that asks of the loop: the outbox's waker is registered only when the loop is about
+//! to wait (`OutboxReceiver::poll_recv_many`, polled on every turn that waits), so a raise or
+//! a read's wake-up that came between the loop's look at its flag and that registration woke
+//! nobody. The loop looks at both flags again after it (`session::next_event`).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
-use futures_util::task::AtomicWaker;
+use crate::outbox::Outbox;
 
-/// A flag raised once, from any thread, and awaited by one task.
-#[derive(Default)]
+/// The raising end of a session's signal; cheap to clone. One made with `default` belongs to
+/// no session: raising it does nothing (a handler called in-process, with no session to end).
+#[derive(Clone, Default)]
 pub(crate) struct Signal {
-    raised: AtomicBool,
-    waker: AtomicWaker,
+    outbox: Option<Arc<Outbox>>,
 }
 
 impl Signal {
-    /// Raises the flag and wakes the task waiting on it. Whatever the waiter must read to
-    /// know why is to be stored before this.
+    /// The signal of the session that writes from `outbox`.
+    pub(crate) fn new(outbox: Arc<Outbox>) -> Self {
+        Signal { outbox: Some(outbox) }
+    }
+
+    /// Raises the flag and wakes the session. Whatever the session must read to know why is
+    /// to be stored before this.
     pub(crate) fn raise(&self) {
-        self.raised.store(true, Ordering::Release);
-        self.waker.wake();
+        if let Some(outbox) = &self.outbox {
+            outbox.raise();
+        }
     }
 
     /// Whether it was raised.
+    #[cfg(test)]
     pub(crate) fn is_raised(&self) -> bool {
-        self.raised.load(Ordering::Acquire)
-    }
-
-    /// Ready once raised (and every time after). `registered`: the waker this waiter last
-    /// registered, if any. Only a raise takes a registered waker (and it raises the flag
-    /// first), so until then the registration stands, and polling again with a waker that
-    /// wakes the same task registers nothing (two atomic exchanges on each of a quiet
-    /// session's polls).
-    fn poll_raised(&self, cx: &mut Context<'_>, registered: &mut Option<Waker>) -> Poll<()> {
-        if self.is_raised() {
-            return Poll::Ready(());
-        }
-        if registered.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
-            return Poll::Pending;
-        }
-        self.waker.register(cx.waker());
-        *registered = Some(cx.waker().clone());
-        // A raise between the first look and the registration woke nobody: look again.
-        match self.is_raised() {
-            true => Poll::Ready(()),
-            false => Poll::Pending,
-        }
-    }
-
-    /// Completes once raised. One waiter at a time: the signal holds one waker.
-    pub(crate) fn raised(&self) -> impl Future<Output = ()> + '_ {
-        let mut registered = None;
-        std::future::poll_fn(move |cx| self.poll_raised(cx, &mut registered))
+        self.outbox.as_ref().is_some_and(|outbox| outbox.is_raised())
     }
 }
 
-/// Skips polling a future that cannot have progressed: the future is polled with a waker of
-/// the gate's own, and polled again only once that waker has fired (or after it completed).
+/// Skips polling a future that cannot have progressed: the future is polled with the
+/// outbox's read waker ([`Outbox::read_waker`]), and polled again only once that waker has
+/// fired (or after it completed).
 ///
 /// The session loop polls its transport's read on every turn, and most turns of a busy
 /// subscriber are writes: down through the WebSocket layers, a read with nothing to read cost
 /// about 800 instructions, once per delivery at low rates.
+///
+/// The gate registers no waker of the task's: the read's waker wakes the task through the
+/// outbox, whose waker the task registers before it waits (see the module's docs).
 pub(crate) struct Gate {
-    state: Arc<GateState>,
-    /// A waker that opens the gate and wakes the task behind it.
+    outbox: Arc<Outbox>,
+    /// The outbox's read waker.
     waker: Waker,
 }
 
-struct GateState {
-    open: AtomicBool,
-    task: AtomicWaker,
-}
-
-impl Wake for GateState {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.open.store(true, Ordering::Release);
-        self.task.wake();
-    }
-}
-
 impl Gate {
-    /// A gate that lets the first poll through.
-    pub(crate) fn new() -> Self {
-        let state = Arc::new(GateState { open: AtomicBool::new(true), task: AtomicWaker::new() });
-        let waker = Waker::from(state.clone());
-        Gate { state, waker }
+    /// The gate of the read of the session that writes from `outbox`; it lets the first poll
+    /// through.
+    pub(crate) fn new(outbox: Arc<Outbox>) -> Self {
+        let waker = outbox.read_waker();
+        Gate { outbox, waker }
     }
 
     /// The future `make` makes, polled only when the gate is open: it opens when a waker the
@@ -114,14 +90,13 @@ impl Gate {
         make: impl FnOnce() -> F,
     ) -> F::Output {
         if !enabled {
-            self.state.open.store(true, Ordering::Release);
+            self.outbox.reopen_read();
             return make().await;
         }
         let mut make = Some(make);
         let mut future = std::pin::pin!(None::<F>);
-        std::future::poll_fn(|cx| {
-            self.state.task.register(cx.waker());
-            if !self.state.open.swap(false, Ordering::AcqRel) {
+        std::future::poll_fn(|_| {
+            if !self.outbox.take_read_wake() {
                 return Poll::Pending;
             }
             if let Some(make) = make.take() {
@@ -133,7 +108,7 @@ impl Gate {
             };
             match made.poll(&mut Context::from_waker(&self.waker)) {
                 Poll::Ready(output) => {
-                    self.state.open.store(true, Ordering::Release);
+                    self.outbox.reopen_read();
                     Poll::Ready(output)
                 }
                 Poll::Pending => Poll::Pending,
@@ -151,22 +126,23 @@ pub(crate) struct WakeCount(std::sync::atomic::AtomicUsize);
 #[cfg(test)]
 impl WakeCount {
     pub(crate) fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
 #[cfg(test)]
-impl Wake for WakeCount {
+impl std::task::Wake for WakeCount {
     fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::{Batch, OutboxReceiver};
     use std::sync::Mutex;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::Duration;
 
     /// A source the gated future reads: counts its polls, keeps the waker of the last one, and
@@ -191,6 +167,12 @@ mod tests {
             .await
         }
 
+        /// [`read`](Self::read), which takes the readiness: the next one waits again.
+        async fn read_once(&self) {
+            self.read().await;
+            self.ready.store(false, Ordering::SeqCst);
+        }
+
         fn make_ready(&self) {
             self.ready.store(true, Ordering::SeqCst);
             if let Some(waker) = self.waker.lock().unwrap().take() {
@@ -199,13 +181,26 @@ mod tests {
         }
     }
 
+    fn outbox() -> (Arc<Outbox>, OutboxReceiver) {
+        Outbox::new(1 << 20, Duration::from_secs(10))
+    }
+
     fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
         future.poll(&mut Context::from_waker(Waker::noop()))
     }
 
+    /// What the session loop does before it waits: registers the task's waker with the
+    /// outbox (nothing is queued), then looks at the flags again.
+    fn register(receiver: &mut OutboxReceiver, waker: &Waker) {
+        let mut batch = Batch::default();
+        let polled = receiver.poll_recv_many(&mut Context::from_waker(waker), &mut batch, 16);
+        assert!(polled.is_pending(), "nothing queued, not closed");
+    }
+
     #[test]
     fn a_gated_future_is_polled_again_only_after_its_waker_fired() {
-        let (gate, source) = (Gate::new(), Source::default());
+        let (outbox, _receiver) = outbox();
+        let (gate, source) = (Gate::new(outbox), Source::default());
         // Recreated on every poll, as the session loop does with its read.
         assert!(poll_once(std::pin::pin!(gate.gated(true, || source.read()))).is_pending());
         assert_eq!(source.polls.load(Ordering::SeqCst), 1, "the first poll goes through");
@@ -221,88 +216,92 @@ mod tests {
         assert_eq!(source.polls.load(Ordering::SeqCst), 3);
     }
 
+    #[test]
+    fn the_reads_waker_wakes_the_task_registered_with_the_outbox_and_marks_the_read() {
+        let (outbox, mut receiver) = outbox();
+        let (gate, source) = (Gate::new(outbox.clone()), Source::default());
+        assert!(poll_once(std::pin::pin!(gate.gated(true, || source.read()))).is_pending());
+        assert!(!outbox.read_woken(), "the gate's poll took the first wake-up");
+        let task = Arc::new(WakeCount::default());
+        register(&mut receiver, &Waker::from(task.clone()));
+        source.make_ready();
+        assert_eq!(task.count(), 1, "the read's waker woke the task");
+        assert!(outbox.read_woken(), "and marked the read as worth polling");
+    }
+
+    #[test]
+    fn a_raise_wakes_the_task_registered_with_the_outbox_and_stays_raised() {
+        let (outbox, mut receiver) = outbox();
+        let signal = Signal::new(outbox.clone());
+        let task = Arc::new(WakeCount::default());
+        register(&mut receiver, &Waker::from(task.clone()));
+        assert!(!signal.is_raised());
+        signal.clone().raise();
+        assert_eq!(task.count(), 1);
+        assert!(signal.is_raised() && outbox.is_raised());
+        signal.raise();
+        assert!(signal.is_raised(), "raised once, raised for good");
+    }
+
+    #[test]
+    fn a_signal_of_no_session_raises_nothing() {
+        let signal = Signal::default();
+        signal.raise();
+        assert!(!signal.is_raised());
+    }
+
     #[tokio::test]
-    async fn the_gates_waker_wakes_the_task_that_polled_it() {
+    async fn a_session_loop_waiting_on_the_outbox_is_woken_by_a_raise_and_by_its_read() {
+        let (outbox, mut receiver) = outbox();
         let source = Arc::new(Source::default());
-        let reader = source.clone();
+        let (reader, signal) = (source.clone(), Signal::new(outbox.clone()));
+        let (first_read, was_read) = tokio::sync::oneshot::channel::<()>();
+        let mut first_read = Some(first_read);
+        let looping = outbox.clone();
+        // The session loop's shape: the signal, the read behind its gate, the outbox (whose
+        // poll registers the task), then the flags looked at again.
         let task = tokio::spawn(async move {
-            let gate = Gate::new();
+            let gate = Gate::new(looping.clone());
+            let mut batch = Batch::default();
+            let mut reads = 0;
             loop {
-                // Another branch keeps the loop turning, as the session's writes do.
-                tokio::select! {
-                    () = gate.gated(true, || reader.read()) => break,
-                    () = tokio::task::yield_now() => {}
+                let mut read = std::pin::pin!(gate.gated(true, || reader.read_once()));
+                let event = std::future::poll_fn(|cx| {
+                    if looping.is_raised() {
+                        return Poll::Ready(None);
+                    }
+                    if read.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(()));
+                    }
+                    assert!(receiver.poll_recv_many(cx, &mut batch, 16).is_pending());
+                    if looping.is_raised() || looping.read_woken() {
+                        cx.waker().wake_by_ref();
+                    }
+                    Poll::Pending
+                })
+                .await;
+                match event {
+                    Some(()) => {
+                        reads += 1;
+                        if let Some(first_read) = first_read.take() {
+                            let _ = first_read.send(());
+                        }
+                    }
+                    None => return reads,
                 }
             }
         });
         tokio::task::yield_now().await;
         source.make_ready();
-        tokio::time::timeout(Duration::from_secs(5), task)
+        tokio::time::timeout(Duration::from_secs(5), was_read)
             .await
             .expect("the read was not polled after its waker fired")
-            .expect("the task panicked");
-    }
-
-    #[tokio::test]
-    async fn a_raise_from_another_task_wakes_the_waiter() {
-        let signal = Arc::new(Signal::default());
-        let raiser = signal.clone();
-        let waiter = tokio::spawn(async move { signal.raised().await });
-        tokio::task::yield_now().await;
-        raiser.raise();
-        tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .expect("the waiter was not woken")
-            .expect("the waiter panicked");
-    }
-
-    #[tokio::test]
-    async fn a_waiter_polled_again_and_again_is_still_woken_by_a_raise() {
-        let signal = Arc::new(Signal::default());
-        let raiser = signal.clone();
-        let (polled, was_polled) = tokio::sync::oneshot::channel();
-        let waiter = tokio::spawn(async move {
-            let mut raised = std::pin::pin!(signal.raised());
-            // Polled on several turns with the task's waker, as the session loop does.
-            for _ in 0..3 {
-                std::future::poll_fn(|cx| {
-                    assert!(raised.as_mut().poll(cx).is_pending());
-                    Poll::Ready(())
-                })
-                .await;
-                tokio::task::yield_now().await;
-            }
-            let _ = polled.send(());
-            raised.await;
-        });
-        was_polled.await.expect("the waiter ended early");
-        raiser.raise();
-        tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .expect("the waiter was not woken")
-            .expect("the waiter panicked");
-    }
-
-    #[test]
-    fn a_waiter_polled_with_another_waker_registers_that_one() {
-        let signal = Signal::default();
-        let mut raised = std::pin::pin!(signal.raised());
-        let (first, second) = (Arc::new(WakeCount::default()), Arc::new(WakeCount::default()));
-        for count in [&first, &second, &second] {
-            let waker = Waker::from(count.clone());
-            assert!(raised.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
-        }
+            .expect("the loop ended early");
         signal.raise();
-        assert_eq!(first.count(), 0, "replaced: not woken");
-        assert_eq!(second.count(), 1, "the waker of the last poll is woken");
-    }
-
-    #[tokio::test]
-    async fn a_raised_signal_stays_raised() {
-        let signal = Signal::default();
-        signal.raise();
-        signal.raised().await;
-        signal.raised().await;
-        assert!(signal.is_raised());
+        let reads = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the raise did not end the loop")
+            .expect("the loop panicked");
+        assert_eq!(reads, 1);
     }
 }

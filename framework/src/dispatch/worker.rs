@@ -37,13 +37,13 @@ pub(crate) struct Job {
 #[derive(Default)]
 pub(crate) struct Fatal {
     /// The session's signal (raised after `message` is set).
-    signal: Arc<Signal>,
+    signal: Signal,
     message: OnceLock<String>,
 }
 
 impl Fatal {
     /// A failure that raises `signal` (the session's).
-    pub(crate) fn new(signal: Arc<Signal>) -> Self {
+    pub(crate) fn new(signal: Signal) -> Self {
         Fatal { signal, message: OnceLock::new() }
     }
 
@@ -78,7 +78,7 @@ pub(crate) struct SessionDispatch {
 
 impl SessionDispatch {
     /// The handler queue of a session whose loop waits on `signal`.
-    pub(crate) fn new(runtime: Arc<Runtime>, signal: Arc<Signal>) -> Self {
+    pub(crate) fn new(runtime: Arc<Runtime>, signal: Signal) -> Self {
         SessionDispatch {
             runtime,
             sender: None,

@@ -332,16 +332,15 @@ impl<T: Transport> Session<T> {
                 let config = &runtime.config;
                 let read_timer = sleep_until(self.clock.opened + config.time_to_first_message);
                 let beat_timer = sleep_until(far_future());
-                // Everything that may end the session from outside raises one signal: one cheap
-                // poll per turn of the loop (four cancellation tokens, each a mutex, showed in
-                // profiles).
-                let signal = self.protocol.signal();
-                let _shutdown = runtime.on_shutdown(signal.clone());
-                let raised = signal.raised();
+                // Everything that may end the session from outside raises one signal: a flag in
+                // the outbox, looked at on every turn of the loop (four cancellation tokens, each
+                // a mutex, showed in profiles).
+                let _shutdown = runtime.on_shutdown(self.protocol.signal());
+                let outbox = self.outbox.clone();
                 // The read is polled again only once its waker fired (or it completed): most turns
                 // of a subscriber's loop are writes.
-                let reads = Gate::new();
-                tokio::pin!(read_timer, beat_timer, raised);
+                let reads = Gate::new(outbox.clone());
+                tokio::pin!(read_timer, beat_timer);
                 // Which of the outbox and the read goes first when both are ready: they take turns,
                 // so a session under a constant stream of outbound messages still reads its
                 // client's frames (an UNSUBSCRIBE, a DISCONNECT) and heart-beats, and a busy
@@ -372,7 +371,7 @@ impl<T: Transport> Session<T> {
                             next_event(
                                 cx,
                                 writes_first,
-                                raised.as_mut(),
+                                (&outbox, gated),
                                 (read_armed, reads_move_deadline, read_timer.as_mut()),
                                 (beat_armed, beat_timer.as_mut()),
                                 unblock.as_mut().as_pin_mut(),
@@ -896,7 +895,8 @@ enum Event {
 
 /// One poll of everything the session loop waits for (a hand-written `select!`: a wake-up of a
 /// quiet subscriber's session polled it twice, and the macro's random start and its walk over
-/// six branches were a fifth of the instructions of such a delivery). The signal first, then
+/// six branches were a fifth of the instructions of such a delivery). The signal (a flag of
+/// the `outbox`'s) first, then
 /// the timers (so that neither a constant stream of outbound messages nor of inbound frames
 /// keeps a deadline from being noticed), then the handler queue, then the outbox and the
 /// read, in the order `writes_first` gives: the loop alternates it. A read deadline that
@@ -905,12 +905,17 @@ enum Event {
 /// loop was busy elsewhere, with a write within the send time limit, is not closed for a
 /// silence that was not there). Like `select!`, it yields when the task's cooperative budget
 /// is spent.
+///
+/// The signal and a gated read (`gated`: the read is behind the outbox's gate) wake the task
+/// through the outbox, whose waker the outbox's poll registers only when the loop is about to
+/// wait: both flags are looked at again after it, and a wake-up that came in between (and
+/// woke nobody) has the task polled again.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn next_event<W, R, U>(
     cx: &mut std::task::Context<'_>,
     writes_first: bool,
-    raised: Pin<&mut impl Future<Output = ()>>,
+    (outbox, gated): (&Outbox, bool),
     (read_armed, reads_move_deadline, read_timer): (bool, bool, Pin<&mut Sleep>),
     (beat_armed, beat_timer): (bool, Pin<&mut Sleep>),
     unblock: Option<Pin<&mut U>>,
@@ -929,7 +934,7 @@ where
     if !tokio::task::coop::has_budget_remaining() {
         drop(std::task::ready!(tokio::task::coop::poll_proceed(cx)));
     }
-    if raised.poll(cx).is_ready() {
+    if outbox.is_raised() {
         return Poll::Ready(Event::Signalled);
     }
     let read_due = read_armed && read_timer.poll(cx).is_ready();
@@ -954,6 +959,7 @@ where
             return Poll::Ready(Event::Taken(n));
         }
     }
+    let watches_read = gated && read.is_some();
     if let Some(Poll::Ready(received)) = read.map(|r| r.poll(cx)) {
         return Poll::Ready(Event::Received(received));
     }
@@ -962,6 +968,12 @@ where
     }
     if let Some(Poll::Ready(n)) = write.map(|w| w.poll(cx)) {
         return Poll::Ready(Event::Taken(n));
+    }
+    // The outbox's waker is registered now (the write's poll did it): a raise or a read's
+    // wake-up since the looks above woke nobody. Rare: polled again rather than looked at
+    // here (the read would have to be polled a second time).
+    if outbox.is_raised() || (watches_read && outbox.read_woken()) {
+        cx.waker().wake_by_ref();
     }
     Poll::Pending
 }
@@ -1119,10 +1131,10 @@ mod tests {
             true => Instant::now() - Duration::from_secs(1),
             false => Instant::now() + Duration::from_secs(3600),
         };
-        let raised = pin!(std::future::poll_fn(|_| match ready_now.signal {
-            true => Poll::Ready(()),
-            false => Poll::Pending,
-        }));
+        let (outbox, _receiver) = Outbox::new(1 << 20, Duration::from_secs(10));
+        if ready_now.signal {
+            outbox.raise();
+        }
         let (read_timer, beat_timer) =
             (pin!(sleep_until(at(ready_now.read_due))), pin!(sleep_until(at(ready_now.beat_due))));
         let unblock: Option<Pin<&mut std::future::Pending<Option<Flow>>>> = None;
@@ -1133,7 +1145,7 @@ mod tests {
         match next_event(
             &mut cx,
             ready_now.writes_first,
-            raised,
+            (&outbox, true),
             (true, ready_now.reads_move_deadline, read_timer),
             (true, beat_timer),
             unblock,
@@ -1178,10 +1190,11 @@ mod tests {
         let past = Instant::now() - Duration::from_secs(1);
         let (read_timer, beat_timer) = (pin!(sleep_until(past)), pin!(sleep_until(past)));
         let unblock: Option<Pin<&mut std::future::Pending<Option<Flow>>>> = None;
+        let (outbox, _receiver) = Outbox::new(1 << 20, Duration::from_secs(10));
         let polled = next_event(
             &mut cx,
             false,
-            pin!(pending::<()>()),
+            (&outbox, true),
             (false, true, read_timer),
             (false, beat_timer),
             unblock,
@@ -1196,10 +1209,11 @@ mod tests {
         let mut cx = Context::from_waker(Waker::noop());
         let far = Instant::now() + Duration::from_secs(3600);
         let (read_timer, beat_timer) = (pin!(sleep_until(far)), pin!(sleep_until(far)));
+        let (outbox, _receiver) = Outbox::new(1 << 20, Duration::from_secs(10));
         let polled = next_event(
             &mut cx,
             true,
-            pin!(pending::<()>()),
+            (&outbox, true),
             (true, true, read_timer),
             (true, beat_timer),
             Some(pin!(ready(None::<Flow>))),
@@ -1207,5 +1221,49 @@ mod tests {
             None::<Pin<&mut Read>>,
         );
         assert!(matches!(polled, Poll::Ready(Event::Unblocked(None))));
+    }
+
+    /// Polls the session's wait once with nothing ready, where `meanwhile` happens while the
+    /// outbox is polled (after the looks at its flags, before its waker is registered); returns
+    /// how often the task was woken.
+    fn woken_after_a_wait(gated: bool, meanwhile: impl Fn(&Outbox)) -> usize {
+        let (outbox, mut receiver) = Outbox::new(1 << 20, Duration::from_secs(10));
+        // What the gate's first poll does (the read here stands behind no gate).
+        assert!(outbox.take_read_wake(), "a new outbox lets the first read through");
+        let task = Arc::new(crate::signal::WakeCount::default());
+        let waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+        let far = Instant::now() + Duration::from_secs(3600);
+        let (read_timer, beat_timer) = (pin!(sleep_until(far)), pin!(sleep_until(far)));
+        let unblock: Option<Pin<&mut std::future::Pending<Option<Flow>>>> = None;
+        let mut batch = Batch::default();
+        let write = pin!(std::future::poll_fn(|cx| {
+            meanwhile(&outbox);
+            receiver.poll_recv_many(cx, &mut batch, WRITE_BATCH)
+        }));
+        let polled = next_event(
+            &mut cx,
+            false,
+            (&outbox, gated),
+            (true, true, read_timer),
+            (true, beat_timer),
+            unblock,
+            write,
+            Some(pin!(pending::<Result<usize, TransportError>>())),
+        );
+        assert!(polled.is_pending(), "nothing was ready when looked at");
+        task.count()
+    }
+
+    #[tokio::test]
+    async fn a_raise_or_a_reads_wake_up_before_the_outbox_registered_the_task_has_it_polled_again()
+    {
+        assert_eq!(woken_after_a_wait(true, |_| {}), 0, "nothing happened: the task waits");
+        assert_eq!(woken_after_a_wait(true, Outbox::raise), 1, "a raise is not missed");
+        let read_woken = |outbox: &Outbox| outbox.reopen_read();
+        assert_eq!(woken_after_a_wait(true, read_woken), 1, "nor a gated read's wake-up");
+        // An ungated read is polled with the task's own waker: the gate's flag means nothing
+        // then (and is left set), so it must not have the task polled again and again.
+        assert_eq!(woken_after_a_wait(false, read_woken), 0);
     }
 }

@@ -169,7 +169,7 @@ pub(crate) struct Protocol {
     upstream_end: Arc<UpstreamEnd>,
     /// What the session loop waits on for the fatal error, the closer and the upstream end
     /// (and the server's shutdown).
-    signal: Arc<Signal>,
+    signal: Signal,
     /// The last destination a SEND was routed to the broker with (a copy, its room reused: a
     /// slice of the frame would keep the whole read buffer it came in). A broker route depends
     /// on the destination and the configuration only (a handler's also on the principal's
@@ -204,7 +204,7 @@ impl Protocol {
         peer: PeerIdentity,
     ) -> Self {
         let rate = runtime.config.inbound_frame_rate.map(TokenBucket::new);
-        let signal = Arc::new(Signal::default());
+        let signal = Signal::new(outbox.clone());
         let session_info = Arc::new(SessionInfo {
             session_id: session_id.to_string(),
             principal: peer.principal.clone(),
@@ -245,7 +245,7 @@ impl Protocol {
 
     /// The flag the session loop waits on: raised by [`fatal`](Self::fatal),
     /// [`closer`](Self::closer) and [`upstream_end`](Self::upstream_end).
-    pub(crate) fn signal(&self) -> Arc<Signal> {
+    pub(crate) fn signal(&self) -> Signal {
         self.signal.clone()
     }
 

@@ -32,13 +32,13 @@ pub(crate) enum Ended {
 /// Raised once, when the session's broker connection ends.
 pub(crate) struct UpstreamEnd {
     /// The session's signal (raised after `outcome` is set).
-    signal: Arc<Signal>,
+    signal: Signal,
     outcome: OnceLock<Ended>,
 }
 
 impl UpstreamEnd {
     /// The end of a connection, told by raising `signal` (the session's).
-    pub(crate) fn new(signal: Arc<Signal>) -> Self {
+    pub(crate) fn new(signal: Signal) -> Self {
         UpstreamEnd { signal, outcome: OnceLock::new() }
     }
 
