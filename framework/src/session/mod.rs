@@ -896,15 +896,14 @@ enum Event {
 /// One poll of everything the session loop waits for (a hand-written `select!`: a wake-up of a
 /// quiet subscriber's session polled it twice, and the macro's random start and its walk over
 /// six branches were a fifth of the instructions of such a delivery). The signal (a flag of
-/// the `outbox`'s) first, then
-/// the timers (so that neither a constant stream of outbound messages nor of inbound frames
-/// keeps a deadline from being noticed), then the handler queue, then the outbox and the
-/// read, in the order `writes_first` gives: the loop alternates it. A read deadline that
-/// reads move (`reads_move_deadline`: the heart-beat allowance, once connected) gives way to a
-/// read that is ready: the frame or heart-beat waiting in the socket moves it (a session whose
-/// loop was busy elsewhere, with a write within the send time limit, is not closed for a
-/// silence that was not there). Like `select!`, it yields when the task's cooperative budget
-/// is spent.
+/// the `outbox`'s) first, then the timers (so that neither a constant stream of outbound
+/// messages nor of inbound frames keeps a deadline from being noticed), then the handler
+/// queue, then the outbox and the read, in the order `writes_first` gives: the loop
+/// alternates it. A read deadline that reads move (`reads_move_deadline`: the heart-beat
+/// allowance, once connected) gives way to a read that is ready: the frame or heart-beat
+/// waiting in the socket moves it (a session whose loop was busy elsewhere, with a write
+/// within the send time limit, is not closed for a silence that was not there). Like
+/// `select!`, it yields when the task's cooperative budget is spent.
 ///
 /// The signal and a gated read (`gated`: the read is behind the outbox's gate) wake the task
 /// through the outbox, whose waker the outbox's poll registers only when the loop is about to

@@ -866,6 +866,19 @@ fn debug_assert_no_nul(head: &[u8]) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_encoded_frame_is_words_with_no_padding() {
+        // A queued frame is moved a word at a time (`ring::write_in_words`): a field smaller
+        // than a word would put a byte store and padding under one of those word loads, and
+        // each delivery would wait on it again (see `Utf8`). Such a field adds padding, so the
+        // fields would no longer add up to the frame.
+        use std::mem::size_of;
+        assert_eq!(size_of::<Utf8>(), 8);
+        let fields = size_of::<Bytes>() + size_of::<Option<Box<Bytes>>>() + size_of::<Utf8>();
+        assert_eq!(size_of::<EncodedFrame>(), fields, "padding in EncodedFrame");
+        assert_eq!(size_of::<EncodedFrame>() % 8, 0);
+    }
+
     /// The headers of a SEND with `lines`, as the decoder reads them.
     fn decoded(lines: &str) -> Headers {
         let mut buf = BytesMut::from(format!("SEND\n{lines}\n\0").as_bytes());
