@@ -26,9 +26,10 @@ options:
   --consumers C         queue consumers (default 4)
   --prefetch N          queue consumers' prefetch-count (default 100)
   --queue DEST          the queue scenario's destination (default /queue/loadgen)
-  --server-pid PID      read the server's CPU time and memory from /proc; repeat it for a
-                        system of several processes (relaying nodes and their broker): CPU
-                        per delivery is then their sum, with each one's share in the JSON
+  --server-pid PID      read the server's CPU time (its CPU-time clock, in nanoseconds) and
+                        memory (/proc); repeat it for a system of several processes (relaying
+                        nodes and their broker): CPU per delivery is then their sum, with
+                        each one's share in the JSON
   --destination-prefix  topic prefix (default /topic/loadgen; RabbitMQ wants /topic/ too)
   --label NAME          name of the server in the report (default server)
   --login USER          CONNECT login (RabbitMQ: guest)

@@ -52,7 +52,10 @@ pub(crate) async fn run(o: &Options) -> Result<Report, ClientError> {
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for (id, client) in producers {
-        tasks.spawn(publisher(client, id, o.queue.clone(), o.clone(), origin));
+        let (queue, o) = (o.queue.clone(), o.clone());
+        tasks.spawn(
+            async move { publisher(client, id, queue, o, origin).await?.disconnect().await },
+        );
     }
     while let Some(result) = tasks.join_next().await {
         result.map_err(|e| ClientError::Connection(format!("producer task failed: {e}")))??;

@@ -101,6 +101,9 @@ struct Seen {
     expected: u64,
     /// When the last message arrived, in µs since the run's origin.
     last_us: u64,
+    /// The connection and its subscription, left open: the run disconnects every session
+    /// once all have seen their messages, apart from the deliveries it measures.
+    session: Option<(Client, Subscription)>,
 }
 
 async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError> {
@@ -148,16 +151,29 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
     for (id, destination, client) in publishers {
         publisher_tasks.spawn(publisher(client, id, destination, o.clone(), origin));
     }
+    // Every session stays open until all have seen their messages: closing 10,000 sessions
+    // is work of its own (a DISCONNECT, its receipt, the WebSocket's closing handshake), and
+    // counted inside the deliveries' window it was a twentieth of a session per delivery in
+    // the quiet scenario, and slowed the last deliveries. It is measured after them, apart.
+    let mut sessions: Vec<Client> = Vec::with_capacity(total_publishers + total_subscribers);
+    let mut subscriptions: Vec<Subscription> = Vec::with_capacity(total_subscribers);
     while let Some(result) = publisher_tasks.join_next().await {
-        result.map_err(|e| ClientError::Connection(format!("publisher task failed: {e}")))??;
+        sessions.push(
+            result
+                .map_err(|e| ClientError::Connection(format!("publisher task failed: {e}")))??,
+        );
     }
     let mut latency =
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
     let (mut deliveries, mut expected, mut duplicated, mut out_of_order) = (0u64, 0u64, 0u64, 0u64);
     let mut last_us = started.duration_since(origin).as_micros() as u64;
     while let Some(result) = subscriber_tasks.join_next().await {
-        let seen =
+        let mut seen =
             result.map_err(|e| ClientError::Connection(format!("subscriber task failed: {e}")))?;
+        if let Some((client, subscription)) = seen.session.take() {
+            sessions.push(client);
+            subscriptions.push(subscription);
+        }
         latency.add(&seen.latency_us).expect("same histogram bounds");
         deliveries += seen.unique;
         expected += seen.expected;
@@ -167,6 +183,15 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
     }
     let cpu_after = servers_cpu(o);
     let own_cpu_after = proc_stat::cpu_seconds(std::process::id());
+    // Then every session ends at once, as a test's or a deployment's clients would.
+    let ended_sessions = sessions.len();
+    let mut endings = JoinSet::new();
+    for client in sessions {
+        endings.spawn(client.disconnect());
+    }
+    while endings.join_next().await.is_some() {}
+    drop(subscriptions);
+    let cpu_ended = servers_cpu(o);
     let started_us = started.duration_since(origin).as_micros() as u64;
     let seconds = (last_us.saturating_sub(started_us) as f64 / 1e6).max(1e-9);
     let lost = expected - deliveries;
@@ -178,6 +203,13 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
         _ => None,
     };
     let cpu_us = cpu_by_pid.as_ref().map(|each| each.iter().sum::<f64>());
+    // The servers' CPU for the sessions' ends, per session.
+    let end_us = match (&cpu_after, &cpu_ended) {
+        (Some(a), Some(b)) if ended_sessions > 0 => {
+            Some(a.iter().zip(b).map(|(a, b)| (b - a) * 1e6).sum::<f64>() / ended_sessions as f64)
+        }
+        _ => None,
+    };
     let rate = deliveries as f64 / seconds;
     // The generator's own CPU share over the run: near 1.0 core means it is the bottleneck.
     let own_cores = match (own_cpu_before, own_cpu_after) {
@@ -194,7 +226,7 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
         "{scenario} against {label} ({url}): {subs} subscriber(s), {pubs} publisher(s), {topics} topic(s), {m} messages of {size} B per publisher{rate_mode}\n\
          deliveries: {deliveries} in {seconds:.3} s = {rate:.0}/s\n\
          latency µs: p50 {p50}  p99 {p99}  p99.9 {p999}  max {max}\n\
-         lost {lost}, duplicated {duplicated}, out of order {out_of_order}{cpu}{own}",
+         lost {lost}, duplicated {duplicated}, out of order {out_of_order}{cpu}{end}{own}",
         label = o.label,
         url = o.url,
         subs = total_subscribers,
@@ -208,6 +240,9 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
         p999 = q(0.999),
         max = latency.max(),
         cpu = cpu_us.map(|c| format!("\nserver CPU per delivery: {c:.2} µs")).unwrap_or_default(),
+        end = end_us
+            .map(|c| format!("\nserver CPU per session ended (after the deliveries): {c:.1} µs"))
+            .unwrap_or_default(),
         own = own_cores.map(|c| format!("\nload generator CPU: {c:.2} cores")).unwrap_or_default(),
     );
     let json = json!({
@@ -218,6 +253,7 @@ async fn traffic(o: &Options, topics: Vec<Topic>) -> Result<Report, ClientError>
         "latency_us": { "p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": latency.max() },
         "lost": lost, "duplicated": duplicated, "out_of_order": out_of_order,
         "server_cpu_us_per_delivery": cpu_us, "loadgen_cores": own_cores,
+        "server_cpu_us_per_session_end": end_us,
         "server_pids": o.server_pids, "server_cpu_us_per_delivery_by_pid": cpu_by_pid,
         "urls": o.urls,
     });
@@ -243,7 +279,7 @@ pub(crate) async fn publisher(
     destination: String,
     o: Options,
     origin: Instant,
-) -> Result<(), ClientError> {
+) -> Result<Client, ClientError> {
     let interval = o.interval();
     let start = tokio::time::Instant::now();
     // Fixed-rate publishers are spread over the interval, not all in step: the load is a
@@ -261,7 +297,7 @@ pub(crate) async fn publisher(
             client.send(&destination, body).await?;
         }
     }
-    client.disconnect().await
+    Ok(client)
 }
 
 async fn subscriber(
@@ -284,6 +320,7 @@ async fn subscriber(
         out_of_order: 0,
         expected,
         last_us: 0,
+        session: None,
     };
     // Nothing can arrive before the publishers start (messages that do wait in the
     // subscription's buffer); a setup that fails ends the run with an error instead.
@@ -318,7 +355,7 @@ async fn subscriber(
         highest[p] = highest[p].max(Some(seq));
         let _ = stats.latency_us.record(now_us.saturating_sub(sent_us).max(1));
     }
-    let _ = client.disconnect().await;
+    stats.session = Some((client, subscription));
     stats
 }
 
