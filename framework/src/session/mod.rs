@@ -750,9 +750,13 @@ impl<T: Transport> Session<T> {
                 self.batch.clear();
             }
             let frames: Vec<EncodedFrame> = self.batch.drain().collect();
-            if let Ok(Ok(())) = timeout(limit, self.transport.send(&frames)).await {
+            // One write with the close where the transport can (a DISCONNECT's receipt and the
+            // WebSocket close frame were two: a system call and a packet more per session).
+            // Frames that could not be written end the session without a clean close.
+            if let Ok(Ok(())) = timeout(limit, self.transport.send_and_close(&frames)).await {
                 count_written(&self.runtime, &frames);
             }
+            return reason;
         }
         let _ = timeout(limit, self.transport.close()).await;
         reason

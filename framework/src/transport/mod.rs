@@ -134,4 +134,20 @@ pub(crate) trait Transport: Send {
 
     /// Closes the connection cleanly (WebSocket close handshake, TCP shutdown).
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// A session's last write: `frames` in order (its last frames, such as a DISCONNECT's
+    /// receipt or an ERROR), then the clean close, as [`send`](Transport::send) and
+    /// [`close`](Transport::close) do. `Err` if the frames could not be written; the
+    /// connection is then not closed cleanly (it is dropped). A transport that can puts both
+    /// in one write: two writes were a system call and a packet more at every session's end.
+    fn send_and_close(
+        &mut self,
+        frames: &[EncodedFrame],
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        async move {
+            self.send(frames).await?;
+            self.close().await;
+            Ok(())
+        }
+    }
 }

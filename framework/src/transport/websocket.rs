@@ -626,10 +626,62 @@ where
         if self.write_unsent().await.is_err() {
             return;
         }
-        // The client's own close code is echoed (RFC 6455, 5.5.1), if it may be sent.
-        let code = self.peer_close.map(CloseCode::from).filter(|code| code.is_allowed());
-        let frame = code.map(|code| CloseFrame { code, reason: Utf8Bytes::from_static("") });
+        let frame =
+            self.close_code().map(|code| CloseFrame { code, reason: Utf8Bytes::from_static("") });
         let _ = self.ws.close(frame).await;
+    }
+
+    /// A server frames the last frames and its close frame itself, into one write (after the
+    /// pongs it owes); a client's go through tungstenite, as `send` and `close` do. The frames
+    /// are written out whenever the next would take the buffer past [`WRITE_BUFFER`] (a slow
+    /// consumer's queue may be long): the close frame goes with the last of them.
+    async fn send_and_close(&mut self, frames: &[EncodedFrame]) -> io::Result<()> {
+        if self.reader.is_none() {
+            self.send(frames).await?;
+            self.close().await;
+            return Ok(());
+        }
+        for frame in frames {
+            self.check_size(frame)?;
+        }
+        let total: usize = frames.iter().map(|frame| frame.len() + MAX_FRAME_HEADER).sum();
+        self.unsent.reserve(total.min(WRITE_BUFFER) + CLOSE_FRAME);
+        for frame in frames {
+            let len = frame.len();
+            if !self.unsent.is_empty() && self.unsent.len() + len + MAX_FRAME_HEADER > WRITE_BUFFER
+            {
+                self.write_unsent().await?;
+            }
+            put_frame_header(&mut self.unsent, frame.is_utf8(), len);
+            frame.write_parts(&mut self.unsent);
+        }
+        let code = self.close_code();
+        put_close_frame(&mut self.unsent, code);
+        self.write_unsent().await?;
+        self.ws.get_mut().flush().await
+    }
+}
+
+impl<S> WebSocketTransport<S> {
+    /// The status code of our close frame: the client's own, echoed (RFC 6455, 5.5.1), if it
+    /// may be sent; none otherwise.
+    fn close_code(&self) -> Option<CloseCode> {
+        self.peer_close.map(CloseCode::from).filter(|code| code.is_allowed())
+    }
+}
+
+/// The longest close frame [`put_close_frame`] writes: a header and a status code.
+const CLOSE_FRAME: usize = 4;
+
+/// Appends a server's close frame (unmasked, final), with `code` if there is one and no
+/// reason text: what tungstenite sends for `close` with an empty reason.
+fn put_close_frame(out: &mut BytesMut, code: Option<CloseCode>) {
+    match code {
+        Some(code) => {
+            let [high, low] = u16::from(code).to_be_bytes();
+            out.put_slice(&[0x88, 2, high, low]);
+        }
+        None => out.put_slice(&[0x88, 0]),
     }
 }
 
@@ -656,6 +708,73 @@ mod tests {
 
     fn message(body_len: usize) -> EncodedFrame {
         encode(&Frame::new(Command::Message).body(vec![b'x'; body_len]), Version::V1_2)
+    }
+
+    /// A stream that counts the writes made to it.
+    struct CountingWrites<S> {
+        inner: S,
+        writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl<S: AsyncRead + Unpin> AsyncRead for CountingWrites<S> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl<S: AsyncWrite + Unpin> AsyncWrite for CountingWrites<S> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A session's last frames and the close frame go out in one write, and the client reads
+    /// the frames, then the close (with its own code echoed when it closed first).
+    #[tokio::test]
+    async fn the_last_frames_and_the_close_frame_are_one_write() {
+        for peer_close in [None, Some(1000u16)] {
+            let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+            let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counted = CountingWrites { inner: server_end, writes: writes.clone() };
+            let ws = WebSocketStream::from_raw_socket(counted, Role::Server, None).await;
+            let mut transport = WebSocketTransport::server(ws, limits());
+            transport.peer_close = peer_close;
+            let (a, b) = (message(10), message(3000));
+            transport.send_and_close(&[a.clone(), b.clone()]).await.expect("written");
+            assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 1, "one write");
+            drop(transport);
+            let mut client = WebSocketStream::from_raw_socket(client_end, Role::Client, None).await;
+            let whole = |frame: &EncodedFrame| frame.chunks().concat();
+            for frame in [&a, &b] {
+                match client.next().await {
+                    Some(Ok(Message::Text(text))) => assert_eq!(text.as_bytes(), whole(frame)),
+                    other => panic!("expected the frame, got {other:?}"),
+                }
+            }
+            match client.next().await {
+                Some(Ok(Message::Close(close))) => {
+                    assert_eq!(close.map(|frame| u16::from(frame.code)), peer_close);
+                }
+                other => panic!("expected the close frame, got {other:?}"),
+            }
+        }
     }
 
     /// A batch with a frame larger than the session may send is refused whole, with the
