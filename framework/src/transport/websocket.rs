@@ -302,6 +302,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketTransport<S> {
         Ok(())
     }
 
+    /// Frames `frames` after what `unsent` holds, writing it out whenever the next frame would
+    /// take it past [`WRITE_BUFFER`]; `total` bounds the bytes they take framed (room is
+    /// reserved from it as the buffer is refilled). What is framed last stays in `unsent`, for
+    /// the caller's write.
+    async fn frame_into_unsent<'a>(
+        &mut self,
+        frames: impl Iterator<Item = &'a EncodedFrame> + Send,
+        mut total: usize,
+    ) -> io::Result<()> {
+        self.unsent.reserve(total.min(WRITE_BUFFER));
+        for frame in frames {
+            let len = frame.len();
+            if !self.unsent.is_empty() && self.unsent.len() + len + MAX_FRAME_HEADER > WRITE_BUFFER
+            {
+                self.write_unsent().await?;
+                total = total.saturating_sub(WRITE_BUFFER);
+                self.unsent.reserve(total.min(WRITE_BUFFER));
+            }
+            put_frame_header(&mut self.unsent, frame.is_utf8(), len);
+            frame.write_parts(&mut self.unsent);
+        }
+        Ok(())
+    }
+
     /// Frames a batch of at most [`SMALL_WRITE`] bytes on the stack and writes it if the
     /// socket takes it now; what it does not take goes to `unsent` (empty before), for
     /// [`write_unsent`](Self::write_unsent). Not async: nothing of it is kept in the session's
@@ -552,7 +576,7 @@ where
                 self.check_size(frame)?;
             }
         }
-        let mut total = framed_bound(measured, frames.len());
+        let total = framed_bound(measured, frames.len());
         if total <= SMALL_WRITE && !frames.is_empty() {
             // A small batch (a quiet session's one message): no buffer to allocate and free.
             self.write_small(frames)?;
@@ -562,20 +586,9 @@ where
             }
             return self.ws.get_mut().flush().await;
         }
-        self.unsent.reserve(total.min(WRITE_BUFFER));
         // Borrowed, not taken: the caller drops the frames together afterwards (cheaper than
         // moving each out of the batch's ring buffer).
-        for frame in frames.iter() {
-            let len = frame.len();
-            if !self.unsent.is_empty() && self.unsent.len() + len + MAX_FRAME_HEADER > WRITE_BUFFER
-            {
-                self.write_unsent().await?;
-                total = total.saturating_sub(WRITE_BUFFER);
-                self.unsent.reserve(total.min(WRITE_BUFFER));
-            }
-            put_frame_header(&mut self.unsent, frame.is_utf8(), len);
-            frame.write_parts(&mut self.unsent);
-        }
+        self.frame_into_unsent(frames.iter(), total).await?;
         self.write_unsent().await?;
         self.ws.get_mut().flush().await
     }
@@ -645,16 +658,7 @@ where
             self.check_size(frame)?;
         }
         let total: usize = frames.iter().map(|frame| frame.len() + MAX_FRAME_HEADER).sum();
-        self.unsent.reserve(total.min(WRITE_BUFFER) + CLOSE_FRAME);
-        for frame in frames {
-            let len = frame.len();
-            if !self.unsent.is_empty() && self.unsent.len() + len + MAX_FRAME_HEADER > WRITE_BUFFER
-            {
-                self.write_unsent().await?;
-            }
-            put_frame_header(&mut self.unsent, frame.is_utf8(), len);
-            frame.write_parts(&mut self.unsent);
-        }
+        self.frame_into_unsent(frames.iter(), total + CLOSE_FRAME).await?;
         let code = self.close_code();
         put_close_frame(&mut self.unsent, code);
         self.write_unsent().await?;
