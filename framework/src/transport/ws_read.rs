@@ -646,6 +646,10 @@ mod tests {
         for len in 0..40 {
             for phase in 0..4 {
                 let ascii = vec![b'a'; len];
+                // Against the RFC's definition, one byte at a time.
+                let by_rfc: Vec<u8> =
+                    ascii.iter().enumerate().map(|(i, b)| b ^ MASK[(phase + i) % 4]).collect();
+                assert_eq!(masked(&ascii, phase), by_rfc, "{len} bytes from phase {phase}");
                 let mut bytes = masked(&ascii, phase);
                 assert!(unmask(&mut bytes, MASK, phase), "{len} ASCII bytes");
                 assert_eq!(bytes, ascii);
