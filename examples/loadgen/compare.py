@@ -16,9 +16,12 @@ What it does, in order:
      generator never competes with the server it measures (RabbitMQ,
      whose idle Erlang schedulers spin, is paused with SIGSTOP while the others run); with
      --server-cpu F each server also gets its own cgroup capped at F of a core (CFS quota,
-     10 ms periods), so that full-speed runs are bound by the server, not by the generator
-     (one generator core consumes about 0.85 M deliveries/s, which the baseline serves with
-     a third of a core);
+     10 ms periods, longer under a tenth of a core, where the quota would be under the
+     kernel's 1 ms minimum), so that full-speed runs are bound by the server, not by the
+     generator (one generator core consumes about 1.3 M deliveries/s, which the baseline
+     serves with a seventh of a core on this machine in December 2026); each capped run
+     records the share of its periods in which the cap held the server back
+     (`throttled_share` in results.jsonl), and the summary warns where that is under half;
   4. for each subscriber count, runs the fan-out scenario against the three servers in
      alternation for N rounds, each round starting with the next server (total deliveries
      kept near 200,000 per run), then fixed-rate runs at 10,000 and 30,000 deliveries/s with
@@ -104,13 +107,29 @@ def pin(pid, cpu):
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 
 
+def cap_period_us(share):
+    """The CFS period for a cap of `share`: 10 ms, or longer where the quota would be under the
+    kernel's 1 ms minimum (a cap under a tenth of a core)."""
+    return max(10000, -(-1000 * 10000 // int(share * 10000)))
+
+
 def cap_cpu(name, pid, share):
     """Moves `pid` (all its threads) into its own cpu cgroup allowed `share` of a core."""
     group = CGROUP_CPU / f"stompede-bench-{name}"
     group.mkdir(exist_ok=True)
-    (group / "cpu.cfs_period_us").write_text("10000")
-    (group / "cpu.cfs_quota_us").write_text(str(int(10000 * share)))
+    period = cap_period_us(share)
+    # Quota first set to "no limit": a period shorter than the group's current quota would
+    # otherwise be refused.
+    (group / "cpu.cfs_quota_us").write_text("-1")
+    (group / "cpu.cfs_period_us").write_text(str(period))
+    (group / "cpu.cfs_quota_us").write_text(str(round(period * share)))
     (group / "cgroup.procs").write_text(str(pid))
+
+
+def throttling(name):
+    """The capped group's CFS periods so far, and how many of them throttled it."""
+    stat = dict(line.split() for line in (CGROUP_CPU / f"stompede-bench-{name}" / "cpu.stat").read_text().splitlines())
+    return int(stat["nr_periods"]), int(stat["nr_throttled"])
 
 
 def uncap_cpu(pid):
@@ -231,12 +250,10 @@ def main():
         pin(pid, 0)
     pids = {name: pid for name, pid in pids.items() if name in SERVERS}
     print(f"servers pinned to CPU 0 ({pids}), load generator to CPU 1", flush=True)
-    if o.server_cpu:
-        # A throttled RabbitMQ can leave a subscriber waiting longer than the default 10 s.
-        IDLE_TIMEOUT[1] = "120"
-        for name, pid in pids.items():
-            cap_cpu(name, pid, o.server_cpu)
-        print(f"each server capped at {o.server_cpu} of a core", flush=True)
+    if o.server_cpu and not 0.01 <= o.server_cpu <= 1:
+        for p in procs:
+            p.terminate()
+        sys.exit(f"--server-cpu {o.server_cpu}: a cap is a fraction of one core, from 0.01 to 1")
 
     plan = []
     for subs in [] if o.only_fixed_rate else counts:
@@ -248,6 +265,12 @@ def main():
                      ["fanout", "--subscribers", "100", "--messages", str(rate * 5), "--rate", str(rate)], 100))
     results = []
     try:
+        if o.server_cpu:
+            # A throttled RabbitMQ can leave a subscriber waiting longer than the default 10 s.
+            IDLE_TIMEOUT[1] = "120"
+            for name, pid in pids.items():
+                cap_cpu(name, pid, o.server_cpu)
+            print(f"each server capped at {o.server_cpu} of a core ({cap_period_us(o.server_cpu) / 1000:g} ms periods)", flush=True)
         for title, args, subs in plan:
             for round_no in range(o.rounds):
                 # Each round starts with the next server: whatever the first run of a round
@@ -261,7 +284,14 @@ def main():
                     if "rabbitmq" in pids:
                         signal = "CONT" if server == "rabbitmq" else "STOP"
                         sh("kill", f"-{signal}", str(pids["rabbitmq"]), check=False)
+                    before = throttling(server) if o.server_cpu else None
                     r = loadgen(server, pids[server], args)
+                    if before:
+                        # The share of the run's CFS periods in which the cap held the server
+                        # back: near none, and the run was bound by something else (the load
+                        # generator), not by the capped server.
+                        periods, throttled = (b - a for a, b in zip(before, throttling(server)))
+                        r["throttled_share"] = throttled / periods if periods else 0.0
                     r.update({"title": title, "round": round_no, "server": server, "subs": subs})
                     results.append(r)
                     status = r.get("error") or f'{r["deliveries_per_sec"]:,.0f}/s p99 {r["latency_us"]["p99"] / 1000:.2f} ms lost {r["lost"]} dup {r["duplicated"]} ooo {r["out_of_order"]}'
@@ -299,6 +329,17 @@ def main():
                 rows.append({"server": server, "subscribers": subs, "rate": rate, "p99_ms": p99, "cpu": cpu})
     table = "\n".join(lines)
     cap = f" Each server capped at {o.server_cpu} of a core." if o.server_cpu else ""
+    if o.server_cpu:
+        for title, _, _ in plan:
+            for server in SERVERS:
+                shares = [r["throttled_share"] for r in results
+                          if r["title"] == title and r["server"] == server and "throttled_share" in r]
+                if shares and statistics.median(shares) < 0.5:
+                    warning = (f"{title}, {server}: the cap held the server back in only {statistics.median(shares):.0%} "
+                               f"of the periods (median of the rounds): the runs were bound by something else, "
+                               f"most likely the load generator; a lower --server-cpu makes them server-bound")
+                    print(f"warning: {warning}", flush=True)
+                    cap += f" Warning: {warning}."
     (out / "compare.md").write_text(
         f"Rounds: {o.rounds}; medians; ratios are ours ÷ theirs (deliveries/s) and ours ÷ theirs (CPU per delivery).{cap}\n\n{table}\n")
     svg_plot(rows, out / "compare.svg")
