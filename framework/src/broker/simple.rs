@@ -205,9 +205,10 @@ impl SimpleBroker {
     }
 
     /// The message of a [`broadcast`](Self::broadcast), made at its first subscription
-    /// `listed` from `parts` (taken: once only) into `made` (empty), which it returns. Out of
-    /// line, so that the fan-out's loop stays small; made in its slot, where returning it
-    /// moved it (176 bytes, a `memcpy` call) into the slot.
+    /// `listed` from `parts` (taken: once only) and put in `made` (empty), which it returns.
+    /// Its first delivery's frame is built once it is in `made`, where it stays: built before,
+    /// on the way, the message was moved once more (its 176 bytes of `PreparedMessage`, a
+    /// `memcpy` call). Out of line, so that the fan-out's loop stays small.
     #[inline(never)]
     fn make_for<'m>(
         &self,
@@ -218,8 +219,8 @@ impl SimpleBroker {
     ) -> Option<&'m Message> {
         let (headers, body) = parts.take()?;
         let id = self.next_id();
-        // Into the empty slot (no old message to drop between making and placing, which kept
-        // the compiler from making it there).
+        // Moved into the slot once (224 bytes): the compiler does not make it in place across
+        // a call that may unwind.
         let message = made.get_or_insert_with(|| prepare(id, destination, headers, body));
         if let Some((version, head)) = listed.direct_head() {
             message.prepared.build_first_frame(version, head);
@@ -638,7 +639,7 @@ impl Visit for &mut Broadcast<'_, '_> {
 /// a broadcast keeps it on its stack (see `Broadcast`), the other paths put it in an `Arc`;
 /// either may then build the frame of its first delivery in it
 /// (`PreparedMessage::build_first_frame`), where it stays (building it here, on the way,
-/// moved the message, 224 bytes and a `memcpy` call, once more).
+/// moved the message's 176 bytes of `PreparedMessage`, a `memcpy` call, once more).
 #[inline]
 fn prepare(id: u64, destination: &ByteStr, headers: Shared<'_>, body: Body) -> Message {
     // The id is kept apart from the headers (`PreparedMessage::with_message_id`): the frames
