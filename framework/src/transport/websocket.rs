@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::ws_read::{FrameError, FrameReader};
 use super::{SentNow, Transport, TransportError};
-use crate::outbox::{Batch, Measured};
+use crate::outbox::Batch;
 use crate::stomp::EncodedFrame;
 use crate::stomp::put_uninit;
 
@@ -178,9 +178,9 @@ fn put_frame_header(out: &mut BytesMut, text: bool, len: usize) {
 /// The longest header [`put_frame_header`] writes.
 const MAX_FRAME_HEADER: usize = 10;
 
-/// At most how many bytes `frames` frames of `measured` sizes take framed.
-fn framed_bound(measured: Measured, frames: usize) -> usize {
-    measured.bytes + frames * MAX_FRAME_HEADER
+/// At most how many bytes `frames` frames of `bytes` in all take framed.
+fn framed_bound(bytes: usize, frames: usize) -> usize {
+    bytes + frames * MAX_FRAME_HEADER
 }
 
 /// A batch of at most this many bytes (frame headers counted at their longest) is framed on
@@ -576,7 +576,7 @@ where
                 self.check_size(frame)?;
             }
         }
-        let total = framed_bound(measured, frames.len());
+        let total = framed_bound(measured.bytes, frames.len());
         if total <= SMALL_WRITE && !frames.is_empty() {
             // A small batch (a quiet session's one message): no buffer to allocate and free.
             self.write_small(frames)?;
@@ -598,7 +598,7 @@ where
     /// written if the socket takes it, as `send_taking` would, with no future made.
     fn send_now(&mut self, frames: &mut Batch) -> io::Result<SentNow> {
         let small = frames.measured().is_some_and(|measured| {
-            framed_bound(measured, frames.len()) <= SMALL_WRITE
+            framed_bound(measured.bytes, frames.len()) <= SMALL_WRITE
                 && measured.largest <= self.limits.max_outbound_frame
         });
         if !small || self.reader.is_none() || self.unsent.capacity() > 0 || frames.is_empty() {
@@ -654,11 +654,13 @@ where
             self.close().await;
             return Ok(());
         }
+        let mut bytes = 0;
         for frame in frames {
             self.check_size(frame)?;
+            bytes += frame.len();
         }
-        let total: usize = frames.iter().map(|frame| frame.len() + MAX_FRAME_HEADER).sum();
-        self.frame_into_unsent(frames.iter(), total + CLOSE_FRAME).await?;
+        let total = framed_bound(bytes, frames.len()) + CLOSE_FRAME;
+        self.frame_into_unsent(frames.iter(), total).await?;
         let code = self.close_code();
         put_close_frame(&mut self.unsent, code);
         self.write_unsent().await?;
